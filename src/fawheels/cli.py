@@ -1,0 +1,133 @@
+"""Command-line interface: thin argument parsing over the package API (DESIGN §3)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import FawheelsError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _add_matrix_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--matrix",
+        type=Path,
+        default=None,
+        help="build matrix file (default: ./build_matrix.yaml, else the one shipped with fawheels)",
+    )
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from . import matrix
+
+    m = matrix.load_matrix_file(args.matrix)
+    print(matrix.render_targets(m, args.format))
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from . import build
+
+    return build.build_command(
+        matrix_path=args.matrix,
+        target_ids=args.targets,
+        dist=args.dist,
+        jobs=args.jobs,
+        container=args.container,
+        offline=args.offline,
+        keep_going=args.keep_going,
+    )
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from . import inspect
+
+    return inspect.inspect_command(args.path, as_json=args.json)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from . import verify
+
+    return verify.verify_command(args.wheel, as_json=args.json)
+
+
+def cmd_compat(args: argparse.Namespace) -> int:
+    from . import compat
+
+    return compat.compat_command(args.path, gpu=args.gpu, driver=args.driver, as_json=args.json)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from . import publish
+
+    return publish.publish_command(args.wheels, index=args.index)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fawheels",
+        description="Build, read, verify and publish FlashAttention wheels with real SASS for every GPU.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("matrix", help="list the expanded targets of the build matrix")
+    _add_matrix_arg(p)
+    p.add_argument("--format", choices=["table", "json", "github"], default="table")
+    p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("build", help="build targets into dist/ (wheel + .sha256 + .verify.json)")
+    _add_matrix_arg(p)
+    p.add_argument("targets", nargs="*", metavar="TARGET_ID", help="target ids (default: the default target)")
+    p.add_argument("--dist", type=Path, default=Path("dist"), help="output directory (default: dist)")
+    p.add_argument("--jobs", "-j", type=int, default=None, help="concurrent nvcc jobs (default: MAX_JOBS or "
+                   "as many as cores and memory allow)")
+    p.add_argument("--container", action="store_true", help="build inside the target's toolchain image")
+    p.add_argument("--offline", action="store_true", help="use only cached sources and the host toolchain "
+                   "and torch; never touch a package index")
+    p.add_argument("--keep-going", action="store_true", help="build the remaining targets after a failure")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("inspect", help="list every CUDA code entry of a wheel, .so, cubin or fatbin")
+    p.add_argument("path", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("verify", help="check a wheel against the promises of its target (exit 0 pass, 1 fail)")
+    p.add_argument("wheel", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("compat", help="predict whether each kernel image loads on a GPU with a driver")
+    p.add_argument("path", help="wheel, .so, fatbin, or an installed distribution name (vllm, flash-attn)")
+    p.add_argument("--gpu", required=True, help="GPU name (RTX PRO 6000, H100), arch (sm_120) or CC (12.0)")
+    p.add_argument("--driver", required=True, help="NVIDIA driver version, e.g. 570.195.03")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compat)
+
+    p = sub.add_parser("publish", help="add verified wheels to a PEP 503 index (directory or URL)")
+    p.add_argument("wheels", nargs="+", type=Path, metavar="WHEEL")
+    p.add_argument("--index", required=True, help="index directory or upload URL")
+    p.set_defaults(func=cmd_publish)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Command = args.func
+    try:
+        return func(args)
+    except FawheelsError as exc:
+        print(f"fawheels: {exc.kind} error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("fawheels: interrupted; dist/ was left as it was", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""CUDA facts as data (DESIGN §4): toolkits, PTX ISA versions, drivers, SM targets and GPUs.
+
+Pure: no I/O. Every rule about "can toolkit X compile arch Y", "can driver D JIT PTX ISA I" and
+"does SASS for arch A run on compute capability C" lives here, so matrix validation, verify and
+compat all agree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import total_ordering
+
+from .errors import ConfigError
+
+
+@total_ordering
+@dataclass(frozen=True)
+class Version:
+    """A dotted version (CUDA 13.0, PTX ISA 9.0, driver 580.65.06) compared numerically."""
+
+    parts: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, text: str | float | int) -> Version:
+        text = str(text).strip()
+        if not re.fullmatch(r"\d+(\.\d+)*", text):
+            raise ValueError(f"not a version: {text!r}")
+        return cls(tuple(int(p) for p in text.split(".")))
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Version):
+            return NotImplemented
+        width = max(len(self.parts), len(other.parts))
+        return self.parts + (0,) * (width - len(self.parts)) < other.parts + (0,) * (
+            width - len(other.parts)
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Version):
+            return NotImplemented
+        return not self < other and not other < self
+
+    def __hash__(self) -> int:
+        parts = list(self.parts)
+        while len(parts) > 1 and parts[-1] == 0:
+            parts.pop()
+        return hash(tuple(parts))
+
+    @property
+    def major(self) -> int:
+        return self.parts[0]
+
+    @property
+    def minor(self) -> int:
+        return self.parts[1] if len(self.parts) > 1 else 0
+
+    def __str__(self) -> str:
+        return ".".join(str(p) for p in self.parts)
+
+
+@dataclass(frozen=True)
+class Toolkit:
+    cuda: Version
+    ptx_isa: Version
+    min_driver: Version  # minimum Linux driver of the GA release
+
+
+def _v(text: str) -> Version:
+    return Version.parse(text)
+
+
+# NVIDIA "CUDA Toolkit and Corresponding Driver Versions" + PTX ISA release notes.
+TOOLKITS: tuple[Toolkit, ...] = (
+    Toolkit(_v("12.0"), _v("8.0"), _v("525.60.13")),
+    Toolkit(_v("12.1"), _v("8.1"), _v("530.30.02")),
+    Toolkit(_v("12.2"), _v("8.2"), _v("535.54.03")),
+    Toolkit(_v("12.3"), _v("8.3"), _v("545.23.06")),
+    Toolkit(_v("12.4"), _v("8.4"), _v("550.54.14")),
+    Toolkit(_v("12.5"), _v("8.5"), _v("555.42.02")),
+    Toolkit(_v("12.6"), _v("8.5"), _v("560.28.03")),
+    Toolkit(_v("12.8"), _v("8.7"), _v("570.26")),
+    Toolkit(_v("12.9"), _v("8.8"), _v("575.51.03")),
+    Toolkit(_v("13.0"), _v("9.0"), _v("580.65.06")),
+    Toolkit(_v("13.1"), _v("9.1"), _v("590.44.01")),
+    Toolkit(_v("13.2"), _v("9.2"), _v("595.45.04")),
+)
+
+# Minor version compatibility (SASS only): a CUDA major's runtime runs on drivers at least this new.
+MINOR_COMPAT_MIN_DRIVER: dict[int, Version] = {12: _v("525.60.13"), 13: _v("580.65.06")}
+
+
+def toolkit(cuda: str | Version) -> Toolkit:
+    version = cuda if isinstance(cuda, Version) else Version.parse(cuda)
+    key = Version(version.parts[:2])
+    for tk in TOOLKITS:
+        if tk.cuda == key:
+            return tk
+    known = ", ".join(str(t.cuda) for t in TOOLKITS)
+    raise ConfigError(f"unknown CUDA toolkit {version} (known: {known})")
+
+
+def min_driver_for_ptx_isa(isa: Version) -> Version | None:
+    """Oldest driver that can JIT PTX of this ISA: that of the first toolkit emitting it (or newer)."""
+    for tk in TOOLKITS:
+        if tk.ptx_isa >= isa:
+            return tk.min_driver
+    return None  # newer than every toolkit we know
+
+
+def cuda_of_driver(driver: Version) -> Version | None:
+    """The newest CUDA version a driver supports natively (None if older than every known toolkit)."""
+    supported = [tk.cuda for tk in TOOLKITS if driver >= tk.min_driver]
+    return max(supported) if supported else None
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A compilation target: `sm_120`, `sm_90a`, `sm_120f` (SASS) or `compute_120` (PTX)."""
+
+    major: int
+    minor: int
+    suffix: str = ""  # "", "a" (arch-specific) or "f" (family)
+
+    @classmethod
+    def parse(cls, text: str) -> Arch:
+        m = re.fullmatch(r"(?:sm_|compute_)?(\d+)(\d)([af]?)", text.strip())
+        if not m:
+            raise ValueError(f"not an arch: {text!r} (expected e.g. sm_120, sm_90a, sm_120f)")
+        return cls(int(m.group(1)), int(m.group(2)), m.group(3))
+
+    @property
+    def sm(self) -> str:
+        return f"sm_{self.major}{self.minor}{self.suffix}"
+
+    @property
+    def compute(self) -> str:
+        return f"compute_{self.major}{self.minor}{self.suffix}"
+
+    @property
+    def short(self) -> str:
+        """Id fragment: sm_120 -> sm120."""
+        return f"sm{self.major}{self.minor}{self.suffix}"
+
+    @property
+    def cc(self) -> tuple[int, int]:
+        return (self.major, self.minor)
+
+    def __str__(self) -> str:
+        return self.sm
+
+
+@dataclass(frozen=True)
+class ArchSupport:
+    """Which toolkits can compile an SM target offline, and the PTX ISA it needs."""
+
+    first_cuda: Version
+    last_cuda: Version | None  # None: still supported by the newest toolkit
+    min_ptx_isa: Version
+
+
+_ALL = _v("12.0")
+_ARCH_SUPPORT: dict[tuple[int, int], ArchSupport] = {
+    (5, 0): ArchSupport(_ALL, _v("12.9"), _v("4.0")),
+    (5, 2): ArchSupport(_ALL, _v("12.9"), _v("4.1")),
+    (5, 3): ArchSupport(_ALL, _v("12.9"), _v("4.2")),
+    (6, 0): ArchSupport(_ALL, _v("12.9"), _v("5.0")),
+    (6, 1): ArchSupport(_ALL, _v("12.9"), _v("5.0")),
+    (6, 2): ArchSupport(_ALL, _v("12.9"), _v("5.0")),
+    (7, 0): ArchSupport(_ALL, _v("12.9"), _v("6.0")),
+    (7, 2): ArchSupport(_ALL, _v("12.9"), _v("6.1")),
+    (7, 5): ArchSupport(_ALL, None, _v("6.3")),
+    (8, 0): ArchSupport(_ALL, None, _v("7.0")),
+    (8, 6): ArchSupport(_ALL, None, _v("7.1")),
+    (8, 7): ArchSupport(_ALL, None, _v("7.4")),
+    (8, 9): ArchSupport(_ALL, None, _v("7.8")),
+    (9, 0): ArchSupport(_ALL, None, _v("7.8")),
+    (10, 0): ArchSupport(_v("12.8"), None, _v("8.6")),
+    (10, 1): ArchSupport(_v("12.8"), _v("12.9"), _v("8.6")),  # renamed sm_110 in CUDA 13.0
+    (10, 3): ArchSupport(_v("12.9"), None, _v("8.8")),
+    (11, 0): ArchSupport(_v("13.0"), None, _v("9.0")),
+    (12, 0): ArchSupport(_v("12.8"), None, _v("8.7")),
+    (12, 1): ArchSupport(_v("12.9"), None, _v("8.8")),
+}
+_A_SUFFIX_MIN_ISA = {(9, 0): _v("8.0")}  # sm_90a needs more than sm_90; later `a` targets match the base
+_FAMILY_FIRST_CUDA = _v("12.9")
+_FAMILY_MIN_ISA = _v("8.8")
+
+
+def known_arches() -> list[str]:
+    return [f"sm_{ma}{mi}" for ma, mi in _ARCH_SUPPORT]
+
+
+def arch_support(arch: Arch) -> ArchSupport:
+    try:
+        base = _ARCH_SUPPORT[arch.cc]
+    except KeyError:
+        raise ConfigError(f"unknown arch {arch.sm} (known: {', '.join(known_arches())})") from None
+    if arch.suffix == "a" and arch.major < 9:
+        raise ConfigError(f"{arch.sm}: arch-specific `a` targets exist from sm_90a on")
+    if arch.suffix == "f":
+        if arch.major < 10:
+            raise ConfigError(f"{arch.sm}: family `f` targets exist from sm_100f on")
+        return ArchSupport(
+            max(base.first_cuda, _FAMILY_FIRST_CUDA), base.last_cuda, max(base.min_ptx_isa, _FAMILY_MIN_ISA)
+        )
+    if arch.suffix == "a":
+        return ArchSupport(base.first_cuda, base.last_cuda, _A_SUFFIX_MIN_ISA.get(arch.cc, base.min_ptx_isa))
+    return base
+
+
+def toolkit_compile_error(cuda: Version, arch: Arch) -> str | None:
+    """Why toolkit `cuda` cannot compile `arch` (None when it can)."""
+    support = arch_support(arch)
+    if cuda < support.first_cuda:
+        return f"{arch.sm} needs CUDA >= {support.first_cuda} (toolkit is {cuda})"
+    if support.last_cuda is not None and cuda > support.last_cuda:
+        renamed = " (renamed sm_110 in CUDA 13.0)" if arch.cc == (10, 1) else ""
+        return f"CUDA {cuda} cannot compile {arch.sm} offline{renamed}; the last toolkit that can is {support.last_cuda}"
+    return None
+
+
+def sass_runs_on(sass: Arch, cc: tuple[int, int]) -> bool:
+    """SASS binary compatibility: sm_XY runs on X.Z (Z >= Y); sm_XYa only on X.Y; sm_XYf on the family."""
+    major, minor = cc
+    if sass.suffix == "a":
+        return sass.cc == cc
+    return sass.major == major and minor >= sass.minor
+
+
+def ptx_jits_on(ptx: Arch, cc: tuple[int, int]) -> bool:
+    """PTX compute_XY JITs for any CC >= X.Y; compute_XYa only on X.Y; compute_XYf on the family."""
+    if ptx.suffix == "a":
+        return ptx.cc == cc
+    if ptx.suffix == "f":
+        return ptx.major == cc[0] and cc[1] >= ptx.minor
+    return cc >= ptx.cc
+
+
+# Marketing names -> compute capability (lower-case, spaces/dashes collapsed when matching).
+GPUS: dict[str, tuple[int, int]] = {
+    "rtx pro 6000": (12, 0),
+    "rtx pro 6000 blackwell": (12, 0),
+    "rtx 5090": (12, 0),
+    "rtx 5080": (12, 0),
+    "dgx spark": (12, 1),
+    "gb10": (12, 1),
+    "b200": (10, 0),
+    "gb200": (10, 0),
+    "b300": (10, 3),
+    "gb300": (10, 3),
+    "h100": (9, 0),
+    "h200": (9, 0),
+    "gh200": (9, 0),
+    "l40s": (8, 9),
+    "l4": (8, 9),
+    "rtx 4090": (8, 9),
+    "a10": (8, 6),
+    "a10g": (8, 6),
+    "rtx 3090": (8, 6),
+    "a100": (8, 0),
+    "a30": (8, 0),
+}
+
+
+def _norm_gpu(text: str) -> str:
+    text = re.sub(r"^(nvidia|geforce)\s+", "", text.strip().lower())
+    text = re.sub(r"^geforce\s+", "", text)
+    return re.sub(r"[\s_-]+", " ", text)
+
+
+def parse_gpu(text: str) -> tuple[int, int]:
+    """GPU as a name ("RTX PRO 6000", "H100"), an arch ("sm_120") or a compute capability ("12.0")."""
+    raw = text.strip()
+    if re.fullmatch(r"\d+\.\d", raw):
+        major, minor = raw.split(".")
+        return int(major), int(minor)
+    if re.fullmatch(r"(sm_|compute_)?\d+\d[af]?", raw.lower()):
+        return Arch.parse(raw.lower()).cc
+    key = _norm_gpu(raw)
+    if key in GPUS:
+        return GPUS[key]
+    import difflib
+
+    close = difflib.get_close_matches(key, list(GPUS), n=3)
+    hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+    raise ConfigError(
+        f"unknown GPU {text!r}{hint}",
+        hint="give a name (RTX PRO 6000, H100, ...), an arch (sm_120) or a compute capability (12.0)",
+    )
