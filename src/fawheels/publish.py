@@ -1,0 +1,762 @@
+"""Publish verified wheels to a package index (`fawheels publish WHEEL… --index DIR_OR_URL`, DESIGN §3).
+
+Two backends behind one entry point, `publish_command`:
+
+- a directory: a static index, one root per variant (`DIR/cu130/simple/<project>/`) with PEP 503 pages
+  (`#sha256=` fragments), PEP 658 `.metadata` files, PEP 691 `index.json` beside each page, a
+  machine-readable `wheels.json` and a human root page `DIR/index.html`. Updates take a lock and write
+  every file aside then rename it, so concurrent or killed publishers leave a valid index.
+- an http(s) URL: the legacy upload API that pypiserver, devpi and PyPI speak, with credentials from the
+  environment or keyring only.
+
+Either way a wheel is refused unless the `.verify.json` beside it says ok AND a fresh `verify_wheel` passes,
+and unless its variant (the CUDA part of its local version, `+cu130torch2.14` → `cu130`) matches the root.
+The pure part (names, rules, rendering) comes first; everything that touches disk or network follows.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import html
+import ipaddress
+import json
+import os
+import re
+import secrets
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.parser import HeaderParser
+from html.parser import HTMLParser
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote, unquote, urljoin, urlsplit
+
+from packaging.utils import (
+    InvalidWheelFilename,
+    canonicalize_name,
+    canonicalize_version,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+from .errors import FawheelsError, PublishError
+
+MANIFEST = "wheels.json"
+LOCK = ".fawheels-publish.lock"
+TMP_MARK = ".tmp-"
+PEP691_VERSION = "1.1"
+_VARIANT = re.compile(r"cu\d+")
+_CHUNK = 1 << 20
+
+# -------------------------------------------------------------------------------------------- pure part
+
+
+@dataclass(frozen=True)
+class WheelName:
+    """What a wheel's filename says: project (PEP 503-normalized), version, variant, python tag."""
+
+    filename: str
+    project: str
+    version: Version
+    variant: str
+    python_tag: str
+
+
+def variant_of(version: Version) -> str:
+    """`2.8.3+cu130torch2.14` → `cu130`: the CUDA part of the local label picks the index root."""
+    local = version.local or ""
+    m = _VARIANT.match(local)
+    if m is None:
+        raise PublishError(
+            f"version {version} names no CUDA variant",
+            hint="fawheels wheels carry a local label like +cu130torch2.14; the variant picks the index root",
+        )
+    return m.group(0)
+
+
+def parse_wheel_name(filename: str) -> WheelName:
+    if not filename.endswith(".whl"):
+        raise PublishError(f"{filename}: not a wheel (only .whl files are published)")
+    try:
+        name, version, _build, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename as exc:
+        raise PublishError(f"{filename}: not a valid wheel filename ({exc})") from exc
+    python_tag = sorted({t.interpreter for t in tags})[0]
+    return WheelName(filename, str(name), version, variant_of(version), python_tag)
+
+
+@dataclass(frozen=True)
+class IndexLocation:
+    """Where `--index` points: a directory (`root`) or an upload URL (`url`), maybe pinned to a variant."""
+
+    root: Path | None
+    url: str | None
+    variant: str | None
+
+
+def parse_index(spec: str) -> IndexLocation:
+    """`DIR`, `DIR/cu128`, `DIR/cu128/simple`, `file://…` or `http(s)://host[/…/cu130]/`.
+
+    A variant named by the location pins it: publishing `+cu130` there is refused.
+    """
+    parts = urlsplit(spec)
+    if parts.scheme in ("http", "https"):
+        if parts.username is not None or parts.password is not None:
+            raise PublishError(
+                "credentials in the index URL are refused (command lines show up in `ps` and logs)",
+                hint="set FAWHEELS_INDEX_USER / FAWHEELS_INDEX_PASSWORD, or store them in keyring",
+            )
+        segments = [s for s in parts.path.split("/") if _VARIANT.fullmatch(s)]
+        url = spec if spec.endswith("/") else spec + "/"
+        return IndexLocation(None, url, segments[-1] if segments else None)
+    if parts.scheme == "file":
+        return parse_index(unquote(parts.path))
+    if parts.scheme:
+        raise PublishError(f"index {spec!r}: unsupported scheme {parts.scheme!r}",
+                           hint="use a directory or an http(s) URL")
+    path = Path(spec)
+    if path.name == "simple" and _VARIANT.fullmatch(path.parent.name):
+        return IndexLocation(path.parent.parent, None, path.parent.name)
+    if _VARIANT.fullmatch(path.name):
+        return IndexLocation(path.parent, None, path.name)
+    return IndexLocation(path, None, None)
+
+
+def check_variant(name: WheelName, pinned: str | None, where: str) -> None:
+    if pinned is not None and name.variant != pinned:
+        raise PublishError(
+            f"{name.filename}: variant {name.variant} does not belong in the {pinned} index {where}",
+            hint=f"publish it to the {name.variant} root instead",
+        )
+
+
+@dataclass(frozen=True)
+class WheelRecord:
+    """One published wheel: what the index pages and `wheels.json` say about it."""
+
+    filename: str
+    project: str
+    version: str
+    variant: str
+    sha256: str
+    size: int
+    metadata_sha256: str
+    requires_python: str | None
+    target: str | None
+    torch: str | None
+    python: str | None
+    sass: tuple[str, ...]
+    ptx: tuple[str, ...]
+    build_date: str | None
+    published: str
+    verified: bool
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["sass"], d["ptx"] = list(self.sass), list(self.ptx)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> WheelRecord:
+        return cls(**{**d, "sass": tuple(d["sass"]), "ptx": tuple(d["ptx"])})
+
+
+def make_record(
+    name: WheelName,
+    *,
+    sha256: str,
+    size: int,
+    metadata: bytes,
+    build_info: Mapping[str, Any],
+    published: datetime,
+    verified: bool,
+) -> WheelRecord:
+    meta = HeaderParser().parsestr(metadata.decode("utf-8"))
+    torch = build_info.get("torch") or {}
+    archs = build_info.get("archs") or {}
+    epoch = build_info.get("source_date_epoch")
+    return WheelRecord(
+        filename=name.filename,
+        project=name.project,
+        version=str(name.version),
+        variant=name.variant,
+        sha256=sha256,
+        size=size,
+        metadata_sha256=hashlib.sha256(metadata).hexdigest(),
+        requires_python=meta.get("Requires-Python"),
+        target=build_info.get("target"),
+        torch=torch.get("requirement") or torch.get("version"),
+        python=build_info.get("python"),
+        sass=tuple(archs.get("sass") or ()),
+        ptx=tuple(archs.get("ptx") or ()),
+        build_date=(datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC")
+                    if epoch is not None else None),
+        published=published.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        verified=verified,
+    )
+
+
+def is_new(record: WheelRecord, listed_sha256: str | None, where: str) -> bool:
+    """Same filename and hash: nothing to do. Same filename, other bytes: refused (a file never changes)."""
+    if listed_sha256 is None:
+        return True
+    if listed_sha256 == record.sha256:
+        return False
+    raise PublishError(
+        f"{record.filename}: {where} already holds a file of that name with another sha256 "
+        f"({listed_sha256[:16]}… ≠ {record.sha256[:16]}…)",
+        hint="published files are immutable; bump the version (or build number) to publish new bytes",
+    )
+
+
+def _href(filename: str) -> str:
+    return quote(filename)  # `+` of the local version must not reach a URL bare
+
+
+def _sorted(records: Iterable[WheelRecord]) -> list[WheelRecord]:
+    return sorted(records, key=lambda r: (r.variant, r.project, Version(r.version), r.filename))
+
+
+def render_project_html(project: str, records: Sequence[WheelRecord]) -> str:
+    links = []
+    for r in _sorted(records):
+        rp = f' data-requires-python="{html.escape(r.requires_python)}"' if r.requires_python else ""
+        meta = f"sha256={r.metadata_sha256}"
+        links.append(
+            f'<a href="{_href(r.filename)}#sha256={r.sha256}"{rp} data-dist-info-metadata="{meta}" '
+            f'data-core-metadata="{meta}">{html.escape(r.filename)}</a><br>'
+        )
+    return (
+        "<!DOCTYPE html>\n<html>\n<head>\n"
+        f'<meta name="pypi:repository-version" content="{PEP691_VERSION}">\n'
+        f"<title>Links for {html.escape(project)}</title>\n</head>\n<body>\n"
+        f"<h1>Links for {html.escape(project)}</h1>\n" + "\n".join(links) + "\n</body>\n</html>\n"
+    )
+
+
+def render_project_json(project: str, records: Sequence[WheelRecord]) -> str:
+    rs = _sorted(records)
+    files = [
+        {
+            "filename": r.filename,
+            "url": _href(r.filename),
+            "hashes": {"sha256": r.sha256},
+            "requires-python": r.requires_python,
+            "core-metadata": {"sha256": r.metadata_sha256},
+            "dist-info-metadata": {"sha256": r.metadata_sha256},
+            "size": r.size,
+            "upload-time": r.published,
+        }
+        for r in rs
+    ]
+    versions = sorted({r.version for r in rs}, key=Version)
+    doc = {"meta": {"api-version": PEP691_VERSION}, "name": project, "files": files, "versions": versions}
+    return json.dumps(doc, indent=1) + "\n"
+
+
+def render_simple_html(projects: Iterable[str]) -> str:
+    links = "\n".join(f'<a href="{quote(p)}/">{html.escape(p)}</a><br>' for p in sorted(set(projects)))
+    return (
+        "<!DOCTYPE html>\n<html>\n<head>\n"
+        f'<meta name="pypi:repository-version" content="{PEP691_VERSION}">\n'
+        "<title>Simple index</title>\n</head>\n<body>\n" + links + "\n</body>\n</html>\n"
+    )
+
+
+def render_simple_json(projects: Iterable[str]) -> str:
+    doc = {"meta": {"api-version": PEP691_VERSION}, "projects": [{"name": p} for p in sorted(set(projects))]}
+    return json.dumps(doc, indent=1) + "\n"
+
+
+def render_manifest(records: Iterable[WheelRecord]) -> str:
+    return json.dumps({"schema": 1, "wheels": [r.to_json() for r in _sorted(records)]}, indent=1) + "\n"
+
+
+def parse_manifest(text: str) -> list[WheelRecord]:
+    return [WheelRecord.from_json(d) for d in json.loads(text)["wheels"]]
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+_PAGE_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem;color:#1b1f24}
+h1{font-size:1.5rem}h2{margin-top:2rem;font-size:1.2rem}
+table{border-collapse:collapse;font-size:.85rem}
+th,td{border-bottom:1px solid #d0d7de;padding:.35rem .6rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa}code{font-size:.8rem}.ok{color:#1a7f37;font-weight:600}.bad{color:#cf222e}
+.muted{color:#57606a}
+"""
+
+
+def render_root_html(records: Sequence[WheelRecord]) -> str:
+    """The page for people: per variant, every wheel with what it was built for and how it was checked."""
+    by_variant: dict[str, list[WheelRecord]] = {}
+    for r in _sorted(records):
+        by_variant.setdefault(r.variant, []).append(r)
+    e = html.escape
+    out = [
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
+        "<title>fawheels index</title>\n<style>", _PAGE_STYLE, "</style>\n</head>\n<body>\n",
+        "<h1>fawheels wheel index</h1>\n",
+        "<p class=\"muted\">Every wheel below passed <code>fawheels verify</code> when it was published. "
+        f"Machine-readable list: <a href=\"{MANIFEST}\">{MANIFEST}</a>.</p>\n",
+    ]
+    if not by_variant:
+        out.append("<p>No wheels published yet.</p>\n")
+    for variant, rs in by_variant.items():
+        v = e(variant)
+        projects = sorted({r.project for r in rs})
+        out.append(
+            f'<h2 id="{v}">{v}</h2>\n<p>Install: <code>pip install --index-url &lt;this index&gt;/{v}/simple '
+            f"{e(projects[0])}</code> · <a href=\"{v}/simple/\">{v}/simple/</a> (PEP 503) · "
+            f"<a href=\"{v}/simple/index.json\">index.json</a> (PEP 691)</p>\n"
+            "<table>\n<tr><th>wheel</th><th>target</th><th>torch</th><th>python</th><th>SASS</th>"
+            "<th>PTX</th><th>build date</th><th>size</th><th>sha256</th><th>verify</th></tr>\n"
+        )
+        for r in rs:
+            base = f"{v}/simple/{quote(r.project)}/{_href(r.filename)}"
+            status = '<td class="ok">passed' if r.verified else '<td class="bad">not verified'
+            out.append(
+                f'<tr><td><a href="{base}#sha256={r.sha256}">{e(r.filename)}</a></td>'
+                f"<td>{e(r.target or '—')}</td><td>{e(r.torch or '—')}</td><td>{e(r.python or '—')}</td>"
+                f"<td>{e(' '.join(r.sass) or '—')}</td><td>{e(' '.join(r.ptx) or '—')}</td>"
+                f"<td>{e(r.build_date or '—')}</td><td>{human_size(r.size)}</td>"
+                f'<td><code title="{r.sha256}">{r.sha256[:16]}…</code></td>'
+                f'{status} (<a href="{base}.verify.json">report</a>, {e(r.published[:10])})</td></tr>\n'
+            )
+        out.append("</table>\n")
+    out.append("</body>\n</html>\n")
+    return "".join(out)
+
+
+class _LinkParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        href = dict(attrs).get("href")
+        if tag == "a" and href:
+            self.hrefs.append(href)
+
+
+def parse_simple_links(page: str) -> dict[str, str | None]:
+    """filename → sha256 (or None) from a PEP 503 project page."""
+    parser = _LinkParser()
+    parser.feed(page)
+    out: dict[str, str | None] = {}
+    for href in parser.hrefs:
+        path, _, frag = href.partition("#")
+        algo, _, digest = frag.partition("=")
+        out[unquote(path.rsplit("/", 1)[-1])] = digest if algo == "sha256" else None
+    return out
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str = field(repr=False)  # repr=False keeps it out of tracebacks and debug prints
+
+
+def credentials_from_env(env: Mapping[str, str]) -> Credentials | None:
+    for user_var, pass_var in (("FAWHEELS_INDEX_USER", "FAWHEELS_INDEX_PASSWORD"),
+                               ("TWINE_USERNAME", "TWINE_PASSWORD")):
+        if env.get(pass_var):
+            return Credentials(env.get(user_var) or "__token__", env[pass_var])
+    return None
+
+
+def redact(text: str, creds: Credentials | None) -> str:
+    return text.replace(creds.password, "***") if creds and creds.password else text
+
+
+# ------------------------------------------------------------------------------------------- I/O gateway
+
+
+class VerifyReportLike(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+    def to_json(self) -> object: ...
+
+
+Verifier = Callable[[Path], VerifyReportLike]
+
+
+def _reverify(path: Path) -> VerifyReportLike:
+    from . import verify
+
+    return verify.verify_wheel(path)
+
+
+@dataclass(frozen=True)
+class CheckedWheel:
+    """A wheel that passed every refusal rule, with what the index needs from it."""
+
+    path: Path
+    name: WheelName
+    record: WheelRecord
+    metadata: bytes
+    report: str
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_wheel(path: Path, name: WheelName) -> tuple[bytes, dict[str, Any]]:
+    """METADATA bytes and build-info.json of a wheel; refuses one that is not a consistent wheel."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            dist_infos = {n.split("/", 1)[0] for n in names if n.count("/") == 1 and
+                          n.split("/", 1)[0].endswith(".dist-info") and n.endswith("/METADATA")}
+            if len(dist_infos) != 1:
+                raise PublishError(
+                    f"{path.name}: expected one .dist-info with METADATA, found {len(dist_infos)}")
+            dist_info = dist_infos.pop()
+            metadata = zf.read(f"{dist_info}/METADATA")
+            try:
+                build_info = json.loads(zf.read(f"{dist_info}/build-info.json"))
+            except KeyError as exc:
+                raise PublishError(
+                    f"{path.name}: no {dist_info}/build-info.json; not a fawheels build") from exc
+    except zipfile.BadZipFile as exc:
+        raise PublishError(f"{path.name}: not a zip archive, so not a wheel") from exc
+    meta = HeaderParser().parsestr(metadata.decode("utf-8"))
+    if (canonicalize_name(meta.get("Name", "")) != name.project
+            or canonicalize_version(meta.get("Version", "")) != canonicalize_version(name.version)):
+        raise PublishError(
+            f"{path.name}: METADATA says {meta.get('Name')} {meta.get('Version')}, the filename disagrees"
+        )
+    return metadata, build_info
+
+
+def _report_text(report: VerifyReportLike) -> str:
+    doc = report.to_json()
+    return doc if isinstance(doc, str) else json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier = _reverify) -> CheckedWheel:
+    """Every refusal rule, cheapest first; raises PublishError and touches no index."""
+    name = parse_wheel_name(path.name)
+    if not path.is_file():
+        raise PublishError(f"{path}: no such file")
+    check_variant(name, pinned, where)
+    metadata, build_info = _read_wheel(path, name)
+    report_path = path.with_name(path.name + ".verify.json")
+    try:
+        stored = json.loads(report_path.read_text())
+    except FileNotFoundError as exc:
+        raise PublishError(f"{path.name}: no verify report beside it ({report_path.name})",
+                           hint=f"run `fawheels verify {path}` (builds write it)") from exc
+    except ValueError as exc:
+        raise PublishError(f"{path.name}: {report_path.name} is not JSON") from exc
+    if not isinstance(stored, dict) or stored.get("ok") is not True:
+        raise PublishError(f"{path.name}: its verify report does not say ok",
+                           hint="a wheel that failed verification is never published")
+    try:
+        fresh = verifier(path)
+    except FawheelsError as exc:
+        raise PublishError(f"{path.name}: re-verification could not run: {exc}") from exc
+    if not fresh.ok:
+        raise PublishError(f"{path.name}: re-verification failed (the report beside it is stale)",
+                           hint=f"see `fawheels verify {path}`")
+    record = make_record(name, sha256=_sha256_file(path), size=path.stat().st_size, metadata=metadata,
+                         build_info=build_info, published=datetime.now(UTC), verified=True)
+    return CheckedWheel(path, name, record, metadata, _report_text(fresh))
+
+
+def _tmp_beside(path: Path) -> Path:
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never a part: write aside, fsync, rename."""
+    if path.exists() and path.read_bytes() == data:
+        return
+    tmp = _tmp_beside(path)
+    with open(tmp, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _copy_atomic(src: Path, dst: Path, sha256: str) -> None:
+    tmp = _tmp_beside(dst)
+    h = hashlib.sha256()
+    with open(src, "rb") as fin, open(tmp, "xb") as fout:
+        while chunk := fin.read(_CHUNK):
+            h.update(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    if h.hexdigest() != sha256:
+        tmp.unlink()
+        raise PublishError(f"{src.name} changed while it was being published; nothing was listed")
+    os.replace(tmp, dst)
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """One publisher at a time per index; the kernel drops the lock of a killed one."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK, "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _say(f"waiting for the lock on {root} (another publisher is running)")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+@dataclass(frozen=True)
+class StaticIndex:
+    """A directory served as-is (file://, nginx, `python -m http.server`)."""
+
+    root: Path
+
+    def publish(self, wheels: Sequence[CheckedWheel]) -> list[tuple[CheckedWheel, bool]]:
+        with _locked(self.root):
+            # Under the lock every temp file belongs to a publisher that died: clear them.
+            for tmp in self.root.rglob(f".*{TMP_MARK}*"):
+                tmp.unlink(missing_ok=True)
+            manifest = self.root / MANIFEST
+            records = parse_manifest(manifest.read_text()) if manifest.exists() else []
+            listed = {(r.variant, r.filename): r.sha256 for r in records}
+            plan = []
+            for w in wheels:  # decide for all before writing anything: a refusal leaves the index as it was
+                key = (w.name.variant, w.name.filename)
+                plan.append((w, is_new(w.record, listed.get(key), f"{self.root}/{w.name.variant}")))
+                listed.setdefault(key, w.record.sha256)  # the same file twice in one call is added once
+            for w, new in plan:
+                if new:
+                    self._place(w)
+            added = [w.record for w, new in plan if new]
+            if added:
+                _write_atomic(manifest, render_manifest(records + added).encode())  # the commit point
+            # Rendering from the manifest also repairs pages that a killed publisher left stale.
+            self._write_pages(records + added)
+            _fsync_dir(self.root)
+        return plan
+
+    def _place(self, w: CheckedWheel) -> None:
+        d = self.root / w.name.variant / "simple" / w.name.project
+        d.mkdir(parents=True, exist_ok=True)
+        _copy_atomic(w.path, d / w.name.filename, w.record.sha256)
+        _write_atomic(d / f"{w.name.filename}.metadata", w.metadata)
+        _write_atomic(d / f"{w.name.filename}.verify.json", w.report.encode())
+        _fsync_dir(d)
+
+    def _write_pages(self, records: Sequence[WheelRecord]) -> None:
+        groups: dict[tuple[str, str], list[WheelRecord]] = {}
+        for r in records:
+            groups.setdefault((r.variant, r.project), []).append(r)
+        for (variant, project), rs in groups.items():
+            d = self.root / variant / "simple" / project
+            _write_atomic(d / "index.html", render_project_html(project, rs).encode())
+            _write_atomic(d / "index.json", render_project_json(project, rs).encode())
+        for variant in {r.variant for r in records}:
+            projects = [p for v, p in groups if v == variant]
+            d = self.root / variant / "simple"
+            _write_atomic(d / "index.html", render_simple_html(projects).encode())
+            _write_atomic(d / "index.json", render_simple_json(projects).encode())
+        _write_atomic(self.root / "index.html", render_root_html(records).encode())
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # A pypiserver redirects unknown projects to PyPI; that is "not here", not something to follow.
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServerIndex:
+    """A running index server (pypiserver, devpi, …) reached through the legacy upload API at `url`."""
+
+    url: str
+    credentials: Credentials | None
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if self.credentials and parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
+            raise PublishError(f"refusing to send credentials over plain http to {parts.hostname}",
+                               hint="use https, or a loopback address")
+
+    def publish(self, wheels: Sequence[CheckedWheel]) -> list[tuple[CheckedWheel, bool]]:
+        plan = [(w, is_new(w.record, self._listed(w), self.url)) for w in wheels]
+        if any(new for _, new in plan):
+            self._check_auth()
+        for w, new in plan:
+            if new:
+                self._upload(w)
+                stored = self._listed(w)
+                if stored is not None and stored != w.record.sha256:
+                    raise PublishError(f"{w.name.filename}: the server lists sha256 {stored}, "
+                                       f"not the {w.record.sha256} that was sent")
+        return plan
+
+    def _headers(self) -> dict[str, str]:
+        if self.credentials is None:
+            return {}
+        token = f"{self.credentials.username}:{self.credentials.password}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(token).decode()}
+
+    def _request(self, req: urllib.request.Request) -> tuple[int, str]:
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            with opener.open(req, timeout=300) as resp:
+                return int(resp.status), resp.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode("utf-8", "replace")
+        except urllib.error.URLError as exc:
+            raise PublishError(f"cannot reach the index at {self.url}: {exc.reason}") from exc
+
+    def _listed(self, w: CheckedWheel) -> str | None:
+        """sha256 of the file of that name the server already lists, or None."""
+        url = urljoin(self.url, f"simple/{quote(w.name.project)}/")
+        status, body = self._request(urllib.request.Request(url, headers=self._headers()))
+        if status in (401, 403):
+            raise PublishError(f"the index at {self.url} refused to list {w.name.project} ({status})",
+                               hint="check FAWHEELS_INDEX_USER / FAWHEELS_INDEX_PASSWORD")
+        links = parse_simple_links(body) if status == 200 else {}
+        if w.name.filename not in links:
+            return None
+        digest = links[w.name.filename]
+        if digest is None:
+            raise PublishError(f"{w.name.filename}: {self.url} already lists it without a sha256 to compare")
+        return digest
+
+    def _refuse_auth(self, status: int) -> PublishError:
+        who = "anonymous upload" if self.credentials is None else "the credentials"
+        return PublishError(f"the index at {self.url} refused {who} ({status})",
+                            hint="set FAWHEELS_INDEX_USER / FAWHEELS_INDEX_PASSWORD (or keyring)")
+
+    def _check_auth(self) -> None:
+        """An upload without its file: servers answer 401/403 before reading a body, and a refused
+        upload of hundreds of MB would only show up as a broken pipe."""
+        boundary = "fawheels-" + secrets.token_hex(16)
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
+                f"--{boundary}--\r\n").encode()
+        req = urllib.request.Request(self.url, data=body, method="POST", headers={
+            **self._headers(), "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        status, _ = self._request(req)
+        if status in (401, 403):
+            raise self._refuse_auth(status)
+
+    def _upload(self, w: CheckedWheel) -> None:
+        meta = HeaderParser().parsestr(w.metadata.decode("utf-8"))
+        fields = {
+            ":action": "file_upload",
+            "protocol_version": "1",
+            "metadata_version": meta.get("Metadata-Version", "2.1"),
+            "name": meta.get("Name", w.name.project),
+            "version": meta.get("Version", str(w.name.version)),
+            "filetype": "bdist_wheel",
+            "pyversion": w.name.python_tag,
+            "sha256_digest": w.record.sha256,
+            "requires_python": w.record.requires_python or "",
+        }
+        boundary = "fawheels-" + secrets.token_hex(16)
+        head = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+            for k, v in fields.items()
+        ) + (f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
+             f'filename="{w.name.filename}"\r\nContent-Type: application/octet-stream\r\n\r\n').encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+
+        def body() -> Iterator[bytes]:  # streamed: FA2 wheels are hundreds of MB
+            yield head
+            with open(w.path, "rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    yield chunk
+            yield tail
+
+        req = urllib.request.Request(
+            self.url, data=body(), method="POST",
+            headers={**self._headers(), "Content-Type": f"multipart/form-data; boundary={boundary}",
+                     "Content-Length": str(len(head) + w.record.size + len(tail))},
+        )
+        status, text = self._request(req)
+        if status in (401, 403):
+            raise self._refuse_auth(status)
+        if not 200 <= status < 300:
+            raise PublishError(f"the index at {self.url} refused {w.name.filename} ({status}): "
+                               f"{redact(text.strip()[:300], self.credentials)}")
+
+
+def _keyring_credentials(url: str) -> Credentials | None:
+    """keyring is optional: used when installed and it holds a credential for the index URL."""
+    try:
+        keyring: Any = import_module("keyring")
+    except ImportError:
+        return None
+    cred = keyring.get_credential(url, None)
+    return Credentials(str(cred.username), str(cred.password)) if cred and cred.password else None
+
+
+def publish_command(
+    wheels: Sequence[Path],
+    *,
+    index: str,
+    verifier: Verifier = _reverify,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """`fawheels publish`: check every wheel, then add them all; exit 0, or PublishError (exit 8)."""
+    location = parse_index(index)
+    where = location.url or str(location.root)
+    checked = [check_wheel(Path(w), location.variant, where, verifier) for w in dict.fromkeys(wheels)]
+    gateway: StaticIndex | ServerIndex
+    if location.url is not None:
+        creds = credentials_from_env(os.environ if env is None else env) or _keyring_credentials(location.url)
+        gateway = ServerIndex(location.url, creds)
+    else:
+        assert location.root is not None
+        gateway = StaticIndex(location.root)
+    for w, new in gateway.publish(checked):
+        dest = (f"{location.root}/{w.name.variant}/simple/{w.name.project}/" if location.root is not None
+                else location.url)
+        state = "published to" if new else "already in (same sha256, nothing to do)"
+        _say(f"{w.name.filename}: {state} {dest} sha256={w.record.sha256}")
+    return 0

@@ -1,0 +1,135 @@
+"""Small but real wheels for publish tests.
+
+Real FA2 wheels take minutes of nvcc; these take about two seconds. `toy_wheel` builds a wheel laid out
+like a fawheels build (local version `+cuXYZtorchA.B`, `build-info.json`, a RECORD with hashes) whose
+extension is a real CPython module compiled by nvcc with sm_120 SASS (static cudart: it imports without
+torch and without a GPU). Without nvcc, `ext=False` gives the same wheel with no extension.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import subprocess
+import sysconfig
+import zipfile
+from pathlib import Path
+
+SOURCE_DATE_EPOCH = 1755000000
+EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
+PY_TAG = f"cp{sysconfig.get_python_version().replace('.', '')}"
+
+_KERNEL = r"""
+#include <Python.h>
+__global__ void add_one(float* x) { x[threadIdx.x] += 1.0f; }
+static PyObject* kernel_name(PyObject*, PyObject*) { return PyUnicode_FromString("add_one"); }
+static PyMethodDef methods[] = {{"kernel_name", kernel_name, METH_NOARGS, nullptr},
+                                {nullptr, nullptr, 0, nullptr}};
+static PyModuleDef mod = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
+PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&mod); }
+"""
+
+
+def nvcc() -> str | None:
+    return shutil.which("nvcc") or (
+        "/usr/local/cuda-13.0/bin/nvcc" if Path("/usr/local/cuda-13.0/bin/nvcc").exists() else None
+    )
+
+
+def compile_extension(workdir: Path) -> Path:
+    """A CPython extension module `_C` with one kernel, sm_120 SASS only, cudart linked statically."""
+    compiler = nvcc()
+    if compiler is None:
+        raise RuntimeError("nvcc not found")
+    workdir.mkdir(parents=True, exist_ok=True)
+    src = workdir / "_C.cu"
+    src.write_text(_KERNEL)
+    out = workdir / f"_C{EXT_SUFFIX}"
+    subprocess.run(
+        [compiler, "-shared", "-Xcompiler", "-fPIC", "-O2", "-gencode", "arch=compute_120,code=sm_120",
+         "-cudart", "static", f"-I{sysconfig.get_paths()['include']}", str(src), "-o", str(out)],
+        check=True, capture_output=True,
+    )
+    # nvcc's tmpxft_<pid> names land in the symbol table; stripping keeps the wheel reproducible.
+    subprocess.run(["strip", "--strip-unneeded", str(out)], check=True)
+    return out
+
+
+def _record_line(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+
+def toy_wheel(
+    out_dir: Path,
+    *,
+    name: str = "fatoy",
+    version: str = "1.0",
+    cuda: str = "13.0",
+    torch: str = "2.14",
+    extension: Path | None = None,
+    salt: str = "",
+) -> Path:
+    """Write `<name>-<version>+cu<cuda>torch<torch>-…whl` into out_dir and return its path.
+
+    `extension` is a compiled `_C` module (see compile_extension); `salt` changes the bytes but not the
+    filename (for same-name-different-hash tests).
+    """
+    cu = "cu" + cuda.replace(".", "")
+    full_version = f"{version}+{cu}torch{torch}"
+    tag = f"{PY_TAG}-{PY_TAG}-linux_x86_64" if extension else "py3-none-any"
+    dist_info = f"{name}-{full_version}.dist-info"
+    target = f"{name}-{cu}-torch{torch}-sm120-{PY_TAG}"
+    ext_name = f"{name}/_C{EXT_SUFFIX}"
+    files: dict[str, bytes] = {
+        f"{name}/__init__.py": (
+            f'"""Toy package for fawheels publish tests{salt}."""\n'
+            f'VARIANT = "{cu}"\n'
+            + ("from ._C import kernel_name  # noqa: F401\n" if extension else "")
+        ).encode(),
+    }
+    if extension:
+        files[ext_name] = extension.read_bytes()
+    files[f"{dist_info}/METADATA"] = (
+        "Metadata-Version: 2.1\n"
+        f"Name: {name}\n"
+        f"Version: {full_version}\n"
+        "Summary: toy CUDA extension for fawheels publish tests\n"
+        "Requires-Python: >=3.10\n"
+        f"Requires-Dist: torch=={torch}.*\n"
+    ).encode()
+    files[f"{dist_info}/WHEEL"] = (
+        "Wheel-Version: 1.0\nGenerator: fawheels-tests\n"
+        f"Root-Is-Purelib: {'false' if extension else 'true'}\nTag: {tag}\n"
+    ).encode()
+    build_info = {
+        "schema": 1,
+        "target": target,
+        "recipe": name,
+        "distribution": name,
+        "version": full_version,
+        "toolchain": {"cuda": cuda, "nvcc": "13.0.88", "provision": "host", "host_compiler": "gcc"},
+        "torch": {"version": f"{torch}.1+{cu}", "cuda": cuda, "requirement": f"torch=={torch}.*",
+                  "cxx_std": 20},
+        "python": sysconfig.get_python_version(),
+        "archs": {"sass": ["sm_120"] if extension else [], "ptx": []},
+        "min_driver": "580.65.06",
+        "cuda_runtime_major": int(cuda.split(".")[0]),
+        "extensions": [ext_name] if extension else [],
+        "source_date_epoch": SOURCE_DATE_EPOCH,
+    }
+    files[f"{dist_info}/build-info.json"] = (json.dumps(build_info, indent=2) + "\n").encode()
+    record = [_record_line(n, d) for n, d in files.items()] + [f"{dist_info}/RECORD,,"]
+    files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}-{full_version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for n, d in files.items():
+            info = zipfile.ZipInfo(n, date_time=(2025, 8, 12, 12, 0, 0))
+            info.external_attr = (0o755 if n.endswith(".so") else 0o644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, d)
+    return path
