@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from packaging.version import Version
-from wheelfactory import toy_wheel
 
 from fawheels import publish
 from fawheels.errors import PublishError
 from fawheels.publish import Credentials, WheelRecord
+from wheelfactory import toy_wheel
 
 
 class Passing:
