@@ -46,7 +46,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from . import inspect
 
-    return inspect.inspect_command(args.path, as_json=args.json)
+    return inspect.inspect_command(args.path, as_json=args.json, reader=args.reader)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="list every CUDA code entry of a wheel, .so, cubin or fatbin")
     p.add_argument("path", type=Path)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--reader", choices=["fawheels", "cuobjdump", "both"], default="fawheels",
+                   help="our fatbin parser (default), cuobjdump, or both cross-checked (exit 1 on disagreement)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("verify", help="check a wheel against the promises of its target (exit 0 pass, 1 fail)")

@@ -8,7 +8,7 @@ compat all agree.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import total_ordering
 
 from .errors import ConfigError
@@ -20,13 +20,14 @@ class Version:
     """A dotted version (CUDA 13.0, PTX ISA 9.0, driver 580.65.06) compared numerically."""
 
     parts: tuple[int, ...]
+    text: str = field(default="", compare=False, repr=False)  # as written: drivers keep "580.65.06"
 
     @classmethod
     def parse(cls, text: str | float | int) -> Version:
         text = str(text).strip()
         if not re.fullmatch(r"\d+(\.\d+)*", text):
             raise ValueError(f"not a version: {text!r}")
-        return cls(tuple(int(p) for p in text.split(".")))
+        return cls(tuple(int(p) for p in text.split(".")), text)
 
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Version):
@@ -56,7 +57,7 @@ class Version:
         return self.parts[1] if len(self.parts) > 1 else 0
 
     def __str__(self) -> str:
-        return ".".join(str(p) for p in self.parts)
+        return self.text or ".".join(str(p) for p in self.parts)
 
 
 @dataclass(frozen=True)
@@ -288,3 +289,22 @@ def parse_gpu(text: str) -> tuple[int, int]:
         f"unknown GPU {text!r}{hint}",
         hint="give a name (RTX PRO 6000, H100, ...), an arch (sm_120) or a compute capability (12.0)",
     )
+
+
+def max_ptx_isa_of_driver(driver: Version) -> Version | None:
+    """The newest PTX ISA a driver can JIT: that of the newest toolkit it supports natively."""
+    supported = [tk.ptx_isa for tk in TOOLKITS if driver >= tk.min_driver]
+    return max(supported) if supported else None
+
+
+def known_ccs() -> list[tuple[int, int]]:
+    """Compute capabilities of every arch in the table (the GPUs a SASS promise can cover)."""
+    return list(_ARCH_SUPPORT)
+
+
+# CUDA runtime errors a load can end in (driver_types.h); compat names them as the user will see them.
+CUDA_ERRORS: dict[str, tuple[int, str]] = {
+    "cudaErrorInsufficientDriver": (35, "CUDA driver version is insufficient for CUDA runtime version"),
+    "cudaErrorNoKernelImageForDevice": (209, "no kernel image is available for execution on the device"),
+    "cudaErrorUnsupportedPtxVersion": (222, "the provided PTX was compiled with an unsupported toolchain."),
+}
