@@ -1,0 +1,36 @@
+"""nox sessions: thin wrappers over the fawheels package (all logic lives in src/fawheels)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"  # the interpreter of the default targets (cp311)
+TEST_TOOLS = ["nvidia-cuda-cuobjdump==13.2.86"]  # cuobjdump reads 12.x and 13.x binaries (DESIGN §4)
+
+
+@nox.session(name="build-sm120", python=PYTHON)
+def build_sm120(session: nox.Session) -> None:
+    """Build the default sm_120 target into dist/ (pass --container, --jobs N, --offline after --)."""
+    session.install(".")
+    session.run("fawheels", "build", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build the named targets: nox -s build -- TARGET_ID... [--container]."""
+    if not [a for a in session.posargs if not a.startswith("-")]:
+        session.error("name at least one target: nox -s build -- TARGET_ID  (fawheels matrix lists them)")
+    session.install(".")
+    session.run("fawheels", "build", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Lint, type-check, then the test suite (unit + committed tool outputs + real nvcc/docker/server)."""
+    session.install("-e", ".[test]", *TEST_TOOLS)
+    session.run("ruff", "check", "src", "tests", "noxfile.py")
+    session.run("mypy")
+    session.run("pytest", *session.posargs)

@@ -1,0 +1,554 @@
+"""The build matrix: `build_matrix.yaml` -> frozen, validated `Matrix` of `Target`s.
+
+Pure: `load_matrix(text)` does no I/O besides parsing the string it is given, so every rule here is
+unit-tested from YAML strings. Every error names its field path (`targets[0].matrix.archs[1]`) and,
+for unknown names, the closest known one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from . import cudafacts
+from .cudafacts import Arch, Version
+from .errors import ConfigError
+
+SourceKind = Literal["sdist", "git"]
+Provision = Literal["host", "pip", "container"]
+
+HEAD_DIMS = (32, 64, 96, 128, 192, 256)
+DTYPES = ("bf16", "fp16")
+RECIPES = ("fa2",)
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    kind: SourceKind
+    url: str
+    sha256: str | None = None
+    commit: str | None = None
+    patches: tuple[str, ...] = ()
+
+    @property
+    def filename(self) -> str:
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How a `container` toolchain's image is made (see docker/)."""
+
+    base: str
+    python: str
+    dockerfile: str = "docker/Dockerfile.pip-cuda"
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    name: str
+    cuda: str  # "13.0"
+    provision: Provision
+    cuda_home: str | None = None  # host: where nvcc lives (default $CUDA_HOME, else /usr/local/cuda-X.Y)
+    pip_version: str | None = None  # pip: exact nvidia-cuda-nvcc version, e.g. "13.0.88"
+    image: ImageSpec | None = None  # container
+
+    @property
+    def cuda_version(self) -> Version:
+        return Version.parse(self.cuda)
+
+
+@dataclass(frozen=True)
+class TorchSpec:
+    name: str  # the matrix key and id fragment: "2.14"
+    version: str  # exact: "2.14.1"
+    cuda: str  # CUDA the wheel was built for: "13.0"
+    cxx_std: int
+
+    @property
+    def requirement(self) -> str:
+        major, minor = self.version.split(".")[:2]
+        return f"torch=={major}.{minor}.*"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Which FA2 forward kernels to compile. Each (head dim, dtype, causal) is one translation unit,
+    plus its split-KV twin (decode, paged KV, `flash_attn_with_kvcache`) when `split_kv` is set."""
+
+    name: str
+    head_dims: tuple[int, ...]
+    dtypes: tuple[str, ...]
+    causal: tuple[bool, ...]
+    split_kv: bool
+
+    def kernels(self) -> list[tuple[str, int, str, bool]]:
+        """(family, head dim, dtype, causal) for every kernel compiled; family is "fwd" or "split"."""
+        families = ("fwd", "split") if self.split_kv else ("fwd",)
+        return [
+            (fam, d, dt, c)
+            for fam in families
+            for d in self.head_dims
+            for dt in self.dtypes
+            for c in self.causal
+        ]
+
+    def translation_units(self) -> list[str]:
+        return [
+            f"flash_fwd_{'split_' if fam == 'split' else ''}hdim{d}_{dt}{'_causal' if c else ''}_sm80.cu"
+            for fam, d, dt, c in self.kernels()
+        ]
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    recipe: str
+    source: Source
+    toolchain: Toolchain
+    torch: TorchSpec
+    python: str
+    profile: Profile
+    sass: tuple[Arch, ...]
+    ptx: tuple[Arch, ...] = ()
+
+    @property
+    def min_driver(self) -> Version:
+        return cudafacts.toolkit(self.toolchain.cuda).min_driver
+
+    @property
+    def local_version(self) -> str:
+        """PEP 440 local label naming the variant: cu130torch2.14."""
+        return f"cu{self.toolchain.cuda.replace('.', '')}torch{self.torch.name}"
+
+    @property
+    def python_tag(self) -> str:
+        return "cp" + self.python.replace(".", "")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "recipe": self.recipe,
+            "source": self.source.name,
+            "cuda": self.toolchain.cuda,
+            "toolchain": self.toolchain.name,
+            "provision": self.toolchain.provision,
+            "torch": self.torch.version,
+            "python": self.python,
+            "sass": [a.sm for a in self.sass],
+            "ptx": [a.compute for a in self.ptx],
+            "profile": self.profile.name,
+            "translation_units": len(self.profile.translation_units()),
+        }
+
+
+@dataclass(frozen=True)
+class Matrix:
+    sources: Mapping[str, Source]
+    toolchains: Mapping[str, Toolchain]
+    torch: Mapping[str, TorchSpec]
+    profiles: Mapping[str, Profile]
+    targets: tuple[Target, ...]
+    default_target: str
+    path: Path | None = field(default=None, compare=False)
+
+    def target(self, target_id: str) -> Target:
+        for t in self.targets:
+            if t.id == target_id:
+                return t
+        raise ConfigError(
+            f"no target {target_id!r} in the matrix{_did_you_mean(target_id, [t.id for t in self.targets])}",
+            hint="`fawheels matrix` lists the target ids",
+        )
+
+    @property
+    def root(self) -> Path:
+        """Directory that relative paths in the matrix (patches) are resolved against."""
+        return self.path.parent if self.path else Path.cwd()
+
+
+# ----------------------------------------------------------------------------- parsing helpers
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Node:
+    """A mapping from the YAML with its field path, for typed reads with precise errors."""
+
+    def __init__(self, path: str, value: object, allowed: Iterable[str]) -> None:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        allowed = tuple(allowed)
+        for key in value:
+            if key not in allowed:
+                raise ConfigError(
+                    f"{path}.{key}: unknown key{_did_you_mean(key, allowed)}",
+                    hint=f"allowed keys: {', '.join(allowed)}",
+                )
+        self.path = path
+        self.data: dict[str, object] = value
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def raw(self, key: str, default: object = ...) -> object:
+        if key in self.data:
+            return self.data[key]
+        if default is ...:
+            raise ConfigError(f"{self.at(key)}: required key is missing")
+        return default
+
+    def str(self, key: str, default: object = ...) -> Any:
+        value = self.raw(key, default)
+        if value is None and default is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{self.at(key)}: expected a string, got {type(value).__name__}")
+        if isinstance(value, float | int):
+            raise ConfigError(
+                f"{self.at(key)}: expected a string, got the number {value!r}",
+                hint=f'quote it: {key}: "{value}"',
+            )
+        return value
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.raw(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.at(key)}: expected true or false, got {value!r}")
+        return value
+
+    def int(self, key: str, default: object = ...) -> int:
+        value = self.raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{self.at(key)}: expected an integer, got {value!r}")
+        return value
+
+    def list(self, key: str, default: object = ...) -> list[object]:
+        value = self.raw(key, default)
+        if not isinstance(value, list):
+            raise ConfigError(f"{self.at(key)}: expected a list, got {type(value).__name__}")
+        return value
+
+    def mapping(self, key: str) -> dict[str, object]:
+        value = self.raw(key)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.at(key)}: expected a mapping, got {type(value).__name__}")
+        return value
+
+
+def _ref(path: str, name: object, known: Mapping[str, object], what: str) -> Any:
+    if not isinstance(name, str) or name not in known:
+        raise ConfigError(
+            f"{path}: unknown {what} {name!r}{_did_you_mean(str(name), known)}",
+            hint=f"known {what}s: {', '.join(known)}",
+        )
+    return known[name]
+
+
+def _parse_version_text(path: str, text: str, pattern: str = r"\d+\.\d+") -> str:
+    if not re.fullmatch(pattern, text):
+        raise ConfigError(f"{path}: {text!r} is not a version like 13.0")
+    return text
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def _parse_source(name: str, raw: object) -> Source:
+    n = _Node(f"sources.{name}", raw, ("kind", "url", "sha256", "commit", "patches"))
+    kind = n.str("kind")
+    if kind not in ("sdist", "git"):
+        raise ConfigError(f"{n.at('kind')}: expected 'sdist' or 'git', got {kind!r}{_did_you_mean(kind, ['sdist', 'git'])}")
+    sha256 = n.str("sha256", None)
+    commit = n.str("commit", None)
+    if kind == "sdist":
+        if not sha256 or not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ConfigError(f"{n.at('sha256')}: an sdist source must be pinned by a 64-hex-digit sha256")
+    elif not commit or not re.fullmatch(r"[0-9a-f]{40}", commit):
+        raise ConfigError(f"{n.at('commit')}: a git source must be pinned by a full 40-hex-digit commit")
+    patches = n.list("patches", [])
+    for i, p in enumerate(patches):
+        if not isinstance(p, str) or not p.endswith(".patch"):
+            raise ConfigError(f"{n.at('patches')}[{i}]: expected a path to a .patch file, got {p!r}")
+    return Source(name, kind, n.str("url"), sha256, commit, tuple(str(p) for p in patches))
+
+
+def _parse_toolchain(name: str, raw: object) -> Toolchain:
+    n = _Node(f"toolchains.{name}", raw, ("cuda", "provision", "cuda_home", "pip_version", "image"))
+    cuda = _parse_version_text(n.at("cuda"), n.str("cuda"))
+    try:
+        cudafacts.toolkit(cuda)
+    except ConfigError as exc:
+        raise ConfigError(f"{n.at('cuda')}: {exc.message}") from None
+    provision = n.str("provision")
+    if provision not in ("host", "pip", "container"):
+        raise ConfigError(
+            f"{n.at('provision')}: expected host, pip or container, got {provision!r}"
+            f"{_did_you_mean(provision, ['host', 'pip', 'container'])}"
+        )
+    pip_version = n.str("pip_version", None)
+    if provision == "pip":
+        if Version.parse(cuda).major < 13:
+            raise ConfigError(
+                f"{n.at('provision')}: CUDA {cuda} cannot be provisioned from PyPI (the 12.x wheels carry "
+                "no nvcc/cicc)",
+                hint="use provision: container (nvidia/cuda devel image) or host",
+            )
+        if not pip_version or not pip_version.startswith(cuda + "."):
+            raise ConfigError(
+                f"{n.at('pip_version')}: a pip toolchain needs the exact nvidia-cuda-nvcc version, "
+                f"e.g. {cuda}.88 (got {pip_version!r})"
+            )
+    image = None
+    if "image" in n.data:
+        im = _Node(n.at("image"), n.data["image"], ("base", "python", "dockerfile"))
+        image = ImageSpec(im.str("base"), im.str("python"), im.str("dockerfile", "docker/Dockerfile.pip-cuda"))
+    if provision == "container" and image is None:
+        raise ConfigError(f"{n.at('image')}: a container toolchain needs an image (base, python)")
+    return Toolchain(name, cuda, provision, n.str("cuda_home", None), pip_version, image)  # type: ignore[arg-type]
+
+
+def _parse_torch(name: str, raw: object) -> TorchSpec:
+    n = _Node(f"torch.{name}", raw, ("version", "cuda", "cxx_std"))
+    version = _parse_version_text(n.at("version"), n.str("version"), r"\d+\.\d+\.\d+")
+    if not version.startswith(name + "."):
+        raise ConfigError(f"{n.at('version')}: {version} is not a release of torch {name}")
+    cuda = _parse_version_text(n.at("cuda"), n.str("cuda"))
+    cxx_std = n.int("cxx_std")
+    if cxx_std not in (17, 20):
+        raise ConfigError(f"{n.at('cxx_std')}: expected 17 or 20, got {cxx_std}")
+    return TorchSpec(name, version, cuda, cxx_std)
+
+
+def _parse_profile(name: str, raw: object) -> Profile:
+    n = _Node(f"profiles.{name}", raw, ("head_dims", "dtypes", "causal", "split_kv"))
+    head_dims = n.list("head_dims")
+    for i, d in enumerate(head_dims):
+        if d not in HEAD_DIMS:
+            raise ConfigError(
+                f"{n.at('head_dims')}[{i}]: FA2 has no kernels for head dim {d!r}",
+                hint=f"choose from {', '.join(map(str, HEAD_DIMS))}",
+            )
+    dtypes = n.list("dtypes")
+    for i, dt in enumerate(dtypes):
+        if dt not in DTYPES:
+            raise ConfigError(f"{n.at('dtypes')}[{i}]: unknown dtype {dt!r}{_did_you_mean(str(dt), DTYPES)}")
+    causal = n.list("causal", [False, True])
+    for i, c in enumerate(causal):
+        if not isinstance(c, bool):
+            raise ConfigError(f"{n.at('causal')}[{i}]: expected true or false, got {c!r}")
+    for key, values in (("head_dims", head_dims), ("dtypes", dtypes), ("causal", causal)):
+        if not values:
+            raise ConfigError(f"{n.at(key)}: must not be empty")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{n.at(key)}: duplicate entries {values}")
+    return Profile(
+        name,
+        tuple(sorted(int(d) for d in head_dims)),  # type: ignore[call-overload]
+        tuple(sorted(str(d) for d in dtypes)),
+        tuple(sorted(bool(c) for c in causal)),
+        n.bool("split_kv", True),
+    )
+
+
+def _parse_arch_set(path: str, raw: object) -> tuple[tuple[Arch, ...], tuple[Arch, ...]]:
+    """An arch set: SASS targets (sm_XY) and PTX targets (compute_XY)."""
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{path}: expected a non-empty list of arches like [sm_90, sm_120]")
+    sass: list[Arch] = []
+    ptx: list[Arch] = []
+    for i, item in enumerate(raw):
+        text = str(item)
+        try:
+            arch = Arch.parse(text)
+            cudafacts.arch_support(arch)
+        except (ValueError, ConfigError):
+            raise ConfigError(
+                f"{path}[{i}]: unknown arch {text!r}{_did_you_mean(text, cudafacts.known_arches())}",
+                hint="write sm_XY (SASS), sm_XYa / sm_XYf (arch-specific / family), compute_XY (PTX)",
+            ) from None
+        (ptx if text.startswith("compute_") else sass).append(arch)
+    if not sass:
+        raise ConfigError(f"{path}: an arch set needs at least one SASS target (sm_XY)")
+    return tuple(sass), tuple(ptx)
+
+
+_AXES = ("toolchain", "torch", "archs", "python", "profile")
+
+
+def _target_id(recipe: str, tc: Toolchain, torch: TorchSpec, sass: Iterable[Arch], ptx: Iterable[Arch],
+               python: str, suffix: str | None) -> str:
+    archs = "-".join([a.short for a in sass] + [f"ptx{a.major}{a.minor}{a.suffix}" for a in ptx])
+    parts = [recipe, f"cu{tc.cuda.replace('.', '')}", f"torch{torch.name}", archs, "cp" + python.replace(".", "")]
+    if suffix:
+        parts.append(suffix)
+    return "-".join(parts)
+
+
+def _check_compatibility(path: str, tc: Toolchain, torch: TorchSpec, arches: Iterable[Arch],
+                         allow_minor_mismatch: bool) -> None:
+    """Refuse, before compiling, what the toolkit cannot build or what would not match torch."""
+    cuda = tc.cuda_version
+    for arch in arches:
+        why = cudafacts.toolkit_compile_error(cuda, arch)
+        if why:
+            raise ConfigError(f"{path}: toolchain {tc.name!r}: {why}",
+                              hint="pick a newer toolchain or drop the arch from the set")
+    torch_cuda = Version.parse(torch.cuda)
+    if torch_cuda.major != cuda.major:
+        raise ConfigError(
+            f"{path}: torch {torch.version} was built for CUDA {torch.cuda} but toolchain {tc.name!r} is "
+            f"CUDA {tc.cuda}; the CUDA major must match",
+            hint=f"use a CUDA {torch_cuda.major}.x toolchain for torch {torch.name}",
+        )
+    if torch_cuda != cuda and not allow_minor_mismatch:
+        raise ConfigError(
+            f"{path}: torch {torch.version} was built for CUDA {torch.cuda} but toolchain {tc.name!r} is "
+            f"CUDA {tc.cuda}",
+            hint=f"use a CUDA {torch.cuda} toolchain, or set allow_cuda_minor_mismatch: true on the target group",
+        )
+
+
+def _expand_group(index: int, raw: object, m: _PartialMatrix) -> list[Target]:
+    n = _Node(f"targets[{index}]", raw,
+              ("recipe", "source", "matrix", "exclude", "id_suffix", "allow_cuda_minor_mismatch"))
+    recipe = n.str("recipe")
+    if recipe not in RECIPES:
+        raise ConfigError(f"{n.at('recipe')}: unknown recipe {recipe!r}{_did_you_mean(recipe, RECIPES)}")
+    source = _ref(n.at("source"), n.str("source"), m.sources, "source")
+    suffix = n.str("id_suffix", None)
+    if suffix is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", suffix):
+        raise ConfigError(f"{n.at('id_suffix')}: use lower-case letters, digits, '.' and '-' only")
+    allow_minor = n.bool("allow_cuda_minor_mismatch", False)
+    axes = _Node(n.at("matrix"), n.raw("matrix"), _AXES)
+    values: dict[str, list[object]] = {}
+    for axis in _AXES:
+        items = axes.list(axis)
+        if not items:
+            raise ConfigError(f"{axes.at(axis)}: must not be empty")
+        values[axis] = items
+
+    resolved: dict[str, list[object]] = {
+        "toolchain": [_ref(f"{axes.at('toolchain')}[{i}]", v, m.toolchains, "toolchain")
+                      for i, v in enumerate(values["toolchain"])],
+        "torch": [_ref(f"{axes.at('torch')}[{i}]", str(v), m.torch, "torch version")
+                  for i, v in enumerate(values["torch"])],
+        "archs": [_parse_arch_set(f"{axes.at('archs')}[{i}]", v) for i, v in enumerate(values["archs"])],
+        "python": [_parse_version_text(f"{axes.at('python')}[{i}]", str(v))
+                   for i, v in enumerate(values["python"])],
+        "profile": [_ref(f"{axes.at('profile')}[{i}]", v, m.profiles, "profile")
+                    for i, v in enumerate(values["profile"])],
+    }
+
+    excludes = n.list("exclude", [])
+    for i, ex in enumerate(excludes):
+        en = _Node(f"{n.at('exclude')}[{i}]", ex, _AXES)
+        for axis, v in en.data.items():
+            if v not in values[axis]:
+                raise ConfigError(f"{en.at(axis)}: {v!r} is not a value of matrix.{axis}, so it excludes nothing")
+
+    targets = []
+    for combo in itertools.product(*(range(len(values[a])) for a in _AXES)):
+        picked = {a: values[a][i] for a, i in zip(_AXES, combo, strict=True)}
+        if any(all(picked[k] == v for k, v in ex.items()) for ex in excludes):  # type: ignore[union-attr]
+            continue
+        tc, torch, (sass, ptx), python, profile = (resolved[a][i] for a, i in zip(_AXES, combo, strict=True))
+        path = f"{n.path} ({', '.join(f'{a}={picked[a]}' for a in _AXES)})"
+        _check_compatibility(path, tc, torch, (*sass, *ptx), allow_minor)  # type: ignore[has-type]
+        tid = _target_id(recipe, tc, torch, sass, ptx, python, suffix)  # type: ignore[has-type]
+        targets.append(Target(tid, recipe, source, tc, torch, python, profile, sass, ptx))  # type: ignore[has-type]
+    return targets
+
+
+@dataclass
+class _PartialMatrix:
+    sources: dict[str, Source]
+    toolchains: dict[str, Toolchain]
+    torch: dict[str, TorchSpec]
+    profiles: dict[str, Profile]
+
+
+def _section(top: _Node, key: str) -> dict[str, object]:
+    value = top.mapping(key)
+    if not value:
+        raise ConfigError(f"{key}: must not be empty")
+    return {str(k): v for k, v in value.items()}
+
+
+def load_matrix(text: str, path: Path | None = None) -> Matrix:
+    """Parse and validate a build matrix; raise ConfigError naming the field on any problem."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path or 'matrix'}: not valid YAML: {exc}") from None
+    top = _Node("", data, ("default_target", "sources", "toolchains", "torch", "profiles", "targets"))
+    partial = _PartialMatrix(
+        sources={k: _parse_source(k, v) for k, v in _section(top, "sources").items()},
+        toolchains={k: _parse_toolchain(k, v) for k, v in _section(top, "toolchains").items()},
+        torch={k: _parse_torch(k, v) for k, v in _section(top, "torch").items()},
+        profiles={k: _parse_profile(k, v) for k, v in _section(top, "profiles").items()},
+    )
+    targets: list[Target] = []
+    seen: dict[str, str] = {}
+    for i, group in enumerate(top.list("targets")):
+        for t in _expand_group(i, group, partial):
+            if t.id in seen:
+                raise ConfigError(
+                    f"targets[{i}]: duplicate target id {t.id!r} (also made by {seen[t.id]})",
+                    hint="add an exclude, or an id_suffix to one of the groups",
+                )
+            seen[t.id] = f"targets[{i}]"
+            targets.append(t)
+    if not targets:
+        raise ConfigError("targets: the matrix expands to no targets")
+    default = top.str("default_target")
+    if default not in seen:
+        raise ConfigError(f"default_target: {default!r} is not a target id{_did_you_mean(default, seen)}")
+    return Matrix(partial.sources, partial.toolchains, partial.torch, partial.profiles, tuple(targets), default,
+                  path)
+
+
+def find_matrix_file(path: Path | None) -> Path:
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"matrix file {path} does not exist")
+        return path
+    here = Path.cwd() / "build_matrix.yaml"
+    if here.is_file():
+        return here
+    raise ConfigError("no build_matrix.yaml in the current directory", hint="pass --matrix PATH")
+
+
+def load_matrix_file(path: Path | None) -> Matrix:
+    found = find_matrix_file(path)
+    return load_matrix(found.read_text(encoding="utf-8"), found.resolve())
+
+
+def render_targets(m: Matrix, fmt: str) -> str:
+    """`fawheels matrix` output: a table for people, JSON for tools, a GitHub Actions include matrix."""
+    rows = [t.summary() for t in m.targets]
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    if fmt == "github":
+        include = [{"target": r["id"], "cuda": r["cuda"], "provision": r["provision"]} for r in rows]
+        return json.dumps({"include": include}, separators=(",", ":"))
+    cols = ("id", "cuda", "provision", "torch", "python", "sass", "ptx", "profile", "translation_units")
+    cells = [[", ".join(v) if isinstance(v := r[c], list) else str(v) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True))]
+    for row, r in zip(cells, rows, strict=True):
+        mark = " (default)" if r["id"] == m.default_target else ""
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + mark)
+    return "\n".join(lines)
