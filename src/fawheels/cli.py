@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -118,8 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A CI runner cancels with SIGTERM: treat it like Ctrl-C so children stop and dist/ stays as it was.
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     func: Command = args.func
     try:
         return func(args)

@@ -217,7 +217,8 @@ def toolkit_compile_error(cuda: Version, arch: Arch) -> str | None:
         return f"{arch.sm} needs CUDA >= {support.first_cuda} (toolkit is {cuda})"
     if support.last_cuda is not None and cuda > support.last_cuda:
         renamed = " (renamed sm_110 in CUDA 13.0)" if arch.cc == (10, 1) else ""
-        return f"CUDA {cuda} cannot compile {arch.sm} offline{renamed}; the last toolkit that can is {support.last_cuda}"
+        return (f"CUDA {cuda} cannot compile {arch.sm} offline{renamed}; "
+                f"the last toolkit that can is {support.last_cuda}")
     return None
 
 

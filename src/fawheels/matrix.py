@@ -210,7 +210,7 @@ class _Node:
             raise ConfigError(f"{self.at(key)}: required key is missing")
         return default
 
-    def str(self, key: str, default: object = ...) -> Any:
+    def text(self, key: str, default: object = ...) -> Any:
         value = self.raw(key, default)
         if value is None and default is None:
             return None
@@ -223,19 +223,19 @@ class _Node:
             )
         return value
 
-    def bool(self, key: str, default: bool) -> bool:
+    def flag(self, key: str, default: bool) -> bool:
         value = self.raw(key, default)
         if not isinstance(value, bool):
             raise ConfigError(f"{self.at(key)}: expected true or false, got {value!r}")
         return value
 
-    def int(self, key: str, default: object = ...) -> int:
+    def integer(self, key: str, default: object = ...) -> int:
         value = self.raw(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{self.at(key)}: expected an integer, got {value!r}")
         return value
 
-    def list(self, key: str, default: object = ...) -> list[object]:
+    def items(self, key: str, default: object = ...) -> list[object]:
         value = self.raw(key, default)
         if not isinstance(value, list):
             raise ConfigError(f"{self.at(key)}: expected a list, got {type(value).__name__}")
@@ -268,37 +268,38 @@ def _parse_version_text(path: str, text: str, pattern: str = r"\d+\.\d+") -> str
 
 def _parse_source(name: str, raw: object) -> Source:
     n = _Node(f"sources.{name}", raw, ("kind", "url", "sha256", "commit", "patches"))
-    kind = n.str("kind")
+    kind = n.text("kind")
     if kind not in ("sdist", "git"):
-        raise ConfigError(f"{n.at('kind')}: expected 'sdist' or 'git', got {kind!r}{_did_you_mean(kind, ['sdist', 'git'])}")
-    sha256 = n.str("sha256", None)
-    commit = n.str("commit", None)
+        raise ConfigError(
+            f"{n.at('kind')}: expected 'sdist' or 'git', got {kind!r}{_did_you_mean(kind, ['sdist', 'git'])}")
+    sha256 = n.text("sha256", None)
+    commit = n.text("commit", None)
     if kind == "sdist":
         if not sha256 or not re.fullmatch(r"[0-9a-f]{64}", sha256):
             raise ConfigError(f"{n.at('sha256')}: an sdist source must be pinned by a 64-hex-digit sha256")
     elif not commit or not re.fullmatch(r"[0-9a-f]{40}", commit):
         raise ConfigError(f"{n.at('commit')}: a git source must be pinned by a full 40-hex-digit commit")
-    patches = n.list("patches", [])
+    patches = n.items("patches", [])
     for i, p in enumerate(patches):
         if not isinstance(p, str) or not p.endswith(".patch"):
             raise ConfigError(f"{n.at('patches')}[{i}]: expected a path to a .patch file, got {p!r}")
-    return Source(name, kind, n.str("url"), sha256, commit, tuple(str(p) for p in patches))
+    return Source(name, kind, n.text("url"), sha256, commit, tuple(str(p) for p in patches))
 
 
 def _parse_toolchain(name: str, raw: object) -> Toolchain:
     n = _Node(f"toolchains.{name}", raw, ("cuda", "provision", "cuda_home", "pip_version", "image"))
-    cuda = _parse_version_text(n.at("cuda"), n.str("cuda"))
+    cuda = _parse_version_text(n.at("cuda"), n.text("cuda"))
     try:
         cudafacts.toolkit(cuda)
     except ConfigError as exc:
         raise ConfigError(f"{n.at('cuda')}: {exc.message}") from None
-    provision = n.str("provision")
+    provision = n.text("provision")
     if provision not in ("host", "pip", "container"):
         raise ConfigError(
             f"{n.at('provision')}: expected host, pip or container, got {provision!r}"
             f"{_did_you_mean(provision, ['host', 'pip', 'container'])}"
         )
-    pip_version = n.str("pip_version", None)
+    pip_version = n.text("pip_version", None)
     if provision == "pip":
         if Version.parse(cuda).major < 13:
             raise ConfigError(
@@ -314,19 +315,19 @@ def _parse_toolchain(name: str, raw: object) -> Toolchain:
     image = None
     if "image" in n.data:
         im = _Node(n.at("image"), n.data["image"], ("base", "python", "dockerfile"))
-        image = ImageSpec(im.str("base"), im.str("python"), im.str("dockerfile", "docker/Dockerfile.pip-cuda"))
+        image = ImageSpec(im.text("base"), im.text("python"), im.text("dockerfile", "docker/Dockerfile.pip-cuda"))
     if provision == "container" and image is None:
         raise ConfigError(f"{n.at('image')}: a container toolchain needs an image (base, python)")
-    return Toolchain(name, cuda, provision, n.str("cuda_home", None), pip_version, image)  # type: ignore[arg-type]
+    return Toolchain(name, cuda, provision, n.text("cuda_home", None), pip_version, image)
 
 
 def _parse_torch(name: str, raw: object) -> TorchSpec:
     n = _Node(f"torch.{name}", raw, ("version", "cuda", "cxx_std"))
-    version = _parse_version_text(n.at("version"), n.str("version"), r"\d+\.\d+\.\d+")
+    version = _parse_version_text(n.at("version"), n.text("version"), r"\d+\.\d+\.\d+")
     if not version.startswith(name + "."):
         raise ConfigError(f"{n.at('version')}: {version} is not a release of torch {name}")
-    cuda = _parse_version_text(n.at("cuda"), n.str("cuda"))
-    cxx_std = n.int("cxx_std")
+    cuda = _parse_version_text(n.at("cuda"), n.text("cuda"))
+    cxx_std = n.integer("cxx_std")
     if cxx_std not in (17, 20):
         raise ConfigError(f"{n.at('cxx_std')}: expected 17 or 20, got {cxx_std}")
     return TorchSpec(name, version, cuda, cxx_std)
@@ -334,18 +335,18 @@ def _parse_torch(name: str, raw: object) -> TorchSpec:
 
 def _parse_profile(name: str, raw: object) -> Profile:
     n = _Node(f"profiles.{name}", raw, ("head_dims", "dtypes", "causal", "split_kv"))
-    head_dims = n.list("head_dims")
+    head_dims = n.items("head_dims")
     for i, d in enumerate(head_dims):
         if d not in HEAD_DIMS:
             raise ConfigError(
                 f"{n.at('head_dims')}[{i}]: FA2 has no kernels for head dim {d!r}",
                 hint=f"choose from {', '.join(map(str, HEAD_DIMS))}",
             )
-    dtypes = n.list("dtypes")
+    dtypes = n.items("dtypes")
     for i, dt in enumerate(dtypes):
         if dt not in DTYPES:
             raise ConfigError(f"{n.at('dtypes')}[{i}]: unknown dtype {dt!r}{_did_you_mean(str(dt), DTYPES)}")
-    causal = n.list("causal", [False, True])
+    causal = n.items("causal", [False, True])
     for i, c in enumerate(causal):
         if not isinstance(c, bool):
             raise ConfigError(f"{n.at('causal')}[{i}]: expected true or false, got {c!r}")
@@ -359,7 +360,7 @@ def _parse_profile(name: str, raw: object) -> Profile:
         tuple(sorted(int(d) for d in head_dims)),  # type: ignore[call-overload]
         tuple(sorted(str(d) for d in dtypes)),
         tuple(sorted(bool(c) for c in causal)),
-        n.bool("split_kv", True),
+        n.flag("split_kv", True),
     )
 
 
@@ -424,51 +425,50 @@ def _check_compatibility(path: str, tc: Toolchain, torch: TorchSpec, arches: Ite
 def _expand_group(index: int, raw: object, m: _PartialMatrix) -> list[Target]:
     n = _Node(f"targets[{index}]", raw,
               ("recipe", "source", "matrix", "exclude", "id_suffix", "allow_cuda_minor_mismatch"))
-    recipe = n.str("recipe")
+    recipe = n.text("recipe")
     if recipe not in RECIPES:
         raise ConfigError(f"{n.at('recipe')}: unknown recipe {recipe!r}{_did_you_mean(recipe, RECIPES)}")
-    source = _ref(n.at("source"), n.str("source"), m.sources, "source")
-    suffix = n.str("id_suffix", None)
+    source = _ref(n.at("source"), n.text("source"), m.sources, "source")
+    suffix = n.text("id_suffix", None)
     if suffix is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", suffix):
         raise ConfigError(f"{n.at('id_suffix')}: use lower-case letters, digits, '.' and '-' only")
-    allow_minor = n.bool("allow_cuda_minor_mismatch", False)
+    allow_minor = n.flag("allow_cuda_minor_mismatch", False)
     axes = _Node(n.at("matrix"), n.raw("matrix"), _AXES)
     values: dict[str, list[object]] = {}
     for axis in _AXES:
-        items = axes.list(axis)
+        items = axes.items(axis)
         if not items:
             raise ConfigError(f"{axes.at(axis)}: must not be empty")
         values[axis] = items
 
-    resolved: dict[str, list[object]] = {
-        "toolchain": [_ref(f"{axes.at('toolchain')}[{i}]", v, m.toolchains, "toolchain")
-                      for i, v in enumerate(values["toolchain"])],
-        "torch": [_ref(f"{axes.at('torch')}[{i}]", str(v), m.torch, "torch version")
-                  for i, v in enumerate(values["torch"])],
-        "archs": [_parse_arch_set(f"{axes.at('archs')}[{i}]", v) for i, v in enumerate(values["archs"])],
-        "python": [_parse_version_text(f"{axes.at('python')}[{i}]", str(v))
-                   for i, v in enumerate(values["python"])],
-        "profile": [_ref(f"{axes.at('profile')}[{i}]", v, m.profiles, "profile")
-                    for i, v in enumerate(values["profile"])],
-    }
+    toolchains: list[Toolchain] = [_ref(f"{axes.at('toolchain')}[{i}]", v, m.toolchains, "toolchain")
+                                   for i, v in enumerate(values["toolchain"])]
+    torches: list[TorchSpec] = [_ref(f"{axes.at('torch')}[{i}]", str(v), m.torch, "torch version")
+                                for i, v in enumerate(values["torch"])]
+    arch_sets = [_parse_arch_set(f"{axes.at('archs')}[{i}]", v) for i, v in enumerate(values["archs"])]
+    pythons = [_parse_version_text(f"{axes.at('python')}[{i}]", str(v)) for i, v in enumerate(values["python"])]
+    profiles: list[Profile] = [_ref(f"{axes.at('profile')}[{i}]", v, m.profiles, "profile")
+                               for i, v in enumerate(values["profile"])]
 
-    excludes = n.list("exclude", [])
-    for i, ex in enumerate(excludes):
+    excludes: list[dict[str, object]] = []
+    for i, ex in enumerate(n.items("exclude", [])):
         en = _Node(f"{n.at('exclude')}[{i}]", ex, _AXES)
         for axis, v in en.data.items():
             if v not in values[axis]:
                 raise ConfigError(f"{en.at(axis)}: {v!r} is not a value of matrix.{axis}, so it excludes nothing")
+        excludes.append(en.data)
 
     targets = []
-    for combo in itertools.product(*(range(len(values[a])) for a in _AXES)):
-        picked = {a: values[a][i] for a, i in zip(_AXES, combo, strict=True)}
-        if any(all(picked[k] == v for k, v in ex.items()) for ex in excludes):  # type: ignore[union-attr]
+    for it, ip, ia, iy, il in itertools.product(*(range(len(values[a])) for a in _AXES)):
+        picked = dict(zip(_AXES, (values[a][i] for a, i in zip(_AXES, (it, ip, ia, iy, il), strict=True)),
+                          strict=True))
+        if any(all(picked[k] == v for k, v in ex.items()) for ex in excludes):
             continue
-        tc, torch, (sass, ptx), python, profile = (resolved[a][i] for a, i in zip(_AXES, combo, strict=True))
+        tc, torch, (sass, ptx), python, profile = toolchains[it], torches[ip], arch_sets[ia], pythons[iy], profiles[il]
         path = f"{n.path} ({', '.join(f'{a}={picked[a]}' for a in _AXES)})"
-        _check_compatibility(path, tc, torch, (*sass, *ptx), allow_minor)  # type: ignore[has-type]
-        tid = _target_id(recipe, tc, torch, sass, ptx, python, suffix)  # type: ignore[has-type]
-        targets.append(Target(tid, recipe, source, tc, torch, python, profile, sass, ptx))  # type: ignore[has-type]
+        _check_compatibility(path, tc, torch, (*sass, *ptx), allow_minor)
+        tid = _target_id(recipe, tc, torch, sass, ptx, python, suffix)
+        targets.append(Target(tid, recipe, source, tc, torch, python, profile, sass, ptx))
     return targets
 
 
@@ -502,7 +502,7 @@ def load_matrix(text: str, path: Path | None = None) -> Matrix:
     )
     targets: list[Target] = []
     seen: dict[str, str] = {}
-    for i, group in enumerate(top.list("targets")):
+    for i, group in enumerate(top.items("targets")):
         for t in _expand_group(i, group, partial):
             if t.id in seen:
                 raise ConfigError(
@@ -513,7 +513,7 @@ def load_matrix(text: str, path: Path | None = None) -> Matrix:
             targets.append(t)
     if not targets:
         raise ConfigError("targets: the matrix expands to no targets")
-    default = top.str("default_target")
+    default = top.text("default_target")
     if default not in seen:
         raise ConfigError(f"default_target: {default!r} is not a target id{_did_you_mean(default, seen)}")
     return Matrix(partial.sources, partial.toolchains, partial.torch, partial.profiles, tuple(targets), default,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -63,8 +64,13 @@ def run(
                 sys.stderr.write(line)
         code = proc.wait()
     except KeyboardInterrupt:
-        proc.kill()
-        proc.wait()
+        # Let the child (ninja) stop its own children first; kill it if it does not.
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         raise
     output = "".join(lines)
     if code != 0:

@@ -128,7 +128,8 @@ def apply_patches(tree: Path, patches: list[Path]) -> list[AppliedPatch]:
     return applied
 
 
-def prepare_tree(source: Source, patches: list[Path], workdir: Path, *, offline: bool = False) -> tuple[Path, list[AppliedPatch]]:
+def prepare_tree(source: Source, patches: list[Path], workdir: Path, *,
+                 offline: bool = False) -> tuple[Path, list[AppliedPatch]]:
     """Fetch, unpack into workdir/src (fresh), patch. Returns the tree and the patches applied."""
     if source.kind != "sdist":
         raise SourceError(f"sources.{source.name}.kind: git sources are not built by this version yet",
