@@ -236,10 +236,21 @@ def _section_bytes(section: Any, data: bytes | memoryview, file: str) -> memoryv
     return memoryview(data)[start : start + size]
 
 
+def _check_extent(elf: ELFFile, size: int, file: str) -> None:
+    """A truncated ELF: its header tables or a section reach past the end of the data."""
+    h = elf.header
+    tables = [(h["e_shoff"], h["e_shnum"] * h["e_shentsize"]), (h["e_phoff"], h["e_phnum"] * h["e_phentsize"])]
+    sections = [(s["sh_offset"], s["sh_size"]) for s in elf.iter_sections() if s["sh_type"] != "SHT_NOBITS"]
+    for start, length in tables + sections:
+        if start + length > size:
+            raise InspectError(f"{file}: truncated ELF: {size} bytes, its headers reach byte {start + length}")
+
+
 def parse_elf(data: bytes, file: str) -> CodeObject:
     """A host ELF (its fatbin sections and DT_NEEDED) or a standalone cubin."""
     try:
         elf = ELFFile(io.BytesIO(data))
+        _check_extent(elf, len(data), file)
         if elf.header["e_machine"] in ("EM_CUDA", EM_CUDA):
             return CodeObject(file=file, format="cubin", entries=(_cubin_entry(elf, data, len(data), file),))
         entries: list[CodeEntry] = []
