@@ -1,5 +1,5 @@
 """Test tiers: unit tests run with subprocess disabled; integration tests carry a marker
-(nvcc, docker, server, network, gpu, browser) and may run real tools."""
+(nvcc, tools, docker, server, network, gpu, browser) and may run real tools."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-INTEGRATION_MARKERS = {"nvcc", "docker", "server", "network", "gpu", "browser"}
+INTEGRATION_MARKERS = {"nvcc", "tools", "docker", "server", "network", "gpu", "browser"}
 
 
 @pytest.fixture(autouse=True)

@@ -191,12 +191,15 @@ class Result:
     sha256: str = ""
     size: int = 0
     wall_s: float = 0.0
+    compile_wall_s: float = 0.0
+    jobs: int = 0
     job_times: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "status": self.status, "stage": self.stage, "error": self.error,
                 "wheel": str(self.wheel) if self.wheel else None, "sha256": self.sha256, "size": self.size,
-                "wall_s": round(self.wall_s, 1), "job_times_s": self.job_times}
+                "wall_s": round(self.wall_s, 1), "compile_wall_s": round(self.compile_wall_s, 1),
+                "jobs": self.jobs, "job_times_s": self.job_times}
 
 
 def mem_available() -> int:
@@ -409,9 +412,11 @@ def _build_stages(target: Target, matrix: Matrix, dist: Path, jobs: int | None, 
     compile_start = time.monotonic()
     with _Heartbeat(total_steps=units + 2) as beat:  # kernels + flash_api.cpp + link
         run(plan.compile, env=plan.env, what="compile", on_line=beat.on_line)
-    compile_wall = time.monotonic() - compile_start
+    result.compile_wall_s = time.monotonic() - compile_start
+    result.jobs = n_jobs
     result.job_times = ninja_job_times(plan.cmake_dir)
-    log(f"compiled in {compile_wall:.0f} s wall; per-job sum {sum(result.job_times.values()):.0f} s")
+    log(f"compiled in {result.compile_wall_s:.0f} s wall; sum of per-job times "
+        f"{sum(result.job_times.values()):.0f} s; slowest job {max(result.job_times.values(), default=0):.0f} s")
 
     result.stage = "package"
     stage = workdir / "stage"
@@ -460,7 +465,7 @@ def print_summary(results: list[Result]) -> None:
 
 
 def build_command(*, matrix_path: Path | None, target_ids: list[str], dist: Path, jobs: int | None,
-                  container: bool, offline: bool, keep_going: bool) -> int:
+                  container: bool, offline: bool, keep_going: bool, report: Path | None = None) -> int:
     matrix = load_matrix_file(matrix_path)
     targets = [matrix.target(t) for t in (target_ids or [matrix.default_target])]
     results: list[Result] = []
@@ -479,5 +484,8 @@ def build_command(*, matrix_path: Path | None, target_ids: list[str], dist: Path
         if results[-1].status != "ok" and not keep_going:
             break
     print_summary(results)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps([r.to_json() for r in results], indent=2) + "\n")
     failures = [r for r in results if r.status != "ok"]
     return failures[0].exit_code if failures else 0

@@ -41,6 +41,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         container=args.container,
         offline=args.offline,
         keep_going=args.keep_going,
+        report=args.report,
     )
 
 
@@ -90,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", help="use only cached sources and the host toolchain "
                    "and torch; never touch a package index")
     p.add_argument("--keep-going", action="store_true", help="build the remaining targets after a failure")
+    p.add_argument("--report", type=Path, default=None,
+                   help="write a JSON report (per target: status, stage, wall time, per-job compile times, sha256)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("inspect", help="list every CUDA code entry of a wheel, .so, cubin or fatbin")
