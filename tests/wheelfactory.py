@@ -3,7 +3,9 @@
 Real FA2 wheels take minutes of nvcc; these take about two seconds. `toy_wheel` builds a wheel laid out
 like a fawheels build (local version `+cuXYZtorchA.B`, `build-info.json`, a RECORD with hashes) whose
 extension is a real CPython module compiled by nvcc with sm_120 SASS (static cudart: it imports without
-torch and without a GPU). Without nvcc, `ext=False` gives the same wheel with no extension.
+torch and without a GPU). Without `extension` it is a pure-python wheel of the same shape, for tests that
+use a stand-in verifier (the real one wants compiled code). A `cuda="12.8"` toy is still compiled by the
+nvcc at hand: only its labels say 12.8, which is all an index test needs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import subprocess
 import sysconfig
 import zipfile
 from pathlib import Path
+
+from fawheels import cudafacts
 
 SOURCE_DATE_EPOCH = 1755000000
 EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
@@ -115,7 +119,7 @@ def toy_wheel(
                   "cxx_std": 20},
         "python": sysconfig.get_python_version(),
         "archs": {"sass": ["sm_120"] if extension else [], "ptx": []},
-        "min_driver": "580.65.06",
+        "min_driver": str(cudafacts.toolkit(cuda).min_driver),
         "cuda_runtime_major": int(cuda.split(".")[0]),
         "extensions": [ext_name] if extension else [],
         "source_date_epoch": SOURCE_DATE_EPOCH,

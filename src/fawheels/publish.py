@@ -478,6 +478,10 @@ def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier =
     if not isinstance(stored, dict) or stored.get("ok") is not True:
         raise PublishError(f"{path.name}: its verify report does not say ok",
                            hint="a wheel that failed verification is never published")
+    sha256 = _sha256_file(path)
+    if stored.get("sha256", sha256) != sha256:  # a report speaks for exact bytes, when it names them
+        raise PublishError(f"{path.name}: its verify report is for other bytes (sha256 {stored['sha256'][:16]}…)",
+                           hint=f"run `fawheels verify {path}` again")
     try:
         fresh = verifier(path)
     except FawheelsError as exc:
@@ -485,7 +489,7 @@ def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier =
     if not fresh.ok:
         raise PublishError(f"{path.name}: re-verification failed (the report beside it is stale)",
                            hint=f"see `fawheels verify {path}`")
-    record = make_record(name, sha256=_sha256_file(path), size=path.stat().st_size, metadata=metadata,
+    record = make_record(name, sha256=sha256, size=path.stat().st_size, metadata=metadata,
                          build_info=build_info, published=datetime.now(UTC), verified=True)
     return CheckedWheel(path, name, record, metadata, _report_text(fresh))
 
@@ -732,7 +736,10 @@ def _keyring_credentials(url: str) -> Credentials | None:
         keyring: Any = import_module("keyring")
     except ImportError:
         return None
-    cred = keyring.get_credential(url, None)
+    try:
+        cred = keyring.get_credential(url, None)
+    except keyring.errors.KeyringError:  # no usable backend (headless CI) is "no credential"
+        return None
     return Credentials(str(cred.username), str(cred.password)) if cred and cred.password else None
 
 
