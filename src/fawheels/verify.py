@@ -1,0 +1,399 @@
+"""Check a built wheel against the promises of its target, read from its `build-info.json`.
+
+Reading (`read_wheel`) gathers everything from the zip once, in memory; every check is a pure function
+of what was read, so each failure mode is testable on data. The build writes the report beside the wheel
+(`write_report`); publishing re-runs `verify_wheel` and refuses a wheel that fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from email.parser import HeaderParser
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.tags import Tag
+from packaging.utils import InvalidWheelFilename, canonicalize_name, canonicalize_version, parse_wheel_filename
+from packaging.version import InvalidVersion
+from packaging.version import Version as PyVersion
+
+from . import __version__
+from . import cudafacts as cf
+from .cudafacts import Arch, Version
+from .errors import FawheelsError, InspectError
+from .inspect import CodeEntry, CodeObject, is_code_member, open_wheel, parse_bytes, read_member
+
+REPORT_SCHEMA = 1
+_ALLOWED_NEEDED = re.compile(
+    r"libc10(_\w+)?\.so|libtorch(_\w+)?\.so|libc\.so\.6|libm\.so\.6|libgcc_s\.so\.1|libstdc\+\+\.so\.6"
+    r"|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|ld-linux[\w.-]*\.so\.\d+"
+)
+_BUILD_INFO_KEYS = ("schema", "target", "distribution", "version", "toolchain", "torch", "python", "archs",
+                    "min_driver", "cuda_runtime_major", "extensions")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    wheel: str
+    sha256: str  # of the wheel file: a report speaks for these exact bytes
+    target: str | None
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": REPORT_SCHEMA,
+            "wheel": self.wheel,
+            "sha256": self.sha256,
+            "target": self.target,
+            "ok": self.ok,
+            "checks": [c.to_json() for c in self.checks],
+            "fawheels": __version__,
+        }
+
+
+@dataclass(frozen=True)
+class WheelFacts:
+    """What the checks need from a wheel, read once."""
+
+    filename: str
+    members: dict[str, tuple[str, int]]  # name -> (RECORD-style hash, size)
+    dist_info: str | None  # the one *.dist-info directory (None when there are several)
+    texts: dict[str, str]  # WHEEL, METADATA, RECORD, build-info.json of dist_info, when present
+    objects: tuple[CodeObject, ...]
+    unreadable: dict[str, str] = field(default_factory=dict)  # code members our parser refused -> why
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def read_wheel(path: Path) -> WheelFacts:
+    """Hash every member, parse every ELF member; raises InspectError when it is no wheel at all."""
+    members: dict[str, tuple[str, int]] = {}
+    objects: list[CodeObject] = []
+    unreadable: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    with open_wheel(path) as zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        dist_infos = {i.filename.split("/", 1)[0] for i in infos if re.match(r"[^/]+\.dist-info/", i.filename)}
+        dist_info = dist_infos.pop() if len(dist_infos) == 1 else None
+        for info in infos:
+            data = read_member(zf, info.filename, path.name)
+            members[info.filename] = (_record_hash(data), len(data))
+            base = info.filename.rsplit("/", 1)
+            if dist_info and len(base) == 2 and base[0] == dist_info:
+                texts[base[1]] = data.decode("utf-8", errors="replace")
+            if is_code_member(info.filename) and data[:4] == b"\x7fELF":
+                try:
+                    objects.append(parse_bytes(data, info.filename))
+                except InspectError as exc:
+                    unreadable[info.filename] = str(exc)
+    return WheelFacts(path.name, members, dist_info, texts, tuple(objects), unreadable)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- checks (pure) ---------------------------------------------------------------------------------
+
+
+def _ok(name: str, problems: Sequence[str], fine: str) -> Check:
+    return Check(name, not problems, "; ".join(problems) if problems else fine)
+
+
+def check_format(f: WheelFacts) -> Check:
+    """File name, WHEEL tags and METADATA name/version agree."""
+    problems: list[str] = []
+    try:
+        name, version, _build, tags = parse_wheel_filename(f.filename)
+    except (InvalidWheelFilename, InvalidVersion) as exc:
+        return Check("format", False, f"bad wheel file name: {exc}")
+    if f.dist_info is None:
+        return Check("format", False, "expected exactly one *.dist-info directory")
+    if canonicalize_name(f.dist_info.removesuffix(".dist-info").rsplit("-", 1)[0]) != name:
+        problems.append(f"{f.dist_info} does not belong to {name}")
+    wheel = HeaderParser().parsestr(f.texts.get("WHEEL", ""))
+    if not wheel.get("Wheel-Version", "").startswith("1."):
+        problems.append("WHEEL has no Wheel-Version 1.x")
+    if wheel.get("Root-Is-Purelib", "").lower() != "false":
+        problems.append("WHEEL says Root-Is-Purelib is not false (the wheel carries compiled extensions)")
+    declared = set()
+    for tag in wheel.get_all("Tag") or []:
+        interp, abi, plat = tag.split("-")
+        declared.add(Tag(interp, abi, plat))
+    if declared != set(tags):
+        problems.append(f"WHEEL tags {sorted(map(str, declared))} differ from the file name's "
+                        f"{sorted(map(str, tags))}")
+    meta = HeaderParser().parsestr(f.texts.get("METADATA", ""))
+    if canonicalize_name(meta.get("Name", "")) != name or (
+        canonicalize_version(meta.get("Version", "")) != canonicalize_version(version)
+    ):
+        problems.append(f"METADATA says {meta.get('Name')} {meta.get('Version')}, the file name {name} {version}")
+    return _ok("format", problems, f"{name} {version}, tags {', '.join(sorted(map(str, tags)))}")
+
+
+def check_record(f: WheelFacts) -> Check:
+    """RECORD lists every member with its sha256 and size, and nothing else."""
+    record_name = f"{f.dist_info}/RECORD"
+    if "RECORD" not in f.texts:
+        return Check("record", False, "no RECORD")
+    problems: list[str] = []
+    listed: set[str] = set()
+    for row in csv.reader(f.texts["RECORD"].splitlines()):
+        if not row:
+            continue
+        if len(row) != 3:
+            problems.append(f"malformed RECORD row {row!r}")
+            continue
+        member, digest, size = row
+        listed.add(member)
+        if member == record_name:
+            continue
+        if member not in f.members:
+            problems.append(f"RECORD lists {member}, which is not in the wheel")
+        elif (digest, size) != (f.members[member][0], str(f.members[member][1])):
+            problems.append(f"{member}: hash or size differs from RECORD")
+    problems += [f"{m} is not in RECORD" for m in sorted(set(f.members) - listed)]
+    return _ok("record", problems, f"{len(f.members)} members match RECORD")
+
+
+def _build_info(f: WheelFacts) -> tuple[dict[str, Any] | None, str]:
+    text = f.texts.get("build-info.json")
+    if text is None:
+        return None, f"no {f.dist_info}/build-info.json: not a fawheels build"
+    try:
+        info = json.loads(text)
+    except ValueError as exc:
+        return None, f"build-info.json is not JSON: {exc}"
+    if not isinstance(info, dict):
+        return None, "build-info.json is not an object"
+    missing = [k for k in _BUILD_INFO_KEYS if k not in info]
+    if missing:
+        return None, f"build-info.json lacks {', '.join(missing)}"
+    if info["schema"] != 1:
+        return None, f"build-info.json schema {info['schema']!r}, fawheels reads 1"
+    return info, ""
+
+
+def _archs(info: dict[str, Any], kind: str) -> list[Arch]:
+    return [Arch.parse(str(a)) for a in info["archs"].get(kind, [])]
+
+
+def check_build_info(f: WheelFacts, info: dict[str, Any]) -> Check:
+    """build-info.json agrees with the wheel and with itself (toolkit, driver, runtime, archs)."""
+    problems: list[str] = []
+    name, version, _b, tags = parse_wheel_filename(f.filename)
+    if canonicalize_name(str(info["distribution"])) != name or (
+        canonicalize_version(str(info["version"])) != canonicalize_version(version)
+    ):
+        problems.append(f"says {info['distribution']} {info['version']}, the wheel is {name} {version}")
+    py = "cp" + str(info["python"]).replace(".", "")
+    if not any(t.interpreter == py for t in tags):
+        tagged = ", ".join(sorted({t.interpreter for t in tags}))
+        problems.append(f"python {info['python']} but the wheel is tagged {tagged}")
+    cuda = Version.parse(str(info["toolchain"]["cuda"]))
+    tk = cf.toolkit(cuda)
+    if Version.parse(str(info["min_driver"])) != tk.min_driver:
+        problems.append(f"min_driver {info['min_driver']} is not CUDA {tk.cuda}'s minimum {tk.min_driver}")
+    if info["cuda_runtime_major"] != cuda.major:
+        problems.append(f"cuda_runtime_major {info['cuda_runtime_major']} but the toolkit is CUDA {cuda}")
+    torch_cuda = info["torch"].get("cuda")
+    if torch_cuda is not None and Version.parse(str(torch_cuda)).major != cuda.major:
+        problems.append(f"torch is built for CUDA {torch_cuda}, the extension with CUDA {cuda}")
+    for arch in _archs(info, "sass") + _archs(info, "ptx"):
+        why = cf.toolkit_compile_error(cuda, arch)
+        if why:
+            problems.append(why)
+    problems += [f"extension {e} is not in the wheel" for e in info["extensions"] if e not in f.members]
+    return _ok("build-info", problems, f"target {info['target']}")
+
+
+def check_extensions(f: WheelFacts, info: dict[str, Any]) -> Check:
+    """Every listed extension is a readable ELF; no unlisted object carries CUDA code."""
+    problems = list(f.unreadable.values())
+    readable = {o.file for o in f.objects}
+    problems += [f"{e} is not an ELF object" for e in info["extensions"]
+                 if e in f.members and e not in readable and e not in f.unreadable]
+    problems += [f"{o.file} carries CUDA code but is not listed in build-info.json extensions"
+                 for o in f.objects if o.entries and o.file not in info["extensions"]]
+    return _ok("extensions", problems, ", ".join(info["extensions"]))
+
+
+def _modules(obj: CodeObject) -> dict[int, list[CodeEntry]]:
+    modules: dict[int, list[CodeEntry]] = {}
+    for e in obj.entries:
+        if e.kind in ("sass", "ptx") and not e.relocatable:
+            modules.setdefault(e.container, []).append(e)
+    return modules
+
+
+def _extensions(f: WheelFacts, info: dict[str, Any]) -> list[CodeObject]:
+    return [o for o in f.objects if o.file in info["extensions"]]
+
+
+def promised_ccs(sass: Sequence[Arch]) -> list[tuple[int, int]]:
+    """Every GPU the promised SASS runs on by the binary-compatibility rules."""
+    return [cc for cc in cf.known_ccs() if any(cf.sass_runs_on(a, cc) for a in sass)]
+
+
+def check_sass(f: WheelFacts, info: dict[str, Any]) -> Check:
+    """Every module of every extension has SASS for every promised GPU."""
+    promised = _archs(info, "sass")
+    ccs = promised_ccs(promised)
+    problems: list[str] = []
+    for obj in _extensions(f, info):
+        modules = _modules(obj)
+        if promised and not modules:
+            problems.append(f"{obj.file}: no CUDA code at all")
+        for container, entries in sorted(modules.items()):
+            sass = [Arch.parse(e.arch) for e in entries if e.kind == "sass"]
+            missing = [f"{a}.{b}" for a, b in ccs if not any(cf.sass_runs_on(s, (a, b)) for s in sass)]
+            if missing:
+                have = ", ".join(sorted({s.sm for s in sass})) or "no SASS"
+                problems.append(f"{obj.file} module {container}: nothing runs on {', '.join(missing)} (has {have})")
+    gpus = ", ".join(f"{a}.{b}" for a, b in ccs)
+    return _ok("sass", problems, f"SASS for {', '.join(a.sm for a in promised)} covers compute capability {gpus}")
+
+
+def check_ptx(f: WheelFacts, info: dict[str, Any]) -> Check:
+    """Promised PTX is there, and every PTX is JIT-able by the target's oldest driver."""
+    min_driver = Version.parse(str(info["min_driver"]))
+    promised = _archs(info, "ptx")
+    problems: list[str] = []
+    for obj in _extensions(f, info):
+        for container, entries in sorted(_modules(obj).items()):
+            ptx = [e for e in entries if e.kind == "ptx"]
+            for want in promised:
+                if not any(Arch.parse(e.arch) == want for e in ptx):
+                    problems.append(f"{obj.file} module {container}: no {want.compute} PTX")
+            for e in ptx:
+                needed = cf.min_driver_for_ptx_isa(Version.parse(e.ptx_isa or "0"))
+                if needed is None or needed > min_driver:
+                    problems.append(f"{obj.file} module {container}: {e.arch} PTX ISA {e.ptx_isa} needs driver "
+                                    f">= {needed or 'newer than any known'}, the target supports {min_driver}")
+    return _ok("ptx", problems, f"every PTX JIT-able by driver {min_driver}" if promised else "no PTX promised")
+
+
+def check_needed(f: WheelFacts, info: dict[str, Any]) -> Check:
+    """DT_NEEDED: only torch's libraries, the CUDA runtime of the right major, and the C/C++ runtime."""
+    cudart = f"libcudart.so.{info['cuda_runtime_major']}"
+    problems = [f"{o.file} needs {lib}" for o in _extensions(f, info) for lib in o.needed
+                if lib != cudart and not _ALLOWED_NEEDED.fullmatch(lib)]
+    return _ok("dt-needed", problems, f"torch, {cudart} and the C/C++ runtime only")
+
+
+def check_requires_torch(f: WheelFacts, info: dict[str, Any]) -> Check:
+    """Requires-Dist pins torch as build-info says, and the torch it was built with satisfies the pin."""
+    try:
+        want = Requirement(str(info["torch"]["requirement"]))
+    except (KeyError, InvalidRequirement) as exc:
+        return Check("requires-torch", False, f"build-info.json torch.requirement unusable: {exc}")
+    meta = HeaderParser().parsestr(f.texts.get("METADATA", ""))
+    torch = []
+    for line in meta.get_all("Requires-Dist") or []:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            return Check("requires-torch", False, f"unparsable Requires-Dist {line!r}")
+        if canonicalize_name(req.name) == "torch":
+            torch.append(req)
+    if len(torch) != 1 or torch[0].specifier != want.specifier or torch[0].marker is not None:
+        found = ", ".join(map(str, torch)) or "no torch"
+        return Check("requires-torch", False, f"Requires-Dist has {found}, build-info says {want}")
+    built = PyVersion(str(info["torch"]["version"]))
+    if not want.specifier.contains(built, prereleases=True):
+        return Check("requires-torch", False, f"built against torch {built}, which {want} excludes")
+    return Check("requires-torch", True, f"{want} (built against {built})")
+
+
+_INFO_CHECKS: tuple[Callable[[WheelFacts, dict[str, Any]], Check], ...] = (
+    check_build_info, check_extensions, check_sass, check_ptx, check_needed, check_requires_torch,
+)
+_INFO_CHECK_NAMES = ("build-info", "extensions", "sass", "ptx", "dt-needed", "requires-torch")
+
+
+def run_checks(f: WheelFacts) -> tuple[tuple[Check, ...], str | None]:
+    """Every check, and the target the wheel says it was built for."""
+    checks = [check_format(f), check_record(f)]
+    if not checks[0].ok:  # the rest reads names and tags the file name must give
+        return tuple(checks + [Check(n, False, "skipped: the wheel's format is broken")
+                               for n in _INFO_CHECK_NAMES]), None
+    info, why = _build_info(f)
+    if info is None:
+        return tuple(checks + [Check(n, False, why) for n in _INFO_CHECK_NAMES]), None
+    for check, name in zip(_INFO_CHECKS, _INFO_CHECK_NAMES, strict=True):
+        try:
+            checks.append(check(f, info))
+        except (FawheelsError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            # build-info with a wrong type or an unknown arch/toolkit fails the check, not the run
+            checks.append(Check(name, False, f"build-info.json unusable: {exc}"))
+    return tuple(checks), str(info["target"])
+
+
+# --- API and command -------------------------------------------------------------------------------
+
+
+def verify_wheel(path: Path) -> VerifyReport:
+    """Check one wheel; raises InspectError only when the file is not a readable wheel at all."""
+    checks, target = run_checks(read_wheel(path))
+    return VerifyReport(path.name, _sha256_file(path), target, checks)
+
+
+def write_report(wheel: Path, report: VerifyReport | None = None) -> Path:
+    """Write `<wheel filename>.verify.json` beside the wheel (atomically) and return its path."""
+    report = report or verify_wheel(wheel)
+    dest = wheel.with_name(wheel.name + ".verify.json")
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=wheel.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(report.to_json(), fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def verify_command(wheel: Path, *, as_json: bool = False) -> int:
+    """`fawheels verify`: exit 0 when every check passes, 1 otherwise."""
+    report = verify_wheel(wheel)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        for c in report.checks:
+            print(f"{'PASS' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+        print(f"{wheel.name}: {'verified' if report.ok else 'FAILS verification'}"
+              + (f" for target {report.target}" if report.target else ""))
+    return 0 if report.ok else 1
