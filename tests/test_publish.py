@@ -38,7 +38,7 @@ def record(filename: str = "fatoy-1.0+cu130torch2.14-py3-none-any.whl", **kw: ob
         build_info={"target": "fatoy-cu130-torch2.14-sm120-cp311", "torch": {"requirement": "torch==2.14.*"},
                     "python": "3.11", "archs": {"sass": ["sm_120", "sm_90"], "ptx": ["compute_120"]},
                     "source_date_epoch": 1755000000},
-        published=datetime(2026, 11, 23, 8, 0, tzinfo=UTC), verified=True)
+        published=datetime(2026, 11, 23, 8, 0, tzinfo=UTC), verify_checks=8)
     return WheelRecord(**{**base.to_json(), "sass": base.sass, "ptx": base.ptx, **kw})
 
 
@@ -159,7 +159,8 @@ def test_root_page_shows_what_each_wheel_promises() -> None:
     page = publish.render_root_html([b, a])
     assert page.index('id="cu128"') < page.index('id="cu130"')
     for text in (a.filename, b.filename, "fatoy-cu130-torch2.14-sm120-cp311", "torch==2.14.*",
-                 "sm_120 sm_90", "compute_120", "2025-08-12 12:00 UTC", "1.5 KiB", a.sha256[:16], "passed",
+                 "sm_120 sm_90", "compute_120", "2025-08-12 12:00 UTC", "1.5 KiB", a.sha256[:16],
+                 "passed</span> 8 checks", "2026-11-23 08:00:00Z",
                  'href="cu130/simple/fatoy/fatoy-1.0%2Bcu130torch2.14-py3-none-any.whl#sha256='):
         assert text in page
     assert "No wheels published yet" in publish.render_root_html([])

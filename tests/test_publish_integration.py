@@ -442,7 +442,7 @@ def test_root_page_in_headless_chromium(published: tuple[Path, str], dist: dict[
         assert w.name in dom, f"{w.name} is not on the root page"
     assert "fatoy-cu130-torch2.14-sm120-cp311" in dom and "torch==2.14.*" in dom and "sm_120" in dom
     shot = tmp_path / "index-page.png"
-    r = headless(f"--screenshot={shot}", "--window-size=1600,720", "--hide-scrollbars", f"{url}/index.html",
+    r = headless(f"--screenshot={shot}", "--window-size=1600,600", "--hide-scrollbars", f"{url}/index.html",
                  profile=tmp_path / "profile")
     assert r.returncode == 0, r.stderr
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -157,7 +157,7 @@ class WheelRecord:
     ptx: tuple[str, ...]
     build_date: str | None
     published: str
-    verified: bool
+    verify_checks: int  # checks the re-verification at publish time passed (0: the report lists none)
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -177,7 +177,7 @@ def make_record(
     metadata: bytes,
     build_info: Mapping[str, Any],
     published: datetime,
-    verified: bool,
+    verify_checks: int,
 ) -> WheelRecord:
     meta = HeaderParser().parsestr(metadata.decode("utf-8"))
     torch = build_info.get("torch") or {}
@@ -200,7 +200,7 @@ def make_record(
         build_date=(datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC")
                     if epoch is not None else None),
         published=published.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        verified=verified,
+        verify_checks=verify_checks,
     )
 
 
@@ -298,8 +298,8 @@ body{font-family:system-ui,sans-serif;margin:2rem;color:#1b1f24}
 h1{font-size:1.5rem}h2{margin-top:2rem;font-size:1.2rem}
 table{border-collapse:collapse;font-size:.85rem}
 th,td{border-bottom:1px solid #d0d7de;padding:.35rem .6rem;text-align:left;vertical-align:top}
-th{background:#f6f8fa}code{font-size:.8rem}.ok{color:#1a7f37;font-weight:600}.bad{color:#cf222e}
-.muted{color:#57606a}
+th{background:#f6f8fa}code{font-size:.8rem}.ok{color:#1a7f37;font-weight:600}
+.muted{color:#57606a}.nowrap{white-space:nowrap}
 """
 
 
@@ -326,18 +326,20 @@ def render_root_html(records: Sequence[WheelRecord]) -> str:
             f"{e(projects[0])}</code> · <a href=\"{v}/simple/\">{v}/simple/</a> (PEP 503) · "
             f"<a href=\"{v}/simple/index.json\">index.json</a> (PEP 691)</p>\n"
             "<table>\n<tr><th>wheel</th><th>target</th><th>torch</th><th>python</th><th>SASS</th>"
-            "<th>PTX</th><th>build date</th><th>size</th><th>sha256</th><th>verify</th></tr>\n"
+            '<th>PTX</th><th title="SOURCE_DATE_EPOCH of the build">build date</th><th>published</th>'
+            "<th>size</th><th>sha256</th><th>verify</th></tr>\n"
         )
         for r in rs:
             base = f"{v}/simple/{quote(r.project)}/{_href(r.filename)}"
-            status = '<td class="ok">passed' if r.verified else '<td class="bad">not verified'
+            checks = f" {r.verify_checks} checks" if r.verify_checks else ""
             out.append(
                 f'<tr><td><a href="{base}#sha256={r.sha256}">{e(r.filename)}</a></td>'
                 f"<td>{e(r.target or '—')}</td><td>{e(r.torch or '—')}</td><td>{e(r.python or '—')}</td>"
                 f"<td>{e(' '.join(r.sass) or '—')}</td><td>{e(' '.join(r.ptx) or '—')}</td>"
-                f"<td>{e(r.build_date or '—')}</td><td>{human_size(r.size)}</td>"
+                f"<td>{e(r.build_date or '—')}</td><td>{e(r.published.replace('T', ' '))}</td>"
+                f'<td class="nowrap">{human_size(r.size)}</td>'
                 f'<td><code title="{r.sha256}">{r.sha256[:16]}…</code></td>'
-                f'{status} (<a href="{base}.verify.json">report</a>, {e(r.published[:10])})</td></tr>\n'
+                f'<td><span class="ok">passed</span>{checks} · <a href="{base}.verify.json">report</a></td></tr>\n'
             )
         out.append("</table>\n")
     out.append("</body>\n</html>\n")
@@ -455,9 +457,10 @@ def _read_wheel(path: Path, name: WheelName) -> tuple[bytes, dict[str, Any]]:
     return metadata, build_info
 
 
-def _report_text(report: VerifyReportLike) -> str:
+def _report_doc(report: VerifyReportLike) -> dict[str, Any]:
     doc = report.to_json()
-    return doc if isinstance(doc, str) else json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    parsed = json.loads(doc) if isinstance(doc, str) else doc
+    return parsed if isinstance(parsed, dict) else {"ok": report.ok}
 
 
 def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier = _reverify) -> CheckedWheel:
@@ -489,9 +492,11 @@ def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier =
     if not fresh.ok:
         raise PublishError(f"{path.name}: re-verification failed (the report beside it is stale)",
                            hint=f"see `fawheels verify {path}`")
+    doc = _report_doc(fresh)
     record = make_record(name, sha256=sha256, size=path.stat().st_size, metadata=metadata,
-                         build_info=build_info, published=datetime.now(UTC), verified=True)
-    return CheckedWheel(path, name, record, metadata, _report_text(fresh))
+                         build_info=build_info, published=datetime.now(UTC),
+                         verify_checks=len(doc.get("checks") or ()))
+    return CheckedWheel(path, name, record, metadata, json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
 def _tmp_beside(path: Path) -> Path:
