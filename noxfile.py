@@ -34,3 +34,10 @@ def tests(session: nox.Session) -> None:
     session.run("ruff", "check", "src", "tests", "noxfile.py")
     session.run("mypy")
     session.run("pytest", *session.posargs)
+
+
+@nox.session(name="lock-images", python=PYTHON)
+def lock_images(session: nox.Session) -> None:
+    """Build (if missing) every toolchain image the matrix can use; pin it in docker/images.lock.json."""
+    session.install(".")
+    session.run("python", "-c", "from fawheels.container import lock_images; lock_images()")

@@ -1,0 +1,555 @@
+"""Builds inside a pinned toolchain image (issue 5): the same `fawheels build` pipeline, run in a
+container that holds the target's nvcc, gcc, Python and torch.
+
+An image is named by a hash of everything it is built from (Dockerfile, docker/ scripts and pins,
+build arguments), so a tag that exists was built from these inputs; `docker/images.lock.json`
+records the hash per toolchain and what the image was found to contain (`lock_images`, run by
+`nox -s lock-images`). Before a build the image's labels and the versions it reports are compared
+with the target; a mismatch is refused. `Engine` is the only code that talks to docker/podman.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import ContainerError
+from .paths import cache_root
+from .runner import format_command, log
+
+ENGINES = ("docker", "podman")
+LABEL = "org.fawheels."
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Relative to the source checkout (`find_checkout`).
+LOCK_FILE = "docker/images.lock.json"
+BASE_SCRIPT = "scripts/make-base-image.sh"
+# Built locally by scripts/make-base-image.sh (no registry needed), never pulled.
+LOCAL_BASE = "fawheels/base:debian-bookworm"
+PIP_DOCKERFILE = "docker/Dockerfile.pip-cuda"
+SYSTEM_DOCKERFILE = "docker/Dockerfile.nvidia-cuda"
+# Inside the container: where the host's pieces are mounted.
+SRC, MATRIX_DIR, CACHE, DIST, CA_FILE = "/src", "/matrix", "/cache", "/dist", "/etc/fawheels/ca-certificates.crt"
+# The only host environment a build sees: network settings and the reproducibility clock.
+PASSTHROUGH_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+                   "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "SOURCE_DATE_EPOCH")
+CA_CANDIDATES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+
+# Prints the versions an image really has (ImageFacts.parse reads them).
+_PROBE = ("nvcc --version; gcc -dumpfullversion; python -W ignore -c \"import sys, torch; "
+          "print('torch', torch.__version__, torch.version.cuda, '%d.%d' % sys.version_info[:2])\"")
+
+
+class ImageLike(Protocol):
+    """matrix.ImageSpec, read-only."""
+
+    @property
+    def base(self) -> str: ...
+    @property
+    def python(self) -> str: ...
+    @property
+    def dockerfile(self) -> str: ...
+
+
+class ToolchainLike(Protocol):
+    """matrix.Toolchain, read-only: all a container build needs of it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def cuda(self) -> str: ...
+    @property
+    def image(self) -> ImageLike | None: ...
+
+
+# ----------------------------------------------------------------------------- pure: what to build
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """Everything a toolchain image is built from, and what it must contain."""
+
+    dockerfile: str  # relative to the repository root
+    base: str
+    cuda: str  # "13.0"
+    nvcc: str  # exact ("13.0.88") from PyPI pins, or the release ("12.8") for a base's own nvcc
+    torch: str  # "2.14.1"
+    python: str  # "3.11"
+    gcc: str = "12"
+    torch_index_url: str = ""
+
+    @property
+    def build_args(self) -> dict[str, str]:
+        return {"BASE_IMAGE": self.base, "CUDA_VERSION": self.cuda, "NVCC_VERSION": self.nvcc,
+                "PYTHON_VERSION": self.python, "GCC_VERSION": self.gcc, "TORCH_VERSION": self.torch,
+                "TORCH_INDEX_URL": self.torch_index_url}
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The labels the Dockerfile sets from these arguments."""
+        return {f"{LABEL}cuda": self.cuda, f"{LABEL}nvcc": self.nvcc, f"{LABEL}torch": self.torch,
+                f"{LABEL}python": self.python, f"{LABEL}gcc": self.gcc}
+
+    def inputs_sha256(self, root: Path) -> str:
+        """Hash of the Dockerfile, every file under docker/ it can COPY, and the build arguments."""
+        h = hashlib.sha256()
+        context = root / "docker"
+        # The lock file records this hash, so it cannot be part of it.
+        files = [root / self.dockerfile, *sorted(p for p in context.rglob("*") if p.is_file()
+                                                 and p != root / LOCK_FILE)]
+        for path in files:
+            h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        h.update(json.dumps(self.build_args, sort_keys=True).encode())
+        return h.hexdigest()
+
+    def tag(self, inputs_sha256: str) -> str:
+        return (f"fawheels/toolchain:cu{self.cuda.replace('.', '')}-torch{self.torch}-py{self.python}"
+                f"-{inputs_sha256[:12]}")
+
+
+def pinned_nvcc(cuda: str, root: Path) -> str:
+    """The exact nvcc the PyPI image installs for a CUDA release (docker/requirements/cuda-X.Y.txt)."""
+    path = root / "docker" / "requirements" / f"cuda-{cuda}.txt"
+    if not path.is_file():
+        raise ContainerError(f"no PyPI toolchain pins for CUDA {cuda} ({path.relative_to(root)} is missing)",
+                             hint=f"add it, or give the toolchain an image with base nvidia/cuda:{cuda}.x-devel-…")
+    if m := re.search(r"^nvidia-cuda-nvcc==(\S+)\s*$", path.read_text(), re.M):
+        return m.group(1)
+    raise ContainerError(f"{path.relative_to(root)} pins no exact nvidia-cuda-nvcc version")
+
+
+def recipe_for(toolchain: ToolchainLike, torch: str, torch_cuda: str, python: str,
+               root: Path) -> ImageRecipe:
+    """The image a target needs: the toolchain's own image if the matrix gives one, else nvcc from
+    PyPI on the registry-free Debian base (CUDA 13.x only: PyPI has no 12.x nvcc)."""
+    image = toolchain.image
+    dockerfile = image.dockerfile if image else PIP_DOCKERFILE
+    if image and image.python != python:
+        raise ContainerError(f"toolchains.{toolchain.name}.image is Python {image.python}, "
+                             f"the target is for Python {python}")
+    if torch_cuda != toolchain.cuda:
+        raise ContainerError(f"torch {torch} is built for CUDA {torch_cuda}, "
+                             f"toolchain {toolchain.name} is CUDA {toolchain.cuda}")
+    if dockerfile == PIP_DOCKERFILE:
+        return ImageRecipe(dockerfile, image.base if image else LOCAL_BASE, toolchain.cuda,
+                           pinned_nvcc(toolchain.cuda, root), torch, python)
+    if image is None:
+        raise ContainerError(f"toolchains.{toolchain.name}: no image to build in")
+    # A base's own toolkit (nvidia/cuda): torch comes from the PyTorch index for that CUDA.
+    return ImageRecipe(dockerfile, image.base, toolchain.cuda, toolchain.cuda, torch, python,
+                       torch_index_url=f"https://download.pytorch.org/whl/cu{toolchain.cuda.replace('.', '')}")
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What an image reports about itself when run."""
+
+    nvcc: str
+    gcc: str
+    torch: str
+    torch_cuda: str
+    python: str
+
+    @classmethod
+    def parse(cls, output: str) -> ImageFacts:
+        nvcc = re.search(r"release \d+\.\d+, V(\d+\.\d+\.\d+)", output)
+        gcc = re.search(r"^(\d+\.\d+\.\d+)\s*$", output, re.M)
+        torch = re.search(r"^torch (\S+) (\S+) (\S+)\s*$", output, re.M)
+        if not (nvcc and gcc and torch):
+            raise ContainerError(f"cannot read nvcc/gcc/torch versions from the image:\n{output.strip()[-2000:]}")
+        return cls(nvcc.group(1), gcc.group(1), torch.group(1), torch.group(2), torch.group(3))
+
+
+def mismatches(recipe: ImageRecipe, labels: Mapping[str, str], facts: ImageFacts | None) -> list[str]:
+    """Why an image cannot build for this recipe; empty when it can."""
+    problems = [f"label {k}={labels.get(k)!r}, wanted {v!r}" for k, v in recipe.labels.items()
+                if labels.get(k) != v]
+    if facts is None:
+        return problems
+    nvcc_release = ".".join(facts.nvcc.split(".")[:2])
+    if nvcc_release != recipe.cuda or not (facts.nvcc + ".").startswith(recipe.nvcc + "."):
+        problems.append(f"nvcc is {facts.nvcc}, wanted {recipe.nvcc}")
+    if facts.torch.split("+")[0] != recipe.torch or facts.torch_cuda != recipe.cuda:
+        problems.append(f"torch is {facts.torch} (CUDA {facts.torch_cuda}), wanted {recipe.torch} "
+                        f"(CUDA {recipe.cuda})")
+    if facts.python != recipe.python:
+        problems.append(f"Python is {facts.python}, wanted {recipe.python}")
+    if facts.gcc.split(".")[0] != recipe.gcc:
+        problems.append(f"gcc is {facts.gcc}, wanted {recipe.gcc}")
+    return problems
+
+
+@dataclass(frozen=True)
+class Mount:
+    host: Path
+    container: str
+    read_only: bool = False
+
+    def arg(self) -> str:
+        return f"type=bind,source={self.host},target={self.container}" + (",readonly" if self.read_only else "")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One `fawheels build` inside an image: what is mounted, which environment, which user."""
+
+    image: str
+    argv: tuple[str, ...]
+    mounts: tuple[Mount, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    user: str = ""
+    workdir: str = SRC
+
+
+def host_ca_bundle(environ: Mapping[str, str]) -> Path | None:
+    """The CA bundle the host trusts (a TLS-intercepting proxy's CA lives there)."""
+    for candidate in (environ.get("PIP_CERT"), environ.get("SSL_CERT_FILE"), *CA_CANDIDATES):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def plan_run(*, image: str, target_id: str, matrix_file: Path, dist: Path, jobs: int | None,
+             cache: Path, private: Path, environ: Mapping[str, str], uid: int, gid: int,
+             package: Path = PACKAGE_DIR) -> RunSpec:
+    """The container run for one target. No I/O.
+
+    Mounted: the fawheels package that is running here (read-only, so the container runs exactly
+    this code, from /src), the matrix file's directory (read-only, for
+    patches), the host's source cache (sdists are content-addressed, so sharing is safe), a
+    per-image private cache and build tree (compiler outputs; host paths never reach the
+    container's own envs), dist/, and the host CA bundle. Nothing else from the host."""
+    argv = ["python", "-m", "fawheels.cli", "build", target_id, "--matrix", f"{MATRIX_DIR}/{matrix_file.name}",
+            "--dist", DIST, "--offline"]
+    if jobs is not None:
+        argv += ["--jobs", str(jobs)]
+    mounts = [
+        Mount(package, f"{SRC}/fawheels", read_only=True),
+        Mount(matrix_file.parent, MATRIX_DIR, read_only=True),
+        Mount(private / "build", f"{MATRIX_DIR}/build"),
+        Mount(private / "cache", CACHE),
+        Mount(cache / "sources", f"{CACHE}/sources"),
+        Mount(dist, DIST),
+    ]
+    env = {k: environ[k] for k in PASSTHROUGH_ENV if environ.get(k)}
+    # A local (file://) index means nothing inside the container.
+    for key in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        if key in env:
+            urls = [u for u in env[key].split() if u.startswith(("http://", "https://"))]
+            if urls:
+                env[key] = " ".join(urls)
+            else:
+                del env[key]
+    if (ca := host_ca_bundle(environ)) is not None:
+        mounts.append(Mount(ca, CA_FILE, read_only=True))
+        env.update(PIP_CERT=CA_FILE, SSL_CERT_FILE=CA_FILE, REQUESTS_CA_BUNDLE=CA_FILE)
+    env.update(PYTHONPATH=SRC, FAWHEELS_CACHE=CACHE, HOME="/tmp", FAWHEELS_IN_CONTAINER="1",
+               PYTHONDONTWRITEBYTECODE="1")
+    return RunSpec(image, tuple(argv), tuple(mounts), env, f"{uid}:{gid}")
+
+
+# ----------------------------------------------------------------------------- the engine gateway
+
+
+@dataclass(frozen=True)
+class Engine:
+    """docker or podman: the one place that runs them. Every command is printed before it runs."""
+
+    name: str  # "docker" | "podman"
+    program: str  # its path
+
+    @classmethod
+    def find(cls, environ: Mapping[str, str] = os.environ) -> Engine:
+        """The first engine whose daemon answers (FAWHEELS_CONTAINER_ENGINE picks one)."""
+        wanted = environ.get("FAWHEELS_CONTAINER_ENGINE")
+        if wanted and wanted not in ENGINES:
+            raise ContainerError(f"FAWHEELS_CONTAINER_ENGINE={wanted!r}: expected one of {', '.join(ENGINES)}")
+        tried = []
+        for name in [wanted] if wanted else ENGINES:
+            program = shutil.which(name)
+            if program is None:
+                tried.append(f"{name}: not installed")
+                continue
+            engine = cls(name, program)
+            try:
+                proc = engine._call(["info"], capture=True, check=False, timeout=30)
+            except subprocess.TimeoutExpired:
+                tried.append(f"{name}: `{name} info` did not answer in 30 s")
+                continue
+            if proc.returncode == 0:
+                return engine
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            tried.append(f"{name}: {last}")
+        raise ContainerError(
+            "no container engine is reachable (" + "; ".join(tried) + ")",
+            hint="start the docker daemon (`dockerd &` or `systemctl start docker`), or install podman",
+        )
+
+    def _call(self, args: Sequence[str], *, capture: bool = False, check: bool = True,
+              timeout: float | None = None, quiet: bool = False) -> subprocess.CompletedProcess[str]:
+        if not quiet:
+            log(f"$ {format_command([self.name, *args])}")
+        proc = subprocess.run([self.program, *args], text=True, capture_output=capture, timeout=timeout,
+                              stdout=None if capture else sys.stderr)
+        if check and proc.returncode != 0:
+            detail = f":\n{proc.stderr.strip()[-2000:]}" if capture else ""
+            raise ContainerError(f"`{self.name} {args[0]}` failed (exit {proc.returncode}){detail}")
+        return proc
+
+    def inspect(self, ref: str) -> dict[str, Any] | None:
+        """The image's id and labels, or None when there is no such image."""
+        proc = self._call(["image", "inspect", ref], capture=True, check=False, quiet=True)
+        if proc.returncode != 0:
+            return None
+        info: dict[str, Any] = json.loads(proc.stdout)[0]
+        return info
+
+    def build(self, *, context: Path, dockerfile: Path, tag: str, build_args: Mapping[str, str]) -> None:
+        """Build with the host network (PyPI/Debian through the host's proxy or loopback index)."""
+        args = ["build", "--network", "host", "-f", str(dockerfile), "-t", tag]
+        for key, value in build_args.items():
+            args += ["--build-arg", f"{key}={value}"]
+        self._call([*args, str(context)])
+
+    def tag(self, source: str, target: str) -> None:
+        self._call(["tag", source, target])
+
+    def output(self, image: str, script: str) -> str:
+        """stdout+stderr of a shell script run in a throwaway container without network."""
+        proc = self._call(["run", "--rm", "--network", "none", image, "sh", "-c", script], capture=True)
+        return proc.stdout + proc.stderr
+
+    def run(self, spec: RunSpec) -> int:
+        args = ["run", "--rm", "--network", "host", "--init", "--user", spec.user, "--workdir", spec.workdir]
+        if self.name == "podman" and os.getuid() != 0:
+            args += ["--userns", "keep-id"]  # rootless podman: our uid inside is our uid outside
+        for mount in spec.mounts:
+            args += ["--mount", mount.arg()]
+        for key, value in spec.env.items():
+            args += ["--env", f"{key}={value}"]
+        return self._call([*args, spec.image, *spec.argv], check=False).returncode
+
+
+# ----------------------------------------------------------------------------- host pip settings
+
+
+def host_pip_settings(environ: Mapping[str, str]) -> dict[str, list[str]]:
+    """index-url / extra-index-url / find-links as the host's pip sees them (config, then env)."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
+                          env=dict(environ))
+    found: dict[str, list[str]] = {}
+    for line in proc.stdout.splitlines():
+        if m := re.match(r"^[\w:.-]+\.(index-url|extra-index-url|find-links)='(.*)'$", line):
+            found[m.group(1)] = m.group(2).split()
+    for key in ("index-url", "extra-index-url", "find-links"):
+        if value := environ.get("PIP_" + key.upper().replace("-", "_")):
+            found[key] = value.split()
+    return found
+
+
+@contextlib.contextmanager
+def loopback_indexes(settings: Mapping[str, list[str]], ca: Path | None) -> Iterator[dict[str, str]]:
+    """Build arguments that give an image build the host's package indexes and CA bundle.
+
+    Local indexes (file:// or directories) are served over HTTP on 127.0.0.1 for the length of the
+    build (the build runs with --network host), so multi-GB wheels already on disk are not
+    downloaded again and nothing from the host is copied into a layer."""
+    with tempfile.TemporaryDirectory(prefix="fawheels-index-") as tmp:
+        root = Path(tmp)
+        served: dict[str, list[str]] = {}
+        for key, urls in settings.items():
+            for url in urls:
+                local = url.removeprefix("file://") if url.startswith("file://") or url.startswith("/") else None
+                if local is None:
+                    served.setdefault(key, []).append(url)
+                    continue
+                # Serve the directory above a PEP 503 `simple/`, whose pages link to ../../files/.
+                path = Path(local.rstrip("/"))
+                top, suffix = (path.parent, "/" + path.name) if path.name == "simple" else (path, "")
+                name = str(len(list(root.iterdir())))
+                (root / name).symlink_to(top)
+                served.setdefault(key, []).append(f"{{base}}/{name}{suffix}/")
+        if ca is not None:
+            (root / "ca.crt").symlink_to(ca)
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            args = {"PIP_" + k.upper().replace("-", "_"): " ".join(u.format(base=base) for u in v)
+                    for k, v in served.items()}
+            if ca is not None:
+                args["HOST_CA_URL"] = f"{base}/ca.crt"
+            yield args
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """pip fetches hundreds of pages; their access log is noise."""
+
+
+# ----------------------------------------------------------------------------- lock file
+
+
+def find_checkout(*starts: Path) -> Path:
+    """The fawheels source checkout, which holds docker/ and scripts/: the first of `starts`, this
+    module's checkout, or the current directory. (`nox -s build-sm120` installs fawheels into a venv,
+    so the module alone does not say where the checkout is.)"""
+    for start in (*starts, PACKAGE_DIR.parents[1], Path.cwd()):
+        if (start / PIP_DOCKERFILE).is_file():
+            return start
+    raise ContainerError("container builds need the fawheels source checkout (docker/, scripts/)",
+                         hint="run from the checkout, or pass a --matrix that lives in it")
+
+
+def read_lock(root: Path) -> dict[str, dict[str, Any]]:
+    path = root / LOCK_FILE
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    images: dict[str, dict[str, Any]] = data.get("images", {})
+    return images
+
+
+def lock_key(toolchain: str, torch: str, python: str) -> str:
+    return f"{toolchain}/torch{torch}/py{python}"
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def ensure_base(engine: Engine, base: str, root: Path) -> None:
+    """The registry-free base is made here when missing; any other base is pulled by the build."""
+    if base != LOCAL_BASE or engine.inspect(base) is not None:
+        return
+    log(f"base image {base} is missing: building it with debootstrap ({BASE_SCRIPT}, ~30 s)")
+    cmd = [str(root / BASE_SCRIPT), base]
+    log(f"$ {format_command(cmd)}")
+    if subprocess.run(cmd, env={**os.environ, "ENGINE": engine.name}, stdout=sys.stderr).returncode != 0:
+        raise ContainerError(f"{BASE_SCRIPT} failed", hint="it needs root and debootstrap (apt-get install "
+                             "debootstrap)")
+
+
+def ensure_image(engine: Engine, recipe: ImageRecipe, root: Path, *, lock_entry: Mapping[str, Any] | None = None,
+                 environ: Mapping[str, str] = os.environ) -> tuple[str, ImageFacts]:
+    """The image for `recipe`, built on demand; refused when it does not hold what the recipe says."""
+    digest = recipe.inputs_sha256(root)
+    if lock_entry is not None and lock_entry.get("inputs_sha256") != digest:
+        raise ContainerError(
+            f"{LOCK_FILE} pins image inputs {str(lock_entry.get('inputs_sha256'))[:12]}, the docker/ files "
+            f"and toolchain now hash to {digest[:12]}",
+            hint="nox -s lock-images (review the diff of docker/images.lock.json)",
+        )
+    tag = recipe.tag(digest)
+    if engine.inspect(tag) is None:
+        log(f"toolchain image {tag} is missing: building it (CUDA {recipe.cuda}, torch {recipe.torch}, "
+            f"Python {recipe.python}; several GB, minutes)")
+        ensure_base(engine, recipe.base, root)
+        start = time.monotonic()
+        with loopback_indexes(host_pip_settings(environ), host_ca_bundle(environ)) as index_args:
+            engine.build(context=root / "docker", dockerfile=root / recipe.dockerfile, tag=tag,
+                         build_args={**recipe.build_args, **index_args})
+        log(f"built {tag} in {time.monotonic() - start:.0f} s")
+    return tag, check_image(engine, tag, recipe)
+
+
+def check_image(engine: Engine, image: str, recipe: ImageRecipe) -> ImageFacts:
+    """Refuse an image whose labels or real nvcc/torch/Python/gcc differ from the recipe."""
+    info = engine.inspect(image)
+    if info is None:
+        raise ContainerError(f"no image {image}")
+    labels = (info.get("Config") or {}).get("Labels") or {}
+    problems = mismatches(recipe, labels, None)
+    facts = None
+    if not problems:
+        facts = ImageFacts.parse(engine.output(image, _PROBE))
+        problems = mismatches(recipe, labels, facts)
+    if problems or facts is None:
+        raise ContainerError(f"image {image} does not match the target:\n  - " + "\n  - ".join(problems),
+                             hint="remove the image (it is rebuilt on demand) or fix the matrix")
+    return facts
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def build_in_container(*, target_id: str, matrix_path: Path | None, dist: Path, jobs: int | None,
+                       toolchain: ToolchainLike) -> int:
+    """`fawheels build TARGET --container`: the same pipeline inside the target's toolchain image.
+    Returns the exit code of the build inside."""
+    from .matrix import find_matrix_file, load_matrix_file
+    from .source import fetch_sdist
+
+    matrix_file = find_matrix_file(matrix_path).resolve()
+    target = load_matrix_file(matrix_file).target(target_id)
+    root = find_checkout(matrix_file.parent)
+    recipe = recipe_for(toolchain, target.torch.version, target.torch.cuda, target.python, root)
+    engine = Engine.find()
+    key = lock_key(toolchain.name, recipe.torch, recipe.python)
+    entry = read_lock(root).get(key)
+    if entry is None:
+        log(f"note: {key} is not in {LOCK_FILE}; `nox -s lock-images` pins it")
+    tag, facts = ensure_image(engine, recipe, root, lock_entry=entry)
+    log(f"image {tag}: nvcc {facts.nvcc}, gcc {facts.gcc}, torch {facts.torch}, Python {facts.python}")
+
+    # The sdist is fetched on the host into the shared, content-addressed cache: the build inside
+    # runs --offline and never touches an index.
+    fetch_sdist(target.source)
+    cache = cache_root().resolve()
+    private = cache / "containers" / tag.rsplit(":", 1)[1]
+    dist = dist.resolve()
+    for d in (private / "build", private / "cache", cache / "sources", dist, matrix_file.parent / "build"):
+        d.mkdir(parents=True, exist_ok=True)  # created by us, so owned by the invoking user
+    spec = plan_run(image=tag, target_id=target_id, matrix_file=matrix_file, dist=dist, jobs=jobs, cache=cache,
+                    private=private, environ=os.environ, uid=os.getuid(), gid=os.getgid())
+    start = time.monotonic()
+    code = engine.run(spec)
+    log(f"container build of {target_id} exited {code} after {time.monotonic() - start:.0f} s")
+    return code
+
+
+def lock_images(matrix_path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Build (if needed) every toolchain image the matrix's targets can use and pin it in the lock
+    file: inputs hash, tag, image id, base id, and the versions the image reports."""
+    from .matrix import load_matrix_file
+
+    matrix = load_matrix_file(matrix_path)
+    root = find_checkout(matrix.root)
+    engine = Engine.find()
+    images: dict[str, dict[str, Any]] = {}
+    for target in matrix.targets:
+        tc = target.toolchain
+        key = lock_key(tc.name, target.torch.version, target.python)
+        if key in images or (tc.image is None and int(tc.cuda.split(".")[0]) < 13):
+            continue  # CUDA 12.x without an nvidia/cuda image has nothing to build in
+        recipe = recipe_for(tc, target.torch.version, target.torch.cuda, target.python, root)
+        tag, facts = ensure_image(engine, recipe, root)
+        info = engine.inspect(tag) or {}
+        base = engine.inspect(recipe.base) or {}
+        images[key] = {
+            "tag": tag, "inputs_sha256": recipe.inputs_sha256(root), "image_id": info.get("Id"),
+            "size_bytes": info.get("Size"), "base": recipe.base, "base_id": base.get("Id"),
+            "dockerfile": recipe.dockerfile, "build_args": recipe.build_args,
+            "nvcc": facts.nvcc, "gcc": facts.gcc, "torch": facts.torch, "python": facts.python,
+        }
+    (root / LOCK_FILE).write_text(json.dumps({"version": 1, "images": images}, indent=2, sort_keys=True) + "\n")
+    log(f"wrote {len(images)} image pin(s) to {root / LOCK_FILE}")
+    return images
