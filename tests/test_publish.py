@@ -113,6 +113,15 @@ def test_same_name_same_hash_is_a_noop_other_hash_refused() -> None:
         publish.is_new(r, "cd" * 32, "idx")
 
 
+def test_credentials_go_only_over_https_or_to_loopback() -> None:
+    creds = Credentials("ci", "pw")
+    with pytest.raises(PublishError, match="plain http to wheels.example"):
+        publish.ServerIndex("http://wheels.example/cu130/", creds)
+    for url in ("https://wheels.example/cu130/", "http://127.0.0.1:8080/", "http://localhost:8080/"):
+        publish.ServerIndex(url, creds)
+    publish.ServerIndex("http://wheels.example/cu130/", None)
+
+
 def test_credentials_from_env_and_never_in_repr() -> None:
     assert publish.credentials_from_env({}) is None
     c = publish.credentials_from_env({"FAWHEELS_INDEX_USER": "ci", "FAWHEELS_INDEX_PASSWORD": "pw-1"})
@@ -251,6 +260,8 @@ def test_refusals_leave_the_index_untouched(index: Path, tmp_path: Path) -> None
     refused(index, [good, no_report], "no verify report beside it")
     refused(index, [good, bad_report], "verify report does not say ok")
     refused(index, [good], "re-verification failed", verifier=lambda p: Failing())
+    good.with_name(good.name + ".verify.json").write_text(json.dumps({"ok": True, "sha256": "00" * 32}))
+    refused(index, [good], "verify report is for other bytes")
     refused(index, [cu128], "variant cu128 does not belong in the cu130 index", spec=str(index / "cu130"))
     refused(index, [good], "variant cu130 does not belong in the cu128 index", spec=str(index / "cu128" / "simple"))
 

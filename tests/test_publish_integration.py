@@ -193,14 +193,38 @@ def wait_http(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
+# http.server plus the content negotiation docs/publishing.md configures in nginx: a client that asks for
+# PEP 691 JSON gets the directory's index.json (and the path is logged to argv[3]), others index.html.
+_STATIC_SERVER = """
+import functools, http.server, sys
+JSON = "application/vnd.pypi.simple.v1+json"
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def send_head(self):
+        if self.path.endswith("/") and JSON in self.headers.get("Accept", ""):
+            with open(sys.argv[3], "a") as log:
+                print(self.path, file=log)
+            self.path += "index.json"
+        return super().send_head()
+    def guess_type(self, path):
+        return JSON if str(path).endswith("/index.json") else super().guess_type(path)
+handler = functools.partial(Handler, directory=sys.argv[2])
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), handler).serve_forever()
+"""
+
+
+def json_served(root: Path) -> list[str]:
+    log = root.parent / "pep691.log"
+    return log.read_text().split() if log.exists() else []
+
+
 @pytest.fixture
 def http_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A static index directory served by `python -m http.server` on loopback, as nginx would."""
+    """A static index directory served on loopback as docs/publishing.md says (see _STATIC_SERVER)."""
     root = tmp_path / "idx"
     root.mkdir()
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
-                             "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-c", _STATIC_SERVER, str(port), str(root), str(tmp_path / "pep691.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_http(f"http://127.0.0.1:{port}/", proc)
         yield root, f"http://127.0.0.1:{port}"
@@ -224,25 +248,28 @@ def published(http_dir: tuple[Path, str], dist: dict[str, Path]) -> tuple[Path, 
 
 def test_pip_and_uv_install_the_right_wheel_from_the_static_index(
         published: tuple[Path, str], tmp_path: Path) -> None:
+    """Over file:// installers read the PEP 503 HTML pages; over http they ask for (and get) PEP 691 JSON."""
     root, url = published
     py = venv(tmp_path / "pip-venv")
     r = pip_install(py, f"file://{root}/cu130/simple", "fatoy")
     assert r.returncode == 0, r.stdout + r.stderr
     assert installed(py) == ("1.0+cu130torch2.14", "cu130", "add_one")
+    pyuv = venv(tmp_path / "uv-venv-file", pip=False)
+    r = uv_install(pyuv, f"file://{root}/cu130/simple", "fatoy==0.9")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert installed(pyuv)[0] == "0.9+cu130torch2.14"
+    assert json_served(root) == []
 
     py128 = venv(tmp_path / "pip-venv-128")
     r = pip_install(py128, f"{url}/cu128/simple", "fatoy==1.0")
     assert r.returncode == 0, r.stdout + r.stderr
     assert installed(py128)[:2] == ("1.0+cu128torch2.14", "cu128")
-
+    assert json_served(root) == ["/cu128/simple/fatoy/"]
     pyuv = venv(tmp_path / "uv-venv", pip=False)
     r = uv_install(pyuv, f"{url}/cu130/simple", "fatoy")
     assert r.returncode == 0, r.stdout + r.stderr
     assert installed(pyuv) == ("1.0+cu130torch2.14", "cu130", "add_one")
-    pyuv2 = venv(tmp_path / "uv-venv-file", pip=False)
-    r = uv_install(pyuv2, f"file://{root}/cu130/simple", "fatoy==0.9")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert installed(pyuv2)[0] == "0.9+cu130torch2.14"
+    assert json_served(root)[1:] == ["/cu130/simple/fatoy/"]
 
 
 def test_installers_check_the_listed_hashes(published: tuple[Path, str], dist: dict[str, Path], ext: Path,
