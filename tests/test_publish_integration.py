@@ -404,6 +404,46 @@ def pypiserver(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         proc.wait()
 
 
+# A keyring backend reading {service: {user: password}} from $FAWHEELS_TEST_KEYRING, picked through keyring's
+# own PYTHON_KEYRING_BACKEND switch: the publisher finds the password the way it would in a desktop keyring.
+_TEST_KEYRING = """
+import json, os
+from keyring.backend import KeyringBackend
+from keyring.credentials import SimpleCredential
+
+class FileKeyring(KeyringBackend):
+    priority = 1
+
+    def _entries(self, service):
+        with open(os.environ["FAWHEELS_TEST_KEYRING"]) as fh:
+            return json.load(fh).get(service, {})
+
+    def get_password(self, service, username):
+        return self._entries(service).get(username)
+
+    def get_credential(self, service, username):
+        entries = self._entries(service)
+        user = username or next(iter(entries), None)
+        return SimpleCredential(user, entries[user]) if user in entries else None
+
+    def set_password(self, service, username, password):
+        raise NotImplementedError
+
+    def delete_password(self, service, username):
+        raise NotImplementedError
+"""
+
+
+def keyring_env(tmp_path: Path, url: str) -> dict[str, str]:
+    pytest.importorskip("keyring", reason="pip install keyring")
+    (tmp_path / "testkeyring.py").write_text(_TEST_KEYRING)
+    (tmp_path / "keyring.json").write_text(json.dumps({url: {"ci": PASSWORD}}))
+    env = clean_env(PYTHON_KEYRING_BACKEND="testkeyring.FileKeyring",
+                    FAWHEELS_TEST_KEYRING=str(tmp_path / "keyring.json"))
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    return env
+
+
 @pytest.mark.server
 def test_upload_to_pypiserver_then_pip_installs_from_it(
         pypiserver: tuple[str, Path], dist: dict[str, Path], ext: Path, tmp_path: Path, verify: ModuleType
@@ -411,21 +451,28 @@ def test_upload_to_pypiserver_then_pip_installs_from_it(
     url, packages = pypiserver
     w = dist["cu130-1.0"]
     creds = {"FAWHEELS_INDEX_USER": "ci", "FAWHEELS_INDEX_PASSWORD": PASSWORD}
+    from_keyring = keyring_env(tmp_path, url)
 
     r = fawheels("publish", str(w), "--index", url)
     assert r.returncode == 8 and "refused anonymous upload" in r.stderr, r.stderr
     r = fawheels("publish", str(w), "--index", url,
-                 env=clean_env(FAWHEELS_INDEX_USER="ci", FAWHEELS_INDEX_PASSWORD="wrong"))
+                 env=clean_env(FAWHEELS_INDEX_USER="ci", FAWHEELS_INDEX_PASSWORD="Wrong-Pw-0451"))
     assert r.returncode == 8 and "refused the credentials" in r.stderr, r.stderr
+    assert "Wrong-Pw-0451" not in r.stdout + r.stderr
     r = fawheels("publish", str(w), "--index", url + "cu128/", env=clean_env(**creds))
     assert r.returncode == 8 and "does not belong in the cu128 index" in r.stderr, r.stderr
     assert list(packages.iterdir()) == []
 
-    r = fawheels("publish", str(w), str(dist["cu130-0.9"]), "--index", url, env=clean_env(**creds))
+    r = fawheels("publish", str(w), "--index", url, env=clean_env(**creds))
+    assert r.returncode == 0, r.stderr
+    assert PASSWORD not in r.stdout + r.stderr
+    assert [p.name for p in packages.iterdir()] == [w.name]
+    assert sha256(packages / w.name) == sha256(w)
+
+    r = fawheels("publish", str(dist["cu130-0.9"]), "--index", url, env=from_keyring)
     assert r.returncode == 0, r.stderr
     assert PASSWORD not in r.stdout + r.stderr
     assert sorted(p.name for p in packages.iterdir()) == sorted([w.name, dist["cu130-0.9"].name])
-    assert sha256(packages / w.name) == sha256(w)
 
     # TWINE_* works too; same bytes again is a no-op, other bytes under the same name are refused.
     twine = clean_env(TWINE_USERNAME="ci", TWINE_PASSWORD=PASSWORD)
