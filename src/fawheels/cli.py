@@ -114,9 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compat)
 
-    p = sub.add_parser("publish", help="add verified wheels to a PEP 503 index (directory or URL)")
-    p.add_argument("wheels", nargs="+", type=Path, metavar="WHEEL")
-    p.add_argument("--index", required=True, help="index directory or upload URL")
+    p = sub.add_parser(
+        "publish", help="add verified wheels to a PEP 503 index (directory or URL)",
+        epilog="Upload credentials come from FAWHEELS_INDEX_USER/FAWHEELS_INDEX_PASSWORD, "
+               "TWINE_USERNAME/TWINE_PASSWORD or keyring, never from the command line (docs/publishing.md).")
+    p.add_argument("wheels", nargs="+", type=Path, metavar="WHEEL",
+                   help="wheels with a passing <wheel>.verify.json beside them")
+    p.add_argument("--index", required=True,
+                   help="index directory (DIR, or DIR/cu130 to accept only that variant) or upload URL")
     p.set_defaults(func=cmd_publish)
 
     return parser
