@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -340,14 +341,16 @@ def test_killed_publisher_leaves_a_valid_index_and_the_next_one_waits(
             time.sleep(0.05)
         b = subprocess.Popen([*CLI, "publish", str(new_b), "--index", str(root)], env=clean_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)
-        assert b.poll() is None, "the second publisher must wait for the lock"
+        assert b.stdout is not None
+        ready, _, _ = select.select([b.stdout], [], [], 120)
+        assert ready, "the second publisher said nothing"
+        assert "waiting for the lock" in b.stdout.readline(), b.communicate()
+        assert b.poll() is None
         assert_index_valid(root, settled=False)  # readers see a valid index while a publisher is midway
         a.send_signal(signal.SIGKILL)
         a.wait()
-        out, err = b.communicate(timeout=120)
+        _, err = b.communicate(timeout=120)
         assert b.returncode == 0, err
-        assert "waiting for the lock" in out
     finally:
         a.kill()
         a.wait()
