@@ -115,7 +115,7 @@ def test_same_name_same_hash_is_a_noop_other_hash_refused() -> None:
 
 def test_credentials_go_only_over_https_or_to_loopback() -> None:
     creds = Credentials("ci", "pw")
-    with pytest.raises(PublishError, match="plain http to wheels.example"):
+    with pytest.raises(PublishError, match=r"plain http to wheels\.example"):
         publish.ServerIndex("http://wheels.example/cu130/", creds)
     for url in ("https://wheels.example/cu130/", "http://127.0.0.1:8080/", "http://localhost:8080/"):
         publish.ServerIndex(url, creds)
@@ -288,6 +288,22 @@ def test_stale_temp_files_of_a_dead_publisher_are_cleared(index: Path, tmp_path:
     w = verified(toy_wheel(tmp_path / "w", version="1.0"))
     publish.publish_command([w], index=str(index), verifier=lambda p: Passing())
     assert not stale.exists() and (d / w.name).is_file()
+
+
+def test_republishing_puts_back_a_listed_file_lost_from_disk(index: Path, tmp_path: Path) -> None:
+    listed = index / "cu130" / "simple" / "fatoy" / "fatoy-0.9+cu130torch2.14-py3-none-any.whl"
+    before = listed.read_bytes()
+    listed.unlink()
+    w = verified(toy_wheel(tmp_path / "again", version="0.9"))
+    publish.publish_command([w], index=str(index), verifier=lambda p: Passing())
+    assert listed.read_bytes() == before
+    assert len(publish.parse_manifest((index / "wheels.json").read_text())) == 1
+
+
+def test_unreadable_manifest_is_refused_not_overwritten(index: Path, tmp_path: Path) -> None:
+    (index / "wheels.json").write_text("{not json")
+    w = verified(toy_wheel(tmp_path / "w", version="1.0"))
+    refused(index, [w], "wheels.json is unreadable")
 
 
 def test_lock_file_is_not_a_listed_artifact(index: Path) -> None:

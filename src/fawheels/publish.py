@@ -563,7 +563,11 @@ class StaticIndex:
             for tmp in self.root.rglob(f".*{TMP_MARK}*"):
                 tmp.unlink(missing_ok=True)
             manifest = self.root / MANIFEST
-            records = parse_manifest(manifest.read_text()) if manifest.exists() else []
+            try:
+                records = parse_manifest(manifest.read_text()) if manifest.exists() else []
+            except (ValueError, KeyError, TypeError) as exc:
+                raise PublishError(f"{manifest} is unreadable ({exc!r}); nothing was changed",
+                                   hint="restore it from a backup: the pages are rendered from it") from exc
             listed = {(r.variant, r.filename): r.sha256 for r in records}
             plan = []
             for w in wheels:  # decide for all before writing anything: a refusal leaves the index as it was
@@ -571,7 +575,7 @@ class StaticIndex:
                 plan.append((w, is_new(w.record, listed.get(key), f"{self.root}/{w.name.variant}")))
                 listed.setdefault(key, w.record.sha256)  # the same file twice in one call is added once
             for w, new in plan:
-                if new:
+                if new or not self._dest(w).is_file():  # a listed file lost from disk is put back
                     self._place(w)
             added = [w.record for w, new in plan if new]
             if added:
@@ -581,10 +585,13 @@ class StaticIndex:
             _fsync_dir(self.root)
         return plan
 
+    def _dest(self, w: CheckedWheel) -> Path:
+        return self.root / w.name.variant / "simple" / w.name.project / w.name.filename
+
     def _place(self, w: CheckedWheel) -> None:
-        d = self.root / w.name.variant / "simple" / w.name.project
+        d = self._dest(w).parent
         d.mkdir(parents=True, exist_ok=True)
-        _copy_atomic(w.path, d / w.name.filename, w.record.sha256)
+        _copy_atomic(w.path, self._dest(w), w.record.sha256)
         _write_atomic(d / f"{w.name.filename}.metadata", w.metadata)
         _write_atomic(d / f"{w.name.filename}.verify.json", w.report.encode())
         _fsync_dir(d)
