@@ -1,7 +1,8 @@
 """Small but real wheels for publish tests.
 
-Real FA2 wheels take minutes of nvcc; these take about two seconds. `toy_wheel` builds a wheel laid out
-like a fawheels build (local version `+cuXYZtorchA.B`, `build-info.json`, a RECORD with hashes) whose
+Real FA2 wheels take minutes of nvcc; these take about two seconds. `toy_wheel` writes, with the build's
+own reproducible writer (fawheels.wheel), a wheel shaped like a fawheels build (local version
+`+cuXYZtorchA.B`, `build-info.json`, RECORD) whose
 extension is a real CPython module compiled by nvcc with sm_120 SASS (static cudart: it imports without
 torch and without a GPU). Without `extension` it is a pure-python wheel of the same shape, for tests that
 use a stand-in verifier (the real one wants compiled code). A `cuda="12.8"` toy is still compiled by the
@@ -10,16 +11,14 @@ nvcc at hand: only its labels say 12.8, which is all an index test needs.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import shutil
 import subprocess
 import sysconfig
-import zipfile
 from pathlib import Path
 
 from fawheels import cudafacts
+from fawheels.wheel import WheelSpec, render_metadata, write_wheel
 
 SOURCE_DATE_EPOCH = 1755000000
 EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
@@ -61,11 +60,6 @@ def compile_extension(workdir: Path) -> Path:
     return out
 
 
-def _record_line(name: str, data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"{name},sha256={digest},{len(data)}"
-
-
 def toy_wheel(
     out_dir: Path,
     *,
@@ -76,16 +70,13 @@ def toy_wheel(
     extension: Path | None = None,
     salt: str = "",
 ) -> Path:
-    """Write `<name>-<version>+cu<cuda>torch<torch>-…whl` into out_dir and return its path.
+    """Write `<name>-<version>+cu<cuda>torch<torch>-…whl` into out_dir with fawheels' own wheel writer.
 
     `extension` is a compiled `_C` module (see compile_extension); `salt` changes the bytes but not the
     filename (for same-name-different-hash tests).
     """
     cu = "cu" + cuda.replace(".", "")
     full_version = f"{version}+{cu}torch{torch}"
-    tag = f"{PY_TAG}-{PY_TAG}-linux_x86_64" if extension else "py3-none-any"
-    dist_info = f"{name}-{full_version}.dist-info"
-    target = f"{name}-{cu}-torch{torch}-sm120-{PY_TAG}"
     ext_name = f"{name}/_C{EXT_SUFFIX}"
     files: dict[str, bytes] = {
         f"{name}/__init__.py": (
@@ -96,21 +87,14 @@ def toy_wheel(
     }
     if extension:
         files[ext_name] = extension.read_bytes()
-    files[f"{dist_info}/METADATA"] = (
-        "Metadata-Version: 2.1\n"
-        f"Name: {name}\n"
-        f"Version: {full_version}\n"
-        "Summary: toy CUDA extension for fawheels publish tests\n"
-        "Requires-Python: >=3.10\n"
-        f"Requires-Dist: torch=={torch}.*\n"
-    ).encode()
-    files[f"{dist_info}/WHEEL"] = (
-        "Wheel-Version: 1.0\nGenerator: fawheels-tests\n"
-        f"Root-Is-Purelib: {'false' if extension else 'true'}\nTag: {tag}\n"
-    ).encode()
+    metadata = render_metadata([
+        ("Metadata-Version", "2.1"), ("Name", name), ("Version", full_version),
+        ("Summary", "toy CUDA extension for fawheels publish tests"), ("Requires-Python", ">=3.10"),
+        ("Requires-Dist", f"torch=={torch}.*"),
+    ])
     build_info = {
         "schema": 1,
-        "target": target,
+        "target": f"{name}-{cu}-torch{torch}-sm120-{PY_TAG}",
         "recipe": name,
         "distribution": name,
         "version": full_version,
@@ -124,16 +108,7 @@ def toy_wheel(
         "extensions": [ext_name] if extension else [],
         "source_date_epoch": SOURCE_DATE_EPOCH,
     }
-    files[f"{dist_info}/build-info.json"] = (json.dumps(build_info, indent=2) + "\n").encode()
-    record = [_record_line(n, d) for n, d in files.items()] + [f"{dist_info}/RECORD,,"]
-    files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}-{full_version}-{tag}.whl"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for n, d in files.items():
-            info = zipfile.ZipInfo(n, date_time=(2025, 8, 12, 12, 0, 0))
-            info.external_attr = (0o755 if n.endswith(".so") else 0o644) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, d)
-    return path
+    tag = f"{PY_TAG}-{PY_TAG}-linux_x86_64" if extension else "py3-none-any"
+    spec = WheelSpec(name, full_version, tag, metadata, "fawheels-tests")
+    extra = {"build-info.json": (json.dumps(build_info, indent=2) + "\n").encode()}
+    return write_wheel(spec, files, extra, out_dir, SOURCE_DATE_EPOCH)
