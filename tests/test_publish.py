@@ -306,6 +306,19 @@ def test_unreadable_manifest_is_refused_not_overwritten(index: Path, tmp_path: P
     refused(index, [w], "wheels.json is unreadable")
 
 
+def test_index_files_are_world_readable_whatever_the_umask(tmp_path: Path) -> None:
+    w = verified(toy_wheel(tmp_path / "w", version="1.0"))
+    old = os.umask(0o077)
+    try:
+        publish.publish_command([w], index=str(tmp_path / "idx"), verifier=lambda p: Passing())
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "idx").rglob("*") if p.is_file() and p.name != publish.LOCK]
+    assert files and all(p.stat().st_mode & 0o777 == 0o644 for p in files)
+    dirs = [tmp_path / "idx", *(p for p in (tmp_path / "idx").rglob("*") if p.is_dir())]
+    assert len(dirs) == 4 and all(p.stat().st_mode & 0o777 == 0o755 for p in dirs)
+
+
 def test_lock_file_is_not_a_listed_artifact(index: Path) -> None:
     assert (index / publish.LOCK).exists()
     assert publish.LOCK not in (index / "index.html").read_text()

@@ -55,6 +55,7 @@ TMP_MARK = ".tmp-"
 PEP691_VERSION = "1.1"
 _VARIANT = re.compile(r"cu\d+")
 _CHUNK = 1 << 20
+_PUBLIC = 0o644  # index files are served to everyone, whatever the publisher's umask
 
 # -------------------------------------------------------------------------------------------- pure part
 
@@ -511,12 +512,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _mkdir_public(path: Path) -> None:
+    """mkdir -p; the directories it creates get 0755 whatever the umask, so a server can walk them."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    for p in missing:
+        os.chmod(p, 0o755)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Readers see the old file or the new one, never a part: write aside, fsync, rename."""
     if path.exists() and path.read_bytes() == data:
         return
     tmp = _tmp_beside(path)
     with open(tmp, "xb") as fh:
+        os.fchmod(fh.fileno(), _PUBLIC)
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -527,6 +537,7 @@ def _copy_atomic(src: Path, dst: Path, sha256: str) -> None:
     tmp = _tmp_beside(dst)
     h = hashlib.sha256()
     with open(src, "rb") as fin, open(tmp, "xb") as fout:
+        os.fchmod(fout.fileno(), _PUBLIC)
         while chunk := fin.read(_CHUNK):
             h.update(chunk)
             fout.write(chunk)
@@ -541,7 +552,7 @@ def _copy_atomic(src: Path, dst: Path, sha256: str) -> None:
 @contextmanager
 def _locked(root: Path) -> Iterator[None]:
     """One publisher at a time per index; the kernel drops the lock of a killed one."""
-    root.mkdir(parents=True, exist_ok=True)
+    _mkdir_public(root)
     with open(root / LOCK, "a+b") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -590,7 +601,7 @@ class StaticIndex:
 
     def _place(self, w: CheckedWheel) -> None:
         d = self._dest(w).parent
-        d.mkdir(parents=True, exist_ok=True)
+        _mkdir_public(d)
         _copy_atomic(w.path, self._dest(w), w.record.sha256)
         _write_atomic(d / f"{w.name.filename}.metadata", w.metadata)
         _write_atomic(d / f"{w.name.filename}.verify.json", w.report.encode())
@@ -764,7 +775,7 @@ def publish_command(
 ) -> int:
     """`fawheels publish`: check every wheel, then add them all; exit 0, or PublishError (exit 8)."""
     location = parse_index(index)
-    where = location.url or str(location.root)
+    where = index
     checked = [check_wheel(Path(w), location.variant, where, verifier) for w in dict.fromkeys(wheels)]
     gateway: StaticIndex | ServerIndex
     if location.url is not None:
