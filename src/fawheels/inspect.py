@@ -175,7 +175,7 @@ def _parse_container(
         (kind, _ver, hsize, psize, csize, _opt, minor, major, arch, _no, _ns, flags, _r, dsize) = (
             _ENTRY.unpack_from(view, pos)
         )
-        if hsize < _ENTRY.size or pos + hsize + psize > end or not 0 < arch < 1000:
+        if hsize < _ENTRY.size or pos + hsize + psize > end or not 10 <= arch < 1000:
             raise InspectError(f"{where}: corrupt entry header (header {hsize}, payload {psize}, arch {arch})")
         compression = _compression(flags)
         if compression != "none" and not 0 < csize <= psize:
@@ -329,9 +329,21 @@ def wheel_objects(zf: zipfile.ZipFile, wheel: str) -> list[CodeObject]:
     return objects
 
 
+def is_wheel(path: Path) -> bool:
+    """A .whl, or any zip that is not an ELF object (an ELF may end with bytes that look like a zip)."""
+    if path.suffix == ".whl":
+        return True
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head != _ELF_MAGIC and zipfile.is_zipfile(path)
+
+
 def read_path(path: Path) -> list[CodeObject]:
     """Every code object in a wheel, or the one in an ELF / fatbin file."""
-    if path.suffix == ".whl" or (path.is_file() and zipfile.is_zipfile(path)):
+    if is_wheel(path):
         with open_wheel(path) as zf:
             return wheel_objects(zf, path.name)
     return [read_file(path)]
@@ -424,7 +436,7 @@ def cuobjdump_file(path: Path, label: str | None = None, tool: Path | None = Non
 
 def cuobjdump_path(path: Path) -> list[CodeEntry]:
     """The cuobjdump reader over the same inputs as read_path (wheel members go through a temp file)."""
-    if path.suffix != ".whl" and not zipfile.is_zipfile(path):
+    if not is_wheel(path):
         return cuobjdump_file(path)
     entries: list[CodeEntry] = []
     with open_wheel(path) as zf, tempfile.TemporaryDirectory(prefix="fawheels-") as tmp:
