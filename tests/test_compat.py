@@ -78,9 +78,9 @@ def test_sass_is_preferred_to_ptx_and_exact_to_compatible() -> None:
     p = one([entry("ptx", "sm_80", "9.2"), entry("sass", "sm_120")], "12.0", "580.65.06")
     assert (p.ok, p.image) == (True, "sm_120 SASS")
     p = one([entry("sass", "sm_80"), entry("sass", "sm_86"), entry("sass", "sm_89")], "8.9", "580.65.06")
-    assert p.image == "sm_89 SASS" and "matches" in p.reason
+    assert (p.image, p.how) == ("sm_89 SASS", "exact-sass") and "matches" in p.reason
     p = one([entry("sass", "sm_80"), entry("sass", "sm_86")], "8.9", "580.65.06")
-    assert p.image == "sm_86 SASS" and "runs on" in p.reason
+    assert (p.image, p.how) == ("sm_86 SASS", "compatible-sass") and "runs on" in p.reason
 
 
 @pytest.mark.parametrize(("ptx", "gpu", "ok"), [
@@ -127,7 +127,8 @@ def test_json_contract() -> None:
     doc = report.to_json()
     assert doc["ok"] is False and doc["driver"] == "575.51.03" and doc["driver_cuda"] == "12.9"
     (e,) = doc["entries"]
-    assert {"image", "reason", "error", "needed_driver"} <= set(e)
+    assert {"image", "how", "reason", "error", "needed_driver"} <= set(e)
+    assert e["how"] == "ptx-jit"
     assert "cudaErrorUnsupportedPtxVersion" in e["reason"] and e["needed_driver"] == "580.65.06"
 
 

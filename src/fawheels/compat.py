@@ -35,12 +35,14 @@ class Prediction:
     reason: str
     error: str | None = None  # the cudaError* the user would see
     needed_driver: str | None = None
+    how: str | None = None  # exact-sass | compatible-sass | ptx-jit
 
     def to_json(self) -> dict[str, Any]:
         return {
             "file": self.file,
             "container": self.container,
             "image": self.image,
+            "how": self.how,
             "ok": self.ok,
             "reason": self.reason,
             "error": self.error,
@@ -107,21 +109,23 @@ def predict_module(entries: Sequence[CodeEntry], cc: tuple[int, int], driver: Ve
                           error="cudaErrorNoKernelImageForDevice")
     arch = Arch.parse(image.arch)
     if image.kind == "sass":
-        how = "matches" if arch.cc == cc else "runs on"
+        exact = arch.cc == cc
         return Prediction(first.file, first.container, f"{arch.sm} SASS", True,
-                          f"{arch.sm} SASS {how} compute capability {_cc(cc)}")
+                          f"{arch.sm} SASS {'matches' if exact else 'runs on'} compute capability {_cc(cc)}",
+                          how="exact-sass" if exact else "compatible-sass")
     isa = Version.parse(image.ptx_isa or "0")
     name = f"{arch.compute} PTX (ISA {isa})"
     max_isa = cf.max_ptx_isa_of_driver(driver)
     if max_isa is not None and isa <= max_isa:
         return Prediction(first.file, first.container, name, True,
-                          f"no SASS for {_cc(cc)}; {_driver_says(driver)} JIT-compiles {name}")
+                          f"no SASS for {_cc(cc)}; {_driver_says(driver)} JIT-compiles {name}", how="ptx-jit")
     needed = cf.min_driver_for_ptx_isa(isa)
     need = f"needs driver >= {needed}" if needed else "needs a driver newer than any fawheels knows"
     return Prediction(first.file, first.container, name, False,
                       f"no SASS for {_cc(cc)}; {name} is too new for {_driver_says(driver)}: "
                       f"{_error('cudaErrorUnsupportedPtxVersion')}; {need}",
-                      error="cudaErrorUnsupportedPtxVersion", needed_driver=str(needed) if needed else None)
+                      error="cudaErrorUnsupportedPtxVersion", needed_driver=str(needed) if needed else None,
+                      how="ptx-jit")
 
 
 def runtime_major(obj: CodeObject) -> int | None:
