@@ -226,3 +226,12 @@ def test_fresh_ptx_only_extension_on_a_12_9_target(extensions: dict[str, bytes],
 def test_fresh_extension_with_an_unexpected_library(extensions: dict[str, bytes], tmp_path: Path) -> None:
     report = wheel(tmp_path, {EXT: extensions["extra-lib"]})
     assert set(failing(report)) == {"dt-needed"} and "libz.so.1" in failing(report)["dt-needed"]
+
+
+def test_malformed_wheel_metadata_fails_checks_not_the_run(tmp_path: Path) -> None:
+    report = wheel(tmp_path, wheel_tag="not-a-tag-at-all")
+    assert "unusable" in failing(report)["format"]
+    (tmp_path / "r").mkdir()
+    broken_record = {f"{cudabins.PKG}-{cudabins.VERSION}.dist-info/RECORD": b"a,b\n\x00\"unterminated"}
+    report = wheel(tmp_path / "r", tamper=broken_record)
+    assert "record" in failing(report)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -343,9 +344,18 @@ _INFO_CHECKS: tuple[Callable[[WheelFacts, dict[str, Any]], Check], ...] = (
 _INFO_CHECK_NAMES = ("build-info", "extensions", "sass", "ptx", "dt-needed", "requires-torch")
 
 
+def _guarded(name: str, check: Callable[[], Check], what: str) -> Check:
+    """Malformed input (a wrong type, an unknown arch, a broken csv row) fails its check, not the run."""
+    try:
+        return check()
+    except (FawheelsError, ValueError, KeyError, TypeError, AttributeError, csv.Error) as exc:
+        return Check(name, False, f"{what} unusable: {exc}")
+
+
 def run_checks(f: WheelFacts) -> tuple[tuple[Check, ...], str | None]:
     """Every check, and the target the wheel says it was built for."""
-    checks = [check_format(f), check_record(f)]
+    checks = [_guarded("format", lambda: check_format(f), "wheel metadata"),
+              _guarded("record", lambda: check_record(f), "RECORD")]
     if not checks[0].ok:  # the rest reads names and tags the file name must give
         return tuple(checks + [Check(n, False, "skipped: the wheel's format is broken")
                                for n in _INFO_CHECK_NAMES]), None
@@ -353,11 +363,7 @@ def run_checks(f: WheelFacts) -> tuple[tuple[Check, ...], str | None]:
     if info is None:
         return tuple(checks + [Check(n, False, why) for n in _INFO_CHECK_NAMES]), None
     for check, name in zip(_INFO_CHECKS, _INFO_CHECK_NAMES, strict=True):
-        try:
-            checks.append(check(f, info))
-        except (FawheelsError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            # build-info with a wrong type or an unknown arch/toolkit fails the check, not the run
-            checks.append(Check(name, False, f"build-info.json unusable: {exc}"))
+        checks.append(_guarded(name, functools.partial(check, f, info), "build-info.json"))
     return tuple(checks), str(info["target"])
 
 
