@@ -286,12 +286,12 @@ def parse_manifest(text: str) -> list[WheelRecord]:
 
 
 def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+    if n < 1024:
+        return f"{n} B"
+    size, units = n / 1024, ["KiB", "MiB", "GiB"]
+    while size >= 1024 and len(units) > 1:
+        size, units = size / 1024, units[1:]
+    return f"{size:.1f} {units[0]}"
 
 
 _PAGE_STYLE = """
@@ -775,8 +775,7 @@ def publish_command(
 ) -> int:
     """`fawheels publish`: check every wheel, then add them all; exit 0, or PublishError (exit 8)."""
     location = parse_index(index)
-    where = index
-    checked = [check_wheel(Path(w), location.variant, where, verifier) for w in dict.fromkeys(wheels)]
+    checked = [check_wheel(Path(w), location.variant, index, verifier) for w in dict.fromkeys(wheels)]
     gateway: StaticIndex | ServerIndex
     if location.url is not None:
         creds = credentials_from_env(os.environ if env is None else env) or _keyring_credentials(location.url)
