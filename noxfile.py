@@ -36,6 +36,14 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session(python=PYTHON)
+def nightly(session: nox.Session) -> None:
+    """Build, verify and publish every target through the compiler cache; summary + JSON report
+    (after --: --index DIR_OR_URL, --targets ID..., -k TEXT, --matrix PATH, --compiler-cache SPEC)."""
+    session.install(".[nightly]")
+    session.run("python", "-m", "fawheels.nightly", *session.posargs)
+
+
 @nox.session(name="lock-images", python=PYTHON)
 def lock_images(session: nox.Session) -> None:
     """Build (if missing) every toolchain image the matrix can use; pin it in docker/images.lock.json."""

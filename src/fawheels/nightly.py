@@ -1,0 +1,299 @@
+"""The nightly: build every target of the matrix, verify, publish those that pass, report.
+
+`nox -s nightly -- [--matrix PATH] [--targets ID…] [-k TEXT] [--index DIR_OR_URL] [--out DIR]`
+
+Each target builds into its own directory (`<out>/<target-id>/`: several targets may make a wheel of the
+same file name) through the compiler cache (compilercache.py). A failing target never stops the others;
+the run ends with a summary table and a JSON report (target, status, failed stage with the error's first
+lines, wall time, cache hit rate, wheel size, sha256, publish result) and exits non-zero if any target
+failed. On CI the same steps are fanned out over runners by .github/workflows/nightly.yml.
+
+`run_targets` is the loop with its side effects passed in (build one target, read the cache, publish one
+wheel), so the rules (isolation of failures, what gets published, the report) are unit-tested on fakes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from .build import Result
+from .compilercache import CacheConfig, CacheStats, Sccache, clean_environ, find_sccache, parse_cache_spec
+from .errors import ConfigError, FawheelsError
+from .matrix import Matrix, Target, load_matrix_file
+from .runner import log
+
+REPORT_SCHEMA = 1
+ERROR_LINES = 6  # of a failure's message in the report and table: enough to name the file at fault
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One row of the nightly report."""
+
+    target: str
+    status: str  # ok | failed
+    stage: str  # where it failed ("done" when it did not); "publish" when only publishing failed
+    error: str
+    exit_code: int
+    wall_s: float
+    cache: CacheStats | None
+    wheel: str | None
+    size: int
+    sha256: str
+    published: bool
+
+    @property
+    def error_head(self) -> list[str]:
+        return [line for line in self.error.splitlines() if line.strip()][:ERROR_LINES]
+
+    @property
+    def hit_rate(self) -> float | None:
+        return self.cache.hit_rate if self.cache else None
+
+    def to_json(self) -> dict[str, Any]:
+        rate = self.hit_rate
+        return {"target": self.target, "status": self.status, "stage": self.stage, "error": self.error_head,
+                "exit_code": self.exit_code, "wall_s": round(self.wall_s, 1),
+                "cache_hit_rate": None if rate is None else round(rate, 3),
+                "cache": self.cache.to_json() if self.cache else None, "wheel": self.wheel, "size": self.size,
+                "sha256": self.sha256, "published": self.published}
+
+
+class CacheProbe(Protocol):
+    def zero(self) -> None: ...
+
+    def stats(self) -> CacheStats: ...
+
+
+BuildFn = Callable[[Target], Result]
+PublishFn = Callable[[Path], None]
+
+
+# ----------------------------------------------------------------------------- pure rules
+
+
+def select_targets(m: Matrix, ids: Sequence[str], keywords: Sequence[str]) -> list[Target]:
+    """Named ids (each must exist), else every target; then only those whose id contains every keyword."""
+    targets = [m.target(t) for t in dict.fromkeys(ids)] if ids else list(m.targets)
+    picked = [t for t in targets if all(k in t.id for k in keywords)]
+    if not picked:
+        raise ConfigError(f"no target matches -k {' '.join(keywords)!r}", hint="`fawheels matrix` lists the ids")
+    return picked
+
+
+def render_table(outcomes: Sequence[Outcome]) -> str:
+    """The summary for people: one line per target, then each failure's first lines."""
+    head = ("TARGET", "STATUS", "STAGE", "WALL", "CACHE", "SIZE", "SHA256", "PUBLISHED")
+    rows = []
+    for o in outcomes:
+        rate = o.hit_rate
+        rows.append((o.target, o.status, o.stage, f"{o.wall_s:.0f} s", "-" if rate is None else f"{100 * rate:.0f}%",
+                     f"{o.size / 1e6:.1f} MB" if o.size else "-", o.sha256[:12] or "-",
+                     "yes" if o.published else "no"))
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [head, *rows]]
+    failed = [o for o in outcomes if o.status != "ok"]
+    for o in failed:
+        lines += ["", f"{o.target} failed at {o.stage} (exit {o.exit_code}):",
+                  *(f"    {line}" for line in o.error_head)]
+    lines += ["", f"{len(outcomes) - len(failed)} passed, {len(failed)} failed"]
+    return "\n".join(lines)
+
+
+def report_doc(outcomes: Sequence[Outcome], *, cache: str | None, index: str | None, started: float,
+               wall_s: float) -> dict[str, Any]:
+    return {"schema": REPORT_SCHEMA, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "wall_s": round(wall_s, 1), "compiler_cache": cache, "index": index,
+            "passed": sum(o.status == "ok" for o in outcomes), "failed": sum(o.status != "ok" for o in outcomes),
+            "targets": [o.to_json() for o in outcomes]}
+
+
+def exit_code(outcomes: Sequence[Outcome]) -> int:
+    """0 when every target passed; else the first failure's code (fawheels' stable exit codes), at least 1."""
+    failed = [o for o in outcomes if o.status != "ok"]
+    return max(1, failed[0].exit_code) if failed else 0
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _build_one(target: Target, build: BuildFn) -> Result:
+    """A bug in one target's build is that target's failure, not the night's."""
+    start = time.monotonic()
+    try:
+        return build(target)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a failing target never stops the others, whatever it raised
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return Result(target.id, "failed", "internal", f"{detail}\n{traceback.format_exc()}", 1,
+                      wall_s=time.monotonic() - start)
+
+
+def run_targets(targets: Sequence[Target], *, build: BuildFn, cache: CacheProbe | None,
+                publish: PublishFn | None) -> list[Outcome]:
+    """Build every target (each one's cache stats on their own), then publish the ones that passed."""
+    outcomes: list[Outcome] = []
+    for target in targets:
+        if cache is not None:
+            cache.zero()
+        built = _build_one(target, build)
+        stats = cache.stats() if cache is not None else None
+        outcomes.append(Outcome(target.id, built.status, built.stage, built.error, built.exit_code, built.wall_s,
+                                stats, str(built.wheel) if built.wheel else None, built.size, built.sha256, False))
+    if publish is None:
+        return outcomes
+    for i, o in enumerate(outcomes):
+        if o.status != "ok" or o.wheel is None:
+            continue
+        try:
+            publish(Path(o.wheel))
+        except FawheelsError as exc:
+            outcomes[i] = replace(o, status="failed", stage="publish", error=str(exc), exit_code=exc.exit_code)
+        else:
+            outcomes[i] = replace(o, published=True)
+    return outcomes
+
+
+# ----------------------------------------------------------------------------- gateways
+
+
+def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bool) -> BuildFn:
+    """Host/pip targets through build.build_target; container targets inside their toolchain image."""
+
+    def build(target: Target) -> Result:
+        dist = out / target.id
+        if target.toolchain.provision == "container":
+            return _build_in_container(target, matrix, dist, jobs)
+        from .build import build_target
+
+        return build_target(target, matrix, dist, jobs, offline)
+
+    return build
+
+
+def _build_in_container(target: Target, matrix: Matrix, dist: Path, jobs: int | None) -> Result:
+    from .container import build_in_container
+    from .source import sha256_file
+
+    start = time.monotonic()
+    code = build_in_container(target_id=target.id, matrix_path=matrix.path, dist=dist, jobs=jobs,
+                              toolchain=target.toolchain)
+    wall = time.monotonic() - start
+    wheels = sorted(dist.glob("*.whl"))
+    if code != 0 or len(wheels) != 1:
+        why = f"container build exited {code}" if code else f"container build left {len(wheels)} wheels in {dist}"
+        return Result(target.id, "failed", "container", f"{why}; its log is above in the nightly's output",
+                      code or 1, wall_s=wall)
+    return Result(target.id, "ok", "done", wheel=wheels[0], sha256=sha256_file(wheels[0]),
+                  size=wheels[0].stat().st_size, wall_s=wall)
+
+
+def publisher(index: str) -> PublishFn:
+    """One wheel at a time, so a refused wheel does not hold back the others."""
+
+    def publish(wheel: Path) -> None:
+        from .publish import publish_command
+
+        publish_command([wheel], index=index)
+
+    return publish
+
+
+@contextmanager
+def compiler_cache(config: CacheConfig | None) -> Iterator[Sccache | None]:
+    """Start the cache's server and put its settings into this process's environment (the build
+    hands os.environ to CMake and ninja); stop it and restore the environment afterwards."""
+    if config is None:
+        yield None
+        return
+    cache = Sccache(find_sccache(), config)
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update({**clean_environ(saved), **cache.env})
+    try:
+        cache.start()
+        log(f"compiler cache: sccache {cache.binary} -> {config.backend} {config.display}")
+        yield cache
+    finally:
+        try:
+            cache.stop()
+        except FawheelsError as exc:
+            log(f"note: {exc}")
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def write_report(path: Path, doc: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def nightly_command(*, matrix_path: Path | None, ids: Sequence[str], keywords: Sequence[str], out: Path,
+                    index: str | None, cache_spec: str | None, jobs: int | None, offline: bool,
+                    report: Path | None) -> int:
+    matrix = load_matrix_file(matrix_path)
+    targets = select_targets(matrix, ids, keywords)
+    config = parse_cache_spec(cache_spec, os.environ)
+    log(f"nightly: {len(targets)} target(s): {', '.join(t.id for t in targets)}")
+    started, t0 = time.time(), time.monotonic()
+    with compiler_cache(config) as cache:
+        outcomes = run_targets(targets, build=build_with_pipeline(matrix, out.resolve(), jobs, offline), cache=cache,
+                               publish=publisher(index) if index else None)
+    doc = report_doc(outcomes, cache=f"{config.backend} {config.display}" if config else None, index=index,
+                     started=started, wall_s=time.monotonic() - t0)
+    report_path = report or out / "nightly-report.json"
+    write_report(report_path, doc)
+    log("")
+    log("== nightly summary")
+    log(render_table(outcomes))
+    log(f"report: {report_path}")
+    return exit_code(outcomes)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fawheels-nightly", description=__doc__.splitlines()[0])
+    p.add_argument("--matrix", type=Path, default=None, help="build matrix (default: ./build_matrix.yaml)")
+    p.add_argument("--targets", nargs="+", default=[], metavar="ID", help="only these target ids")
+    p.add_argument("-k", dest="keywords", action="append", default=[], metavar="TEXT",
+                   help="only targets whose id contains TEXT (repeat: all must match)")
+    p.add_argument("--out", type=Path, default=Path("nightly"),
+                   help="per-target dist directories and the report (default: nightly/)")
+    p.add_argument("--index", default=None, help="publish passing wheels to this index (directory or URL)")
+    p.add_argument("--compiler-cache", dest="cache", default=None, metavar="SPEC",
+                   help="off | local (<cache>/sccache, the default) | DIR | redis://HOST:PORT "
+                        "(default from FAWHEELS_COMPILER_CACHE or SCCACHE_REDIS_ENDPOINT)")
+    p.add_argument("--jobs", "-j", type=int, default=None, help="concurrent nvcc jobs per build")
+    p.add_argument("--offline", action="store_true", help="cached sources, host toolchain and torch only")
+    p.add_argument("--report", type=Path, default=None, help="JSON report (default: <out>/nightly-report.json)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return nightly_command(matrix_path=args.matrix, ids=args.targets, keywords=args.keywords, out=args.out,
+                               index=args.index, cache_spec=args.cache, jobs=args.jobs, offline=args.offline,
+                               report=args.report)
+    except FawheelsError as exc:
+        print(f"fawheels nightly: {exc.kind} error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("fawheels nightly: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
