@@ -338,6 +338,9 @@ def _publish_to_dist(wheel: Path, dist: Path) -> Path:
     digest = sha256_file(wheel)
     sha_file = wheel.with_name(wheel.name + ".sha256")
     sha_file.write_text(f"{digest}  {wheel.name}\n")
+    from .provenance import write_provenance
+
+    write_provenance(wheel, dest_dir=dist)  # <wheel>.provenance.json lands before the wheel it speaks for
     for companion in (wheel.with_name(wheel.name + ".verify.json"), sha_file):
         if companion.exists():
             os.replace(companion, dist / companion.name)
