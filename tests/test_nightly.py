@@ -16,14 +16,31 @@ import yaml
 from fawheels.build import Result
 from fawheels.compilercache import CacheStats
 from fawheels.errors import ConfigError, PublishError, SourceError
-from fawheels.matrix import Target, load_matrix_file, render_targets
+from fawheels.matrix import Target, load_matrix, load_matrix_file, render_targets
 from fawheels.nightly import exit_code, render_table, report_doc, run_targets, select_targets
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOW = REPO / ".github" / "workflows" / "nightly.yml"
-MATRIX = load_matrix_file(REPO / "build_matrix.yaml")
 ONE_TU = "fa2-cu130-torch2.14-sm120-cp311-one-tu"
 DEFAULT = "fa2-cu130-torch2.14-sm120-cp311"
+# three targets: DEFAULT, its sm_90+sm_120 twin, ONE_TU
+MATRIX = load_matrix(f"""
+default_target: {DEFAULT}
+sources:
+  fa: {{kind: sdist, url: https://example.invalid/flash_attn-2.8.3.tar.gz, sha256: "{'1' * 64}"}}
+toolchains:
+  cu130: {{cuda: "13.0", provision: host}}
+torch:
+  "2.14": {{version: 2.14.1, cuda: "13.0", cxx_std: 20}}
+profiles:
+  qwen3: {{head_dims: [128], dtypes: [bf16, fp16]}}
+  one-tu: {{head_dims: [128], dtypes: [bf16], causal: [true], split_kv: false}}
+targets:
+  - {{recipe: fa2, source: fa, matrix: {{toolchain: [cu130], torch: ["2.14"], archs: [[sm_120], [sm_90, sm_120]],
+                                        python: ["3.11"], profile: [qwen3]}}}}
+  - {{recipe: fa2, source: fa, id_suffix: one-tu, matrix: {{toolchain: [cu130], torch: ["2.14"], archs: [[sm_120]],
+                                                          python: ["3.11"], profile: [one-tu]}}}}
+""")
 
 
 class FakeCache:
@@ -46,7 +63,7 @@ def ok(target: Target) -> Result:
 
 
 def test_select_all_named_or_by_keyword() -> None:
-    assert [t.id for t in select_targets(MATRIX, [], [])] == [t.id for t in MATRIX.targets]
+    assert [t.id for t in select_targets(MATRIX, [], [])] == [DEFAULT, "fa2-cu130-torch2.14-sm90-sm120-cp311", ONE_TU]
     assert [t.id for t in select_targets(MATRIX, [ONE_TU, ONE_TU], [])] == [ONE_TU]
     assert {t.id for t in select_targets(MATRIX, [], ["one-tu", "sm120"])} == {ONE_TU}
     with pytest.raises(ConfigError, match="did you mean"):
@@ -175,8 +192,9 @@ def test_workflow_matrix_comes_from_fawheels_matrix() -> None:
     assert jobs["build"]["strategy"]["fail-fast"] is False
     assert any("${{ matrix.target }}" in run for run in steps(jobs["build"]))
     # what that step prints for this repository's matrix: one include entry per target
-    generated = json.loads(render_targets(MATRIX, "github"))
-    assert [e["target"] for e in generated["include"]] == [t.id for t in MATRIX.targets]
+    matrix = load_matrix_file(REPO / "build_matrix.yaml")
+    generated = json.loads(render_targets(matrix, "github"))
+    assert [e["target"] for e in generated["include"]] == [t.id for t in matrix.targets]
     assert all(set(e) >= {"target", "cuda", "provision"} for e in generated["include"])
 
 

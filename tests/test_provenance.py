@@ -70,6 +70,14 @@ def test_statement_names_the_wheel_its_inputs_and_the_command() -> None:
     assert s["predicate"]["runDetails"]["builder"]["id"] == "urn:fawheels:builder:local"
 
 
+def test_the_command_does_not_depend_on_where_fawheels_was_run_from() -> None:
+    for argv0 in ("/work/a/src/fawheels/cli.py", "/venv/bin/fawheels"):
+        s = make_statement("w.whl", "ab" * 32, build_info(), [argv0, *ARGV[1:]], {})
+        assert s["predicate"]["buildDefinition"]["externalParameters"]["command"] == ARGV
+    s = make_statement("w.whl", "ab" * 32, build_info(), ["/x/nightly.py", "--out", "o"], {})
+    assert s["predicate"]["buildDefinition"]["externalParameters"]["command"] == ["/x/nightly.py", "--out", "o"]
+
+
 def test_container_builds_carry_the_image_digest() -> None:
     env = {"FAWHEELS_IMAGE": "fawheels/toolchain:cu130-abc", "FAWHEELS_IMAGE_DIGEST": "sha256:" + "9" * 64}
     image = deps(make_statement("w.whl", "ab" * 32, build_info(), ARGV, env))["toolchain-image"]

@@ -269,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", nargs="+", default=[], metavar="ID", help="only these target ids")
     p.add_argument("-k", dest="keywords", action="append", default=[], metavar="TEXT",
                    help="only targets whose id contains TEXT (repeat: all must match)")
-    p.add_argument("--out", type=Path, default=Path("nightly"),
-                   help="per-target dist directories and the report (default: nightly/)")
+    p.add_argument("--out", type=Path, default=Path("dist/nightly"),
+                   help="per-target dist directories and the report (default: dist/nightly/)")
     p.add_argument("--index", default=None, help="publish passing wheels to this index (directory or URL)")
     p.add_argument("--compiler-cache", dest="cache", default=None, metavar="SPEC",
                    help="off | local (<cache>/sccache, the default) | DIR | redis://HOST:PORT "

@@ -75,6 +75,14 @@ def _builder(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]
     return builder, metadata
 
 
+def command_line(argv: Sequence[str]) -> list[str]:
+    """The command as the user typed it: `python -m fawheels.cli build …` reads `fawheels build …`, so
+    two clones building the same target state the same command."""
+    if argv and Path(argv[0]).name in ("fawheels", "cli.py", "__main__.py"):
+        return ["fawheels", *argv[1:]]
+    return list(argv)
+
+
 def make_statement(wheel_name: str, sha256: str, info: Mapping[str, Any], argv: Sequence[str],
                    environ: Mapping[str, str]) -> dict[str, Any]:
     """The in-toto statement for one wheel (pure)."""
@@ -89,7 +97,7 @@ def make_statement(wheel_name: str, sha256: str, info: Mapping[str, Any], argv: 
         "predicate": {
             "buildDefinition": {
                 "buildType": BUILD_TYPE,
-                "externalParameters": {"target": info["target"], "command": list(argv)},
+                "externalParameters": {"target": info["target"], "command": command_line(argv)},
                 "internalParameters": {"archs": info.get("archs"), "flags": info.get("flags"),
                                        "source_date_epoch": info.get("source_date_epoch"),
                                        "python": info.get("python")},
