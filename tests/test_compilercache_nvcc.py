@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,3 +137,15 @@ def test_another_ptxas_binary_misses(compiles: Compiles, tmp_path: Path) -> None
     obj, stats = compiles("ptxas.o", SM120, nvcc=tk / "bin" / "nvcc")
     assert stats.misses.get("CUBIN") == 1
     assert sass(obj) == ["sm_120"]
+
+
+def test_an_unreachable_redis_is_refused_at_start() -> None:
+    binary = _sccache()
+    assert binary is not None
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cache = Sccache(binary, CacheConfig("redis", f"redis://127.0.0.1:{port}", "fawheels-dead"))
+    with pytest.raises(ToolchainError, match="Timed out waiting for server startup") as info:
+        cache.start()
+    assert f"redis://127.0.0.1:{port}" in str(info.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -13,9 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from fawheels import nightly
 from fawheels.build import Result
-from fawheels.compilercache import CacheStats
-from fawheels.errors import ConfigError, PublishError, SourceError
+from fawheels.compilercache import CacheConfig, CacheStats, Sccache
+from fawheels.errors import ConfigError, PublishError, SourceError, ToolchainError
 from fawheels.matrix import Target, load_matrix, load_matrix_file, render_targets
 from fawheels.nightly import exit_code, render_table, report_doc, run_targets, select_targets
 
@@ -219,3 +221,33 @@ def test_every_nox_session_the_workflow_names_exists() -> None:
 def test_actionlint_accepts_the_workflow() -> None:
     proc = subprocess.run(["actionlint", str(WORKFLOW)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_cache_settings_hold_inside_the_run_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(nightly, "find_sccache", lambda: Path("/opt/sccache"))
+    monkeypatch.setattr(Sccache, "start", lambda self: calls.append("start"))
+    monkeypatch.setattr(Sccache, "stop", lambda self: calls.append("stop"))
+    monkeypatch.setenv("SCCACHE_BUCKET", "someone-elses-s3")
+    before = dict(os.environ)
+    with nightly.compiler_cache(CacheConfig("local", str(tmp_path))) as cache:
+        assert cache is not None
+        assert os.environ["FAWHEELS_COMPILER_LAUNCHER"] == "/opt/sccache"
+        assert os.environ["SCCACHE_DIR"] == str(tmp_path)
+        assert "SCCACHE_BUCKET" not in os.environ  # it would take precedence over ours
+    assert dict(os.environ) == before and calls == ["start", "stop"]
+
+
+def test_an_unreachable_cache_degrades_to_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    def dead(self: Sccache) -> None:
+        raise ToolchainError("sccache --start-server failed: Timed out waiting for server startup")
+
+    monkeypatch.setattr(nightly, "find_sccache", lambda: Path("/opt/sccache"))
+    monkeypatch.setattr(Sccache, "start", dead)
+    before = dict(os.environ)
+    with nightly.compiler_cache(CacheConfig("redis", "redis://10.0.0.1:6379")) as cache:
+        assert cache is None
+        assert dict(os.environ) == before
+    assert dict(os.environ) == before
+    with nightly.compiler_cache(None) as cache:
+        assert cache is None

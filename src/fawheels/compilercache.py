@@ -198,17 +198,15 @@ class Sccache:
         proc = subprocess.run([str(self.binary), *args], env=environ, capture_output=True, text=True)
         if proc.returncode != 0:
             raise ToolchainError(f"sccache {' '.join(args)} failed (exit {proc.returncode}) with cache "
-                                 f"{self.config.display}:\n{(proc.stderr or proc.stdout).strip()[-2000:]}")
+                                 f"{self.config.display}:\n{(proc.stdout + proc.stderr).strip()[-2000:]}")
         return proc.stdout
 
     def start(self) -> None:
-        """Start the server (a running one for this config is reused); its backend is fixed from now on."""
+        """Start the server (one already running for this config is reused). Fails when the backend is
+        unreachable: sccache checks its storage on start-up."""
         if self.config.backend == "local":
             Path(self.config.location).mkdir(parents=True, exist_ok=True)
-        try:
-            self._run("--start-server")
-        except ToolchainError:
-            self._run("--show-stats")  # already running: fine; anything else raises again
+        self._run("--start-server")
 
     def zero(self) -> None:
         self._run("--zero-stats")

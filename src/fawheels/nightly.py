@@ -223,6 +223,13 @@ def compiler_cache(config: CacheConfig | None) -> Iterator[Sccache | None]:
     os.environ.update({**clean_environ(saved), **cache.env})
     try:
         cache.start()
+    except FawheelsError as exc:  # a cache outage slows the night down; it does not cancel it
+        os.environ.clear()
+        os.environ.update(saved)
+        log(f"warning: compiler cache {config.display} unavailable, building without it: {exc}")
+        yield None
+        return
+    try:
         log(f"compiler cache: sccache {cache.binary} -> {config.backend} {config.display}")
         yield cache
     finally:
@@ -252,8 +259,8 @@ def nightly_command(*, matrix_path: Path | None, ids: Sequence[str], keywords: S
     with compiler_cache(config) as cache:
         outcomes = run_targets(targets, build=build_with_pipeline(matrix, out.resolve(), jobs, offline), cache=cache,
                                publish=publisher(index) if index else None)
-    doc = report_doc(outcomes, cache=f"{config.backend} {config.display}" if config else None, index=index,
-                     started=started, wall_s=time.monotonic() - t0)
+        used = f"{cache.config.backend} {cache.config.display}" if cache else None
+    doc = report_doc(outcomes, cache=used, index=index, started=started, wall_s=time.monotonic() - t0)
     report_path = report or out / "nightly-report.json"
     write_report(report_path, doc)
     log("")
