@@ -12,3 +12,12 @@ def cache_root() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "fawheels"
+
+
+def build_root() -> Path:
+    """Where targets are compiled: FAWHEELS_BUILD_ROOT, else /tmp/fawheels-build.
+
+    The same absolute path on every machine and in every clone, because nvcc hashes the source
+    file's path into the names of internal-linkage device symbols (`_INTERNAL_<hash>_…`): a build
+    under another directory gives another cubin."""
+    return Path(os.environ.get("FAWHEELS_BUILD_ROOT", "/tmp/fawheels-build"))

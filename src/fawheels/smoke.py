@@ -1,0 +1,303 @@
+"""GPU smoke test and benchmark of a built FA2 wheel: every kernel of its profile against a float32 reference,
+and kernel throughput against torch's own flash backend.
+
+Runs in an interpreter where the wheel is importable (`fawheels smoke WHEEL` installs it into a fresh
+directory on top of the machine's torch). Needs a CUDA GPU; refuses a wheel that `compat` says cannot load on it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Max |ours - fp32 reference| accepted, per dtype: FA2's own tests allow a few ulps of the output dtype.
+TOLERANCE = {"fp16": 1e-2, "bf16": 3e-2}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    dtype: str
+    head_dim: int
+    causal: bool
+    split: bool
+    max_abs_err: float
+    ok: bool
+    detail: str = ""
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def reference_attention(q: Any, k: Any, v: Any, causal: bool, window: tuple[int, int], softcap: float) -> Any:
+    """fp32 attention for one sequence: q [sq, h, d], k/v [sk, hk, d] (GQA by repeating KV heads)."""
+    torch = _torch()
+    sq, h, d = q.shape
+    sk, hk, _ = k.shape
+    qf, kf, vf = (t.float() for t in (q, k, v))
+    kf = kf.repeat_interleave(h // hk, dim=1)
+    vf = vf.repeat_interleave(h // hk, dim=1)
+    scores = torch.einsum("qhd,khd->hqk", qf, kf) / math.sqrt(d)
+    if softcap > 0:
+        scores = softcap * torch.tanh(scores / softcap)
+    # Bottom-right aligned, as FA2: query i sees keys j with i + sk - sq - left <= j <= i + sk - sq + right.
+    qi = torch.arange(sq, device=q.device)[:, None] + (sk - sq)
+    kj = torch.arange(sk, device=q.device)[None, :]
+    left, right = window
+    if causal:
+        right = 0
+    mask = torch.zeros(sq, sk, dtype=torch.bool, device=q.device)
+    if right >= 0:
+        mask |= kj > qi + right
+    if left >= 0:
+        mask |= kj < qi - left
+    scores = scores.masked_fill(mask[None], float("-inf"))
+    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+    return torch.einsum("hqk,khd->qhd", probs, vf)
+
+
+def _dtype(name: str) -> Any:
+    torch = _torch()
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def check_varlen(dtype: str, head_dim: int, causal: bool, *, window: tuple[int, int] = (-1, -1),
+                 softcap: float = 0.0, heads: int = 16, kv_heads: int = 4) -> float:
+    """Variable-length prefill of three sequences with GQA; returns the max abs error."""
+    torch = _torch()
+    from flash_attn import flash_attn_varlen_func
+
+    lens = [113, 256, 77]
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
+    total = sum(lens)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q = torch.randn(total, heads, head_dim, device="cuda", dtype=_dtype(dtype), generator=g)
+    k = torch.randn(total, kv_heads, head_dim, device="cuda", dtype=_dtype(dtype), generator=g)
+    v = torch.randn(total, kv_heads, head_dim, device="cuda", dtype=_dtype(dtype), generator=g)
+    out = flash_attn_varlen_func(q, k, v, cu, cu, max(lens), max(lens), causal=causal, window_size=window,
+                                 softcap=softcap)
+    err = 0.0
+    for i in range(len(lens)):
+        s, e = int(cu[i]), int(cu[i + 1])
+        ref = reference_attention(q[s:e], k[s:e], v[s:e], causal, window, softcap)
+        err = max(err, (out[s:e].float() - ref).abs().max().item())
+    return err
+
+
+def check_paged_decode(dtype: str, head_dim: int, causal: bool, *, heads: int = 32, kv_heads: int = 8,
+                       block: int = 256) -> float:
+    """Decode (1 query token) over a paged KV cache with GQA: the split-KV kernels."""
+    torch = _torch()
+    from flash_attn import flash_attn_with_kvcache
+
+    batch, max_blocks = 4, 8
+    seqlens = torch.tensor([1000, 37, 2048, 513], dtype=torch.int32, device="cuda")
+    g = torch.Generator(device="cuda").manual_seed(1)
+    num_blocks = batch * max_blocks
+    k_cache = torch.randn(num_blocks, block, kv_heads, head_dim, device="cuda", dtype=_dtype(dtype), generator=g)
+    v_cache = torch.randn(num_blocks, block, kv_heads, head_dim, device="cuda", dtype=_dtype(dtype), generator=g)
+    block_table = torch.randperm(num_blocks, device="cuda", generator=g).to(torch.int32).view(batch, max_blocks)
+    q = torch.randn(batch, 1, heads, head_dim, device="cuda", dtype=_dtype(dtype), generator=g)
+    out = flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=seqlens, block_table=block_table,
+                                  causal=causal)
+    err = 0.0
+    for b in range(batch):
+        n = int(seqlens[b])
+        blocks = block_table[b, : (n + block - 1) // block].long()
+        k = k_cache[blocks].reshape(-1, kv_heads, head_dim)[:n]
+        v = v_cache[blocks].reshape(-1, kv_heads, head_dim)[:n]
+        ref = reference_attention(q[b], k, v, causal, (-1, -1), 0.0)
+        err = max(err, (out[b].float() - ref).abs().max().item())
+    return err
+
+
+def run_smoke(profile: dict[str, Any]) -> list[Case]:
+    """Every kernel of the profile (build-info.json's `profile`), plus one that was not compiled."""
+    cases: list[Case] = []
+    for dtype in profile["dtypes"]:
+        for head_dim in profile["head_dims"]:
+            for causal in profile["causal"]:
+                tol = TOLERANCE[dtype]
+                checks: list[tuple[str, bool, Any]] = [("varlen prefill GQA", False, {})]
+                if causal:
+                    checks.append(("varlen sliding window", False, {"window": (64, 0)}))
+                checks.append(("varlen softcap", False, {"softcap": 30.0}))
+                if profile["split_kv"]:
+                    checks.append(("paged decode GQA (split-KV)", True, None))
+                for name, split, kwargs in checks:
+                    if split:
+                        err = check_paged_decode(dtype, head_dim, causal)
+                    else:
+                        err = check_varlen(dtype, head_dim, causal, **kwargs)
+                    cases.append(Case(name, dtype, head_dim, causal, split, err, err <= tol))
+    cases.append(_check_missing_kernel(profile))
+    return cases
+
+
+def _check_missing_kernel(profile: dict[str, Any]) -> Case:
+    """A head dim the profile did not compile must raise a clear Python error, not crash."""
+    torch = _torch()
+    from flash_attn import flash_attn_func
+
+    missing = next(d for d in (64, 96, 256, 32, 192, 128) if d not in profile["head_dims"])
+    q = torch.randn(1, 16, 4, missing, device="cuda", dtype=_dtype(profile["dtypes"][0]))
+    try:
+        flash_attn_func(q, q, q, causal=True)
+    except RuntimeError as exc:
+        ok = "this build has no" in str(exc)
+        return Case("uncompiled kernel raises", profile["dtypes"][0], missing, True, False, 0.0, ok,
+                    str(exc).splitlines()[0][:200])
+    return Case("uncompiled kernel raises", profile["dtypes"][0], missing, True, False, 0.0, False,
+                "no error raised")
+
+
+def _time_ms(fn: Any, repeats: int = 30, warmup: int = 5) -> list[float]:
+    torch = _torch()
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return times
+
+
+def bench(dtype: str = "bf16") -> list[dict[str, Any]]:
+    """Ours vs torch's SDPA flash backend on the same shapes; medians of 30 timed calls, interleaved runs."""
+    torch = _torch()
+    from flash_attn import flash_attn_func, flash_attn_with_kvcache
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    rows = []
+    shapes = [("prefill b8 s4096 h32 kv8 d128 causal", 8, 4096, 4096, 32, 8, True),
+              ("prefill b8 s4096 h32 kv32 d128 causal", 8, 4096, 4096, 32, 32, True),
+              ("decode b64 q1 k4096 h32 kv8 d128", 64, 1, 4096, 32, 8, False)]
+    for name, b, sq, sk, h, hk, causal in shapes:
+        dt = _dtype(dtype)
+        q = torch.randn(b, sq, h, 128, device="cuda", dtype=dt)
+        k = torch.randn(b, sk, hk, 128, device="cuda", dtype=dt)
+        v = torch.randn(b, sk, hk, 128, device="cuda", dtype=dt)
+        qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if hk != h:  # torch's flash backend has no GQA: give it the expanded KV heads (outside the timing)
+            kt, vt = kt.repeat_interleave(h // hk, dim=1), vt.repeat_interleave(h // hk, dim=1)
+
+        def torch_flash(qt: Any = qt, kt: Any = kt, vt: Any = vt, causal: bool = causal) -> Any:
+            with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+                return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
+
+        ours: Callable[[], Any]
+        if sq == 1:
+            seqlens = torch.full((b,), sk, dtype=torch.int32, device="cuda")
+            ours = functools.partial(flash_attn_with_kvcache, q, k, v, cache_seqlens=seqlens)
+        else:
+            ours = functools.partial(flash_attn_func, q, k, v, causal=causal)
+
+        ours_ms, theirs_ms = [], []
+        for _ in range(3):  # interleave so clocks and thermals hit both alike
+            ours_ms += _time_ms(ours, repeats=10)
+            theirs_ms += _time_ms(torch_flash, repeats=10)
+        flops = 4 * b * h * sq * sk * 128 / (2 if causal and sq > 1 else 1)
+        mo, mt = statistics.median(ours_ms), statistics.median(theirs_ms)
+        rows.append({"shape": name, "ours_ms": round(mo, 4), "torch_flash_ms": round(mt, 4),
+                     "ours_tflops": round(flops / mo / 1e9, 1), "torch_flash_tflops": round(flops / mt / 1e9, 1),
+                     "ratio_ours_over_torch": round(mt / mo, 3)})
+    return rows
+
+
+def main_in_env(build_info_json: str) -> int:
+    """Entry point in the smoke interpreter: prints one JSON document (cases, bench, device)."""
+    torch = _torch()
+    info = json.loads(build_info_json)
+    started = time.monotonic()
+    cases = run_smoke(info["profile"])
+    rows = bench(info["profile"]["dtypes"][0]) if "bench" in info.get("_smoke_mode", "") else []
+    print(json.dumps({
+        "device": torch.cuda.get_device_name(), "capability": list(torch.cuda.get_device_capability()),
+        "torch": torch.__version__, "target": info["target"], "seconds": round(time.monotonic() - started, 1),
+        "cases": [asdict(c) for c in cases], "bench": rows,
+        "ok": all(c.ok for c in cases),
+    }, indent=2))
+    return 0 if all(c.ok for c in cases) else 1
+
+
+# ----------------------------------------------------------------------------- host side (the gateway)
+
+
+def present_gpu() -> tuple[tuple[int, int], str]:
+    """Compute capability and driver version of GPU 0, from nvidia-smi."""
+    import subprocess
+
+    from .errors import ToolchainError
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise ToolchainError("no NVIDIA GPU here (nvidia-smi failed)", hint="run smoke on a GPU machine") from exc
+    cc_text, driver = (x.strip() for x in out.splitlines()[0].split(","))
+    major, minor = cc_text.split(".")
+    return (int(major), int(minor)), driver
+
+
+def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
+    """Install WHEEL into a fresh directory on top of this machine's torch, then check every kernel."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    from . import compat
+    from .cudafacts import Version
+    from .errors import ToolchainError, VerifyError
+    from .runner import log, run
+
+    wheel = Path(wheel_arg)
+    with zipfile.ZipFile(wheel) as zf:
+        info_name = next(n for n in zf.namelist() if n.endswith(".dist-info/build-info.json"))
+        info = json.loads(zf.read(info_name))
+    cc, driver = present_gpu()
+    report = compat.predict(compat.load_objects(str(wheel)), cc, Version.parse(driver))
+    if not report.ok:
+        raise VerifyError(f"{wheel.name} will not load on this GPU (sm_{cc[0]}{cc[1]}, driver {driver}):\n"
+                          + json.dumps(report.to_json(), indent=2)[:2000],
+                          hint="build a target whose archs include this GPU")
+    import torch
+
+    pin = info["torch"]["requirement"].removeprefix("torch==").rstrip(".*")
+    if not torch.__version__.startswith(pin + "."):
+        raise ToolchainError(f"{wheel.name} needs torch {info['torch']['requirement']}, this machine has "
+                             f"{torch.__version__}", hint="smoke a wheel built for this machine's torch")
+    with tempfile.TemporaryDirectory(prefix="fawheels-smoke-") as tmp:
+        # A fresh install location on top of this interpreter, so the machine's torch is the one used
+        # (a venv made from a venv would not see it).
+        site = Path(tmp) / "site"
+        run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site),
+             str(wheel)], what="pip install")
+        info["_smoke_mode"] = "bench" if bench_too else ""
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), package_parent])}
+        code = "import sys; from fawheels.smoke import main_in_env; sys.exit(main_in_env(sys.argv[1]))"
+        proc = subprocess.run([sys.executable, "-c", code, json.dumps(info)], env=env,
+                              capture_output=True, text=True, cwd=tmp)
+    sys.stderr.write(proc.stderr[-3000:])
+    print(proc.stdout)
+    if out:
+        Path(out).write_text(proc.stdout)
+    log(f"smoke {'passed' if proc.returncode == 0 else 'FAILED'} for {wheel.name}")
+    return proc.returncode
