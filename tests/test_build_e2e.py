@@ -48,7 +48,7 @@ def fawheels(checkout: Path, *args: str, **kw: object) -> subprocess.CompletedPr
 
 
 def built_wheel(checkout: Path) -> Path:
-    proc = fawheels(checkout, "build", TARGET)
+    proc = fawheels(checkout, "build", TARGET, "--clean")  # compile every object in this run
     assert proc.returncode == 0, proc.stderr[-4000:]
     wheels = list((checkout / "dist").glob("*.whl"))
     assert len(wheels) == 1, wheels

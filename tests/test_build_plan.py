@@ -94,6 +94,11 @@ def test_plan_compiles_only_the_profile_with_path_free_recorded_flags(tmp_path: 
     recorded = repr(plan.recorded_flags)
     assert str(tmp_path) not in recorded  # build-info.json must not depend on the build directory
     assert plan.so_name == "flash_attn_2_cuda.cpython-311-x86_64-linux-gnu.so"
+    wrapper = plan.generated["units/flash_fwd_hdim128_bf16_causal_sm80.cu"]
+    assert "int fawheels_module_anchor_flash_fwd_hdim128_bf16_causal_sm80 = 0;" in wrapper
+    assert f'#include "{tree}/csrc/flash_attn/src/flash_fwd_hdim128_bf16_causal_sm80.cu"' in wrapper
+    assert set(plan.generated) == {"include/fawheels_kernels.h",
+                                   *(f"units/{u}" for u in target.profile.translation_units())}
 
 
 def test_ninja_log_gives_per_job_seconds(tmp_path: Path) -> None:

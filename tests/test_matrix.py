@@ -191,7 +191,7 @@ def test_bad_head_dim_and_default_target() -> None:
 
 def test_unknown_target_selection_suggests() -> None:
     m = load_matrix(BASE)
-    with pytest.raises(ConfigError, match="did you mean 'fa2-cu130-torch2.14-sm120-cp311'"):
+    with pytest.raises(ConfigError, match=r"did you mean 'fa2-cu130-torch2\.14-sm120-cp311'"):
         m.target("fa2-cu130-torch2.14-sm120-cp312")
 
 

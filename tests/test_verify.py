@@ -94,7 +94,7 @@ def test_a_good_wheel_passes_and_the_report_lands_beside_it(tmp_path: Path) -> N
     report = verify.verify_wheel(path)
     assert report.ok, failing(report)
     assert [c.name for c in report.checks] == ["format", "record", "build-info", "extensions", "sass", "ptx",
-                                               "dt-needed", "requires-torch"]
+                                               "dt-needed", "requires-torch", "op-schemas"]
     assert report.target == "fa2toy-cu130-torch2.14-sm120-cp311"
     written = verify.write_report(path)
     assert written == tmp_path / (path.name + ".verify.json")

@@ -42,6 +42,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         offline=args.offline,
         keep_going=args.keep_going,
         report=args.report,
+        clean=args.clean,
     )
 
 
@@ -69,6 +70,18 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return publish.publish_command(args.wheels, index=args.index)
 
 
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from . import smoke
+
+    return smoke.smoke_command(str(args.wheel), bench_too=args.bench, out=args.out)
+
+
+def cmd_overlay(args: argparse.Namespace) -> int:
+    from . import overlay
+
+    return overlay.overlay_command(args.wheel, python=args.python, undo_it=args.undo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fawheels",
@@ -91,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", help="use only cached sources and the host toolchain "
                    "and torch; never touch a package index")
     p.add_argument("--keep-going", action="store_true", help="build the remaining targets after a failure")
+    p.add_argument("--clean", action="store_true",
+                   help="compile everything afresh (by default unchanged objects of the last build are reused)")
     p.add_argument("--report", type=Path, default=None,
                    help="write a JSON report (per target: status, stage, wall time, per-job compile times, sha256)")
     p.set_defaults(func=cmd_build)
@@ -123,6 +138,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", required=True,
                    help="index directory (DIR, or DIR/cu130 to accept only that variant) or upload URL")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("smoke", help="on a GPU: check every kernel of a wheel against a float32 reference")
+    p.add_argument("wheel", type=Path)
+    p.add_argument("--bench", action="store_true", help="also time ours vs torch's flash backend")
+    p.add_argument("--out", default=None, help="write the JSON results here too")
+    p.set_defaults(func=cmd_smoke)
+
+    p = sub.add_parser(
+        "overlay", help="put a vllm-fa2 wheel's _vllm_fa2_C into an installed vLLM of its release (--undo restores)",
+        epilog="Checks the vLLM release, the torch version and the op schemas first; keeps the original beside it "
+               "(<name>.fawheels-original) so --undo restores it byte for byte. docs/vllm.md")
+    p.add_argument("wheel", type=Path, metavar="WHEEL")
+    p.add_argument("--into-site-packages", action="store_true", required=True,
+                   help="replace the extension inside the site-packages of --python (required: it edits an install)")
+    p.add_argument("--python", default=None, help="interpreter whose vLLM to change (default: the one running)")
+    p.add_argument("--undo", action="store_true", help="put the original extension back")
+    p.set_defaults(func=cmd_overlay)
 
     return parser
 

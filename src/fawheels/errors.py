@@ -74,6 +74,13 @@ class ContainerError(FawheelsError):
     kind = "container"
 
 
+class OverlayError(FawheelsError):
+    """An extension may not go into (or come back out of) an installed distribution."""
+
+    exit_code = 10
+    kind = "overlay"
+
+
 EXIT_CODES: dict[str, int] = {
     cls.kind: cls.exit_code
     for cls in (
@@ -86,5 +93,6 @@ EXIT_CODES: dict[str, int] = {
         InspectError,
         PublishError,
         ContainerError,
+        OverlayError,
     )
 }

@@ -17,17 +17,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from packaging.specifiers import SpecifierSet
 
 from . import cudafacts
 from .cudafacts import Arch, Version
 from .errors import ConfigError
+from .recipes import RECIPES, Recipe
 
 SourceKind = Literal["sdist", "git"]
 Provision = Literal["host", "pip", "container"]
 
 HEAD_DIMS = (32, 64, 96, 128, 192, 256)
 DTYPES = ("bf16", "fp16")
-RECIPES = ("fa2",)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,11 @@ class Target:
     profile: Profile
     sass: tuple[Arch, ...]
     ptx: tuple[Arch, ...] = ()
+    serves: str | None = None  # "vllm==0.33.0": the installed release the extension is built for
+
+    @property
+    def served_release(self) -> str | None:
+        return self.serves.split("==", 1)[1] if self.serves else None
 
     @property
     def min_driver(self) -> Version:
@@ -148,6 +154,7 @@ class Target:
             "ptx": [a.compute for a in self.ptx],
             "profile": self.profile.name,
             "translation_units": len(self.profile.translation_units()),
+            "serves": self.serves,
         }
 
 
@@ -422,9 +429,44 @@ def _check_compatibility(path: str, tc: Toolchain, torch: TorchSpec, arches: Ite
         )
 
 
+def _parse_serves(n: _Node, recipe: Recipe) -> str | None:
+    """`serves: vllm==0.33.0`: required exactly when the recipe's extension goes into another distribution."""
+    raw: str | None = n.text("serves", None)
+    if recipe.serves is None:
+        if raw is not None:
+            raise ConfigError(f"{n.at('serves')}: recipe {recipe.name!r} builds a standalone wheel; it serves nothing")
+        return None
+    example = f"{recipe.serves}=={recipe.releases[0].version}"
+    if raw is None:
+        raise ConfigError(f"{n.at('serves')}: recipe {recipe.name!r} builds for an installed {recipe.serves}; "
+                          f"name its release", hint=f"serves: {example}")
+    m = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", raw)
+    if not m or m.group(1) != recipe.serves:
+        raise ConfigError(f"{n.at('serves')}: expected {recipe.serves}==<release>, got {raw!r}",
+                          hint=f"serves: {example}")
+    known = [r.version for r in recipe.releases]
+    if recipe.release(m.group(2)) is None:
+        raise ConfigError(
+            f"{n.at('serves')}: {recipe.serves} {m.group(2)} is not a release fawheels has the op schemas of"
+            f"{_did_you_mean(m.group(2), known)}",
+            hint=f"known releases: {', '.join(known)} (recipes/__init__.py)")
+    return raw
+
+
+def _check_served_release(path: str, recipe: Recipe, serves: str, torch: TorchSpec, python: str) -> None:
+    """The extension links against torch's C++ ABI: it must be the served release's torch major.minor."""
+    release = recipe.release(serves.split("==", 1)[1])
+    assert release is not None
+    if release.torch.split(".")[:2] != torch.version.split(".")[:2]:
+        raise ConfigError(f"{path}: {serves} pins torch=={release.torch}, the target builds against torch "
+                          f"{torch.version}", hint=f"use a torch {'.'.join(release.torch.split('.')[:2])} entry")
+    if not SpecifierSet(release.requires_python).contains(f"{python}.0"):
+        raise ConfigError(f"{path}: {serves} requires Python {release.requires_python}, the target is Python {python}")
+
+
 def _expand_group(index: int, raw: object, m: _PartialMatrix) -> list[Target]:
     n = _Node(f"targets[{index}]", raw,
-              ("recipe", "source", "matrix", "exclude", "id_suffix", "allow_cuda_minor_mismatch"))
+              ("recipe", "source", "matrix", "exclude", "id_suffix", "allow_cuda_minor_mismatch", "serves"))
     recipe = n.text("recipe")
     if recipe not in RECIPES:
         raise ConfigError(f"{n.at('recipe')}: unknown recipe {recipe!r}{_did_you_mean(recipe, RECIPES)}")
@@ -433,6 +475,7 @@ def _expand_group(index: int, raw: object, m: _PartialMatrix) -> list[Target]:
     if suffix is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", suffix):
         raise ConfigError(f"{n.at('id_suffix')}: use lower-case letters, digits, '.' and '-' only")
     allow_minor = n.flag("allow_cuda_minor_mismatch", False)
+    serves = _parse_serves(n, RECIPES[recipe])
     axes = _Node(n.at("matrix"), n.raw("matrix"), _AXES)
     values: dict[str, list[object]] = {}
     for axis in _AXES:
@@ -467,8 +510,10 @@ def _expand_group(index: int, raw: object, m: _PartialMatrix) -> list[Target]:
         tc, torch, (sass, ptx), python, profile = toolchains[it], torches[ip], arch_sets[ia], pythons[iy], profiles[il]
         path = f"{n.path} ({', '.join(f'{a}={picked[a]}' for a in _AXES)})"
         _check_compatibility(path, tc, torch, (*sass, *ptx), allow_minor)
+        if serves:
+            _check_served_release(path, RECIPES[recipe], serves, torch, python)
         tid = _target_id(recipe, tc, torch, sass, ptx, python, suffix)
-        targets.append(Target(tid, recipe, source, tc, torch, python, profile, sass, ptx))
+        targets.append(Target(tid, recipe, source, tc, torch, python, profile, sass, ptx, serves))
     return targets
 
 

@@ -1,9 +1,15 @@
-"""Sources: download once into a content-addressed cache, check the pin, unpack, apply patches strictly."""
+"""Sources: download once into a content-addressed cache, check the pin, unpack, apply patches strictly.
+
+An sdist is pinned by its sha256; a git source by a commit, and each submodule by the commit its gitlink
+in that commit records. Git repositories are cached as bare clones; a tree is exported with `git archive`
+(the superproject, then every submodule at its pinned commit), so a cached pin builds offline.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import shutil
 import tarfile
 import tempfile
@@ -12,6 +18,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import SourceError
 from .matrix import Source
@@ -128,15 +135,124 @@ def apply_patches(tree: Path, patches: list[Path]) -> list[AppliedPatch]:
     return applied
 
 
+def git_cache_dir(url: str, cache: Path | None = None) -> Path:
+    return (cache or cache_root()) / "sources" / "git" / (hashlib.sha256(url.encode()).hexdigest()[:24] + ".git")
+
+
+def _git(args: list[str | Path], what: str) -> str:
+    return run(["git", *args], capture=True, error=SourceError, what=what, quiet=True)
+
+
+def _has_commit(repo: Path, commit: str) -> bool:
+    try:
+        _git(["-C", repo, "cat-file", "-e", f"{commit}^{{commit}}"], "git cat-file")
+    except SourceError:
+        return False
+    return True
+
+
+def fetch_git(url: str, commit: str, *, offline: bool = False, cache: Path | None = None) -> Path:
+    """A bare clone of `url` in the cache that holds `commit`, cloned or fetched only when it does not."""
+    repo = git_cache_dir(url, cache)
+    if repo.is_dir() and _has_commit(repo, commit):
+        return repo
+    if offline:
+        raise SourceError(f"commit {commit} of {url} is not in the cache and --offline forbids fetching",
+                          hint=f"fetch it once online (cache: {repo})")
+    if not repo.is_dir():
+        repo.parent.mkdir(parents=True, exist_ok=True)
+        partial = repo.with_name(f".partial-{os.getpid()}-{repo.name}")
+        shutil.rmtree(partial, ignore_errors=True)
+        log(f"cloning {url}")
+        _git(["clone", "--bare", "--quiet", url, partial], f"git clone {url}")
+        if not repo.exists():
+            os.replace(partial, repo)
+        shutil.rmtree(partial, ignore_errors=True)  # another build cloned it first
+    if not _has_commit(repo, commit):
+        _git(["-C", repo, "fetch", "--quiet", url, "+refs/*:refs/*"], f"git fetch {url}")
+    if not _has_commit(repo, commit):
+        raise SourceError(f"{url} has no commit {commit}", hint="check the pinned commit (a full 40-digit hash)")
+    return repo
+
+
+def _submodule_url(base: str, url: str) -> str:
+    """Git resolves `./x` and `../x` against the superproject's URL as if it were a directory."""
+    if not url.startswith(("./", "../")):
+        return url
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=posixpath.normpath(posixpath.join(parts.path, url))))
+
+
+def _gitlinks(repo: Path, commit: str) -> dict[str, str]:
+    """Submodule path -> the commit the superproject pins it at."""
+    links = {}
+    for line in _git(["-C", repo, "ls-tree", "-r", commit], "git ls-tree").splitlines():
+        meta, path = line.split("\t", 1)
+        _mode, kind, sha = meta.split()
+        if kind == "commit":
+            links[path] = sha
+    return links
+
+
+def _submodule_urls(repo: Path, commit: str) -> dict[str, str]:
+    """Submodule path -> URL, from the .gitmodules of that commit."""
+    out = _git(["-C", repo, "config", "--blob", f"{commit}:.gitmodules", "--get-regexp",
+                r"^submodule\..*\.(path|url)$"], "read .gitmodules")
+    paths: dict[str, str] = {}
+    urls: dict[str, str] = {}
+    for line in out.splitlines():
+        key, value = line.split(" ", 1)
+        name, field = key.removeprefix("submodule.").rsplit(".", 1)
+        (paths if field == "path" else urls)[name] = value
+    return {path: urls[name] for name, path in paths.items() if name in urls}
+
+
+def export_git(url: str, commit: str, dest: Path, *, offline: bool = False) -> None:
+    """The files of `commit` into `dest`, and each submodule's files at its pinned commit (recursively)."""
+    repo = fetch_git(url, commit, offline=offline)
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = dest.parent / f".{dest.name}.{commit[:12]}.tar"
+    try:
+        _git(["-C", repo, "archive", "--format=tar", f"--output={archive}", commit], f"git archive {commit}")
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise SourceError(f"cannot export {commit} of {url}: {exc}") from exc
+    finally:
+        archive.unlink(missing_ok=True)
+    links = _gitlinks(repo, commit)
+    urls = _submodule_urls(repo, commit) if links else {}
+    for path, sub_commit in sorted(links.items()):
+        if path not in urls:
+            raise SourceError(f"{url} at {commit}: submodule {path} has no URL in .gitmodules")
+        export_git(_submodule_url(url, urls[path]), sub_commit, dest / path, offline=offline)
+
+
+def git_tree_name(url: str) -> str:
+    """Like `git clone`: the repository's base name without .git."""
+    return posixpath.basename(urlsplit(url).path.rstrip("/")).removesuffix(".git") or "repo"
+
+
+def source_epoch(source: Source, *, offline: bool = False) -> int:
+    """A time fixed by the pin: the sdist's newest member, or the pinned commit's committer time."""
+    if source.kind == "git":
+        assert source.commit is not None
+        repo = fetch_git(source.url, source.commit, offline=offline)
+        return int(_git(["-C", repo, "show", "-s", "--format=%ct", source.commit], "git show").strip())
+    with tarfile.open(fetch_sdist(source, offline=offline)) as tar:
+        return int(max(m.mtime for m in tar.getmembers()))
+
+
 def prepare_tree(source: Source, patches: list[Path], workdir: Path, *,
                  offline: bool = False) -> tuple[Path, list[AppliedPatch]]:
-    """Fetch, unpack into workdir/src (fresh), patch. Returns the tree and the patches applied."""
-    if source.kind != "sdist":
-        raise SourceError(f"sources.{source.name}.kind: git sources are not built by this version yet",
-                          hint="use an sdist source")
-    archive = fetch_sdist(source, offline=offline)
+    """Fetch, unpack or export into workdir/src (fresh), patch. Returns the tree and the patches applied."""
     src = workdir / "src"
     if src.exists():
         shutil.rmtree(src)
-    tree = unpack_sdist(archive, src)
+    if source.kind == "git":
+        assert source.commit is not None
+        tree = src / git_tree_name(source.url)
+        export_git(source.url, source.commit, tree, offline=offline)
+    else:
+        tree = unpack_sdist(fetch_sdist(source, offline=offline), src)
     return tree, apply_patches(tree, patches)

@@ -32,6 +32,7 @@ from . import cudafacts as cf
 from .cudafacts import Arch, Version
 from .errors import FawheelsError, InspectError
 from .inspect import CodeEntry, CodeObject, is_code_member, open_wheel, parse_bytes, read_member
+from .recipes import RECIPES
 
 REPORT_SCHEMA = 1
 _ALLOWED_NEEDED = re.compile(
@@ -85,6 +86,7 @@ class WheelFacts:
     texts: dict[str, str]  # WHEEL, METADATA, RECORD, build-info.json of dist_info, when present
     objects: tuple[CodeObject, ...]
     unreadable: dict[str, str] = field(default_factory=dict)  # code members our parser refused -> why
+    op_schemas: dict[str, dict[str, str]] = field(default_factory=dict)  # code member -> op name -> schema
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -100,6 +102,7 @@ def read_wheel(path: Path) -> WheelFacts:
     objects: list[CodeObject] = []
     unreadable: dict[str, str] = {}
     texts: dict[str, str] = {}
+    op_schemas: dict[str, dict[str, str]] = {}
     with open_wheel(path) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         dist_infos = {i.filename.split("/", 1)[0] for i in infos if re.match(r"[^/]+\.dist-info/", i.filename)}
@@ -111,11 +114,70 @@ def read_wheel(path: Path) -> WheelFacts:
             if dist_info and len(base) == 2 and base[0] == dist_info:
                 texts[base[1]] = data.decode("utf-8", errors="replace")
             if is_code_member(info.filename) and data[:4] == b"\x7fELF":
+                op_schemas[info.filename] = op_schemas_in(data)
                 try:
                     objects.append(parse_bytes(data, info.filename))
                 except InspectError as exc:
                     unreadable[info.filename] = str(exc)
-    return WheelFacts(path.name, members, dist_info, texts, tuple(objects), unreadable)
+    return WheelFacts(path.name, members, dist_info, texts, tuple(objects), unreadable, op_schemas)
+
+
+# Every op name a served release calls: what read_wheel looks for in extensions.
+_KNOWN_OPS = tuple(sorted({name for r in RECIPES.values() for rel in r.releases for name in rel.op_names}))
+
+
+def op_schemas_in(data: bytes, names: Sequence[str] = _KNOWN_OPS) -> dict[str, str]:
+    """The schema strings `name(...) -> ...` a binary carries for these op names (a TORCH_LIBRARY
+    registration keeps them as NUL-terminated literals, so they are read without loading the library)."""
+    found: dict[str, str] = {}
+    for name in names:
+        needle, start = b"\0" + name.encode() + b"(", 0
+        while (at := data.find(needle, start)) >= 0:
+            text = data[at + 1:data.find(b"\0", at + 1)].decode("ascii", "replace")
+            if "->" in text:
+                found[name] = text
+                break
+            start = at + 1
+    return found
+
+
+def _schema_parts(schema: str) -> tuple[str, list[str], str]:
+    """`name(args) -> returns` -> name, normalized arguments, returns (top-level commas split arguments)."""
+    name, rest = schema.split("(", 1)
+    args, returns = rest.rsplit("->", 1)
+    args = args.rstrip().removesuffix(")")
+    parts, depth, current = [], 0, ""
+    for ch in args:
+        depth += ch in "(["
+        depth -= ch in ")]"
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return name.strip(), [" ".join(p.split()) for p in parts if p.strip()], " ".join(returns.split())
+
+
+def schema_differences(ours: dict[str, str], wanted: Sequence[str], who: str) -> list[str]:
+    """How the ops in `ours` differ from the schemas `who` calls, naming the differing argument."""
+    problems = []
+    for schema in wanted:
+        name, want_args, want_ret = _schema_parts(schema)
+        if name not in ours:
+            problems.append(f"{name}: not registered (needed by {who})")
+            continue
+        _, args, ret = _schema_parts(ours[name])
+        for i in range(max(len(args), len(want_args))):
+            have = args[i] if i < len(args) else "nothing"
+            want = want_args[i] if i < len(want_args) else "nothing"
+            if have != want:
+                problems.append(f"{name}: argument {i} is `{have}`, {who} calls it with `{want}`")
+                break
+        else:
+            if ret != want_ret:
+                problems.append(f"{name}: returns `{ret}`, {who} expects `{want_ret}`")
+    return problems
 
 
 def _sha256_file(path: Path) -> str:
@@ -338,10 +400,24 @@ def check_requires_torch(f: WheelFacts, info: dict[str, Any]) -> Check:
     return Check("requires-torch", True, f"{want} (built against {built})")
 
 
+def check_op_schemas(f: WheelFacts, info: dict[str, Any]) -> Check:
+    """A wheel that serves a release registers exactly the op schemas that release calls."""
+    serves = info.get("serves")
+    if not serves:
+        return Check("op-schemas", True, "serves no release: no op schemas promised")
+    recipe = RECIPES.get(str(info.get("recipe")))
+    release = recipe.release(str(serves).split("==", 1)[-1]) if recipe else None
+    if recipe is None or release is None:
+        return Check("op-schemas", False, f"fawheels knows no op schemas for {serves} (recipe {info.get('recipe')})")
+    problems = [f"{e}: {p}" for e in info["extensions"]
+                for p in schema_differences(f.op_schemas.get(e, {}), release.ops, serves)]
+    return _ok("op-schemas", problems, f"{', '.join(release.op_names)} as {serves} calls them")
+
+
 _INFO_CHECKS: tuple[Callable[[WheelFacts, dict[str, Any]], Check], ...] = (
-    check_build_info, check_extensions, check_sass, check_ptx, check_needed, check_requires_torch,
+    check_build_info, check_extensions, check_sass, check_ptx, check_needed, check_requires_torch, check_op_schemas,
 )
-_INFO_CHECK_NAMES = ("build-info", "extensions", "sass", "ptx", "dt-needed", "requires-torch")
+_INFO_CHECK_NAMES = ("build-info", "extensions", "sass", "ptx", "dt-needed", "requires-torch", "op-schemas")
 
 
 def _guarded(name: str, check: Callable[[], Check], what: str) -> Check:
