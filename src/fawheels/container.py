@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from .errors import ContainerError
 from .paths import cache_root
-from .runner import format_command, log
+from .runner import format_command, log, run
 
 ENGINES = ("docker", "podman")
 LABEL = "org.fawheels."
@@ -129,7 +129,8 @@ def pinned_nvcc(cuda: str, root: Path) -> str:
     path = root / "docker" / "requirements" / f"cuda-{cuda}.txt"
     if not path.is_file():
         raise ContainerError(f"no PyPI toolchain pins for CUDA {cuda} ({path.relative_to(root)} is missing)",
-                             hint=f"add it, or give the toolchain an image with base nvidia/cuda:{cuda}.x-devel-…")
+                             hint=f"add them, or give the toolchain an image: {{base: nvidia/cuda:{cuda}.x-devel-…, "
+                                  f"dockerfile: {SYSTEM_DOCKERFILE}}}")
     if m := re.search(r"^nvidia-cuda-nvcc==(\S+)\s*$", path.read_text(), re.M):
         return m.group(1)
     raise ContainerError(f"{path.relative_to(root)} pins no exact nvidia-cuda-nvcc version")
@@ -235,12 +236,12 @@ def plan_run(*, image: str, target_id: str, matrix_file: Path, dist: Path, jobs:
     """The container run for one target. No I/O.
 
     Mounted: the fawheels package that is running here (read-only, so the container runs exactly
-    this code, from /src), the matrix file's directory (read-only, for
-    patches), the host's source cache (sdists are content-addressed, so sharing is safe) and
-    sccache directory when the host build uses one (sccache keys on the compiler binary and the
-    preprocessed input, so sharing is safe), a per-image private cache and build tree at the
-    host's build root path (nvcc hashes source paths into symbol names, so the path must be the
-    same for identical cubins), dist/, and the host CA bundle. Nothing else from the host."""
+    this code, from /src), the matrix file's directory (read-only, for patches), the host's source
+    cache (sdists are content-addressed, so sharing is safe) and sccache directory when the host
+    build uses one (sccache keys on the compiler binary and the preprocessed input, so sharing is
+    safe), a per-image private cache and build tree at the host's build root path (nvcc hashes
+    source paths into symbol names, so the path must be the same for identical cubins), dist/, and
+    the host CA bundle. Nothing else from the host."""
     argv = ["python", "-m", "fawheels.cli", "build", target_id, "--matrix", f"{MATRIX_DIR}/{matrix_file.name}",
             "--dist", DIST, "--offline"]
     if jobs is not None:
@@ -315,9 +316,8 @@ class Engine:
         )
 
     def _call(self, args: Sequence[str], *, capture: bool = False, check: bool = True,
-              timeout: float | None = None, quiet: bool = False) -> subprocess.CompletedProcess[str]:
-        if not quiet:
-            log(f"$ {format_command([self.name, *args])}")
+              timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        log(f"$ {format_command([self.name, *args])}")
         proc = subprocess.run([self.program, *args], text=True, capture_output=capture, timeout=timeout,
                               stdout=None if capture else sys.stderr)
         if check and proc.returncode != 0:
@@ -327,7 +327,7 @@ class Engine:
 
     def inspect(self, ref: str) -> dict[str, Any] | None:
         """The image's id and labels, or None when there is no such image."""
-        proc = self._call(["image", "inspect", ref], capture=True, check=False, quiet=True)
+        proc = self._call(["image", "inspect", ref], capture=True, check=False)
         if proc.returncode != 0:
             return None
         info: dict[str, Any] = json.loads(proc.stdout)[0]
@@ -339,9 +339,6 @@ class Engine:
         for key, value in build_args.items():
             args += ["--build-arg", f"{key}={value}"]
         self._call([*args, str(context)])
-
-    def tag(self, source: str, target: str) -> None:
-        self._call(["tag", source, target])
 
     def output(self, image: str, script: str) -> str:
         """stdout+stderr of a shell script run in a throwaway container without network."""
@@ -364,10 +361,10 @@ class Engine:
 
 def host_pip_settings(environ: Mapping[str, str]) -> dict[str, list[str]]:
     """index-url / extra-index-url / find-links as the host's pip sees them (config, then env)."""
-    proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
-                          env=dict(environ))
+    output = run([sys.executable, "-m", "pip", "config", "list"], env=environ, capture=True, error=ContainerError,
+                 what="pip config list")
     found: dict[str, list[str]] = {}
-    for line in proc.stdout.splitlines():
+    for line in output.splitlines():
         if m := re.match(r"^[\w:.-]+\.(index-url|extra-index-url|find-links)='(.*)'$", line):
             found[m.group(1)] = m.group(2).split()
     for key in ("index-url", "extra-index-url", "find-links"):
@@ -456,11 +453,8 @@ def ensure_base(engine: Engine, base: str, root: Path) -> None:
     if base != LOCAL_BASE or engine.inspect(base) is not None:
         return
     log(f"base image {base} is missing: building it with debootstrap ({BASE_SCRIPT}, ~30 s)")
-    cmd = [str(root / BASE_SCRIPT), base]
-    log(f"$ {format_command(cmd)}")
-    if subprocess.run(cmd, env={**os.environ, "ENGINE": engine.name}, stdout=sys.stderr).returncode != 0:
-        raise ContainerError(f"{BASE_SCRIPT} failed", hint="it needs root and debootstrap (apt-get install "
-                             "debootstrap)")
+    run([root / BASE_SCRIPT, base], env={"ENGINE": engine.name}, error=ContainerError,
+        what=f"{BASE_SCRIPT} (it needs root and debootstrap)")
 
 
 def ensure_image(engine: Engine, recipe: ImageRecipe, root: Path, *, lock_entry: Mapping[str, Any] | None = None,
@@ -545,7 +539,7 @@ def build_in_container(*, target_id: str, matrix_path: Path | None, dist: Path, 
 
 def lock_images(matrix_path: Path | None = None) -> dict[str, dict[str, Any]]:
     """Build (if needed) every toolchain image the matrix's targets can use and pin it in the lock
-    file: inputs hash, tag, image id, base id, and the versions the image reports."""
+    file: inputs hash, tag, image id, and the versions the image reports."""
     from .matrix import load_matrix_file
 
     matrix = load_matrix_file(matrix_path)
@@ -564,10 +558,11 @@ def lock_images(matrix_path: Path | None = None) -> dict[str, dict[str, Any]]:
             continue
         tag, facts = ensure_image(engine, recipe, root)
         info = engine.inspect(tag) or {}
-        base = engine.inspect(recipe.base) or {}
+        # No base image id: a debootstrap base differs on every machine, and a registry base is
+        # pinned by writing its digest into the matrix (base: nvidia/cuda:…@sha256:…).
         images[key] = {
             "tag": tag, "inputs_sha256": recipe.inputs_sha256(root), "image_id": info.get("Id"),
-            "size_bytes": info.get("Size"), "base": recipe.base, "base_id": base.get("Id"),
+            "size_bytes": info.get("Size"), "base": recipe.base,
             "dockerfile": recipe.dockerfile, "build_args": recipe.build_args,
             "nvcc": facts.nvcc, "gcc": facts.gcc, "torch": facts.torch, "python": facts.python,
         }
