@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from .build import Result
 from .compilercache import CacheConfig, CacheStats, Sccache, clean_environ, find_sccache, parse_cache_spec
 from .errors import ConfigError, FawheelsError
+from .files import write_atomic
 from .matrix import Matrix, Target, load_matrix_file
 from .runner import log
 
@@ -177,7 +178,8 @@ def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bo
             return _build_in_container(target, matrix, dist, jobs)
         from .build import build_target
 
-        return build_target(target, matrix, dist, jobs, offline)
+        # clean: a nightly shows each target builds from nothing; the compiler cache makes that cheap
+        return build_target(target, matrix, dist, jobs, offline, clean=True)
 
     return build
 
@@ -242,10 +244,7 @@ def compiler_cache(config: CacheConfig | None) -> Iterator[Sccache | None]:
 
 
 def write_report(path: Path, doc: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(doc, indent=2) + "\n")
 
 
 def nightly_command(*, matrix_path: Path | None, ids: Sequence[str], keywords: Sequence[str], out: Path,
