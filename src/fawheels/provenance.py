@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .files import write_atomic
 from .source import sha256_file
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -129,18 +129,7 @@ def write_provenance(wheel: Path, dest_dir: Path | None = None, argv: Sequence[s
     statement = make_statement(wheel.name, sha256_file(wheel), read_build_info(wheel),
                                sys.argv if argv is None else argv, os.environ if environ is None else environ)
     dest_dir = dest_dir or wheel.parent
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / (wheel.name + SUFFIX)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest_dir)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(statement, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
+    return write_atomic(dest_dir / (wheel.name + SUFFIX), json.dumps(statement, indent=2, sort_keys=True) + "\n")
 
 
 # ----------------------------------------------------------------------------- checking

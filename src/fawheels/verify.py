@@ -12,9 +12,7 @@ import csv
 import functools
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
@@ -31,6 +29,7 @@ from . import __version__
 from . import cudafacts as cf
 from .cudafacts import Arch, Version
 from .errors import FawheelsError, InspectError
+from .files import write_atomic
 from .inspect import CodeEntry, CodeObject, is_code_member, open_wheel, parse_bytes, read_member
 from .recipes import RECIPES
 
@@ -455,17 +454,7 @@ def verify_wheel(path: Path) -> VerifyReport:
 def write_report(wheel: Path, report: VerifyReport | None = None) -> Path:
     """Write `<wheel filename>.verify.json` beside the wheel (atomically) and return its path."""
     report = report or verify_wheel(wheel)
-    dest = wheel.with_name(wheel.name + ".verify.json")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=wheel.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(report.to_json(), fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
+    return write_atomic(wheel.with_name(wheel.name + ".verify.json"), json.dumps(report.to_json(), indent=2) + "\n")
 
 
 def verify_command(wheel: Path, *, as_json: bool = False) -> int:
