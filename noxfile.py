@@ -49,3 +49,27 @@ def lock_images(session: nox.Session) -> None:
     """Build (if missing) every toolchain image the matrix can use; pin it in docker/images.lock.json."""
     session.install(".")
     session.run("python", "-c", "from fawheels.container import lock_images; lock_images()")
+
+
+def _wheel_args(session: nox.Session) -> list[str]:
+    import glob
+
+    wheels = session.posargs or sorted(glob.glob("dist/*.whl"))
+    if not wheels:
+        session.error("no wheel: build one first (nox -s build-sm120) or pass its path after --")
+    return list(wheels)
+
+
+@nox.session(name="gpu-smoke", python=False)
+def gpu_smoke(session: nox.Session) -> None:
+    """On a GPU machine, with its own torch: every kernel of each wheel against a float32 reference."""
+    for wheel in _wheel_args(session):
+        session.run("python", "-m", "fawheels.cli", "smoke", wheel, env={"PYTHONPATH": "src"})
+
+
+@nox.session(name="bench-gpu", python=False)
+def bench_gpu(session: nox.Session) -> None:
+    """On a GPU machine: smoke plus throughput of ours vs torch's flash backend (medians, ratio)."""
+    for wheel in _wheel_args(session):
+        session.run("python", "-m", "fawheels.cli", "smoke", wheel, "--bench", "--out", f"{wheel}.gpu.json",
+                    env={"PYTHONPATH": "src"})
