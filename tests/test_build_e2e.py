@@ -136,7 +136,8 @@ def test_toolkit_that_does_not_match_is_refused_before_compiling(tmp_path: Path)
 
 def test_interrupted_build_leaves_dist_as_it_was(tmp_path: Path) -> None:
     checkout = copy_repo(tmp_path / "clone")
-    env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
+    build_root = tmp_path / "build-root"  # private, so the compilers of this build alone can be found
+    env = {**os.environ, "PYTHONPATH": str(checkout / "src"), "FAWHEELS_BUILD_ROOT": str(build_root)}
     proc = subprocess.Popen([sys.executable, "-m", "fawheels.cli", "build", TARGET], cwd=checkout, env=env,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
@@ -152,5 +153,6 @@ def test_interrupted_build_leaves_dist_as_it_was(tmp_path: Path) -> None:
     assert proc.returncode == 130, "".join(seen)[-2000:] + rest[-2000:]
     assert "interrupted; dist/ was left as it was" in rest
     assert not (checkout / "dist").exists()
-    leftovers = subprocess.run(["pgrep", "-f", str(checkout / "build")], capture_output=True, text=True).stdout
+    assert (build_root / TARGET / "cmake").is_dir(), "the build was interrupted before it compiled anything"
+    leftovers = subprocess.run(["pgrep", "-f", str(build_root)], capture_output=True, text=True).stdout
     assert leftovers == "", "compiler processes outlived the interrupted build"
