@@ -109,3 +109,16 @@ def test_patch_with_changed_context_is_refused_without_fuzz(tmp_path: Path) -> N
         apply_patches(tree, [patch])
     assert "refresh the patch" in str(info.value)
     assert (tree / "hello.txt").read_text() == "one\ntwo\nthree changed\n"
+
+
+def test_unpack_checks_by_hand_where_python_has_no_extraction_filter(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(tarfile, "data_filter")  # as on Debian 12's Python 3.11.2 in the toolchain image
+    evil = tmp_path / "evil.tar.gz"
+    make_sdist(evil, {"pkg/ok.txt": b"", "../escape.txt": b"x"})
+    with pytest.raises(SourceError, match=r"unsafe member '\.\./escape\.txt'"):
+        unpack_sdist(evil, tmp_path / "out")
+    assert not (tmp_path / "escape.txt").exists()
+    good = tmp_path / "good.tar.gz"
+    make_sdist(good, {"pkg/ok.txt": b"fine"})
+    assert (unpack_sdist(good, tmp_path / "out2") / "ok.txt").read_text() == "fine"

@@ -30,6 +30,7 @@ from .toolchain import CudaToolkit, TorchEnv
 from .wheel import WheelSpec, render_metadata, write_wheel
 
 GB = 1024**3
+IN_CONTAINER = "FAWHEELS_IN_CONTAINER"  # set by container.py inside toolchain images
 # Measured peak RSS of one nvcc job on an FA2 forward TU (DESIGN §6: 4.0-4.9 GB); rounded up.
 NVCC_JOB_BYTES = 5 * GB
 # Stable names that build paths are mapped to, so no machine path reaches the binary.
@@ -375,6 +376,14 @@ def assemble_wheel(plan: BuildPlan, so_path: Path, patches: list[AppliedPatch], 
     return write_wheel(spec, files, extra, out_dir, sde)
 
 
+def _move_into(src: Path, dest: Path) -> None:
+    """Copy beside `dest`, rename into place, drop `src`: works across filesystems (dist/ may be a mount)."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+    src.unlink()
+
+
 def _publish_to_dist(wheel: Path, dist: Path) -> Path:
     """Move wheel, .sha256 and .verify.json into dist/: each by rename, the wheel last."""
     dist.mkdir(parents=True, exist_ok=True)
@@ -386,9 +395,9 @@ def _publish_to_dist(wheel: Path, dist: Path) -> Path:
     write_provenance(wheel, dest_dir=dist)  # <wheel>.provenance.json lands before the wheel it speaks for
     for companion in (wheel.with_name(wheel.name + ".verify.json"), sha_file):
         if companion.exists():
-            os.replace(companion, dist / companion.name)
+            _move_into(companion, dist / companion.name)
     final = dist / wheel.name
-    os.replace(wheel, final)
+    _move_into(wheel, final)
     return final
 
 
@@ -537,6 +546,8 @@ def print_summary(results: list[Result]) -> None:
         if r.status == "ok" and r.wheel:
             log(f"  ok      {r.target}  {r.wall_s:.0f} s")
             log(f"          {r.wheel}  {r.size / 1e6:.1f} MB  sha256 {r.sha256}")
+        elif r.status == "ok":
+            log(f"  ok      {r.target}  (built in its toolchain image; the wheel is in the summary above)")
         else:
             log(f"  FAILED  {r.target}  at {r.stage}: {r.error.splitlines()[0] if r.error else ''}")
 
@@ -548,13 +559,14 @@ def build_command(*, matrix_path: Path | None, target_ids: list[str], dist: Path
     targets = [matrix.target(t) for t in (target_ids or [matrix.default_target])]
     results: list[Result] = []
     for target in targets:
-        if container or target.toolchain.provision == "container":
+        # Inside a toolchain image the pipeline runs on the host path (the image is the toolchain).
+        if (container or target.toolchain.provision == "container") and not os.environ.get(IN_CONTAINER):
             from .container import build_in_container
 
             code = build_in_container(target_id=target.id, matrix_path=matrix.path, dist=dist, jobs=jobs,
                                       toolchain=target.toolchain)
             results.append(Result(target.id, status="ok" if code == 0 else "failed", stage="container",
-                                  exit_code=code))
+                                  exit_code=code, error="" if code == 0 else f"container build exited {code}"))
             if code != 0 and not keep_going:
                 break
             continue

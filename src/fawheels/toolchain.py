@@ -131,7 +131,8 @@ def provision_pip(tc: Toolchain, *, offline: bool = False) -> CudaToolkit:
 
 
 def provision_cuda(tc: Toolchain, *, offline: bool = False) -> CudaToolkit:
-    if tc.provision == "host":
+    # Inside its toolchain image a container toolchain is the host's (container.py sets the variable).
+    if tc.provision == "host" or (tc.provision == "container" and os.environ.get("FAWHEELS_IN_CONTAINER")):
         return provision_host(tc)
     if tc.provision == "pip":
         return provision_pip(tc, offline=offline)
