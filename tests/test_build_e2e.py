@@ -64,7 +64,7 @@ def test_build_puts_a_verified_wheel_in_dist(first_build: Path) -> None:
     dist = first_build.parent
     assert first_build.name == "flash_attn-2.8.3+cu130torch2.14-cp311-cp311-linux_x86_64.whl"
     assert sorted(p.name for p in dist.iterdir()) == sorted(
-        [first_build.name, first_build.name + ".sha256", first_build.name + ".verify.json"])
+        [first_build.name, *(first_build.name + s for s in (".sha256", ".verify.json", ".provenance.json"))])
     digest = hashlib.sha256(first_build.read_bytes()).hexdigest()
     assert (dist / (first_build.name + ".sha256")).read_text() == f"{digest}  {first_build.name}\n"
     assert json.loads((dist / (first_build.name + ".verify.json")).read_text())["ok"] is True
