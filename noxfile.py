@@ -41,7 +41,7 @@ def nightly(session: nox.Session) -> None:
     """Build, verify and publish every target through the compiler cache; summary + JSON report
     (after --: --index DIR_OR_URL, --targets ID..., -k TEXT, --matrix PATH, --compiler-cache SPEC)."""
     session.install(".[nightly]")
-    session.run("python", "-m", "fawheels.nightly", *session.posargs)
+    session.run("fawheels", "nightly", *session.posargs)
 
 
 @nox.session(name="lock-images", python=PYTHON)

@@ -190,8 +190,8 @@ def test_nightly_reports_one_pass_one_failure_and_publishes_the_pass(builder: Bu
     matrix = nightly_matrix(checkout)
     index = checkout / "index"
     # the nightly starts and stops its own sccache server
-    proc = builder.run(checkout, builder.env(checkout), "fawheels.nightly", "--matrix", str(matrix), "--out", "nightly",
-                       "--index", str(index), "--compiler-cache", builder.cache.config.location)
+    proc = builder.run(checkout, builder.env(checkout), "fawheels.cli", "nightly", "--matrix", str(matrix),
+                       "--out", "nightly", "--index", str(index), "--compiler-cache", builder.cache.config.location)
     print(proc.stderr[-3000:])
     assert proc.returncode == 5, proc.stderr[-4000:]  # the failure's own exit code: source (5)
     report = json.loads((checkout / "nightly" / "nightly-report.json").read_text())

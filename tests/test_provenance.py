@@ -143,3 +143,15 @@ def test_missing_unreadable_or_without_build_info(tmp_path: Path) -> None:
     provenance_path(bare).write_text(json.dumps(make_statement(bare.name, sha256_file(bare), build_info(), ARGV, {})))
     ok, detail = check_provenance(bare)
     assert not ok and "build-info.json lacks 'source'" in detail
+
+
+def test_verify_checks_the_statement_beside_the_wheel(tmp_path: Path) -> None:
+    from fawheels.verify import verify_wheel
+
+    w = wheel(tmp_path)
+    assert "provenance" not in [c.name for c in verify_wheel(w).checks]  # none written yet: nothing to check
+    write_provenance(w, argv=ARGV, environ={})
+    assert [c.ok for c in verify_wheel(w).checks if c.name == "provenance"] == [True]
+    wheel(tmp_path, salt="rebuilt")  # the statement now speaks for other bytes
+    failed = [c for c in verify_wheel(w).checks if c.name == "provenance"]
+    assert len(failed) == 1 and not failed[0].ok and "subject is not exactly" in failed[0].detail

@@ -82,6 +82,12 @@ def cmd_overlay(args: argparse.Namespace) -> int:
     return overlay.overlay_command(args.wheel, python=args.python, undo_it=args.undo)
 
 
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from . import nightly
+
+    return nightly.command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fawheels",
@@ -138,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", required=True,
                    help="index directory (DIR, or DIR/cu130 to accept only that variant) or upload URL")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("nightly", help="build, verify and publish every target; summary and JSON report")
+    from .nightly import add_arguments as add_nightly_arguments
+
+    add_nightly_arguments(p)
+    p.set_defaults(func=cmd_nightly)
 
     p = sub.add_parser("smoke", help="on a GPU: check every kernel of a wheel against a float32 reference")
     p.add_argument("wheel", type=Path)

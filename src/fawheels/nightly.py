@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -269,8 +268,8 @@ def nightly_command(*, matrix_path: Path | None, ids: Sequence[str], keywords: S
     return exit_code(outcomes)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fawheels-nightly", description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of `fawheels nightly` (cli.py owns the command, this module its meaning)."""
     p.add_argument("--matrix", type=Path, default=None, help="build matrix (default: ./build_matrix.yaml)")
     p.add_argument("--targets", nargs="+", default=[], metavar="ID", help="only these target ids")
     p.add_argument("-k", dest="keywords", action="append", default=[], metavar="TEXT",
@@ -284,22 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", "-j", type=int, default=None, help="concurrent nvcc jobs per build")
     p.add_argument("--offline", action="store_true", help="cached sources, host toolchain and torch only")
     p.add_argument("--report", type=Path, default=None, help="JSON report (default: <out>/nightly-report.json)")
-    return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return nightly_command(matrix_path=args.matrix, ids=args.targets, keywords=args.keywords, out=args.out,
-                               index=args.index, cache_spec=args.cache, jobs=args.jobs, offline=args.offline,
-                               report=args.report)
-    except FawheelsError as exc:
-        print(f"fawheels nightly: {exc.kind} error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("fawheels nightly: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def command(args: argparse.Namespace) -> int:
+    return nightly_command(matrix_path=args.matrix, ids=args.targets, keywords=args.keywords, out=args.out,
+                           index=args.index, cache_spec=args.cache, jobs=args.jobs, offline=args.offline,
+                           report=args.report)

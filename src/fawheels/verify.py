@@ -448,6 +448,11 @@ def run_checks(f: WheelFacts) -> tuple[tuple[Check, ...], str | None]:
 def verify_wheel(path: Path) -> VerifyReport:
     """Check one wheel; raises InspectError only when the file is not a readable wheel at all."""
     checks, target = run_checks(read_wheel(path))
+    from .provenance import check_provenance, provenance_path
+
+    # The build verifies before it writes the statement; once it sits beside the wheel, it must agree.
+    if provenance_path(path).exists():
+        checks = (*checks, Check("provenance", *check_provenance(path)))
     return VerifyReport(path.name, _sha256_file(path), target, checks)
 
 
