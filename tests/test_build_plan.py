@@ -106,6 +106,7 @@ def test_ninja_log_gives_per_job_seconds(tmp_path: Path) -> None:
         "# ninja log v6\n0\t155000\t1\tCMakeFiles/x.dir/a/flash_fwd_hdim128_bf16_causal_sm80.cu.o\tabc\n"
         "10\t9010\t1\tCMakeFiles/x.dir/flash_api.cpp.o\tdef\n")
     assert ninja_job_times(tmp_path) == {"flash_fwd_hdim128_bf16_causal_sm80.cu.o": 155.0, "flash_api.cpp.o": 9.0}
+    assert ninja_job_times(tmp_path, skip_lines=2) == {"flash_api.cpp.o": 9.0}  # only this run's jobs
 
 
 def test_nvcc_version_and_pip_requirements() -> None:

@@ -252,13 +252,19 @@ def mem_available() -> int:
     return 8 * GB
 
 
-def ninja_job_times(cmake_dir: Path) -> dict[str, float]:
-    """Per-output compile seconds from ninja's log (the last run of each output)."""
+def ninja_log_lines(cmake_dir: Path) -> int:
+    log_path = cmake_dir / ".ninja_log"
+    return len(log_path.read_text().splitlines()) if log_path.exists() else 0
+
+
+def ninja_job_times(cmake_dir: Path, skip_lines: int = 0) -> dict[str, float]:
+    """Per-output compile seconds from ninja's log, for the jobs logged after its first `skip_lines` lines
+    (an incremental build reports only what it compiled, not what it reused)."""
     times: dict[str, float] = {}
     log_path = cmake_dir / ".ninja_log"
     if not log_path.exists():
         return times
-    for line in log_path.read_text().splitlines():
+    for line in log_path.read_text().splitlines()[skip_lines:]:
         parts = line.split("\t")
         if len(parts) == 5 and parts[0].isdigit():
             name = Path(parts[3]).name
@@ -481,12 +487,13 @@ def _build_stages(target: Target, matrix: Matrix, dist: Path, jobs: int | None, 
         f"~{NVCC_JOB_BYTES // GB} GB per nvcc job; override with --jobs or MAX_JOBS)")
     run(plan.configure, env=plan.env, what="cmake configure", capture=True)
     stamp.write_text(configure_id)
+    logged_before = ninja_log_lines(plan.cmake_dir)
     compile_start = time.monotonic()
     with _Heartbeat(total_steps=units + 2) as beat:  # kernels + flash_api.cpp + link
         run(plan.compile, env=plan.env, what="compile", on_line=beat.on_line)
     result.compile_wall_s = time.monotonic() - compile_start
     result.jobs = n_jobs
-    result.job_times = ninja_job_times(plan.cmake_dir)
+    result.job_times = ninja_job_times(plan.cmake_dir, logged_before)
     log(f"compiled in {result.compile_wall_s:.0f} s wall; sum of per-job times "
         f"{sum(result.job_times.values()):.0f} s; slowest job {max(result.job_times.values(), default=0):.0f} s")
 
