@@ -8,9 +8,7 @@ Also a small command line, so the committed data says how it was made:
 
 from __future__ import annotations
 
-import base64
 import ctypes
-import hashlib
 import json
 import re
 import shutil
@@ -23,6 +21,7 @@ from pathlib import Path
 
 from fawheels import compat, inspect
 from fawheels.cudafacts import Version, parse_gpu
+from fawheels.wheel import record_hash
 
 DATA = Path(__file__).parent / "data"
 GPU_DATA = DATA / "gpu"
@@ -115,9 +114,6 @@ def build_info(**changes: object) -> dict[str, object]:
     return info
 
 
-def _record_hash(data: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
 
 def write_wheel(directory: Path, files: Mapping[str, bytes], *, info: Mapping[str, object] | None,
                 requires: Sequence[str] = ("torch==2.14.*",), wheel_tag: str = TAG,
@@ -132,7 +128,7 @@ def write_wheel(directory: Path, files: Mapping[str, bytes], *, info: Mapping[st
                                      f"Tag: {wheel_tag}\n").encode()
     if info is not None:
         members[f"{dist_info}/build-info.json"] = json.dumps(info, indent=2).encode()
-    record = "".join(f"{n},{_record_hash(d)},{len(d)}\n" for n, d in members.items())
+    record = "".join(f"{n},{record_hash(d)},{len(d)}\n" for n, d in members.items())
     members[f"{dist_info}/RECORD"] = (record + f"{dist_info}/RECORD,,\n").encode()
     members.update(tamper or {})
     path = directory / f"{PKG}-{VERSION}-{filename_tag}.whl"

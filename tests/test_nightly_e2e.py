@@ -23,7 +23,7 @@ import pytest
 
 from fawheels.compilercache import CacheConfig, CacheStats, Sccache, clean_environ, find_sccache
 from fawheels.errors import ToolchainError
-from fawheels.source import sha256_file
+from fawheels.files import sha256_file
 from test_build_e2e import copy_repo
 
 TARGET = "fa2-cu130-torch2.14-sm120-cp311-one-tu"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fawheels.files import sha256_file
 from fawheels.provenance import (
     PREDICATE_TYPE,
     STATEMENT_TYPE,
@@ -16,7 +17,6 @@ from fawheels.provenance import (
     provenance_path,
     write_provenance,
 )
-from fawheels.source import sha256_file
 from fawheels.wheel import WheelSpec, render_metadata, write_wheel
 
 SRC_SHA = "1e71dd64a9e0280e0447b8a0c2541bad4bf6ac65bdeaa2f90e51a9e57de0370d"

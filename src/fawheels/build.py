@@ -21,11 +21,12 @@ from typing import Any, TextIO
 from . import __version__, toolchain
 from .cudafacts import Arch
 from .errors import BuildError, FawheelsError, VerifyError
+from .files import sha256_file
 from .matrix import Matrix, Profile, Source, Target, load_matrix_file
 from .paths import build_root
 from .recipes import RECIPES
 from .runner import log, run
-from .source import AppliedPatch, prepare_tree, sha256_file, source_epoch
+from .source import AppliedPatch, prepare_tree, source_epoch
 from .toolchain import CudaToolkit, TorchEnv
 from .wheel import WheelSpec, render_metadata, write_wheel
 

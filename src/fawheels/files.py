@@ -1,7 +1,8 @@
-"""Writing files so that readers see the old content or the new, never half of it."""
+"""Files: content hashes, and writes that readers see whole or not at all."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -19,3 +20,11 @@ def write_atomic(dest: Path, data: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return dest
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -185,7 +185,7 @@ def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bo
 
 def _build_in_container(target: Target, matrix: Matrix, dist: Path, jobs: int | None) -> Result:
     from .container import build_in_container
-    from .source import sha256_file
+    from .files import sha256_file
 
     start = time.monotonic()
     code = build_in_container(target_id=target.id, matrix_path=matrix.path, dist=dist, jobs=jobs,

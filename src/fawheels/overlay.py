@@ -24,8 +24,8 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from .errors import OverlayError
+from .files import sha256_file
 from .recipes import RECIPES, Release
-from .source import sha256_file
 from .verify import op_schemas_in, schema_differences, verify_wheel
 
 BACKUP_SUFFIX = ".fawheels-original"  # not an extension suffix: Python never imports it

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .files import write_atomic
-from .source import sha256_file
+from .files import sha256_file, write_atomic
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"

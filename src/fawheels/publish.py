@@ -48,6 +48,7 @@ from packaging.utils import (
 from packaging.version import Version
 
 from .errors import FawheelsError, PublishError
+from .files import sha256_file
 
 MANIFEST = "wheels.json"
 LOCK = ".fawheels-publish.lock"
@@ -422,13 +423,6 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _read_wheel(path: Path, name: WheelName) -> tuple[bytes, dict[str, Any]]:
     """METADATA bytes and build-info.json of a wheel; refuses one that is not a consistent wheel."""
@@ -482,7 +476,7 @@ def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier =
     if not isinstance(stored, dict) or stored.get("ok") is not True:
         raise PublishError(f"{path.name}: its verify report does not say ok",
                            hint="a wheel that failed verification is never published")
-    sha256 = _sha256_file(path)
+    sha256 = sha256_file(path)
     if stored.get("sha256", sha256) != sha256:  # a report speaks for exact bytes, when it names them
         raise PublishError(f"{path.name}: its verify report is for other bytes (sha256 {stored['sha256'][:16]}…)",
                            hint=f"run `fawheels verify {path}` again")

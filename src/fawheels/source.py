@@ -21,17 +21,10 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import SourceError
+from .files import sha256_file
 from .matrix import Source
 from .paths import cache_root
 from .runner import log, run
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cached_path(source: Source, cache: Path | None = None) -> Path:

@@ -7,10 +7,8 @@ of what was read, so each failure mode is testable on data. The build writes the
 
 from __future__ import annotations
 
-import base64
 import csv
 import functools
-import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -29,9 +27,10 @@ from . import __version__
 from . import cudafacts as cf
 from .cudafacts import Arch, Version
 from .errors import FawheelsError, InspectError
-from .files import write_atomic
+from .files import sha256_file, write_atomic
 from .inspect import CodeEntry, CodeObject, is_code_member, open_wheel, parse_bytes, read_member
 from .recipes import RECIPES
+from .wheel import record_hash
 
 REPORT_SCHEMA = 1
 _ALLOWED_NEEDED = re.compile(
@@ -91,9 +90,6 @@ class WheelFacts:
 # --- reading ---------------------------------------------------------------------------------------
 
 
-def _record_hash(data: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
 
 def read_wheel(path: Path) -> WheelFacts:
     """Hash every member, parse every ELF member; raises InspectError when it is no wheel at all."""
@@ -108,7 +104,7 @@ def read_wheel(path: Path) -> WheelFacts:
         dist_info = dist_infos.pop() if len(dist_infos) == 1 else None
         for info in infos:
             data = read_member(zf, info.filename, path.name)
-            members[info.filename] = (_record_hash(data), len(data))
+            members[info.filename] = (record_hash(data), len(data))
             base = info.filename.rsplit("/", 1)
             if dist_info and len(base) == 2 and base[0] == dist_info:
                 texts[base[1]] = data.decode("utf-8", errors="replace")
@@ -178,13 +174,6 @@ def schema_differences(ours: dict[str, str], wanted: Sequence[str], who: str) ->
                 problems.append(f"{name}: returns `{ret}`, {who} expects `{want_ret}`")
     return problems
 
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --- checks (pure) ---------------------------------------------------------------------------------
@@ -453,7 +442,7 @@ def verify_wheel(path: Path) -> VerifyReport:
     # The build verifies before it writes the statement; once it sits beside the wheel, it must agree.
     if provenance_path(path).exists():
         checks = (*checks, Check("provenance", *check_provenance(path)))
-    return VerifyReport(path.name, _sha256_file(path), target, checks)
+    return VerifyReport(path.name, sha256_file(path), target, checks)
 
 
 def write_report(wheel: Path, report: VerifyReport | None = None) -> Path:
