@@ -19,6 +19,7 @@ import pytest
 
 from fawheels.build import ops_header
 from fawheels.errors import ConfigError, OverlayError
+from fawheels.inspect import read_file
 from fawheels.matrix import Source, load_matrix, load_matrix_file
 from fawheels.overlay import BACKUP_SUFFIX, STATE_SUFFIX, Installed, Served, _check_install
 from fawheels.recipes import VLLM_FA2, Release
@@ -28,7 +29,7 @@ from test_build_e2e import copy_repo, fawheels
 
 REPO = Path(__file__).resolve().parent.parent
 MATRIX = load_matrix_file(REPO / "build_matrix.yaml")
-ONE_TU = "vllm-fa2-cu130-torch2.14-sm120-cp311-one-tu"
+DECODE = "vllm-fa2-cu130-torch2.14-sm120-cp311-decode"  # the smallest build vLLM can decode with
 RELEASE = VLLM_FA2.release("0.33.0")
 assert RELEASE is not None
 SO = "vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so"
@@ -93,7 +94,7 @@ def test_a_standalone_recipe_serves_nothing() -> None:
 
 
 def test_the_ops_header_carries_the_served_release_schemas_verbatim() -> None:
-    header = ops_header(MATRIX.target(ONE_TU))
+    header = ops_header(MATRIX.target(DECODE))
     assert 'kServes = "vllm==0.33.0"' in header
     for schema in RELEASE.ops:
         assert json.dumps(schema) in header
@@ -188,9 +189,9 @@ def test_recorded_schemas_are_what_the_release_registers_and_calls(release: Rele
 
 
 @pytest.fixture(scope="module")
-def one_tu_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def decode_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     checkout = copy_repo(tmp_path_factory.mktemp("vllm-clone"))
-    proc = fawheels(checkout, "build", ONE_TU)
+    proc = fawheels(checkout, "build", DECODE)
     assert proc.returncode == 0, proc.stderr[-4000:]
     (wheel,) = (checkout / "dist").glob("*.whl")
     return wheel
@@ -200,7 +201,7 @@ def one_tu_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def torch_python() -> Path:
     from fawheels.toolchain import torch_env
 
-    return torch_env(MATRIX.target(ONE_TU)).python
+    return torch_env(MATRIX.target(DECODE)).python
 
 
 def registered_under_torch(python: Path, so: Path, names: tuple[str, ...], stub_dir: Path) -> dict[str, str]:
@@ -222,18 +223,24 @@ def registered_under_torch(python: Path, so: Path, names: tuple[str, ...], stub_
 @pytest.mark.nvcc
 @pytest.mark.network
 @pytest.mark.skipif(not HAS_NVCC, reason="needs nvcc 13.0")
-def test_the_build_registers_exactly_the_ops_of_vllms_own_extension(one_tu_wheel: Path, torch_python: Path,
+def test_the_build_registers_exactly_the_ops_of_vllms_own_extension(decode_wheel: Path, torch_python: Path,
                                                                    tmp_path: Path) -> None:
-    assert one_tu_wheel.name == "vllm_fa2-0.33.0+cu130torch2.14-cp311-abi3-linux_x86_64.whl"
-    report = json.loads(one_tu_wheel.with_name(one_tu_wheel.name + ".verify.json").read_text())
+    assert decode_wheel.name == "vllm_fa2-0.33.0+cu130torch2.14-cp311-abi3-linux_x86_64.whl"
+    report = json.loads(decode_wheel.with_name(decode_wheel.name + ".verify.json").read_text())
     assert report["ok"] and {c["name"]: c["ok"] for c in report["checks"]}["op-schemas"]
-    with zipfile.ZipFile(one_tu_wheel) as zf:
+    with zipfile.ZipFile(decode_wheel) as zf:
         names = zf.namelist()
         ours = tmp_path / "ours" / "_vllm_fa2_C.abi3.so"
         ours.parent.mkdir()
         ours.write_bytes(zf.read(SO))
         metadata = zf.read("vllm_fa2-0.33.0+cu130torch2.14.dist-info/METADATA").decode()
     assert [n for n in names if not n.startswith("vllm_fa2-")] == [SO]
+    facts = read_file(ours)
+    assert {(e.kind, e.arch) for e in facts.entries} == {("sass", "sm_120")}
+    # vLLM's 16-token pages: the host API's page check is patch 0003's, not upstream's multiple-of-256 rule
+    binary = ours.read_bytes()
+    assert b"Paged KV cache block size must be a positive multiple of 16 tokens" in binary
+    assert b"divisible by 256" not in binary
     assert "Requires-Dist: torch==2.14.*\n" in metadata and "Requires-Dist: vllm==0.33.0\n" in metadata
     with zipfile.ZipFile(vllm_wheel(RELEASE)) as zf:
         theirs = tmp_path / "theirs" / "_vllm_fa2_C.abi3.so"
@@ -266,15 +273,15 @@ def overlay(wheel: Path, python: Path, *extra: str) -> subprocess.CompletedProce
 @pytest.mark.nvcc
 @pytest.mark.network
 @pytest.mark.skipif(not HAS_NVCC, reason="needs nvcc 13.0")
-def test_overlay_into_a_venv_with_that_vllm_and_undo_byte_for_byte(one_tu_wheel: Path, vllm_venv: Path) -> None:
+def test_overlay_into_a_venv_with_that_vllm_and_undo_byte_for_byte(decode_wheel: Path, vllm_venv: Path) -> None:
     site = next((vllm_venv.parent.parent / "lib").glob("python3.*/site-packages"))
     installed = site / SO
     original = installed.read_bytes()
     mode = installed.stat().st_mode
 
-    proc = overlay(one_tu_wheel, vllm_venv)
+    proc = overlay(decode_wheel, vllm_venv)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    with zipfile.ZipFile(one_tu_wheel) as zf:
+    with zipfile.ZipFile(decode_wheel) as zf:
         assert installed.read_bytes() == zf.read(SO)
     assert (site / (SO + BACKUP_SUFFIX)).read_bytes() == original
     state = json.loads((site / (SO + STATE_SUFFIX)).read_text())
@@ -286,21 +293,21 @@ def test_overlay_into_a_venv_with_that_vllm_and_undo_byte_for_byte(one_tu_wheel:
     imported = subprocess.run([str(vllm_venv), "-c", script, str(installed)], capture_output=True, text=True)
     assert imported.stdout.strip() == "_vllm_fa2_C::varlen_fwd", imported.stderr[-2000:]
 
-    again = overlay(one_tu_wheel, vllm_venv)  # a second overlay keeps the first backup: the original
+    again = overlay(decode_wheel, vllm_venv)  # a second overlay keeps the first backup: the original
     assert again.returncode == 0, again.stderr[-2000:]
     assert (site / (SO + BACKUP_SUFFIX)).read_bytes() == original
 
-    undone = overlay(one_tu_wheel, vllm_venv, "--undo")
+    undone = overlay(decode_wheel, vllm_venv, "--undo")
     assert undone.returncode == 0, undone.stderr[-2000:]
     assert installed.read_bytes() == original and installed.stat().st_mode == mode
     assert not (site / (SO + BACKUP_SUFFIX)).exists() and not (site / (SO + STATE_SUFFIX)).exists()
-    nothing = overlay(one_tu_wheel, vllm_venv, "--undo")
+    nothing = overlay(decode_wheel, vllm_venv, "--undo")
     assert nothing.returncode == 10 and "carries no fawheels overlay: nothing to undo" in nothing.stderr
 
     # Another vLLM release is refused before anything is touched.
     metadata = next(site.glob("vllm-0.33.0.dist-info")) / "METADATA"
     metadata.write_text(metadata.read_text().replace("Version: 0.33.0", "Version: 0.32.0", 1))
-    refused = overlay(one_tu_wheel, vllm_venv)
+    refused = overlay(decode_wheel, vllm_venv)
     assert refused.returncode == 10, refused.stderr[-2000:]
     assert "has vllm 0.32.0;" in refused.stderr and "is built for vllm==0.33.0" in refused.stderr
     assert installed.read_bytes() == original and not (site / (SO + BACKUP_SUFFIX)).exists()

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 torch = pytest.importorskip("torch")
+from attention_ref import paged_cache, reference  # noqa: E402  (needs torch)
 
 pytestmark = [
     pytest.mark.gpu,
@@ -28,7 +29,6 @@ pytestmark = [
 ]
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-PAGE = 256  # flash-attn 2.8.3's paged KV needs page sizes divisible by 256
 FIGURES: list[dict[str, Any]] = []
 
 
@@ -45,35 +45,6 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Any:
         Path(out).write_text(json.dumps(FIGURES, indent=2) + "\n")
 
 
-def reference(q: Any, k: Any, v: Any, *, causal: bool, window: tuple[int, int], alibi: Any = None,
-              softcap: float = 0.0, dtype: Any = torch.float32) -> tuple[Any, Any]:
-    """One sequence: q (sq, hq, d), k/v (sk, hk, d) -> out (sq, hq, d), lse (hq, sq); masks bottom-right aligned."""
-    sq, hq, d = q.shape
-    sk, hk = k.shape[0], k.shape[1]
-    q, k, v = (t.to(dtype) for t in (q, k, v))
-    k = k.repeat_interleave(hq // hk, dim=1)
-    v = v.repeat_interleave(hq // hk, dim=1)
-    scores = torch.einsum("qhd,khd->hqk", q, k).float() / math.sqrt(d)
-    if softcap > 0:
-        scores = softcap * torch.tanh(scores / softcap)
-    row = torch.arange(sq, device=q.device)[:, None] + sk - sq
-    col = torch.arange(sk, device=q.device)[None, :]
-    if alibi is not None:
-        scores = scores - alibi[:, None, None] * (row - col).abs()[None]
-    allowed = torch.ones(sq, sk, dtype=torch.bool, device=q.device)
-    left, right = window
-    if causal:
-        right = 0
-    if left >= 0:
-        allowed &= col >= row - left
-    if right >= 0:
-        allowed &= col <= row + right
-    scores = scores.masked_fill(~allowed[None], float("-inf"))
-    lse = torch.logsumexp(scores, dim=-1)
-    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0).to(dtype)
-    return torch.einsum("hqk,khd->qhd", probs, v).float(), lse
-
-
 def judge(name: str, dtype: str, out: Any, ref32: Any, reflow: Any, **extra: Any) -> None:
     err = (out.float() - ref32).abs().max().item()
     base = (reflow - ref32).abs().max().item()
@@ -84,20 +55,9 @@ def judge(name: str, dtype: str, out: Any, ref32: Any, reflow: Any, **extra: Any
     assert ok, f"{name} {dtype}: max abs error {err} > 2 x {base} + 1e-5"
 
 
-def paged(ks: list[Any], vs: list[Any], gen: Any) -> tuple[Any, Any, Any]:
-    """Scatter each sequence's K and V rows into shuffled 256-token pages (the rest of each page is noise):
-    (k cache, v cache, block_table)."""
-    per_seq = [math.ceil(k.shape[0] / PAGE) for k in ks]
-    order = torch.randperm(sum(per_seq) + 2, generator=gen).tolist()
-    kc, vc = (torch.randn(len(order), PAGE, *ks[0].shape[1:], generator=gen).to(ks[0].dtype).cuda() for _ in "kv")
-    table = torch.zeros(len(ks), max(per_seq), dtype=torch.int32, device="cuda")
-    for b, (k, v) in enumerate(zip(ks, vs, strict=True)):
-        for j in range(per_seq[b]):
-            page = order.pop()
-            table[b, j] = page
-            rows = slice(j * PAGE, (j + 1) * PAGE)
-            kc[page, :k[rows].shape[0]], vc[page, :v[rows].shape[0]] = k[rows], v[rows]
-    return kc, vc, table
+def paged(ks: list[Any], vs: list[Any], gen: Any, page: int = 256) -> tuple[Any, Any, Any]:
+    """Each sequence's K and V rows in shuffled pages of `page` tokens (unused slots NaN), two spare pages."""
+    return paged_cache(ks, vs, page, sum(math.ceil(k.shape[0] / page) for k in ks) + 2, gen)
 
 
 def vllm_varlen(ops: Any, q: Any, k: Any, v: Any, out: Any, cu_q: Any, cu_k: Any, seqused_k: Any, block_table: Any,
@@ -119,10 +79,13 @@ CASES = [  # name, q lens, k lens, hq, hk, causal, window, paged, alibi, softcap
 ]
 
 
+@pytest.mark.parametrize("page", [16, 256])
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_varlen_fwd_matches_float32(ops: Any, case: tuple[Any, ...], dtype: str) -> None:
+def test_varlen_fwd_matches_float32(ops: Any, case: tuple[Any, ...], dtype: str, page: int) -> None:
     name, qlens, klens, hq, hk, causal, window, is_paged, use_alibi, softcap = case
+    if not is_paged and page != 256:
+        pytest.skip("contiguous K/V: the page size does not apply")
     gen = torch.Generator().manual_seed(0)
     dt = DTYPES[dtype]
     d = 128
@@ -133,7 +96,7 @@ def test_varlen_fwd_matches_float32(ops: Any, case: tuple[Any, ...], dtype: str)
     q = torch.cat(qs)
     cu_q = torch.tensor([0, *accumulate(qlens)], dtype=torch.int32, device="cuda")
     if is_paged:  # vLLM: seqused_k + block_table, and an uninitialised cu_seqlens_k it never reads
-        k, v, table = paged(ks, vs, gen)
+        k, v, table = paged(ks, vs, gen, page)
         cu_k = torch.empty_like(cu_q)
         seqused = torch.tensor(klens, dtype=torch.int32, device="cuda")
     else:
@@ -154,7 +117,8 @@ def test_varlen_fwd_matches_float32(ops: Any, case: tuple[Any, ...], dtype: str)
     if max(qlens) > 1 and alibi is None:
         lse_err = (lse - torch.cat([r[1] for r in refs], dim=1)).abs().max().item()
         assert lse_err < 1e-2
-    judge(f"varlen_fwd {name}", dtype, out, ref32, torch.cat(lows), lse_max_abs_err=lse_err)
+    judge(f"varlen_fwd {name}" + (f" page {page}" if is_paged else ""), dtype, out, ref32, torch.cat(lows),
+          lse_max_abs_err=lse_err)
 
 
 KV_CASES = [  # name, batch, seqlen_q, cache lens, hq, hk, causal, window, paged
@@ -164,10 +128,13 @@ KV_CASES = [  # name, batch, seqlen_q, cache lens, hq, hk, causal, window, paged
 ]
 
 
+@pytest.mark.parametrize("page", [16, 64, 256])
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
 @pytest.mark.parametrize("case", KV_CASES, ids=[c[0] for c in KV_CASES])
-def test_fwd_kvcache_matches_float32(ops: Any, case: tuple[Any, ...], dtype: str) -> None:
+def test_fwd_kvcache_matches_float32(ops: Any, case: tuple[Any, ...], dtype: str, page: int) -> None:
     name, batch, sq, lens, hq, hk, causal, window, is_paged = case
+    if not is_paged and page != 256:
+        pytest.skip("contiguous K/V: the page size does not apply")
     gen = torch.Generator().manual_seed(1)
     dt = DTYPES[dtype]
     d = 128
@@ -175,7 +142,7 @@ def test_fwd_kvcache_matches_float32(ops: Any, case: tuple[Any, ...], dtype: str
     ks = [torch.randn(n, hk, d, generator=gen).to(dt).cuda() for n in lens]
     vs = [torch.randn(n, hk, d, generator=gen).to(dt).cuda() for n in lens]
     if is_paged:
-        kcache, vcache, table = paged(ks, vs, gen)
+        kcache, vcache, table = paged(ks, vs, gen, page)
     else:
         table = None
         kcache = torch.zeros(batch, max(lens), hk, d, dtype=dt, device="cuda")
@@ -190,7 +157,7 @@ def test_fwd_kvcache_matches_float32(ops: Any, case: tuple[Any, ...], dtype: str
     ref32 = torch.stack([reference(q[b], ks[b], vs[b], causal=causal, window=window)[0] for b in range(batch)])
     low = torch.stack([reference(q[b], ks[b], vs[b], causal=causal, window=window, dtype=dt)[0]
                        for b in range(batch)])
-    judge(f"fwd_kvcache {name}", dtype, out, ref32, low)
+    judge(f"fwd_kvcache {name}" + (f" page {page}" if is_paged else ""), dtype, out, ref32, low)
 
 
 def test_sparse_ops_are_registered_but_say_they_are_not_built(ops: Any) -> None:

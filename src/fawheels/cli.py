@@ -82,6 +82,27 @@ def cmd_overlay(args: argparse.Namespace) -> int:
     return overlay.overlay_command(args.wheel, python=args.python, undo_it=args.undo)
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    import json
+
+    from . import modelprofile
+    from .errors import ConfigError
+
+    path: Path = args.from_config
+    try:
+        if path.stat().st_size > 4 * 2**20:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes is not a model's config.json (over 4 MiB)")
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})", hint="give the model's config.json") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not a JSON file ({exc})", hint="give the model's config.json") from exc
+    name = args.name or modelprofile.profile_name(config)
+    profile, found = modelprofile.profile_from_config(config, name)
+    print(modelprofile.render_yaml(profile, found, str(path)))
+    return 0
+
+
 def cmd_nightly(args: argparse.Namespace) -> int:
     from . import nightly
 
@@ -144,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", required=True,
                    help="index directory (DIR, or DIR/cu130 to accept only that variant) or upload URL")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("profile", help="print the kernel profile that serves a model, from its config.json",
+                       epilog="Reads the language model (top level or text_config) and a vision_config: head dim "
+                              "(head_dim, or hidden_size / heads), dtype; prints YAML for build_matrix.yaml's "
+                              "profiles. docs/vllm.md")
+    p.add_argument("--from-config", type=Path, required=True, metavar="CONFIG_JSON",
+                   help="a Hugging Face config.json")
+    p.add_argument("--name", default=None, help="profile name (default: the config's model_type)")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("nightly", help="build, verify and publish every target; summary and JSON report")
     from .nightly import add_arguments as add_nightly_arguments

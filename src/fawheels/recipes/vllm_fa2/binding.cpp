@@ -24,13 +24,15 @@
 #include "namespace_config.h"
 
 namespace FLASH_NAMESPACE {  // defined in flash_api.cpp (built with FAWHEELS_NO_PYBIND)
-std::vector<at::Tensor> mha_varlen_fwd(
+// mha_varlen_fwd with vLLM's num_splits (patch 0004)
+std::vector<at::Tensor> mha_varlen_fwd_splits(
     at::Tensor &q, const at::Tensor &k, const at::Tensor &v, std::optional<at::Tensor> &out_,
     const at::Tensor &cu_seqlens_q, const at::Tensor &cu_seqlens_k, std::optional<at::Tensor> &seqused_k,
     std::optional<const at::Tensor> &leftpad_k_, std::optional<at::Tensor> &block_table_,
     std::optional<at::Tensor> &alibi_slopes_, int max_seqlen_q, const int max_seqlen_k, const float p_dropout,
     const float softmax_scale, const bool zero_tensors, bool is_causal, int window_size_left,
-    int window_size_right, const float softcap, const bool return_softmax, std::optional<at::Generator> gen_);
+    int window_size_right, const float softcap, const bool return_softmax, std::optional<at::Generator> gen_,
+    const int num_splits);
 
 std::vector<at::Tensor> mha_fwd_kvcache(
     at::Tensor &q, const at::Tensor &kcache, const at::Tensor &vcache, std::optional<const at::Tensor> &k_,
@@ -89,17 +91,20 @@ void check_no_dropout(const Args &a) {
 void varlen_fwd(const c10::OperatorHandle &op, torch::jit::Stack *stack) {
   Args a(op, stack);
   check_no_dropout(a);
-  // FA2's varlen path picks its own split count; vLLM only ever passes 0 or 1 (its interface refuses more).
-  TORCH_CHECK(a.integer("num_splits") <= 1, "_vllm_fa2_C (fawheels): varlen_fwd supports num_splits 0 or 1");
+  // 0: FA2's heuristic picks the split count of a GQA decode batch; 1: never split (vLLM's batch-invariant
+  // mode). vLLM's interface never passes more.
+  const int num_splits = a.integer("num_splits");
+  TORCH_CHECK(num_splits == 0 || num_splits == 1,
+              "_vllm_fa2_C (fawheels): varlen_fwd supports num_splits 0 or 1, got ", std::to_string(num_splits));
   at::Tensor q = a.tensor("q");
   std::optional<at::Tensor> out = a.optional("out"), seqused_k = a.optional("seqused_k"),
                             block_table = a.optional("block_table"), alibi = a.optional("alibi_slopes");
   std::optional<const at::Tensor> leftpad_k = a.optional("leftpad_k");
-  auto r = FLASH_NAMESPACE::mha_varlen_fwd(
+  auto r = FLASH_NAMESPACE::mha_varlen_fwd_splits(
       q, a.tensor("k"), a.tensor("v"), out, a.tensor("cu_seqlens_q"), a.tensor("cu_seqlens_k"), seqused_k,
       leftpad_k, block_table, alibi, a.integer("max_seqlen_q"), a.integer("max_seqlen_k"), 0.f,
       a.real("softmax_scale"), a.flag("zero_tensors"), a.flag("is_causal"), a.integer("window_size_left"),
-      a.integer("window_size_right"), a.real("softcap"), false, std::nullopt);
+      a.integer("window_size_right"), a.real("softcap"), false, std::nullopt, num_splits);
   finish(op, stack, a.optional("out"), r);
 }
 

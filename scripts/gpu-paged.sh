@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# On the GPU machine (device tool), issue 11's proof, in two steps (one call each; the machine stays warm between):
+#   scripts/gpu-paged.sh build   offline builds of the sm_90 qwen3-vl wheels (vllm-fa2 and fa2) side by side
+#   scripts/gpu-paged.sh test    vLLM 0.26.0's own interface over paged KV, flash-attn's kvcache test widened to
+#                                small pages, and the 16- vs 256-token page decode benchmark
+# Expects .whl/ (pyelftools, zstandard, lz4 for cp312) and .devcache/ (FAWHEELS_CACHE: the pinned flash-attn sdist,
+# and vllm-0.26.0/flash_attn_interface.py from scripts/vllm_interface.py). Results go to $OUT.
+set -uo pipefail
+out=${OUT:-/tmp/out}
+mkdir -p "$out" /tmp/g
+python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 FAWHEELS_CACHE=$PWD/.devcache
+VLLM=vllm-fa2-cu130-torch2.11-sm90-cp312
+FA2=fa2-cu130-torch2.11-sm90-cp312-qwen3-vl
+
+case ${1:-} in
+build)
+  nvidia-smi --query-gpu=name,compute_cap,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
+  { nvcc --version | tail -2; python3 -c 'import torch, sys; print(sys.version.split()[0], torch.__version__)'; nproc; } \
+    | tee "$out/versions.txt"
+  # Two builds of 16 units each share the 16 cores; setsid keeps them going if this call returns first.
+  for t in $VLLM $FA2; do
+    setsid nohup python3 -m fawheels.cli build "$t" --offline --jobs 8 --dist /tmp/g/dist \
+      --report "/tmp/g/$t.report.json" > "/tmp/g/$t.log" 2>&1 &
+  done
+  for _ in $(seq 110); do
+    sleep 5
+    [ "$(ls /tmp/g/*.report.json 2>/dev/null | wc -l)" -ge 2 ] && break
+  done
+  for t in $VLLM $FA2; do tail -4 "/tmp/g/$t.log"; cp "/tmp/g/$t.log" "/tmp/g/$t.report.json" "$out/" 2>/dev/null; done
+  ls -la /tmp/g/dist
+  ;;
+test)
+  vw=$(ls /tmp/g/dist/vllm_fa2-*.whl) fw=$(ls /tmp/g/dist/flash_attn-*.whl) || { echo "no wheels: run build first"; exit 1; }
+  sha256sum "$vw" "$fw" | tee "$out/wheels.sha256"
+  # 1. vLLM's own interface over paged KV (and our direct-op tests with small pages)
+  FAWHEELS_VLLM_FA2_WHEEL=$vw FAWHEELS_VLLM_INTERFACE=.devcache/vllm-0.26.0/flash_attn_interface.py \
+    FAWHEELS_GPU_FIGURES=$out/vllm-paged.json timeout 200 python3 -m pytest -q -p no:cacheprovider \
+    tests/test_vllm_paged_gpu.py tests/test_vllm_fa2_gpu.py 2>&1 | tail -15 | tee "$out/vllm-tests.txt"
+  # 2. flash-attn's own kvcache test, pages of 16..256, against our fa2 wheel
+  python3 -m pip install -q --no-index --no-deps --target /tmp/fa2site "$fw"
+  python3 scripts/flash_attn_kvcache_tests.py /tmp/fakv > "$out/fa-kvcache-params.txt"
+  (cd /tmp/fakv && PYTHONPATH=/tmp/fa2site:/tmp/site timeout -s INT 230 python3 -m pytest -q -p no:cacheprovider \
+    -n 8 test_flash_attn.py -k test_flash_attn_kvcache --junitxml "$out/fa-kvcache.xml" 2>&1 | tail -6) \
+    | tee "$out/fa-kvcache.txt"
+  # 3. decode speed, 16- vs 256-token pages
+  python3 scripts/bench_paged_decode.py "$vw" "$out/paged-decode.json" > /dev/null 2> "$out/paged-decode.err"
+  tail -3 "$out/paged-decode.err"
+  python3 -c "import json; r=json.load(open('$out/paged-decode.json')); print({k: r[k] for k in r if 'throughput' in k or k == 'note'})"
+  ;;
+*)
+  echo "usage: scripts/gpu-paged.sh build|test" >&2
+  exit 2
+  ;;
+esac
