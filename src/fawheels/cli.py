@@ -43,6 +43,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         keep_going=args.keep_going,
         report=args.report,
         clean=args.clean,
+        dry_run=args.dry_run,
     )
 
 
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compile everything afresh (by default unchanged objects of the last build are reused)")
     p.add_argument("--report", type=Path, default=None,
                    help="write a JSON report (per target: status, stage, wall time, per-job compile times, sha256)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the whole plan (image, toolkit, torch, nvcc command per unit, wheel name); run nothing")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("inspect", help="list every CUDA code entry of a wheel, .so, cubin or fatbin")
