@@ -58,3 +58,28 @@ def test_container_target_without_its_base_is_refused_before_any_work(
     assert not dist.exists() and not (tmp_path / "cache").exists()
     assert "Traceback" not in err
     assert os.environ["PATH"] == str(tmp_path)
+
+
+@pytest.mark.tools
+def test_an_engine_without_the_base_gets_the_pull_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # A stand-in `docker` that answers `info` and has no images: the refusal names that engine's commands,
+    # and nothing else is asked of it (no pull, no build).
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin" / "docker"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n[ "$1" = info ] && exit 0\necho "[]"; exit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake.parent))
+    monkeypatch.setenv("FAWHEELS_CONTAINER_ENGINE", "docker")
+    monkeypatch.delenv("FAWHEELS_IN_CONTAINER", raising=False)
+    code = cli.main(["build", "--matrix", str(ROOT / "build_matrix.yaml"), "--dist", str(tmp_path / "dist"),
+                     "fa2-cu129-torch2.8-sm120-cp312"])
+    err = capsys.readouterr().err
+    assert code == 9
+    assert "base image nvidia/cuda:12.9.1-devel-ubuntu24.04@sha256:020bc241" in err and "nothing was built" in err
+    assert "docker pull nvidia/cuda:12.9.1-devel-ubuntu24.04@sha256:020bc241" in err
+    assert "docker save fawheels/toolchain:cu129-torch2.8.0-py3.12-" in err
+    asked = calls.read_text().splitlines()
+    assert asked[0] == "info" and all(a.startswith("image inspect ") for a in asked[1:]) and len(asked) == 3
+    assert not (tmp_path / "dist").exists()

@@ -606,11 +606,14 @@ def resolve_recipe(toolchain: ToolchainLike, torch: str, torch_cuda: str, python
     return dataclasses.replace(recipe, base=pinned_base(recipe.base, root))
 
 
-def provide_commands(engine: str, base_ref: str) -> list[str]:
-    """What makes a registry base available here: pull it where a registry is reachable, or carry it over."""
+def provide_commands(engine: str, base_ref: str, image_tag: str, target_id: str) -> list[str]:
+    """What makes a registry-based toolchain image available here: pull its pinned base where a registry is
+    reachable; without one, build the toolchain image where there is one and carry the image over (a
+    loaded base would lose its registry digest, so the finished toolchain image travels, not the base)."""
     return [f"{engine} pull {base_ref}",
-            f"# no registry here: on a machine with one, `{engine} pull {base_ref} && {engine} save {base_ref} "
-            f"-o cuda-base.tar`, copy cuda-base.tar over, then `{engine} load -i cuda-base.tar`"]
+            f"# no registry here: where there is one, `{engine} pull {base_ref} && fawheels build {target_id}` "
+            f"builds {image_tag}; `{engine} save {image_tag} -o toolchain.tar` there, `{engine} load -i toolchain.tar` "
+            "here"]
 
 
 def preflight_registry_base(recipe: ImageRecipe, root: Path, target_id: str,
@@ -626,11 +629,13 @@ def preflight_registry_base(recipe: ImageRecipe, root: Path, target_id: str,
     except ContainerError as exc:
         raise ContainerError(
             f"{target_id}: builds in an image from {recipe.base}{unverified}, and {exc.message}",
-            hint="start a container engine, then: " + "\n  ".join(provide_commands("docker", recipe.base)),
+            hint="start a container engine, then: " + "\n  ".join(
+                provide_commands("docker", recipe.base, recipe.tag(recipe.inputs_sha256(root)), target_id)),
         ) from None
-    if engine.inspect(recipe.tag(recipe.inputs_sha256(root))) is not None or engine.inspect(recipe.base) is not None:
+    tag = recipe.tag(recipe.inputs_sha256(root))
+    if engine.inspect(tag) is not None or engine.inspect(recipe.base) is not None:
         return
     raise ContainerError(
         f"{target_id}: base image {recipe.base} is not on this machine{unverified}; nothing was built",
-        hint="provide it first:\n  " + "\n  ".join(provide_commands(engine.name, recipe.base)),
+        hint="provide it first:\n  " + "\n  ".join(provide_commands(engine.name, recipe.base, tag, target_id)),
     )

@@ -73,12 +73,13 @@ def _image_lines(target: Target, root: Path) -> list[str]:
         recipe = resolve_recipe(tc, target.torch.version, target.torch.cuda, target.python, root)
     except ContainerError as exc:
         return [f"image: cannot be planned: {exc.message}"]
-    lines = [f"image: {recipe.tag(recipe.inputs_sha256(root))}",
+    tag = recipe.tag(recipe.inputs_sha256(root))
+    lines = [f"image: {tag}",
              f"  from {recipe.dockerfile}, base {recipe.base}"]
     lines += [f"  --build-arg {k}={v}" for k, v in sorted(recipe.build_args.items()) if v]
     if recipe.base != LOCAL_BASE:
         lines.append("  the base comes from a registry; fawheels never pulls it implicitly. To provide it:")
-        lines += [f"    {c}" for c in provide_commands("docker", recipe.base)]
+        lines += [f"    {c}" for c in provide_commands("docker", recipe.base, tag, target.id)]
     return lines
 
 
