@@ -62,15 +62,15 @@ def first_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_build_puts_a_verified_wheel_in_dist(first_build: Path) -> None:
     dist = first_build.parent
-    assert first_build.name == "flash_attn-2.8.3+cu130torch2.14-cp311-cp311-linux_x86_64.whl"
+    assert first_build.name == "flash_attn-2.8.3+cu130torch2.14sm120onetu-cp311-cp311-linux_x86_64.whl"
     assert sorted(p.name for p in dist.iterdir()) == sorted(
         [first_build.name, *(first_build.name + s for s in (".sha256", ".verify.json", ".provenance.json"))])
     digest = hashlib.sha256(first_build.read_bytes()).hexdigest()
     assert (dist / (first_build.name + ".sha256")).read_text() == f"{digest}  {first_build.name}\n"
     assert json.loads((dist / (first_build.name + ".verify.json")).read_text())["ok"] is True
     with zipfile.ZipFile(first_build) as zf:
-        info = json.loads(zf.read("flash_attn-2.8.3+cu130torch2.14.dist-info/build-info.json"))
-        metadata = zf.read("flash_attn-2.8.3+cu130torch2.14.dist-info/METADATA").decode()
+        info = json.loads(zf.read("flash_attn-2.8.3+cu130torch2.14sm120onetu.dist-info/build-info.json"))
+        metadata = zf.read("flash_attn-2.8.3+cu130torch2.14sm120onetu.dist-info/METADATA").decode()
     assert info["target"] == TARGET
     assert info["source"]["sha256"] == "1e71dd64a9e0280e0447b8a0c2541bad4bf6ac65bdeaa2f90e51a9e57de0370d"
     assert info["toolchain"]["nvcc"].startswith("13.0.")

@@ -55,7 +55,8 @@ def test_expands_axes_into_target_ids() -> None:
     assert [t.id for t in m.targets] == ["fa2-cu130-torch2.14-sm120-cp311", "fa2-cu130-torch2.14-sm90-sm120-cp311"]
     t = m.target("fa2-cu130-torch2.14-sm90-sm120-cp311")
     assert [a.sm for a in t.sass] == ["sm_90", "sm_120"]
-    assert t.local_version == "cu130torch2.14"
+    assert t.local_version == "cu130torch2.14sm90sm120small"
+    assert t.wheel_name == "flash_attn-2.8.3+cu130torch2.14sm90sm120small-cp311-cp311-linux_x86_64.whl"
     assert t.torch.requirement == "torch==2.14.*"
     assert str(t.min_driver) == "580.65.06"
     assert t.profile.translation_units() == ["flash_fwd_hdim128_bf16_causal_sm80.cu"]
@@ -212,3 +213,50 @@ def test_repository_matrix_is_valid() -> None:
     assert [a.sm for a in default.sass] == ["sm_120"]
     one_tu = m.target("fa2-cu130-torch2.14-sm120-cp311-one-tu")
     assert len(one_tu.profile.translation_units()) == 1
+
+
+def test_local_label_names_arch_set_profile_and_a_suffix_beyond_the_profile() -> None:
+    text = with_targets("""
+  - recipe: fa2
+    source: fa
+    id_suffix: small
+    matrix: {toolchain: [cu130], torch: ["2.14"], archs: [[sm_120]], python: ["3.11"], profile: [small]}
+  - recipe: fa2
+    source: fa
+    id_suffix: pip
+    matrix: {toolchain: [cu130], torch: ["2.14"], archs: [[sm_80, compute_80]], python: ["3.11"], profile: [small]}
+""", default="fa2-cu130-torch2.14-sm120-cp311-small")
+    labels = [t.local_version for t in load_matrix(text).targets]
+    assert labels == ["cu130torch2.14sm120small", "cu130torch2.14sm80ptx80smallpip"]
+
+
+def test_two_targets_with_one_wheel_name_are_refused() -> None:
+    # Different ids (one has a suffix that only repeats the profile), same wheel file: an index holds one.
+    msg = refused(with_targets("""
+  - recipe: fa2
+    source: fa
+    matrix: {toolchain: [cu130], torch: ["2.14"], archs: [[sm_120]], python: ["3.11"], profile: [small]}
+  - recipe: fa2
+    source: fa
+    id_suffix: small
+    matrix: {toolchain: [cu130], torch: ["2.14"], archs: [[sm_120]], python: ["3.11"], profile: [small]}
+"""))
+    assert ("fa2-cu130-torch2.14-sm120-cp311 and fa2-cu130-torch2.14-sm120-cp311-small would both be built as "
+            "flash_attn-2.8.3+cu130torch2.14sm120small-cp311-cp311-linux_x86_64.whl") in msg
+
+
+def test_repository_matrix_has_no_two_targets_with_one_wheel_name() -> None:
+    m = load_matrix_file(Path(__file__).parent.parent / "build_matrix.yaml")
+    names = [t.wheel_name for t in m.targets]
+    assert len(set(names)) == len(names) == len(m.targets)
+    assert all("<version>" not in n for n in names)  # every default target's version is known up front
+
+
+def test_repository_matrix_serves_cuda_12_drivers() -> None:
+    m = load_matrix_file(Path(__file__).parent.parent / "build_matrix.yaml")
+    cu12 = [t for t in m.targets if t.toolchain.cuda.startswith("12.")]
+    assert {t.toolchain.cuda for t in cu12} == {"12.8", "12.9"}
+    assert all(t.toolchain.provision == "container" for t in cu12)
+    assert {t.torch.version for t in cu12 if t.toolchain.cuda == "12.8"} == {"2.9.1", "2.10.0"}
+    wide = m.target("fa2-cu128-torch2.9-sm80-sm86-sm89-sm90-sm120-cp312")
+    assert [a.sm for a in wide.sass] == ["sm_80", "sm_86", "sm_89", "sm_90", "sm_120"] and not wide.ptx

@@ -135,18 +135,20 @@ def test_schema_strings_are_found_in_a_binary_without_loading_it() -> None:
 # --- overlay refusals (pure) -------------------------------------------------------------------------------
 
 
+SERVED_WHEEL = "vllm_fa2-0.33.0+cu130torch2.14sm120onetu-cp311-abi3-linux_x86_64.whl"
+
+
 def served(tmp_path: Path) -> Served:
     from packaging.requirements import Requirement
 
-    return Served(tmp_path / "vllm_fa2-0.33.0+cu130torch2.14-cp311-abi3-linux_x86_64.whl", "vllm", RELEASE, SO,
-                  "_vllm_fa2_C", Requirement("torch==2.14.*"), b"")
+    return Served(tmp_path / SERVED_WHEEL, "vllm", RELEASE, SO, "_vllm_fa2_C", Requirement("torch==2.14.*"), b"")
 
 
 @pytest.mark.parametrize(("version", "torch", "message"), [
     (None, "2.14.1", "has no vllm installed"),
-    ("0.32.0", "2.14.0", "has vllm 0.32.0; vllm_fa2-0.33.0+cu130torch2.14-cp311-abi3-linux_x86_64.whl is built for "
+    ("0.32.0", "2.14.0", f"has vllm 0.32.0; {SERVED_WHEEL} is built for "
                          "vllm==0.33.0 and its op schemas may differ: refusing"),
-    ("0.33.0", "2.13.0", "has torch 2.13.0; vllm_fa2-0.33.0+cu130torch2.14-cp311-abi3-linux_x86_64.whl links "
+    ("0.33.0", "2.13.0", f"has torch 2.13.0; {SERVED_WHEEL} links "
                          "against torch==2.14.*: refusing"),
 ])
 def test_overlay_refuses_another_release_or_torch(tmp_path: Path, version: str | None, torch: str,
@@ -225,7 +227,7 @@ def registered_under_torch(python: Path, so: Path, names: tuple[str, ...], stub_
 @pytest.mark.skipif(not HAS_NVCC, reason="needs nvcc 13.0")
 def test_the_build_registers_exactly_the_ops_of_vllms_own_extension(decode_wheel: Path, torch_python: Path,
                                                                    tmp_path: Path) -> None:
-    assert decode_wheel.name == "vllm_fa2-0.33.0+cu130torch2.14-cp311-abi3-linux_x86_64.whl"
+    assert decode_wheel.name == "vllm_fa2-0.33.0+cu130torch2.14sm120decode-cp311-abi3-linux_x86_64.whl"
     report = json.loads(decode_wheel.with_name(decode_wheel.name + ".verify.json").read_text())
     assert report["ok"] and {c["name"]: c["ok"] for c in report["checks"]}["op-schemas"]
     with zipfile.ZipFile(decode_wheel) as zf:
@@ -233,7 +235,7 @@ def test_the_build_registers_exactly_the_ops_of_vllms_own_extension(decode_wheel
         ours = tmp_path / "ours" / "_vllm_fa2_C.abi3.so"
         ours.parent.mkdir()
         ours.write_bytes(zf.read(SO))
-        metadata = zf.read("vllm_fa2-0.33.0+cu130torch2.14.dist-info/METADATA").decode()
+        metadata = zf.read("vllm_fa2-0.33.0+cu130torch2.14sm120decode.dist-info/METADATA").decode()
     assert [n for n in names if not n.startswith("vllm_fa2-")] == [SO]
     facts = read_file(ours)
     assert {(e.kind, e.arch) for e in facts.entries} == {("sass", "sm_120")}

@@ -562,9 +562,14 @@ def print_summary(results: list[Result]) -> None:
 
 def build_command(*, matrix_path: Path | None, target_ids: list[str], dist: Path, jobs: int | None,
                   container: bool, offline: bool, keep_going: bool, report: Path | None = None,
-                  clean: bool = False) -> int:
+                  clean: bool = False, dry_run: bool = False) -> int:
     matrix = load_matrix_file(matrix_path)
     targets = [matrix.target(t) for t in (target_ids or [matrix.default_target])]
+    from . import dryrun
+
+    if dry_run:
+        return dryrun.print_plans(matrix, targets, container=container)
+    dryrun.refuse_unprovided_images(matrix, targets, container=container)  # before any work
     results: list[Result] = []
     for target in targets:
         # Inside a toolchain image the pipeline runs on the host path (the image is the toolchain).

@@ -43,6 +43,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         keep_going=args.keep_going,
         report=args.report,
         clean=args.clean,
+        dry_run=args.dry_run,
     )
 
 
@@ -61,7 +62,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_compat(args: argparse.Namespace) -> int:
     from . import compat
 
+    if args.index is not None or args.path is None:
+        return cmd_compat_index(args)
     return compat.compat_command(args.path, gpu=args.gpu, driver=args.driver, as_json=args.json)
+
+
+def cmd_compat_index(args: argparse.Namespace) -> int:
+    """`compat --index URL`: which wheel of a published index suits the machine (variants.py)."""
+    from . import variants
+    from .errors import ConfigError
+
+    if args.index is None or args.path is not None:
+        raise ConfigError("compat takes a PATH or --index URL (exactly one)",
+                          hint="fawheels compat WHEEL --gpu G --driver V, or "
+                               "fawheels compat --index URL --gpu G --driver V")
+    return variants.index_command(args.index, gpu=args.gpu, driver=args.driver, project=args.project,
+                                  as_json=args.json)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -135,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compile everything afresh (by default unchanged objects of the last build are reused)")
     p.add_argument("--report", type=Path, default=None,
                    help="write a JSON report (per target: status, stage, wall time, per-job compile times, sha256)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the whole plan (image, toolkit, torch, nvcc command per unit, wheel name); run nothing")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("inspect", help="list every CUDA code entry of a wheel, .so, cubin or fatbin")
@@ -150,7 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("compat", help="predict whether each kernel image loads on a GPU with a driver")
-    p.add_argument("path", help="wheel, .so, fatbin, or an installed distribution name (vllm, flash-attn)")
+    p.add_argument("path", nargs="?", default=None,
+                   help="wheel, .so, fatbin, or an installed distribution name (vllm, flash-attn)")
+    p.add_argument("--index", default=None,
+                   help="instead of PATH: a fawheels index (directory or URL); names the wheel that suits the machine")
+    p.add_argument("--project", default=None, help="with --index: only this project (flash-attn, vllm-fa2)")
     p.add_argument("--gpu", required=True, help="GPU name (RTX PRO 6000, H100), arch (sm_120) or CC (12.0)")
     p.add_argument("--driver", required=True, help="NVIDIA driver version, e.g. 570.195.03")
     p.add_argument("--json", action="store_true")

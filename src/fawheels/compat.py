@@ -199,8 +199,9 @@ def compat_command(path: str, *, gpu: str, driver: str, as_json: bool = False) -
     """`fawheels compat`: exit 1 when anything will not load on that GPU with that driver."""
     cc, version = cf.parse_gpu(gpu), parse_driver(driver)
     report = predict(load_objects(path), cc, version)
+    serving = _serving_targets(path, report)
     if as_json:
-        print(json.dumps(report.to_json(), indent=2))
+        print(json.dumps({**report.to_json(), **({"serving_targets": serving} if serving else {})}, indent=2))
     else:
         print(f"GPU {_cc(cc)}, {_driver_says(version)}")
         for p in report.predictions:
@@ -208,4 +209,25 @@ def compat_command(path: str, *, gpu: str, driver: str, as_json: bool = False) -
             print(f"  {'ok  ' if p.ok else 'FAIL'} {where}: {p.reason}")
         if not report.predictions:
             print(f"  {path}: no CUDA code")
+        if serving:
+            print(f"  targets of this matrix that would load here: {', '.join(serving)} "
+                  "(`fawheels build --dry-run ID` shows how each is built)")
     return 0 if report.ok else 1
+
+
+def _serving_targets(path: str, report: CompatReport) -> list[str]:
+    """When a wheel's CUDA runtime is too new for the driver: the targets of ./build_matrix.yaml (same
+    distribution) whose wheels would load on that GPU and driver."""
+    if report.ok or not any(p.error == "cudaErrorInsufficientDriver" for p in report.predictions):
+        return []
+    if not path.endswith(".whl") or not (Path.cwd() / "build_matrix.yaml").is_file():
+        return []
+    from .matrix import load_matrix_file
+    from .variants import serving_targets
+
+    try:
+        matrix = load_matrix_file(None)
+    except ConfigError:
+        return []
+    distribution = Path(path).name.split("-", 1)[0]
+    return serving_targets(matrix.targets, distribution, report.cc, report.driver)

@@ -11,6 +11,7 @@ with the target; a mismatch is refused. `Engine` is the only code that talks to 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import http.server
@@ -511,7 +512,7 @@ def build_in_container(*, target_id: str, matrix_path: Path | None, dist: Path, 
     matrix_file = find_matrix_file(matrix_path).resolve()
     target = load_matrix_file(matrix_file).target(target_id)
     root = find_checkout(matrix_file.parent)
-    recipe = recipe_for(toolchain, target.torch.version, target.torch.cuda, target.python, root)
+    recipe = resolve_recipe(toolchain, target.torch.version, target.torch.cuda, target.python, root)
     engine = Engine.find()
     key = lock_key(toolchain.name, recipe.torch, recipe.python)
     entry = read_lock(root).get(key)
@@ -552,7 +553,7 @@ def lock_images(matrix_path: Path | None = None) -> dict[str, dict[str, Any]]:
         if key in images:
             continue
         try:
-            recipe = recipe_for(tc, target.torch.version, target.torch.cuda, target.python, root)
+            recipe = resolve_recipe(tc, target.torch.version, target.torch.cuda, target.python, root)
         except ContainerError as exc:
             log(f"no image for {target.id}: {exc.message}")  # that target builds on a host only
             continue
@@ -566,6 +567,75 @@ def lock_images(matrix_path: Path | None = None) -> dict[str, dict[str, Any]]:
             "dockerfile": recipe.dockerfile, "build_args": recipe.build_args,
             "nvcc": facts.nvcc, "gcc": facts.gcc, "torch": facts.torch, "python": facts.python,
         }
-    (root / LOCK_FILE).write_text(json.dumps({"version": 1, "images": images}, indent=2, sort_keys=True) + "\n")
+    lock = {"version": 1, "images": images, "bases": base_pins(root)}  # base digests are kept as pinned
+    (root / LOCK_FILE).write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
     log(f"wrote {len(images)} image pin(s) to {root / LOCK_FILE}")
     return images
+
+
+# ----------------------------------------------------------------------------- registry bases (CUDA 12.x)
+
+
+def base_pins(root: Path) -> dict[str, dict[str, Any]]:
+    """`bases` of the lock file: registry base tag -> {digest, verified, note}."""
+    path = root / LOCK_FILE
+    if not path.is_file():
+        return {}
+    bases: dict[str, dict[str, Any]] = json.loads(path.read_text()).get("bases", {})
+    return bases
+
+
+def pinned_base(base: str, root: Path) -> str:
+    """A registry base as `tag@sha256:…` from the lock file (the local debootstrap base, and a base the
+    matrix already pins by digest, stay as they are). A registry tag without a pin is refused: tags move."""
+    if base == LOCAL_BASE or "@sha256:" in base:
+        return base
+    pin = base_pins(root).get(base)
+    digest = str((pin or {}).get("digest", ""))
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        raise ContainerError(f"base image {base} has no sha256 digest in {LOCK_FILE} (\"bases\")",
+                             hint="look it up where a registry is reachable "
+                                  f"(`docker buildx imagetools inspect {base}`) "
+                                  f"and add {{\"{base}\": {{\"digest\": \"sha256:…\", \"verified\": true}}}}")
+    return f"{base}@{digest}"
+
+
+def resolve_recipe(toolchain: ToolchainLike, torch: str, torch_cuda: str, python: str, root: Path) -> ImageRecipe:
+    """recipe_for, with a registry base pinned by its digest from the lock file."""
+    recipe = recipe_for(toolchain, torch, torch_cuda, python, root)
+    return dataclasses.replace(recipe, base=pinned_base(recipe.base, root))
+
+
+def provide_commands(engine: str, base_ref: str, image_tag: str, target_id: str) -> list[str]:
+    """What makes a registry-based toolchain image available here: pull its pinned base where a registry is
+    reachable; without one, build the toolchain image where there is one and carry the image over (a
+    loaded base would lose its registry digest, so the finished toolchain image travels, not the base)."""
+    return [f"{engine} pull {base_ref}",
+            f"# no registry here: where there is one, `{engine} pull {base_ref} && fawheels build {target_id}` "
+            f"builds {image_tag}; `{engine} save {image_tag} -o toolchain.tar` there, `{engine} load -i toolchain.tar` "
+            "here"]
+
+
+def preflight_registry_base(recipe: ImageRecipe, root: Path, target_id: str,
+                            environ: Mapping[str, str] = os.environ) -> None:
+    """Refuse, before any work, a container build whose registry base is not on this machine (and whose
+    toolchain image was not built yet): fawheels never pulls implicitly, and says the exact command."""
+    if recipe.base == LOCAL_BASE:
+        return
+    pin = base_pins(root).get(recipe.base.split("@", 1)[0], {})
+    unverified = "" if pin.get("verified") else f" (its digest in {LOCK_FILE} is marked unverified)"
+    try:
+        engine = Engine.find(environ)
+    except ContainerError as exc:
+        raise ContainerError(
+            f"{target_id}: builds in an image from {recipe.base}{unverified}, and {exc.message}",
+            hint="start a container engine, then: " + "\n  ".join(
+                provide_commands("docker", recipe.base, recipe.tag(recipe.inputs_sha256(root)), target_id)),
+        ) from None
+    tag = recipe.tag(recipe.inputs_sha256(root))
+    if engine.inspect(tag) is not None or engine.inspect(recipe.base) is not None:
+        return
+    raise ContainerError(
+        f"{target_id}: base image {recipe.base} is not on this machine{unverified}; nothing was built",
+        hint="provide it first:\n  " + "\n  ".join(provide_commands(engine.name, recipe.base, tag, target_id)),
+    )

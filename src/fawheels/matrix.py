@@ -122,6 +122,7 @@ class Target:
     sass: tuple[Arch, ...]
     ptx: tuple[Arch, ...] = ()
     serves: str | None = None  # "vllm==0.33.0": the installed release the extension is built for
+    suffix: str | None = None  # the group's id_suffix
 
     @property
     def served_release(self) -> str | None:
@@ -133,8 +134,21 @@ class Target:
 
     @property
     def local_version(self) -> str:
-        """PEP 440 local label naming the variant: cu130torch2.14."""
-        return f"cu{self.toolchain.cuda.replace('.', '')}torch{self.torch.name}"
+        """PEP 440 local label naming everything that makes this build differ: cu130torch2.14sm120qwen3."""
+        return local_label(self)
+
+    @property
+    def wheel_version(self) -> str | None:
+        """The wheel's public version where the matrix alone says it (None for a git source)."""
+        return self.served_release or sdist_version(self.source)
+
+    @property
+    def wheel_name(self) -> str:
+        """The file name the build will write (`<version>` where only the unpacked source can say)."""
+        recipe = RECIPES[self.recipe]
+        abi = "abi3" if recipe.abi3 else self.python_tag
+        return (f"{recipe.distribution}-{self.wheel_version or '<version>'}+{self.local_version}-"
+                f"{self.python_tag}-{abi}-linux_x86_64.whl")
 
     @property
     def python_tag(self) -> str:
@@ -405,6 +419,42 @@ def _target_id(recipe: str, tc: Toolchain, torch: TorchSpec, sass: Iterable[Arch
     return "-".join(parts)
 
 
+def _label_part(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def local_label(t: Target) -> str:
+    """CUDA, torch, arch set and profile (and the id suffix when it says more than the profile), e.g.
+    `cu130torch2.14sm90sm120qwen3`: two targets that compile different code never share a wheel name.
+    Letters and digits only (PEP 440 local labels; `-` would split a wheel file name)."""
+    archs = "".join([a.short for a in t.sass] + [f"ptx{a.major}{a.minor}{a.suffix}" for a in t.ptx])
+    parts = [f"cu{t.toolchain.cuda.replace('.', '')}", f"torch{t.torch.name}", archs, _label_part(t.profile.name)]
+    if t.suffix and _label_part(t.suffix) != _label_part(t.profile.name):
+        parts.append(_label_part(t.suffix))
+    return "".join(parts)
+
+
+def sdist_version(source: Source) -> str | None:
+    """`flash_attn-2.8.3.tar.gz` -> `2.8.3`; None for a git source."""
+    if source.kind != "sdist":
+        return None
+    m = re.fullmatch(r"[A-Za-z0-9_.]+?-(\d[^-]*)\.(?:tar\.gz|zip)", source.filename)
+    return m.group(1) if m else None
+
+
+def check_wheel_names(targets: Iterable[Target]) -> None:
+    """Refuse two targets that would write the same wheel file name (an index can hold only one)."""
+    seen: dict[str, str] = {}
+    for t in targets:
+        key = t.wheel_name if t.wheel_version else f"{t.wheel_name} ({t.source.name})"
+        if key in seen:
+            raise ConfigError(
+                f"targets: {seen[key]} and {t.id} would both be built as {t.wheel_name}",
+                hint="give one group an id_suffix or another profile (both are part of the wheel's local label)",
+            )
+        seen[key] = t.id
+
+
 def _check_compatibility(path: str, tc: Toolchain, torch: TorchSpec, arches: Iterable[Arch],
                          allow_minor_mismatch: bool) -> None:
     """Refuse, before compiling, what the toolkit cannot build or what would not match torch."""
@@ -513,7 +563,7 @@ def _expand_group(index: int, raw: object, m: _PartialMatrix) -> list[Target]:
         if serves:
             _check_served_release(path, RECIPES[recipe], serves, torch, python)
         tid = _target_id(recipe, tc, torch, sass, ptx, python, suffix)
-        targets.append(Target(tid, recipe, source, tc, torch, python, profile, sass, ptx, serves))
+        targets.append(Target(tid, recipe, source, tc, torch, python, profile, sass, ptx, serves, suffix=suffix))
     return targets
 
 
@@ -558,6 +608,7 @@ def load_matrix(text: str, path: Path | None = None) -> Matrix:
             targets.append(t)
     if not targets:
         raise ConfigError("targets: the matrix expands to no targets")
+    check_wheel_names(targets)
     default = top.text("default_target")
     if default not in seen:
         raise ConfigError(f"default_target: {default!r} is not a target id{_did_you_mean(default, seen)}")

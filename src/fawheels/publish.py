@@ -160,6 +160,7 @@ class WheelRecord:
     build_date: str | None
     published: str
     verify_checks: int  # checks the re-verification at publish time passed (0: the report lists none)
+    facts: Mapping[str, Any] | None = field(default=None, hash=False)  # variants.CodeFacts.to_json()
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -180,6 +181,7 @@ def make_record(
     build_info: Mapping[str, Any],
     published: datetime,
     verify_checks: int,
+    facts: Mapping[str, Any] | None = None,
 ) -> WheelRecord:
     meta = HeaderParser().parsestr(metadata.decode("utf-8"))
     torch = build_info.get("torch") or {}
@@ -203,6 +205,7 @@ def make_record(
                     if epoch is not None else None),
         published=published.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         verify_checks=verify_checks,
+        facts=facts,
     )
 
 
@@ -305,6 +308,18 @@ th{background:#f6f8fa}code{font-size:.8rem}.ok{color:#1a7f37;font-weight:600}
 """
 
 
+def _ptx_cell(r: WheelRecord) -> str:
+    if r.facts and r.facts.get("ptx"):
+        return " ".join(f"{p['arch']} (ISA {p['isa']})" for p in r.facts["ptx"])
+    return " ".join(r.ptx) or "—"
+
+
+def _driver_cell(r: WheelRecord) -> str:
+    if not r.facts:
+        return "—"
+    return f"≥ {r.facts['min_driver']} (CUDA {r.facts['cuda']}, runtime {r.facts['cuda_runtime_major']}.x)"
+
+
 def render_root_html(records: Sequence[WheelRecord]) -> str:
     """The page for people: per variant, every wheel with what it was built for and how it was checked."""
     by_variant: dict[str, list[WheelRecord]] = {}
@@ -326,9 +341,12 @@ def render_root_html(records: Sequence[WheelRecord]) -> str:
         out.append(
             f'<h2 id="{v}">{v}</h2>\n<p>Install: <code>pip install --index-url &lt;this index&gt;/{v}/simple '
             f"{e(projects[0])}</code> · <a href=\"{v}/simple/\">{v}/simple/</a> (PEP 503) · "
-            f"<a href=\"{v}/simple/index.json\">index.json</a> (PEP 691)</p>\n"
+            f"<a href=\"{v}/simple/index.json\">index.json</a> (PEP 691) · "
+            f"<a href=\"{v}/simple/fawheels-variants.json\">fawheels-variants.json</a> (variant facts; "
+            "PEP 825 draft-format files beside each project)</p>\n"
             "<table>\n<tr><th>wheel</th><th>target</th><th>torch</th><th>python</th><th>SASS</th>"
-            '<th>PTX</th><th title="SOURCE_DATE_EPOCH of the build">build date</th><th>published</th>'
+            '<th>PTX</th><th title="oldest NVIDIA driver that loads every kernel (from the wheel\'s code)">'
+            'min driver</th><th title="SOURCE_DATE_EPOCH of the build">build date</th><th>published</th>'
             "<th>size</th><th>sha256</th><th>verify</th></tr>\n"
         )
         for r in rs:
@@ -337,7 +355,8 @@ def render_root_html(records: Sequence[WheelRecord]) -> str:
             out.append(
                 f'<tr><td><a href="{base}#sha256={r.sha256}">{e(r.filename)}</a></td>'
                 f"<td>{e(r.target or '—')}</td><td>{e(r.torch or '—')}</td><td>{e(r.python or '—')}</td>"
-                f"<td>{e(' '.join(r.sass) or '—')}</td><td>{e(' '.join(r.ptx) or '—')}</td>"
+                f"<td>{e(' '.join(r.sass) or '—')}</td><td>{e(_ptx_cell(r))}</td>"
+                f"<td class=\"nowrap\">{e(_driver_cell(r))}</td>"
                 f"<td>{e(r.build_date or '—')}</td><td>{e(r.published.replace('T', ' '))}</td>"
                 f'<td class="nowrap">{human_size(r.size)}</td>'
                 f'<td><code title="{r.sha256}">{r.sha256[:16]}…</code></td>'
@@ -458,6 +477,17 @@ def _report_doc(report: VerifyReportLike) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {"ok": report.ok}
 
 
+def _variant_facts(path: Path, build_info: Mapping[str, Any]) -> dict[str, Any]:
+    """What an installer would select this wheel on, read from its code (variants.py)."""
+    from .inspect import read_path
+    from .variants import code_facts
+
+    try:
+        return code_facts(read_path(path), build_info).to_json()
+    except FawheelsError as exc:
+        raise PublishError(f"{path.name}: cannot read its variant facts: {exc}") from exc
+
+
 def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier = _reverify) -> CheckedWheel:
     """Every refusal rule, cheapest first; raises PublishError and touches no index."""
     name = parse_wheel_name(path.name)
@@ -490,7 +520,7 @@ def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier =
     doc = _report_doc(fresh)
     record = make_record(name, sha256=sha256, size=path.stat().st_size, metadata=metadata,
                          build_info=build_info, published=datetime.now(UTC),
-                         verify_checks=len(doc.get("checks") or ()))
+                         verify_checks=len(doc.get("checks") or ()), facts=_variant_facts(path, build_info))
     return CheckedWheel(path, name, record, metadata, json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
@@ -615,6 +645,18 @@ class StaticIndex:
             _write_atomic(d / "index.html", render_simple_html(projects).encode())
             _write_atomic(d / "index.json", render_simple_json(projects).encode())
         _write_atomic(self.root / "index.html", render_root_html(records).encode())
+        self._write_variant_files(records)
+
+    def _write_variant_files(self, records: Sequence[WheelRecord]) -> None:
+        """Per root: fawheels-variants.json beside PEP 691's index.json; per project version: the PEP 825
+        draft `<name>-<version>-variants.json` (not linked from the pages installers read: a draft)."""
+        from .variants import PER_ROOT_FILE, pep825_files, render_per_root
+
+        docs = [r.to_json() for r in records]
+        for variant in {r.variant for r in records}:
+            _write_atomic(self.root / variant / "simple" / PER_ROOT_FILE, render_per_root(variant, docs).encode())
+        for (variant, project, filename), text in pep825_files(docs).items():
+            _write_atomic(self.root / variant / "simple" / project / filename, text.encode())
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
