@@ -81,7 +81,7 @@ def main() -> int:
         print(f"- {old.splitlines()[0].strip()}\n+ {new.splitlines()[0].strip()}")
     dims = [int(d) for d in args.head_dims.split(",")]
     args.dest.mkdir(parents=True, exist_ok=True)
-    (args.dest / "test_flash_attn.py").write_text(f"{head}HEAD_DIMS = {dims}\n\n\n{block}{tail}")
+    (args.dest / "test_flash_attn.py").write_text(f"HEAD_DIMS = {dims}  # fawheels: the profile's\n{head}{block}{tail}")
     print(f"{args.dest / 'test_flash_attn.py'}: test_flash_attn_kvcache, head dims {dims}")
     return 0
 
