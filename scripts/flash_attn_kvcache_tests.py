@@ -1,5 +1,5 @@
 """flash-attn 2.8.3's own `tests/test_flash_attn.py::test_flash_attn_kvcache`, with its paged block sizes widened
-from [None, 256] to [16, 32, 64, 256] (pages smaller than a tile: patch 0003) and its head dims set to the
+from [None, 256] to [None, 16, 32, 64, 256] (pages smaller than a tile: patch 0003) and its head dims set to the
 kernel profile's, for a run against our `fa2` wheel on a GPU.
 
 The test file is read from the pinned sdist in the fawheels cache and rewritten into DEST (never committed:
@@ -28,7 +28,7 @@ PARAMETERS = [
     ("seqlen_new_eq_seqlen_q", "[True, False]", "[True]"),
     ("rotary_interleaved", "[False, True]", "[False]"),
     ("rotary_fraction", "[0.0, 0.5, 1.0]", "[0.0, 1.0]"),
-    ("paged_kv_block_size", "[None, 256]", "[16, 32, 64, 256]"),
+    ("paged_kv_block_size", "[None, 256]", "PAGES"),
     ("has_leftpad", "[False, True]", "[False]"),
     ("d", "[32, 59, 64, 80, 128, 256]", "HEAD_DIMS"),
 ]
@@ -60,6 +60,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dest", type=Path)
     parser.add_argument("--head-dims", default="96,128", help="comma-separated (default: qwen3-vl's 96,128)")
+    parser.add_argument(
+        "--pages",
+        default="None,16,32,64,256",
+        help="paged_kv_block_size values, None = contiguous cache (default: None,16,32,64,256)",
+    )
     args = parser.parse_args()
     source = load_matrix_file(Path("build_matrix.yaml")).sources["flash-attn-2.8.3"]
     with tarfile.open(fetch_sdist(source)) as tf:
@@ -80,9 +85,12 @@ def main() -> int:
         block = block.replace(old, new)
         print(f"- {old.splitlines()[0].strip()}\n+ {new.splitlines()[0].strip()}")
     dims = [int(d) for d in args.head_dims.split(",")]
+    pages = [None if p == "None" else int(p) for p in args.pages.split(",")]
     args.dest.mkdir(parents=True, exist_ok=True)
-    (args.dest / "test_flash_attn.py").write_text(f"HEAD_DIMS = {dims}  # fawheels: the profile's\n{head}{block}{tail}")
-    print(f"{args.dest / 'test_flash_attn.py'}: test_flash_attn_kvcache, head dims {dims}")
+    (args.dest / "test_flash_attn.py").write_text(
+        f"HEAD_DIMS, PAGES = {dims}, {pages}  # fawheels\n{head}{block}{tail}"
+    )
+    print(f"{args.dest / 'test_flash_attn.py'}: test_flash_attn_kvcache, head dims {dims}, pages {pages}")
     return 0
 
 
