@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import FawheelsError
+from .errors import (
+    BuildError,
+    ConfigError,
+    FawheelsError,
+    InspectError,
+    InternalError,
+    OverlayError,
+    PublishError,
+    UsageError,
+)
+from .redact import RedactingStream, secrets_from_env
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -55,7 +68,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from . import verify
 
-    return verify.verify_command(args.wheel, as_json=args.json)
+    code = verify.verify_command(args.wheel, as_json=args.json)
+    if args.write_report:  # what builds write and publish reads: <wheel>.verify.json, pass or fail
+        path = verify.write_report(args.wheel)
+        print(f"report: {path}", file=sys.stderr)
+    return code
 
 
 def cmd_compat(args: argparse.Namespace) -> int:
@@ -126,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check a wheel against the promises of its target (exit 0 pass, 1 fail)")
     p.add_argument("wheel", type=Path)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--write-report", action="store_true",
+                   help="also write <wheel>.verify.json beside it (what `fawheels publish` requires)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("compat", help="predict whether each kernel image loads on a GPU with a driver")
@@ -175,19 +194,90 @@ def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # A CI runner cancels with SIGTERM: treat it like Ctrl-C so children stop and dist/ stays as it was.
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+MAX_MESSAGE = 8000  # characters of one error message: enough for every field path, never megabytes
+
+# Which error class an OS error (a path that cannot be read or written) belongs to, per command.
+_OS_ERROR_CLASS: dict[str, type[FawheelsError]] = {
+    "matrix": ConfigError, "build": BuildError, "nightly": BuildError, "inspect": InspectError,
+    "verify": InspectError, "compat": InspectError, "publish": PublishError, "overlay": OverlayError,
+    "smoke": UsageError,
+}
+_OS_HINTS = {
+    errno.EACCES: "check the permissions of that path, or choose one this user can use",
+    errno.EPERM: "check the permissions of that path, or choose one this user can use",
+    errno.EROFS: "that filesystem is read-only: choose a writable location",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of that path is a file where a directory is needed",
+    errno.EISDIR: "that path is a directory where a file is needed",
+    errno.EEXIST: "something is already at that path",
+    errno.ENOSPC: "the disk is full: free space and run again",
+}
+
+
+def os_error(command: str, exc: OSError) -> FawheelsError:
+    """An OS error nobody closer to it mapped: the command's error class, the path and a fix."""
+    cls = _OS_ERROR_CLASS.get(command, UsageError)
+    where = f"{exc.filename}: " if exc.filename else ""
+    return cls(f"{where}{exc.strerror or exc}", hint=_OS_HINTS.get(exc.errno or 0, "check the path and run again"))
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    """What an interrupt left as it was, named for the command that was interrupted."""
+    if args.command == "publish":
+        return f"interrupted; the index {args.index} was left as it was (no partial file was listed or left in it)"
+    if args.command == "build":
+        return f"interrupted; {args.dist} was left as it was"
+    if args.command == "nightly":
+        return f"interrupted; {args.out} holds only whole files"
+    return "interrupted"
+
+
+def _say_error(kind: str, message: str) -> None:
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + f"… ({len(message) - MAX_MESSAGE} more characters not shown)"
+    print(f"fawheels: {kind} error: {message}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     func: Command = args.func
     try:
         return func(args)
     except FawheelsError as exc:
-        print(f"fawheels: {exc.kind} error: {exc}", file=sys.stderr)
+        _say_error(exc.kind, str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        print("fawheels: interrupted; dist/ was left as it was", file=sys.stderr)
+        print(f"fawheels: {interrupted_message(args)}", file=sys.stderr)
         return 130
+    except OSError as exc:
+        err = os_error(args.command, exc)
+        _say_error(err.kind, str(err))
+        return err.exit_code
+    except Exception as exc:  # a bug: say so in one line, with its own exit code; the traceback on request
+        if os.environ.get("FAWHEELS_DEBUG"):
+            traceback.print_exc()
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:500]
+        _say_error("internal", f"{detail}\n  this is a bug in fawheels, not in your input; rerun with "
+                               "FAWHEELS_DEBUG=1 for the traceback and report it (docs/errors.md)")
+        return InternalError.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # A CI runner cancels with SIGTERM, a closed terminal sends SIGHUP: treat both like Ctrl-C so children
+    # stop and files being written are removed.
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    signal.signal(signal.SIGHUP, _interrupt_on_sigterm)
+    # Everything printed passes through the redactor: no credential reaches a terminal or a CI log.
+    secrets, users = secrets_from_env(os.environ)
+    saved = sys.stdout, sys.stderr
+    sys.stdout = RedactingStream(saved[0], secrets, users)
+    sys.stderr = RedactingStream(saved[1], secrets, users)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = saved
 
 
 if __name__ == "__main__":
