@@ -28,3 +28,17 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def writable_dir(path: Path) -> str | None:
+    """Why `path` cannot take new files (it is created if missing), or None when it can: checked by
+    writing and removing a probe file, which is the only test root and read-only mounts cannot fool."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".fawheels-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        return f"{exc.strerror or exc}{where}"
+    return None

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 from .build import Result
 from .compilercache import CacheConfig, CacheStats, Sccache, clean_environ, find_sccache, parse_cache_spec
-from .errors import ConfigError, FawheelsError
-from .files import write_atomic
+from .errors import ConfigError, FawheelsError, InternalError, UsageError
+from .files import writable_dir, write_atomic
 from .matrix import Matrix, Target, load_matrix_file
 from .runner import log
 
@@ -136,8 +136,8 @@ def _build_one(target: Target, build: BuildFn) -> Result:
         raise
     except Exception as exc:  # a failing target never stops the others, whatever it raised
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        return Result(target.id, "failed", "internal", f"{detail}\n{traceback.format_exc()}", 1,
-                      wall_s=time.monotonic() - start)
+        return Result(target.id, "failed", "internal", f"{detail}\n{traceback.format_exc()}",
+                      InternalError.exit_code, wall_s=time.monotonic() - start)
 
 
 def run_targets(targets: Sequence[Target], *, build: BuildFn, cache: CacheProbe | None,
@@ -243,7 +243,21 @@ def compiler_cache(config: CacheConfig | None) -> Iterator[Sccache | None]:
 
 
 def write_report(path: Path, doc: Mapping[str, Any]) -> None:
-    write_atomic(path, json.dumps(doc, indent=2) + "\n")
+    """The JSON report, with credentials masked (an error may quote a URL or a server's echo)."""
+    from .redact import redact, secrets_from_env
+
+    write_atomic(path, redact(json.dumps(doc, indent=2) + "\n", *secrets_from_env(os.environ)))
+
+
+def check_outputs(out: Path, report: Path | None) -> None:
+    """The per-target directories and the report must be writable before the first build starts."""
+    for what, d in (("--out", out), ("--report's directory", (report or out / "nightly-report.json").parent)):
+        why = writable_dir(d)
+        if why is not None:
+            raise UsageError(f"{what} {d}: cannot write there: {why}",
+                             hint="pass a directory this user can write (--out DIR, --report FILE)")
+    if report is not None and report.is_dir():
+        raise UsageError(f"--report {report} is a directory", hint="pass a file path, e.g. --report night.json")
 
 
 def nightly_command(*, matrix_path: Path | None, ids: Sequence[str], keywords: Sequence[str], out: Path,
@@ -251,6 +265,7 @@ def nightly_command(*, matrix_path: Path | None, ids: Sequence[str], keywords: S
                     report: Path | None) -> int:
     matrix = load_matrix_file(matrix_path)
     targets = select_targets(matrix, ids, keywords)
+    check_outputs(out, report)  # before an hour of builds, not after
     config = parse_cache_spec(cache_spec, os.environ)
     log(f"nightly: {len(targets)} target(s): {', '.join(t.id for t in targets)}")
     started, t0 = time.time(), time.monotonic()
