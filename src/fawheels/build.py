@@ -572,7 +572,7 @@ def build_command(*, matrix_path: Path | None, target_ids: list[str], dist: Path
             from .container import build_in_container
 
             code = build_in_container(target_id=target.id, matrix_path=matrix.path, dist=dist, jobs=jobs,
-                                      toolchain=target.toolchain)
+                                      toolchain=target.toolchain, clean=clean, offline=offline)
             results.append(Result(target.id, status="ok" if code == 0 else "failed", stage="container",
                                   exit_code=code, error="" if code == 0 else f"container build exited {code}"))
             if code != 0 and not keep_going:

@@ -174,7 +174,7 @@ def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bo
     def build(target: Target) -> Result:
         dist = out / target.id
         if target.toolchain.provision == "container":
-            return _build_in_container(target, matrix, dist, jobs)
+            return _build_in_container(target, matrix, dist, jobs, offline)
         from .build import build_target
 
         # clean: a nightly shows each target builds from nothing; the compiler cache makes that cheap
@@ -183,13 +183,13 @@ def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bo
     return build
 
 
-def _build_in_container(target: Target, matrix: Matrix, dist: Path, jobs: int | None) -> Result:
+def _build_in_container(target: Target, matrix: Matrix, dist: Path, jobs: int | None, offline: bool) -> Result:
     from .container import build_in_container
     from .files import sha256_file
 
     start = time.monotonic()
     code = build_in_container(target_id=target.id, matrix_path=matrix.path, dist=dist, jobs=jobs,
-                              toolchain=target.toolchain)
+                              toolchain=target.toolchain, clean=True, offline=offline)  # clean: as on the host
     wall = time.monotonic() - start
     wheels = sorted(dist.glob("*.whl"))
     if code != 0 or len(wheels) != 1:
