@@ -312,3 +312,9 @@ def test_an_error_message_is_bounded(monkeypatch: pytest.MonkeyPatch, capsys: py
     monkeypatch.setattr(cli, "cmd_matrix", huge)
     assert cli.main(["matrix"]) == PublishError.exit_code
     assert len(capsys.readouterr().err) < 2 * cli.MAX_MESSAGE
+
+
+@pytest.mark.parametrize("spec", ["http://[", "https://host:port/", "A://[", "", "/srv/\x00idx"])
+def test_a_malformed_index_location_is_a_publish_error(spec: str) -> None:  # found by tests/test_fuzz.py
+    with pytest.raises(PublishError, match="not a valid location"):
+        publish.parse_index(spec)

@@ -584,6 +584,9 @@ def build_command(*, matrix_path: Path | None, target_ids: list[str], dist: Path
     print_summary(results)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps([r.to_json() for r in results], indent=2) + "\n")
+        from .redact import redact, secrets_from_env  # an error may quote a URL with credentials
+
+        report.write_text(redact(json.dumps([r.to_json() for r in results], indent=2) + "\n",
+                                 *secrets_from_env(os.environ)))
     failures = [r for r in results if r.status != "ok"]
     return failures[0].exit_code if failures else 0

@@ -641,8 +641,9 @@ def parse_yaml(text: str, where: str = "matrix") -> object:
     """The YAML of a matrix, refused (ConfigError) when empty, malformed, duplicated, too deep or too large."""
     if not text.strip():
         raise ConfigError(f"{where}: the file is empty", hint="start from the build_matrix.yaml shipped with fawheels")
-    loader = _StrictLoader(text, where)
+    loader: _StrictLoader | None = None
     try:
+        loader = _StrictLoader(text, where)  # the reader already refuses control characters here
         data = loader.get_single_data()
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid YAML: {str(exc)[:1000]}") from None
@@ -652,7 +653,8 @@ def parse_yaml(text: str, where: str = "matrix") -> object:
     except RecursionError:  # a flow collection too deep for the parser itself
         raise ConfigError(f"{where}: nested too deeply to read", hint="check the brackets") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         raise ConfigError(f"{where}: the file holds no values (only comments?)",
                           hint="start from the build_matrix.yaml shipped with fawheels")

@@ -114,7 +114,14 @@ def parse_index(spec: str) -> IndexLocation:
 
     A variant named by the location pins it: publishing `+cu130` there is refused.
     """
-    parts = urlsplit(spec)
+    if "\x00" in spec or not spec.strip():
+        raise PublishError(f"index {spec[:200]!r}: not a valid location", hint="use a directory or an http(s) URL")
+    try:
+        parts = urlsplit(spec)
+        parts.port  # noqa: B018  (a port that is not a number raises here, not later in the upload)
+    except ValueError as exc:
+        raise PublishError(f"index {spec[:200]!r}: not a valid location ({exc})",
+                           hint="use a directory or an http(s) URL") from None
     if parts.scheme in ("http", "https"):
         if parts.username is not None or parts.password is not None:
             raise PublishError(
