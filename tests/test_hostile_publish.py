@@ -318,3 +318,23 @@ def test_an_error_message_is_bounded(monkeypatch: pytest.MonkeyPatch, capsys: py
 def test_a_malformed_index_location_is_a_publish_error(spec: str) -> None:  # found by tests/test_fuzz.py
     with pytest.raises(PublishError, match="not a valid location"):
         publish.parse_index(spec)
+
+
+@pytest.mark.nvcc
+def test_the_failed_publish_hint_is_a_command_that_writes_the_report_publish_wants(tmp_path: Path) -> None:
+    import re
+    import shlex
+
+    from wheelfactory import compile_extension, nvcc
+
+    if nvcc() is None:
+        pytest.skip("nvcc not found")
+    w = toy_wheel(tmp_path / "w", extension=compile_extension(tmp_path / "ext"))  # real verify passes it
+    index = tmp_path / "index"
+    with pytest.raises(PublishError, match="no verify report beside it") as info:
+        publish.publish_command([w], index=str(index))
+    m = re.search(r"run `fawheels ([^`]+)`", info.value.hint or "")
+    assert m, info.value.hint
+    assert cli.main(shlex.split(m.group(1))) == 0  # the hint, run as written
+    assert publish.publish_command([w], index=str(index)) == 0  # now publish takes it, with the real verifier
+    assert (index / "cu130" / "simple" / "fatoy" / w.name).is_file()
