@@ -35,7 +35,7 @@ def test_nightly_with_an_out_that_is_a_file_stops_before_building(matrix_file: P
         code = cli.main(["nightly", "--matrix", str(matrix_file), "--out", str(out), "--compiler-cache", "off"])
         assert code == UsageError.exit_code
         err = capsys.readouterr().err
-        assert f"--out {out}: cannot write there" in err and "hint: pass a directory" in err
+        assert f"--out {out}: cannot write there: {blocker} is a file" in err and "hint: pass a directory" in err
     assert built == [] and blocker.read_text() == "keep"
 
 
@@ -50,6 +50,7 @@ def test_nightly_with_an_unwritable_out_stops_before_building(matrix_file: Path,
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
         return real_mkstemp(*args, **kwargs)  # type: ignore[no-any-return]
 
+    (tmp_path / "ro").mkdir()
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
     with pytest.raises(UsageError, match="Read-only file system"):
         nightly.nightly_command(matrix_path=matrix_file, ids=[], keywords=[], out=tmp_path / "ro", index=None,
@@ -60,11 +61,12 @@ def test_nightly_with_an_unwritable_out_stops_before_building(matrix_file: Path,
     assert built == []
 
 
-def test_writable_dir_creates_and_leaves_nothing(tmp_path: Path) -> None:
+def test_writable_dir_leaves_nothing_behind(tmp_path: Path) -> None:
     assert writable_dir(tmp_path / "a" / "b") is None
-    assert list((tmp_path / "a" / "b").iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # not even the directories it was asked about
     (tmp_path / "f").write_text("")
-    assert writable_dir(tmp_path / "f") is not None
+    assert writable_dir(tmp_path / "f") == f"{tmp_path / 'f'} is a file, not a directory"
+    assert writable_dir(tmp_path / "f" / "sub") is not None
 
 
 @pytest.mark.parametrize("kind", ["missing", "directory", "not-executable", "not-on-path"])
@@ -91,3 +93,46 @@ def test_overlay_python_that_is_not_python_is_refused(program: str, tmp_path: Pa
     served = overlay.Served(tmp_path / "w.whl", "vllm", None, "vllm/_C.so", "ns", None, b"")  # type: ignore[arg-type]
     with pytest.raises(OverlayError, match="is not a Python interpreter"):
         overlay.probe(str(fake), served)
+
+
+@pytest.mark.parametrize("argv", [["--jobs", "0"], ["--jobs", "-3"], ["-j", "many"]])
+def test_build_refuses_a_job_count_that_is_not_a_count(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["build", *argv])
+    assert info.value.code == UsageError.exit_code
+    assert "--jobs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["dist", "report"])
+def test_build_refuses_unwritable_outputs_before_building(where: str, tmp_path: Path, matrix_file: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from fawheels import build
+
+    started: list[str] = []
+    monkeypatch.setattr(build, "build_command", lambda **kw: started.append("built") or 0)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep")
+    argv = ["build", "--matrix", str(matrix_file)]
+    argv += ["--dist", str(blocker / "dist")] if where == "dist" else ["--report", str(blocker / "r.json")]
+    assert cli.main(argv) == UsageError.exit_code
+    err = capsys.readouterr().err
+    assert f"{blocker} is a file, not a directory" in err and "Traceback" not in err
+    assert started == [] and blocker.read_text() == "keep"
+    assert not (tmp_path / "dist").exists()
+
+
+def test_a_matrix_path_that_is_not_a_file_says_so(tmp_path: Path) -> None:
+    from fawheels.errors import ConfigError
+    from fawheels.matrix import load_matrix_file
+
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_matrix_file(tmp_path)
+
+
+def test_a_bad_redis_port_is_a_config_error() -> None:
+    from fawheels.compilercache import parse_cache_spec
+    from fawheels.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Port out of range"):
+        parse_cache_spec("redis://h:99999", {})

@@ -43,8 +43,33 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts like --jobs: 0 or a negative number would be a silent nonsense build."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a count: use 1 or more")
+    return value
+
+
+def check_output_paths(dist: Path | None, report: Path | None) -> None:
+    """Paths a command will write at the end, checked before it starts: an hour of building must not end in
+    'cannot write'. Creates the directories (as the command would), writes nothing else."""
+    from .files import writable_dir
+
+    for what, d in (("--dist", dist), ("--report's directory", report.parent if report else None)):
+        if d is not None and (why := writable_dir(d)) is not None:
+            raise UsageError(f"{what} {d}: cannot write there: {why}", hint="pass a path this user can write")
+    if report is not None and report.is_dir():
+        raise UsageError(f"--report {report} is a directory", hint="pass a file path, e.g. --report build.json")
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from . import build
+
+    check_output_paths(args.dist, args.report)
 
     return build.build_command(
         matrix_path=args.matrix,
@@ -121,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_matrix_arg(p)
     p.add_argument("targets", nargs="*", metavar="TARGET_ID", help="target ids (default: the default target)")
     p.add_argument("--dist", type=Path, default=Path("dist"), help="output directory (default: dist)")
-    p.add_argument("--jobs", "-j", type=int, default=None, help="concurrent nvcc jobs (default: MAX_JOBS or "
+    p.add_argument("--jobs", "-j", type=positive_int, default=None, help="concurrent nvcc jobs (default: MAX_JOBS or "
                    "as many as cores and memory allow)")
     p.add_argument("--container", action="store_true", help="build inside the target's toolchain image")
     p.add_argument("--offline", action="store_true", help="use only cached sources and the host toolchain "

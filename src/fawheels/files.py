@@ -31,14 +31,18 @@ def sha256_file(path: Path) -> str:
 
 
 def writable_dir(path: Path) -> str | None:
-    """Why `path` cannot take new files (it is created if missing), or None when it can: checked by
-    writing and removing a probe file, which is the only test root and read-only mounts cannot fool."""
+    """Why files cannot be created in `path` (or, when it does not exist yet, in the directory that would
+    hold it), or None when they can. Checked by creating and removing a probe file in the nearest existing
+    directory, the one test that root and read-only mounts cannot fool; nothing is left behind."""
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".fawheels-probe-", dir=path)
+        fd, probe = tempfile.mkstemp(prefix=".fawheels-probe-", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
-        return f"{exc.strerror or exc}{where}"
+        return f"{exc.strerror or exc} ({existing})"
     return None

@@ -697,7 +697,8 @@ def load_matrix(text: str, path: Path | None = None) -> Matrix:
 def find_matrix_file(path: Path | None) -> Path:
     if path is not None:
         if not path.is_file():
-            raise ConfigError(f"matrix file {path} does not exist")
+            what = "is not a regular file" if path.exists() else "does not exist"
+            raise ConfigError(f"matrix file {path} {what}", hint="pass --matrix PATH of a build_matrix.yaml")
         return path
     here = Path.cwd() / "build_matrix.yaml"
     if here.is_file():

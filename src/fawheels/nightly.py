@@ -295,7 +295,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compiler-cache", dest="cache", default=None, metavar="SPEC",
                    help="off | local (<cache>/sccache, the default) | DIR | redis://HOST:PORT "
                         "(default from FAWHEELS_COMPILER_CACHE or SCCACHE_REDIS_ENDPOINT)")
-    p.add_argument("--jobs", "-j", type=int, default=None, help="concurrent nvcc jobs per build")
+    from .cli import positive_int
+
+    p.add_argument("--jobs", "-j", type=positive_int, default=None, help="concurrent nvcc jobs per build")
     p.add_argument("--offline", action="store_true", help="cached sources, host toolchain and torch only")
     p.add_argument("--report", type=Path, default=None, help="JSON report (default: <out>/nightly-report.json)")
 
