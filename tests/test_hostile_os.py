@@ -136,3 +136,17 @@ def test_a_bad_redis_port_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="Port out of range"):
         parse_cache_spec("redis://h:99999", {})
+
+
+@pytest.mark.parametrize("index", ["FILE", "FILE/cu130", "http://user:pw@host/", "http://["])
+def test_nightly_refuses_an_unusable_index_before_building(index: str, matrix_file: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    built: list[str] = []
+    monkeypatch.setattr(nightly, "run_targets", lambda *a, **k: built.append("built") or [])
+    blocker = tmp_path / "index-file"
+    blocker.write_text("keep")
+    code = cli.main(["nightly", "--matrix", str(matrix_file), "--out", str(tmp_path / "out"), "--compiler-cache",
+                     "off", "--index", index.replace("FILE", str(blocker))])
+    assert code == 8 and built == []
+    assert "pw" not in capsys.readouterr().err

@@ -266,6 +266,12 @@ def nightly_command(*, matrix_path: Path | None, ids: Sequence[str], keywords: S
     matrix = load_matrix_file(matrix_path)
     targets = select_targets(matrix, ids, keywords)
     check_outputs(out, report)  # before an hour of builds, not after
+    if index:
+        from .publish import check_index_dir, parse_index
+
+        location = parse_index(index)  # a malformed or credential-carrying URL is refused now, too
+        if location.root is not None:
+            check_index_dir(location.root)
     config = parse_cache_spec(cache_spec, os.environ)
     log(f"nightly: {len(targets)} target(s): {', '.join(t.id for t in targets)}")
     started, t0 = time.time(), time.monotonic()
