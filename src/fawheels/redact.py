@@ -25,12 +25,15 @@ _NOT_SECRET = {"true", "false", "none", "null", "disabled", "enabled"}
 _SECRET_VAR = re.compile(r"(PASSWORD|PASSWD|TOKEN|SECRET|API_?KEY|CREDENTIALS?)$", re.IGNORECASE)
 _USER_VARS = ("FAWHEELS_INDEX_USER", "TWINE_USERNAME")
 
-_HEADER = re.compile(r"(?im)\b((?:proxy-)?authorization|x-api-key|cookie)(\"?'?\s*[:=]\s*[\"']?)([^\r\n\"']+)")
-_BASIC = re.compile(r"\b(Basic|BASIC|basic)(\s+)([A-Za-z0-9+/]{4,}={0,2})")
-_BEARER = re.compile(r"\b(Bearer|BEARER|bearer|Token)(\s+)([A-Za-z0-9._~+/-]{8,}=*)")
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s/@\"'<>]+)@")
-_ASSIGN = re.compile(r"(?i)\b([a-z0-9_.-]*(?:password|passwd|secret|api_?key|access_?token|auth_?token))"
-                     r"([\"']?\s*[:=]\s*[\"']?)([^\s\"',;&}<]+)")
+# Every repetition is bounded (or anchored by a literal right before it), so each pattern costs a constant per
+# position: the redactor runs over every line fawheels prints, compiler logs included, and must stay linear.
+_HEADER = re.compile(r"(?im)\b((?:proxy-)?authorization|x-api-key|cookie)(\"?'?[ \t]{0,8}[:=][ \t]{0,8}[\"']?)"
+                     r"([^\r\n\"']{1,4096})")
+_BASIC = re.compile(r"\b(Basic|BASIC|basic)([ \t]{1,8})([A-Za-z0-9+/]{4,4096}={0,2})")
+_BEARER = re.compile(r"\b(Bearer|BEARER|bearer|Token)([ \t]{1,8})([A-Za-z0-9._~+/-]{8,4096}=*)")
+_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,30}://)([^\s/@\"'<>]{1,512})@")
+_ASSIGN = re.compile(r"(?i)(?<![a-z0-9_.-])([a-z0-9_.-]{0,40}?(?:password|passwd|secret|api_?key|access_?token"
+                     r"|auth_?token))([\"']?[ \t]{0,8}[:=][ \t]{0,8}[\"']?)([^\s\"',;&}<]{1,4096})")
 
 
 def _forms(secret: str, users: Iterable[str]) -> set[str]:
