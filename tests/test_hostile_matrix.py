@@ -139,3 +139,16 @@ def test_cli_matrix_errors_exit_3_without_traceback(tmp_path: Path, capsys: pyte
 
 def test_control_characters_are_a_config_error() -> None:  # found by tests/test_fuzz.py
     assert "not valid YAML" in refused("a: \x00\n")
+
+
+@pytest.mark.parametrize(("old", "new"), [('cu130: {cuda: "13.0"', 'cu130: {cuda: "13.00"'),
+                                          ('cu130: {cuda: "13.0"', 'cu130: {cuda: "013.0"'),
+                                          ('cuda: "13.0", cxx_std: 20', 'cuda: "13.00", cxx_std: 20'),
+                                          ('python: ["3.11"]', 'python: ["3.011"]'),
+                                          ("version: 2.14.1", "version: 2.14.01")])
+def test_a_version_with_leading_zeros_is_refused_not_turned_into_another_id(old: str, new: str) -> None:
+    # Before: "13.00" passed every check and made targets fa2-cu1300-…; only a default_target that no
+    # longer matched stopped it, and a matrix without one would have built them.
+    text = BASE.replace(old, new)
+    assert text != BASE
+    assert "is not a version like 13.0" in refused(text)

@@ -277,8 +277,11 @@ def _version_string(path: str, value: object) -> str:
 
 
 def _parse_version_text(path: str, text: str, pattern: str = r"\d+\.\d+") -> str:
-    if not re.fullmatch(pattern, text):
-        raise ConfigError(f"{path}: {text!r} is not a version like 13.0")
+    # Numbers without leading zeros: "13.00" or "3.011" would name the same release yet make other ids
+    # (cu1300, cp3011) and compare unequal to the canonical spelling elsewhere.
+    if not re.fullmatch(pattern.replace(r"\d+", r"(?:0|[1-9]\d*)"), text):
+        raise ConfigError(f"{path}: {_show(text)} is not a version like 13.0",
+                          hint="digits and dots, no leading zeros (13.0, 3.11, 2.14.1)")
     return text
 
 
