@@ -152,3 +152,10 @@ def test_a_version_with_leading_zeros_is_refused_not_turned_into_another_id(old:
     text = BASE.replace(old, new)
     assert text != BASE
     assert "is not a version like 13.0" in refused(text)
+
+
+@pytest.mark.parametrize("archs", ["[sm_120, sm_120]", "[sm_120, compute_120, compute_120]", "[sm_90, 'sm_90 ']"])
+def test_an_arch_twice_in_one_set_is_refused(archs: str) -> None:
+    # Before: [compute_120, sm_120, compute_120] made the id …-sm120-ptx120-ptx120-…
+    msg = refused(BASE.replace("archs: [[sm_120], [sm_90, sm_120]]", f"archs: [[sm_120], {archs}]"))
+    assert "targets[0].matrix.archs[1][" in msg and "is already in this arch set" in msg

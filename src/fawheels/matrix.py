@@ -408,7 +408,11 @@ def _parse_arch_set(path: str, raw: object) -> tuple[tuple[Arch, ...], tuple[Arc
                 f"{path}[{i}]: unknown arch {text!r}{_did_you_mean(text, cudafacts.known_arches())}",
                 hint="write sm_XY (SASS), sm_XYa / sm_XYf (arch-specific / family), compute_XY (PTX)",
             ) from None
-        (ptx if text.startswith("compute_") else sass).append(arch)
+        group = ptx if text.startswith("compute_") else sass
+        if arch in group:
+            raise ConfigError(f"{path}[{i}]: {text} is already in this arch set",
+                              hint="list each arch once (the id would name it twice)")
+        group.append(arch)
     if not sass:
         raise ConfigError(f"{path}: an arch set needs at least one SASS target (sm_XY)")
     return tuple(sass), tuple(ptx)
