@@ -346,3 +346,11 @@ def test_redaction_stays_linear_on_pathological_text(text: str) -> None:
     # Before the patterns were bounded the first of these backtracked quadratically (minutes, a hung CLI:
     # every line fawheels prints passes through redact). Completing at all is the assertion.
     assert len(redact(text, [PASSWORD], [USER])) <= len(text) + 3
+
+
+def test_a_file_url_on_another_host_is_refused_not_published_locally() -> None:
+    # Before: file://fileserver/srv/idx published into this machine's /srv/idx.
+    with pytest.raises(PublishError, match="a file URL on another host"):
+        publish.parse_index("file://fileserver/srv/idx")
+    assert publish.parse_index("file:///srv/idx").root == Path("/srv/idx")
+    assert publish.parse_index("file://localhost/srv/idx").root == Path("/srv/idx")

@@ -132,6 +132,9 @@ def parse_index(spec: str) -> IndexLocation:
         url = spec if spec.endswith("/") else spec + "/"
         return IndexLocation(None, url, segments[-1] if segments else None)
     if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):  # file://server/share is not this machine's /share
+            raise PublishError(f"index {spec!r}: a file URL on another host ({parts.netloc})",
+                               hint="mount it and pass the local directory, or use the server's http(s) URL")
         return parse_index(unquote(parts.path))
     if parts.scheme:
         raise PublishError(f"index {spec!r}: unsupported scheme {parts.scheme!r}",
