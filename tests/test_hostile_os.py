@@ -150,3 +150,18 @@ def test_nightly_refuses_an_unusable_index_before_building(index: str, matrix_fi
                      "off", "--index", index.replace("FILE", str(blocker))])
     assert code == 8 and built == []
     assert "pw" not in capsys.readouterr().err
+
+
+class _ClosedPipe:
+    def write(self, s: str) -> int:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
+def test_a_reader_that_goes_away_is_not_a_traceback(matrix_file: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("sys.stdout", _ClosedPipe())
+    assert cli.main(["matrix", "--matrix", str(matrix_file)]) == cli.BROKEN_PIPE_EXIT
+    assert capsys.readouterr().err == ""

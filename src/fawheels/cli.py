@@ -9,6 +9,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 
 from .errors import (
@@ -219,6 +220,7 @@ def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 MAX_MESSAGE = 8000  # characters of one error message: enough for every field path, never megabytes
 
 # Which error class an OS error (a path that cannot be read or written) belongs to, per command.
@@ -273,6 +275,12 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"fawheels: {interrupted_message(args)}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `fawheels matrix | head -1`: the reader stopped early, nothing to report
+        inner = getattr(sys.stdout, "inner", sys.stdout)
+        if inner is sys.__stdout__ and inner is not None:  # the process's own stdout: keep the interpreter's exit flush quiet too
+            with suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), inner.fileno())
+        return BROKEN_PIPE_EXIT
     except OSError as exc:
         err = os_error(args.command, exc)
         _say_error(err.kind, str(err))
@@ -300,8 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with suppress(OSError):  # a closed pipe must not turn into a traceback on the way out
+                stream.flush()
         sys.stdout, sys.stderr = saved
 
 
