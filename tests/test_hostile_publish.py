@@ -212,6 +212,34 @@ def test_a_copy_killed_by_any_signal_leaves_no_partial_file(sig: signal.Signals,
     assert list(index.iterdir()) == [], "a partial file remains in the index"
 
 
+@pytest.mark.tools
+def test_a_copy_whose_whole_process_group_is_killed_leaves_no_partial_file(tmp_path: Path) -> None:
+    # A CI runner that cancels a job may SIGKILL the publisher's whole process group at once.
+    fifo = tmp_path / "wheel-being-read"
+    os.mkfifo(fifo)
+    index = tmp_path / "index"
+    index.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    child = subprocess.Popen([sys.executable, "-c", _COPIER, str(fifo), str(index / "big.whl")], env=env,
+                             start_new_session=True)
+    try:
+        with open(fifo, "wb") as feed:
+            feed.write(b"x" * (1 << 20))
+            feed.flush()
+            deadline = time.monotonic() + 60
+            while not list(index.iterdir()):
+                assert child.poll() is None and time.monotonic() < deadline
+                time.sleep(0.02)
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=60)
+    except BrokenPipeError:
+        child.wait(timeout=60)
+    deadline = time.monotonic() + 10
+    while list(index.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(index.iterdir()) == [], "a partial file remains in the index"
+
+
 def test_an_interrupted_publish_names_the_index_not_dist() -> None:
     args = cli.build_parser().parse_args(["publish", "a.whl", "--index", "/srv/wheels/cu130"])
     message = cli.interrupted_message(args)

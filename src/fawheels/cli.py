@@ -251,6 +251,8 @@ def os_error(command: str, exc: OSError) -> FawheelsError:
 def interrupted_message(args: argparse.Namespace) -> str:
     """What an interrupt left as it was, named for the command that was interrupted."""
     if args.command == "publish":
+        if str(args.index).startswith(("http://", "https://")):
+            return f"interrupted; the upload to {args.index} was cut off (check that index for the wheel)"
         return f"interrupted; the index {args.index} was left as it was (no partial file was listed or left in it)"
     if args.command == "build":
         return f"interrupted; {args.dist} was left as it was"
@@ -277,7 +279,8 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     except BrokenPipeError:  # `fawheels matrix | head -1`: the reader stopped early, nothing to report
         inner = getattr(sys.stdout, "inner", sys.stdout)
-        if inner is sys.__stdout__ and inner is not None:  # the process's own stdout: keep the interpreter's exit flush quiet too
+        # The process's own stdout: point it at /dev/null so the interpreter's flush at exit is quiet too.
+        if inner is sys.__stdout__ and inner is not None:
             with suppress(OSError, ValueError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), inner.fileno())
         return BROKEN_PIPE_EXIT

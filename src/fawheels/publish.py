@@ -592,6 +592,7 @@ def _removed_if_we_die(path: Path) -> Iterator[None]:
         try:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_IGN)
+            os.setsid()  # out of the process group, so `kill -9 -PGID` of the publisher does not reach it
             os.close(w)
             if not os.read(r, 1):
                 with suppress(OSError):
