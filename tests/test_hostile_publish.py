@@ -382,3 +382,12 @@ def test_a_file_url_on_another_host_is_refused_not_published_locally() -> None:
         publish.parse_index("file://fileserver/srv/idx")
     assert publish.parse_index("file:///srv/idx").root == Path("/srv/idx")
     assert publish.parse_index("file://localhost/srv/idx").root == Path("/srv/idx")
+
+
+def test_the_provenance_command_line_carries_no_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fawheels.provenance import command_line
+
+    monkeypatch.setenv("FAWHEELS_INDEX_PASSWORD", PASSWORD)
+    line = command_line(["/venv/bin/fawheels", "build", "--matrix", f"https://{USER}:{PASSWORD}@h/m.yaml",
+                         f"--note={PASSWORD}"])
+    assert line[:2] == ["fawheels", "build"] and PASSWORD not in " ".join(line)
