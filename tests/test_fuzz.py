@@ -100,6 +100,24 @@ def test_matrix_loader_on_mutations_of_a_real_matrix(data: st.DataObject) -> Non
     loads_or_refuses("\n".join(lines) + "\n")
 
 
+anchors = st.sampled_from(["a", "b", "c"])
+flow = st.recursive(
+    st.one_of(st.sampled_from(["1", "x", "3.10", "null", '"q"']), anchors.map(lambda a: f"*{a}")),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]"),
+        st.tuples(anchors, inner).map(lambda t: f"&{t[0]} {t[1]}"),
+        st.lists(st.tuples(st.sampled_from(["k", "cuda", "python"]), inner), max_size=3).map(
+            lambda kv: "{" + ", ".join(f"{k}: {v}" for k, v in kv) + "}")),
+    max_leaves=12)
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(["sources", "toolchains", "torch", "x"]), flow), min_size=1, max_size=4))
+def test_matrix_loader_on_anchors_and_aliases(entries: list[tuple[str, str]]) -> None:
+    # anchors used before, inside and after their definition: cycles, bombs, undefined aliases
+    loads_or_refuses("".join(f"{k}: {v}\n" for k, v in entries))
+
+
 # ------------------------------------------------------------------------------------------- compat
 
 gpu_like = st.one_of(st.text(max_size=30), st.from_regex(r"(sm_|compute_)?\d{1,4}[af]?", fullmatch=True),

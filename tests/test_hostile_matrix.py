@@ -159,3 +159,8 @@ def test_an_arch_twice_in_one_set_is_refused(archs: str) -> None:
     # Before: [compute_120, sm_120, compute_120] made the id …-sm120-ptx120-ptx120-…
     msg = refused(BASE.replace("archs: [[sm_120], [sm_90, sm_120]]", f"archs: [[sm_120], {archs}]"))
     assert "targets[0].matrix.archs[1][" in msg and "is already in this arch set" in msg
+
+
+@pytest.mark.parametrize("text", ["a: &a [*a]\n", "a: &a {b: *a}\n", "x: &x [1, &y [*x, *y]]\n"])
+def test_a_value_that_contains_itself_is_refused(text: str) -> None:  # was a RecursionError
+    assert "contains itself through an alias" in refused(text)

@@ -624,20 +624,26 @@ def _expanded_size(data: object) -> int:
     """Number of values once every alias is expanded, computed without expanding (shared nodes counted once
     per use through a memo). Stops counting past MAX_NODES."""
     memo: dict[int, int] = {}
+    open_: set[int] = set()  # containers being counted: meeting one again is a cycle (`a: &a [*a]`)
 
     def size(o: object) -> int:
         if id(o) in memo:
             return memo[id(o)]
+        if id(o) in open_:
+            raise ConfigError("matrix: a value contains itself through an alias (like `a: &a [*a]`)",
+                              hint="an alias may only refer to a value defined before and outside it")
         children: Iterable[object] = ()
         if isinstance(o, dict):
             children = itertools.chain(o.keys(), o.values())
         elif isinstance(o, list):
             children = o
         total = 1
+        open_.add(id(o))
         for c in children:
             total += size(c)
             if total > MAX_NODES:
                 break
+        open_.discard(id(o))
         memo[id(o)] = total
         return total
 
