@@ -248,7 +248,8 @@ def undo(wheel: Path, python: str) -> Path:
 def overlay_command(wheel: Path, *, python: str | None, undo_it: bool) -> int:
     py = check_python(python) if python is not None else sys.executable
     if not wheel.is_file():
-        raise OverlayError(f"{wheel}: no such file", hint="pass the path of a vllm-fa2 wheel")
+        raise OverlayError(f"{wheel}: {'is a directory' if wheel.is_dir() else 'no such file'}",
+                           hint="pass the path of a vllm-fa2 wheel")
     if undo_it:
         print(f"restored the original {undo(wheel, py)}")
     else:

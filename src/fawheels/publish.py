@@ -587,7 +587,13 @@ def _removed_if_we_die(path: Path) -> Iterator[None]:
     """While the block runs, a forked guardian waits on a pipe; if this process dies in the block, by any
     signal (SIGKILL included), the pipe closes without a word and the guardian removes `path`."""
     r, w = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: the handled-signal cleanup in _copy_atomic still applies
+        os.close(r)
+        os.close(w)
+        yield
+        return
     if pid == 0:  # the guardian: ignores the signals meant for its parent, does one thing, exits
         try:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
