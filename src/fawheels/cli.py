@@ -57,7 +57,7 @@ def positive_int(text: str) -> int:
 
 def check_output_paths(dist: Path | None, report: Path | None) -> None:
     """Paths a command will write at the end, checked before it starts: an hour of building must not end in
-    'cannot write'. Creates the directories (as the command would), writes nothing else."""
+    'cannot write'. Creates nothing: a probe file in the nearest existing directory, removed at once."""
     from .files import writable_dir
 
     for what, d in (("--dist", dist), ("--report's directory", report.parent if report else None)):

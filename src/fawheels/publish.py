@@ -609,9 +609,11 @@ def _removed_if_we_die(path: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        os.write(w, b"k")  # the block ended (well or by an exception, which cleans up itself): keep
+        with suppress(OSError):  # a guardian that is already gone cannot be told; it can do no harm either
+            os.write(w, b"k")  # the block ended (well or by an exception, which cleans up itself): keep
         os.close(w)
-        os.waitpid(pid, 0)
+        with suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def _copy_atomic(src: Path, dst: Path, sha256: str) -> None:
