@@ -181,6 +181,23 @@ publish._copy_atomic(Path(sys.argv[1]), Path(sys.argv[2]), "00" * 32)
 """
 
 
+def _feed(fifo: Path, child: subprocess.Popen[bytes]) -> int:
+    """The write end of the FIFO, once the child has opened it for reading (never blocks on a dead child)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            assert child.poll() is None, "the copier died before it opened its input"
+            assert time.monotonic() < deadline, "the copier never opened its input"
+            time.sleep(0.02)
+            continue
+        os.set_blocking(fd, True)
+        return fd
+
+
 @pytest.mark.tools
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL])
 def test_a_copy_killed_by_any_signal_leaves_no_partial_file(sig: signal.Signals, tmp_path: Path) -> None:
@@ -192,7 +209,7 @@ def test_a_copy_killed_by_any_signal_leaves_no_partial_file(sig: signal.Signals,
     child = subprocess.Popen([sys.executable, "-c", _COPIER, str(fifo), str(index / "big.whl")], env=env,
                              stderr=subprocess.PIPE)
     try:
-        with open(fifo, "wb") as feed:
+        with open(_feed(fifo, child), "wb") as feed:
             feed.write(b"x" * (1 << 20))
             feed.flush()
             deadline = time.monotonic() + 60
@@ -223,7 +240,7 @@ def test_a_copy_whose_whole_process_group_is_killed_leaves_no_partial_file(tmp_p
     child = subprocess.Popen([sys.executable, "-c", _COPIER, str(fifo), str(index / "big.whl")], env=env,
                              start_new_session=True)
     try:
-        with open(fifo, "wb") as feed:
+        with open(_feed(fifo, child), "wb") as feed:
             feed.write(b"x" * (1 << 20))
             feed.flush()
             deadline = time.monotonic() + 60
