@@ -408,3 +408,12 @@ def test_the_provenance_command_line_carries_no_credential(monkeypatch: pytest.M
     line = command_line(["/venv/bin/fawheels", "build", "--matrix", f"https://{USER}:{PASSWORD}@h/m.yaml",
                          f"--note={PASSWORD}"])
     assert line[:2] == ["fawheels", "build"] and PASSWORD not in " ".join(line)
+
+
+@pytest.mark.parametrize("text", ["https://idx.example/simple/?token=abc123XYZ", "X-Amz-Signature=deadbeef99",
+                                  "GITHUB_TOKEN: ghs_abc123", "'access_token': 'tok-123'"])
+def test_tokens_in_query_strings_and_settings_are_masked(text: str) -> None:
+    out = redact(text)
+    assert "***" in out
+    for leaked in ("abc123XYZ", "deadbeef99", "ghs_abc123", "tok-123"):
+        assert leaked not in out

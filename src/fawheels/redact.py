@@ -32,8 +32,8 @@ _HEADER = re.compile(r"(?im)\b((?:proxy-)?authorization|x-api-key|cookie)(\"?'?[
 _BASIC = re.compile(r"\b(Basic|BASIC|basic)([ \t]{1,8})([A-Za-z0-9+/]{4,4096}={0,2})")
 _BEARER = re.compile(r"\b(Bearer|BEARER|bearer|Token)([ \t]{1,8})([A-Za-z0-9._~+/-]{8,4096}=*)")
 _USERINFO = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,30}://)([^\s/@\"'<>]{1,512})@")
-_ASSIGN = re.compile(r"(?i)(?<![a-z0-9_.-])([a-z0-9_.-]{0,40}?(?:password|passwd|secret|api_?key|access_?token"
-                     r"|auth_?token))([\"']?[ \t]{0,8}[:=][ \t]{0,8}[\"']?)([^\s\"',;&}<]{1,4096})")
+_ASSIGN = re.compile(r"(?i)(?<![a-z0-9_.-])([a-z0-9_.-]{0,40}?(?:password|passwd|secret|api_?key|token"
+                     r"|signature))([\"']?[ \t]{0,8}[:=][ \t]{0,8}[\"']?)([^\s\"',;&}<]{1,4096})")
 
 
 def _forms(secret: str, users: Iterable[str]) -> set[str]:
