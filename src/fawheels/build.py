@@ -577,7 +577,7 @@ def build_command(*, matrix_path: Path | None, target_ids: list[str], dist: Path
             from .container import build_in_container
 
             code = build_in_container(target_id=target.id, matrix_path=matrix.path, dist=dist, jobs=jobs,
-                                      toolchain=target.toolchain)
+                                      toolchain=target.toolchain, clean=clean, offline=offline)
             results.append(Result(target.id, status="ok" if code == 0 else "failed", stage="container",
                                   exit_code=code, error="" if code == 0 else f"container build exited {code}"))
             if code != 0 and not keep_going:
@@ -589,6 +589,9 @@ def build_command(*, matrix_path: Path | None, target_ids: list[str], dist: Path
     print_summary(results)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps([r.to_json() for r in results], indent=2) + "\n")
+        from .redact import redact, secrets_from_env  # an error may quote a URL with credentials
+
+        report.write_text(redact(json.dumps([r.to_json() for r in results], indent=2) + "\n",
+                                 *secrets_from_env(os.environ)))
     failures = [r for r in results if r.status != "ok"]
     return failures[0].exit_code if failures else 0

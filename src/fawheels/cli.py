@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 
-from .errors import FawheelsError
+from .errors import (
+    BuildError,
+    ConfigError,
+    FawheelsError,
+    InspectError,
+    InternalError,
+    OverlayError,
+    PublishError,
+    UsageError,
+)
+from .redact import RedactingStream, secrets_from_env
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -30,8 +44,33 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts like --jobs: 0 or a negative number would be a silent nonsense build."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a count: use 1 or more")
+    return value
+
+
+def check_output_paths(dist: Path | None, report: Path | None) -> None:
+    """Paths a command will write at the end, checked before it starts: an hour of building must not end in
+    'cannot write'. Creates nothing: a probe file in the nearest existing directory, removed at once."""
+    from .files import writable_dir
+
+    for what, d in (("--dist", dist), ("--report's directory", report.parent if report else None)):
+        if d is not None and (why := writable_dir(d)) is not None:
+            raise UsageError(f"{what} {d}: cannot write there: {why}", hint="pass a path this user can write")
+    if report is not None and report.is_dir():
+        raise UsageError(f"--report {report} is a directory", hint="pass a file path, e.g. --report build.json")
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from . import build
+
+    check_output_paths(args.dist, args.report)
 
     return build.build_command(
         matrix_path=args.matrix,
@@ -56,7 +95,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from . import verify
 
-    return verify.verify_command(args.wheel, as_json=args.json)
+    code = verify.verify_command(args.wheel, as_json=args.json)
+    if args.write_report:  # what builds write and publish reads: <wheel>.verify.json, pass or fail
+        path = verify.write_report(args.wheel)
+        print(f"report: {path}", file=sys.stderr)
+    return code
 
 
 def cmd_compat(args: argparse.Namespace) -> int:
@@ -141,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_matrix_arg(p)
     p.add_argument("targets", nargs="*", metavar="TARGET_ID", help="target ids (default: the default target)")
     p.add_argument("--dist", type=Path, default=Path("dist"), help="output directory (default: dist)")
-    p.add_argument("--jobs", "-j", type=int, default=None, help="concurrent nvcc jobs (default: MAX_JOBS or "
+    p.add_argument("--jobs", "-j", type=positive_int, default=None, help="concurrent nvcc jobs (default: MAX_JOBS or "
                    "as many as cores and memory allow)")
     p.add_argument("--container", action="store_true", help="build inside the target's toolchain image")
     p.add_argument("--offline", action="store_true", help="use only cached sources and the host toolchain "
@@ -165,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check a wheel against the promises of its target (exit 0 pass, 1 fail)")
     p.add_argument("wheel", type=Path)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--write-report", action="store_true",
+                   help="also write <wheel>.verify.json beside it (what `fawheels publish` requires)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("compat", help="predict whether each kernel image loads on a GPU with a driver")
@@ -227,19 +272,101 @@ def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # A CI runner cancels with SIGTERM: treat it like Ctrl-C so children stop and dist/ stays as it was.
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
+MAX_MESSAGE = 8000  # characters of one error message: enough for every field path, never megabytes
+
+# Which error class an OS error (a path that cannot be read or written) belongs to, per command.
+_OS_ERROR_CLASS: dict[str, type[FawheelsError]] = {
+    "matrix": ConfigError, "build": BuildError, "nightly": BuildError, "inspect": InspectError,
+    "verify": InspectError, "compat": InspectError, "publish": PublishError, "overlay": OverlayError,
+    "smoke": UsageError,
+}
+_OS_HINTS = {
+    errno.EACCES: "check the permissions of that path, or choose one this user can use",
+    errno.EPERM: "check the permissions of that path, or choose one this user can use",
+    errno.EROFS: "that filesystem is read-only: choose a writable location",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of that path is a file where a directory is needed",
+    errno.EISDIR: "that path is a directory where a file is needed",
+    errno.EEXIST: "something is already at that path",
+    errno.ENOSPC: "the disk is full: free space and run again",
+}
+
+
+def os_error(command: str, exc: OSError) -> FawheelsError:
+    """An OS error nobody closer to it mapped: the command's error class, the path and a fix."""
+    cls = _OS_ERROR_CLASS.get(command, UsageError)
+    where = f"{exc.filename}: " if exc.filename else ""
+    return cls(f"{where}{exc.strerror or exc}", hint=_OS_HINTS.get(exc.errno or 0, "check the path and run again"))
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    """What an interrupt left as it was, named for the command that was interrupted."""
+    if args.command == "publish":
+        if str(args.index).startswith(("http://", "https://")):
+            return f"interrupted; the upload to {args.index} was cut off (check that index for the wheel)"
+        return f"interrupted; the index {args.index} was left as it was (no partial file was listed or left in it)"
+    if args.command == "build":
+        return f"interrupted; {args.dist} was left as it was"
+    if args.command == "nightly":
+        return f"interrupted; {args.out} holds only whole files"
+    return "interrupted"
+
+
+def _say_error(kind: str, message: str) -> None:
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + f"… ({len(message) - MAX_MESSAGE} more characters not shown)"
+    print(f"fawheels: {kind} error: {message}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     func: Command = args.func
     try:
         return func(args)
     except FawheelsError as exc:
-        print(f"fawheels: {exc.kind} error: {exc}", file=sys.stderr)
+        _say_error(exc.kind, str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        print("fawheels: interrupted; dist/ was left as it was", file=sys.stderr)
+        print(f"fawheels: {interrupted_message(args)}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `fawheels matrix | head -1`: the reader stopped early, nothing to report
+        inner = getattr(sys.stdout, "inner", sys.stdout)
+        # The process's own stdout: point it at /dev/null so the interpreter's flush at exit is quiet too.
+        if inner is sys.__stdout__ and inner is not None:
+            with suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), inner.fileno())
+        return BROKEN_PIPE_EXIT
+    except OSError as exc:
+        err = os_error(args.command, exc)
+        _say_error(err.kind, str(err))
+        return err.exit_code
+    except Exception as exc:  # a bug: say so in one line, with its own exit code; the traceback on request
+        if os.environ.get("FAWHEELS_DEBUG"):
+            traceback.print_exc()
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:500]
+        _say_error("internal", f"{detail}\n  this is a bug in fawheels, not in your input; rerun with "
+                               "FAWHEELS_DEBUG=1 for the traceback and report it (docs/errors.md)")
+        return InternalError.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # A CI runner cancels with SIGTERM, a closed terminal sends SIGHUP: treat both like Ctrl-C so children
+    # stop and files being written are removed.
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    signal.signal(signal.SIGHUP, _interrupt_on_sigterm)
+    # Everything printed passes through the redactor: no credential reaches a terminal or a CI log.
+    secrets, users = secrets_from_env(os.environ)
+    saved = sys.stdout, sys.stderr
+    sys.stdout = RedactingStream(saved[0], secrets, users)
+    sys.stderr = RedactingStream(saved[1], secrets, users)
+    try:
+        return _run(args)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with suppress(OSError):  # a closed pipe must not turn into a traceback on the way out
+                stream.flush()
+        sys.stdout, sys.stderr = saved
 
 
 if __name__ == "__main__":

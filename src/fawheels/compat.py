@@ -188,11 +188,17 @@ def load_objects(path: str) -> list[CodeObject]:
     return read_path(Path(path)) if Path(path).exists() else distribution_objects(path)
 
 
+_DRIVER = re.compile(r"([1-9]\d{2})\.(\d{1,3})(?:\.(\d{1,3}))?")
+
+
 def parse_driver(text: str) -> Version:
-    try:
-        return Version.parse(text)
-    except ValueError:
-        raise ConfigError(f"not a driver version: {text!r}", hint="e.g. 580.65.06 (nvidia-smi shows it)") from None
+    """An NVIDIA driver version as nvidia-smi prints it: MAJOR.MINOR[.PATCH] with a three-digit major."""
+    raw = text.strip()
+    if not _DRIVER.fullmatch(raw):
+        raise ConfigError(f"--driver {text[:40]!r}: not a driver version (NVIDIA drivers read MAJOR.MINOR[.PATCH])",
+                          hint="write it as nvidia-smi shows it: 580.65.06 or 570.195.03 (MAJOR.MINOR[.PATCH], "
+                               "three-digit major)")
+    return Version.parse(raw)
 
 
 def compat_command(path: str, *, gpu: str, driver: str, as_json: bool = False) -> int:

@@ -81,6 +81,11 @@ def parse_cache_spec(spec: str | None, environ: Mapping[str, str], root: Path | 
     if spec == "local":
         return CacheConfig("local", str((root or cache_root()) / "sccache"))
     if spec.startswith(("redis://", "rediss://")):
+        try:
+            urlsplit(spec).port  # noqa: B018  (a bad port raises here, not later inside the nightly)
+        except ValueError as exc:
+            raise ConfigError(f"compiler cache {spec!r}: {exc}", hint="write redis://HOST:PORT (rediss:// for TLS)"
+                              ) from None
         if not urlsplit(spec).hostname:
             raise ConfigError(f"compiler cache {spec!r}: no host in the Redis URL",
                               hint="write redis://HOST:PORT (rediss:// for TLS)")

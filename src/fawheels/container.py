@@ -233,7 +233,7 @@ def host_ca_bundle(environ: Mapping[str, str]) -> Path | None:
 
 def plan_run(*, image: str, target_id: str, matrix_file: Path, dist: Path, jobs: int | None,
              cache: Path, private: Path, build_root: Path, environ: Mapping[str, str], uid: int, gid: int,
-             package: Path = PACKAGE_DIR) -> RunSpec:
+             package: Path = PACKAGE_DIR, clean: bool = False) -> RunSpec:
     """The container run for one target. No I/O.
 
     Mounted: the fawheels package that is running here (read-only, so the container runs exactly
@@ -247,6 +247,8 @@ def plan_run(*, image: str, target_id: str, matrix_file: Path, dist: Path, jobs:
             "--dist", DIST, "--offline"]
     if jobs is not None:
         argv += ["--jobs", str(jobs)]
+    if clean:
+        argv.append("--clean")
     mounts = [
         Mount(package, f"{SRC}/fawheels", read_only=True),
         Mount(matrix_file.parent, MATRIX_DIR, read_only=True),
@@ -502,12 +504,14 @@ def check_image(engine: Engine, image: str, recipe: ImageRecipe) -> ImageFacts:
 
 
 def build_in_container(*, target_id: str, matrix_path: Path | None, dist: Path, jobs: int | None,
-                       toolchain: ToolchainLike) -> int:
+                       toolchain: ToolchainLike, clean: bool = False, offline: bool = False) -> int:
     """`fawheels build TARGET --container`: the same pipeline inside the target's toolchain image.
-    Returns the exit code of the build inside."""
+    Every option of the host command reaches it: --jobs and --clean are passed to the build inside (which
+    always runs --offline); --offline here means the host fetches nothing either (source and image must be
+    there). Returns the exit code of the build inside."""
     from .matrix import find_matrix_file, load_matrix_file
     from .paths import build_root
-    from .source import fetch_sdist
+    from .source import prefetch
 
     matrix_file = find_matrix_file(matrix_path).resolve()
     target = load_matrix_file(matrix_file).target(target_id)
@@ -518,12 +522,15 @@ def build_in_container(*, target_id: str, matrix_path: Path | None, dist: Path, 
     entry = read_lock(root).get(key)
     if entry is None:
         log(f"note: {key} is not in {LOCK_FILE}; `nox -s lock-images` pins it")
+    if offline and engine.inspect(recipe.tag(recipe.inputs_sha256(root))) is None:
+        raise ContainerError(f"the toolchain image for {target_id} is not built and --offline forbids building it",
+                             hint="build it once online (nox -s lock-images), or drop --offline")
     tag, facts = ensure_image(engine, recipe, root, lock_entry=entry)
     log(f"image {tag}: nvcc {facts.nvcc}, gcc {facts.gcc}, torch {facts.torch}, Python {facts.python}")
 
-    # The sdist is fetched on the host into the shared, content-addressed cache: the build inside
-    # runs --offline and never touches an index.
-    fetch_sdist(target.source)
+    # The source (sdist, or git clones with their submodules) is fetched on the host into the shared,
+    # content-addressed cache: the build inside runs --offline and never touches an index.
+    prefetch(target.source, offline=offline)
     cache = cache_root().resolve()
     private = cache / "containers" / tag.rsplit(":", 1)[1]
     dist = dist.resolve()
@@ -531,7 +538,7 @@ def build_in_container(*, target_id: str, matrix_path: Path | None, dist: Path, 
         d.mkdir(parents=True, exist_ok=True)  # created by us, so owned by the invoking user
     spec = plan_run(image=tag, target_id=target_id, matrix_file=matrix_file, dist=dist, jobs=jobs, cache=cache,
                     private=private, build_root=build_root().absolute(), environ=os.environ, uid=os.getuid(),
-                    gid=os.getgid())
+                    gid=os.getgid(), clean=clean)
     start = time.monotonic()
     code = engine.run(spec)
     log(f"container build of {target_id} exited {code} after {time.monotonic() - start:.0f} s")

@@ -271,14 +271,41 @@ def _norm_gpu(text: str) -> str:
     return re.sub(r"[\s_-]+", " ", text)
 
 
+GPU_FORMS = "a name (RTX PRO 6000, H100, ...), an arch (sm_120, sm_90a) or a compute capability (12.0)"
+
+
+def _known_cc_list() -> str:
+    return ", ".join(f"{ma}.{mi}" for ma, mi in sorted(_ARCH_SUPPORT))
+
+
+def _gpu_error(text: str, why: str) -> ConfigError:
+    return ConfigError(f"--gpu {text[:40]!r}: {why}",
+                       hint=f"give {GPU_FORMS}; compute capabilities fawheels knows: {_known_cc_list()}")
+
+
 def parse_gpu(text: str) -> tuple[int, int]:
-    """GPU as a name ("RTX PRO 6000", "H100"), an arch ("sm_120") or a compute capability ("12.0")."""
+    """GPU as a name ("RTX PRO 6000", "H100"), an arch ("sm_120") or a compute capability ("12.0").
+
+    Refused: a bare number ("12" could be 1.2, 12.0 or sm_12: the old reading was 1.2), and an arch or
+    compute capability that no GPU fawheels knows has ("99.9", "sm_999")."""
     raw = text.strip()
-    if re.fullmatch(r"\d+\.\d", raw):
-        major, minor = raw.split(".")
-        return int(major), int(minor)
-    if re.fullmatch(r"(sm_|compute_)?\d+\d[af]?", raw.lower()):
-        return Arch.parse(raw.lower()).cc
+    if len(raw) > 60 or not raw:
+        raise _gpu_error(text, "not a GPU")
+    if re.fullmatch(r"\d+", raw):
+        raise _gpu_error(text, f"a bare number is ambiguous: write {raw}.0 for compute capability {raw}.0, or sm_{raw}")
+    if re.fullmatch(r"\d+\.\d+", raw):
+        major, minor = (int(p) for p in raw.split("."))
+        if (major, minor) not in _ARCH_SUPPORT:
+            raise _gpu_error(text, f"no GPU has compute capability {raw}")
+        return major, minor
+    if re.fullmatch(r"(sm_|compute_)\d+[af]?", raw.lower()):
+        try:
+            cc = Arch.parse(raw.lower()).cc
+        except ValueError:
+            cc = (-1, -1)
+        if cc not in _ARCH_SUPPORT:
+            raise _gpu_error(text, f"{raw} is not an arch of any GPU fawheels knows")
+        return cc
     key = _norm_gpu(raw)
     if key in GPUS:
         return GPUS[key]
@@ -286,10 +313,7 @@ def parse_gpu(text: str) -> tuple[int, int]:
 
     close = difflib.get_close_matches(key, list(GPUS), n=3)
     hint = f" (did you mean: {', '.join(close)}?)" if close else ""
-    raise ConfigError(
-        f"unknown GPU {text!r}{hint}",
-        hint="give a name (RTX PRO 6000, H100, ...), an arch (sm_120) or a compute capability (12.0)",
-    )
+    raise ConfigError(f"unknown GPU {text!r}{hint}", hint=f"give {GPU_FORMS}")
 
 
 def max_ptx_isa_of_driver(driver: Version) -> Version | None:

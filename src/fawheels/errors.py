@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+INTERNAL_EXIT = 11  # a bug in fawheels: neither usage (2, argparse's) nor a failed verification (1)
+USAGE_EXIT = 2  # argparse exits 2 for a bad command line; UsageError shares it
+
 
 class FawheelsError(Exception):
-    """Base class; `exit_code` is what the CLI exits with."""
+    """Base class; `exit_code` is what the CLI exits with. Raised bare it is a bug: the internal code."""
 
-    exit_code = 2
-    kind = "error"
+    exit_code = INTERNAL_EXIT
+    kind = "internal"
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -16,6 +19,20 @@ class FawheelsError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class UsageError(FawheelsError):
+    """A command-line value is malformed or a path given on it cannot be used (argparse's code)."""
+
+    exit_code = USAGE_EXIT
+    kind = "usage"
+
+
+class InternalError(FawheelsError):
+    """fawheels itself failed (an unexpected exception): a bug to report, not the user's input."""
+
+    exit_code = INTERNAL_EXIT
+    kind = "internal"
 
 
 class ConfigError(FawheelsError):
@@ -84,7 +101,8 @@ class OverlayError(FawheelsError):
 EXIT_CODES: dict[str, int] = {
     cls.kind: cls.exit_code
     for cls in (
-        FawheelsError,
+        UsageError,
+        InternalError,
         ConfigError,
         ToolchainError,
         SourceError,

@@ -28,3 +28,21 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def writable_dir(path: Path) -> str | None:
+    """Why files cannot be created in `path` (or, when it does not exist yet, in the directory that would
+    hold it), or None when they can. Checked by creating and removing a probe file in the nearest existing
+    directory, the one test that root and read-only mounts cannot fool; nothing is left behind."""
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fawheels-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"{exc.strerror or exc} ({existing})"
+    return None

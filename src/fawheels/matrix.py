@@ -201,6 +201,8 @@ class Matrix:
 
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    if len(str(name)) > 100:  # nothing known is that long, and difflib's cost grows with the length
+        return ""
     close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -215,7 +217,7 @@ class _Node:
         for key in value:
             if key not in allowed:
                 raise ConfigError(
-                    f"{path}.{key}: unknown key{_did_you_mean(key, allowed)}",
+                    f"{path}.{_show(key).strip(chr(39))}: unknown key{_did_you_mean(key, allowed)}",
                     hint=f"allowed keys: {', '.join(allowed)}",
                 )
         self.path = path
@@ -239,7 +241,7 @@ class _Node:
             raise ConfigError(f"{self.at(key)}: expected a string, got {type(value).__name__}")
         if isinstance(value, float | int):
             raise ConfigError(
-                f"{self.at(key)}: expected a string, got the number {value!r}",
+                f"{self.at(key)}: expected a string, got the number {_show(value)}",
                 hint=f'quote it: {key}: "{value}"',
             )
         return value
@@ -247,13 +249,13 @@ class _Node:
     def flag(self, key: str, default: bool) -> bool:
         value = self.raw(key, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"{self.at(key)}: expected true or false, got {value!r}")
+            raise ConfigError(f"{self.at(key)}: expected true or false, got {_show(value)}")
         return value
 
     def integer(self, key: str, default: object = ...) -> int:
         value = self.raw(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{self.at(key)}: expected an integer, got {value!r}")
+            raise ConfigError(f"{self.at(key)}: expected an integer, got {_show(value)}")
         return value
 
     def items(self, key: str, default: object = ...) -> list[object]:
@@ -272,15 +274,28 @@ class _Node:
 def _ref(path: str, name: object, known: Mapping[str, object], what: str) -> Any:
     if not isinstance(name, str) or name not in known:
         raise ConfigError(
-            f"{path}: unknown {what} {name!r}{_did_you_mean(str(name), known)}",
+            f"{path}: unknown {what} {_show(name)}{_did_you_mean(str(name), known)}",
             hint=f"known {what}s: {', '.join(known)}",
         )
     return known[name]
 
 
+def _version_string(path: str, value: object) -> str:
+    """A version in a list must be a string: YAML reads `3.10` as the float 3.1."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ConfigError(f"{path}: {_show(value)} is a number to YAML (3.10 reads as 3.1), not a version",
+                          hint=f'quote it: "{value}"')
+    raise ConfigError(f"{path}: expected a version string, got {type(value).__name__} {_show(value)}")
+
+
 def _parse_version_text(path: str, text: str, pattern: str = r"\d+\.\d+") -> str:
-    if not re.fullmatch(pattern, text):
-        raise ConfigError(f"{path}: {text!r} is not a version like 13.0")
+    # Numbers without leading zeros: "13.00" or "3.011" would name the same release yet make other ids
+    # (cu1300, cp3011) and compare unequal to the canonical spelling elsewhere.
+    if not re.fullmatch(pattern.replace(r"\d+", r"(?:0|[1-9]\d*)"), text):
+        raise ConfigError(f"{path}: {_show(text)} is not a version like 13.0",
+                          hint="digits and dots, no leading zeros (13.0, 3.11, 2.14.1)")
     return text
 
 
@@ -292,7 +307,7 @@ def _parse_source(name: str, raw: object) -> Source:
     kind = n.text("kind")
     if kind not in ("sdist", "git"):
         raise ConfigError(
-            f"{n.at('kind')}: expected 'sdist' or 'git', got {kind!r}{_did_you_mean(kind, ['sdist', 'git'])}")
+            f"{n.at('kind')}: expected 'sdist' or 'git', got {_show(kind)}{_did_you_mean(kind, ['sdist', 'git'])}")
     sha256 = n.text("sha256", None)
     commit = n.text("commit", None)
     if kind == "sdist":
@@ -303,7 +318,7 @@ def _parse_source(name: str, raw: object) -> Source:
     patches = n.items("patches", [])
     for i, p in enumerate(patches):
         if not isinstance(p, str) or not p.endswith(".patch"):
-            raise ConfigError(f"{n.at('patches')}[{i}]: expected a path to a .patch file, got {p!r}")
+            raise ConfigError(f"{n.at('patches')}[{i}]: expected a path to a .patch file, got {_show(p)}")
     return Source(name, kind, n.text("url"), sha256, commit, tuple(str(p) for p in patches))
 
 
@@ -317,7 +332,7 @@ def _parse_toolchain(name: str, raw: object) -> Toolchain:
     provision = n.text("provision")
     if provision not in ("host", "pip", "container"):
         raise ConfigError(
-            f"{n.at('provision')}: expected host, pip or container, got {provision!r}"
+            f"{n.at('provision')}: expected host, pip or container, got {_show(provision)}"
             f"{_did_you_mean(provision, ['host', 'pip', 'container'])}"
         )
     pip_version = n.text("pip_version", None)
@@ -331,7 +346,7 @@ def _parse_toolchain(name: str, raw: object) -> Toolchain:
         if not pip_version or not pip_version.startswith(cuda + "."):
             raise ConfigError(
                 f"{n.at('pip_version')}: a pip toolchain needs the exact nvidia-cuda-nvcc version, "
-                f"e.g. {cuda}.88 (got {pip_version!r})"
+                f"e.g. {cuda}.88 (got {_show(pip_version)})"
             )
     image = None
     if "image" in n.data:
@@ -339,7 +354,13 @@ def _parse_toolchain(name: str, raw: object) -> Toolchain:
         image = ImageSpec(im.text("base"), im.text("python"), im.text("dockerfile", "docker/Dockerfile.pip-cuda"))
     if provision == "container" and image is None:
         raise ConfigError(f"{n.at('image')}: a container toolchain needs an image (base, python)")
-    return Toolchain(name, cuda, provision, n.text("cuda_home", None), pip_version, image)
+    cuda_home = n.text("cuda_home", None)
+    if cuda_home is not None and (provision != "host" or not cuda_home.startswith("/")):
+        raise ConfigError(f"{n.at('cuda_home')}: " + (f"only a host toolchain uses cuda_home ({provision} ignores it)"
+                                                       if provision != "host" else f"{_show(cuda_home)} is not an "
+                                                       "absolute path"),
+                          hint="cuda_home: /usr/local/cuda-X.Y on a provision: host toolchain")
+    return Toolchain(name, cuda, provision, cuda_home, pip_version, image)
 
 
 def _parse_torch(name: str, raw: object) -> TorchSpec:
@@ -360,17 +381,17 @@ def _parse_profile(name: str, raw: object) -> Profile:
     for i, d in enumerate(head_dims):
         if d not in HEAD_DIMS:
             raise ConfigError(
-                f"{n.at('head_dims')}[{i}]: FA2 has no kernels for head dim {d!r}",
+                f"{n.at('head_dims')}[{i}]: FA2 has no kernels for head dim {_show(d)}",
                 hint=f"choose from {', '.join(map(str, HEAD_DIMS))}",
             )
     dtypes = n.items("dtypes")
     for i, dt in enumerate(dtypes):
         if dt not in DTYPES:
-            raise ConfigError(f"{n.at('dtypes')}[{i}]: unknown dtype {dt!r}{_did_you_mean(str(dt), DTYPES)}")
+            raise ConfigError(f"{n.at('dtypes')}[{i}]: unknown dtype {_show(dt)}{_did_you_mean(str(dt), DTYPES)}")
     causal = n.items("causal", [False, True])
     for i, c in enumerate(causal):
         if not isinstance(c, bool):
-            raise ConfigError(f"{n.at('causal')}[{i}]: expected true or false, got {c!r}")
+            raise ConfigError(f"{n.at('causal')}[{i}]: expected true or false, got {_show(c)}")
     for key, values in (("head_dims", head_dims), ("dtypes", dtypes), ("causal", causal)):
         if not values:
             raise ConfigError(f"{n.at(key)}: must not be empty")
@@ -401,7 +422,11 @@ def _parse_arch_set(path: str, raw: object) -> tuple[tuple[Arch, ...], tuple[Arc
                 f"{path}[{i}]: unknown arch {text!r}{_did_you_mean(text, cudafacts.known_arches())}",
                 hint="write sm_XY (SASS), sm_XYa / sm_XYf (arch-specific / family), compute_XY (PTX)",
             ) from None
-        (ptx if text.startswith("compute_") else sass).append(arch)
+        group = ptx if text.startswith("compute_") else sass
+        if arch in group:
+            raise ConfigError(f"{path}[{i}]: {text} is already in this arch set",
+                              hint="list each arch once (the id would name it twice)")
+        group.append(arch)
     if not sass:
         raise ConfigError(f"{path}: an arch set needs at least one SASS target (sm_XY)")
     return tuple(sass), tuple(ptx)
@@ -492,7 +517,7 @@ def _parse_serves(n: _Node, recipe: Recipe) -> str | None:
                           f"name its release", hint=f"serves: {example}")
     m = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", raw)
     if not m or m.group(1) != recipe.serves:
-        raise ConfigError(f"{n.at('serves')}: expected {recipe.serves}==<release>, got {raw!r}",
+        raise ConfigError(f"{n.at('serves')}: expected {recipe.serves}==<release>, got {_show(raw)}",
                           hint=f"serves: {example}")
     known = [r.version for r in recipe.releases]
     if recipe.release(m.group(2)) is None:
@@ -536,10 +561,12 @@ def _expand_group(index: int, raw: object, m: _PartialMatrix) -> list[Target]:
 
     toolchains: list[Toolchain] = [_ref(f"{axes.at('toolchain')}[{i}]", v, m.toolchains, "toolchain")
                                    for i, v in enumerate(values["toolchain"])]
-    torches: list[TorchSpec] = [_ref(f"{axes.at('torch')}[{i}]", str(v), m.torch, "torch version")
+    torches: list[TorchSpec] = [_ref(f"{axes.at('torch')}[{i}]", _version_string(f"{axes.at('torch')}[{i}]", v),
+                                     m.torch, "torch version")
                                 for i, v in enumerate(values["torch"])]
     arch_sets = [_parse_arch_set(f"{axes.at('archs')}[{i}]", v) for i, v in enumerate(values["archs"])]
-    pythons = [_parse_version_text(f"{axes.at('python')}[{i}]", str(v)) for i, v in enumerate(values["python"])]
+    pythons = [_parse_version_text(f"{axes.at('python')}[{i}]", _version_string(f"{axes.at('python')}[{i}]", v))
+               for i, v in enumerate(values["python"])]
     profiles: list[Profile] = [_ref(f"{axes.at('profile')}[{i}]", v, m.profiles, "profile")
                                for i, v in enumerate(values["profile"])]
 
@@ -548,7 +575,7 @@ def _expand_group(index: int, raw: object, m: _PartialMatrix) -> list[Target]:
         en = _Node(f"{n.at('exclude')}[{i}]", ex, _AXES)
         for axis, v in en.data.items():
             if v not in values[axis]:
-                raise ConfigError(f"{en.at(axis)}: {v!r} is not a value of matrix.{axis}, so it excludes nothing")
+                raise ConfigError(f"{en.at(axis)}: {_show(v)} is not a value of matrix.{axis}, so it excludes nothing")
         excludes.append(en.data)
 
     targets = []
@@ -579,15 +606,130 @@ def _section(top: _Node, key: str) -> dict[str, object]:
     value = top.mapping(key)
     if not value:
         raise ConfigError(f"{key}: must not be empty")
+    for k in value:
+        if not isinstance(k, str | int) or isinstance(k, bool):
+            raise ConfigError(f"{key}.{k}: a name must be a string; YAML reads {k!r} as a "
+                              f"{type(k).__name__}", hint=f'quote it: "{k}"')
     return {str(k): v for k, v in value.items()}
+
+
+MAX_DEPTH = 32  # a matrix nests 5 levels; deeper is not a matrix (and recursion must stay bounded)
+MAX_NODES = 20_000  # values after aliases are expanded; the shipped matrix has a few hundred
+MAX_MATRIX_BYTES = 1 << 20
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses what it would otherwise misread: a duplicate key (PyYAML keeps the last one
+    without a word) and nesting deeper than MAX_DEPTH."""
+
+    def __init__(self, stream: str, where: str) -> None:
+        super().__init__(stream)
+        self.where = where
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise ConfigError(f"{self.where}:{mark.line + 1}: nested more than {MAX_DEPTH} levels deep",
+                                  hint="a build matrix nests a handful of levels; check the brackets and indents")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:  # a scalar PyYAML cannot convert (an int of 5,000 digits)
+            raise ConfigError(f"{self.where}:{node.start_mark.line + 1}: cannot read the value "
+                              f"{_show(node.value) if isinstance(node.value, str) else ''}: {str(exc)[:120]}",
+                              hint="quote it if it is meant as text") from None
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+                seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the base constructor says so as a YAML error
+                continue
+            if first is not None:
+                raise ConfigError(
+                    f"{self.where}:{key_node.start_mark.line + 1}: duplicate key {_show(key)} (first at line "
+                    f"{first}); YAML would silently keep only the last one",
+                    hint="remove or rename one of them")
+        result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return result
+
+
+def _show(value: object, limit: int = 60) -> str:
+    """repr of a value from the matrix, cut short: an error message never grows with the input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _expanded_size(data: object) -> int:
+    """Number of values once every alias is expanded, computed without expanding (shared nodes counted once
+    per use through a memo). Stops counting past MAX_NODES."""
+    memo: dict[int, int] = {}
+    open_: set[int] = set()  # containers being counted: meeting one again is a cycle (`a: &a [*a]`)
+
+    def size(o: object) -> int:
+        if id(o) in memo:
+            return memo[id(o)]
+        if id(o) in open_:
+            raise ConfigError("matrix: a value contains itself through an alias (like `a: &a [*a]`)",
+                              hint="an alias may only refer to a value defined before and outside it")
+        children: Iterable[object] = ()
+        if isinstance(o, dict):
+            children = itertools.chain(o.keys(), o.values())
+        elif isinstance(o, list):
+            children = o
+        total = 1
+        open_.add(id(o))
+        for c in children:
+            total += size(c)
+            if total > MAX_NODES:
+                break
+        open_.discard(id(o))
+        memo[id(o)] = total
+        return total
+
+    return size(data)
+
+
+def parse_yaml(text: str, where: str = "matrix") -> object:
+    """The YAML of a matrix, refused (ConfigError) when empty, malformed, duplicated, too deep or too large."""
+    if not text.strip():
+        raise ConfigError(f"{where}: the file is empty", hint="start from the build_matrix.yaml shipped with fawheels")
+    loader: _StrictLoader | None = None
+    try:
+        loader = _StrictLoader(text, where)  # the reader already refuses control characters here
+        data = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {str(exc)[:1000]}") from None
+    except (ValueError, OverflowError) as exc:  # a scalar PyYAML cannot convert (an int of 5,000 digits)
+        raise ConfigError(f"{where}: a value cannot be read: {str(exc)[:200]}",
+                          hint="quote it if it is meant as text") from None
+    except RecursionError:  # a flow collection too deep for the parser itself
+        raise ConfigError(f"{where}: nested too deeply to read", hint="check the brackets") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if data is None:
+        raise ConfigError(f"{where}: the file holds no values (only comments?)",
+                          hint="start from the build_matrix.yaml shipped with fawheels")
+    if _expanded_size(data) > MAX_NODES:
+        raise ConfigError(f"{where}: expands to more than {MAX_NODES} values (aliases used as a bomb?)",
+                          hint="a build matrix is a few hundred values; write it out or use fewer aliases")
+    return data
 
 
 def load_matrix(text: str, path: Path | None = None) -> Matrix:
     """Parse and validate a build matrix; raise ConfigError naming the field on any problem."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path or 'matrix'}: not valid YAML: {exc}") from None
+    data = parse_yaml(text, str(path or "matrix"))
     top = _Node("", data, ("default_target", "sources", "toolchains", "torch", "profiles", "targets"))
     partial = _PartialMatrix(
         sources={k: _parse_source(k, v) for k, v in _section(top, "sources").items()},
@@ -619,7 +761,8 @@ def load_matrix(text: str, path: Path | None = None) -> Matrix:
 def find_matrix_file(path: Path | None) -> Path:
     if path is not None:
         if not path.is_file():
-            raise ConfigError(f"matrix file {path} does not exist")
+            what = "is not a regular file" if path.exists() else "does not exist"
+            raise ConfigError(f"matrix file {path} {what}", hint="pass --matrix PATH of a build_matrix.yaml")
         return path
     here = Path.cwd() / "build_matrix.yaml"
     if here.is_file():
@@ -629,7 +772,21 @@ def find_matrix_file(path: Path | None) -> Path:
 
 def load_matrix_file(path: Path | None) -> Matrix:
     found = find_matrix_file(path)
-    return load_matrix(found.read_text(encoding="utf-8"), found.resolve())
+    try:
+        with found.open("rb") as fh:
+            raw = fh.read(MAX_MATRIX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"matrix file {found}: cannot read it: {exc.strerror or exc}",
+                          hint="check the path and its permissions") from None
+    if len(raw) > MAX_MATRIX_BYTES:
+        raise ConfigError(f"matrix file {found}: larger than {MAX_MATRIX_BYTES} bytes; not a build matrix")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"matrix file {found}:{line}: not UTF-8 (byte {exc.start}: {raw[exc.start]:#04x})",
+                          hint="save the file as UTF-8") from None
+    return load_matrix(text, found.resolve())
 
 
 def render_targets(m: Matrix, fmt: str) -> str:

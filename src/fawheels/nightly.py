@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 from .build import Result
 from .compilercache import CacheConfig, CacheStats, Sccache, clean_environ, find_sccache, parse_cache_spec
-from .errors import ConfigError, FawheelsError
-from .files import write_atomic
+from .errors import ConfigError, FawheelsError, InternalError, UsageError
+from .files import writable_dir, write_atomic
 from .matrix import Matrix, Target, load_matrix_file
 from .runner import log
 
@@ -136,8 +136,8 @@ def _build_one(target: Target, build: BuildFn) -> Result:
         raise
     except Exception as exc:  # a failing target never stops the others, whatever it raised
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        return Result(target.id, "failed", "internal", f"{detail}\n{traceback.format_exc()}", 1,
-                      wall_s=time.monotonic() - start)
+        return Result(target.id, "failed", "internal", f"{detail}\n{traceback.format_exc()}",
+                      InternalError.exit_code, wall_s=time.monotonic() - start)
 
 
 def run_targets(targets: Sequence[Target], *, build: BuildFn, cache: CacheProbe | None,
@@ -174,7 +174,7 @@ def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bo
     def build(target: Target) -> Result:
         dist = out / target.id
         if target.toolchain.provision == "container":
-            return _build_in_container(target, matrix, dist, jobs)
+            return _build_in_container(target, matrix, dist, jobs, offline)
         from .build import build_target
 
         # clean: a nightly shows each target builds from nothing; the compiler cache makes that cheap
@@ -183,13 +183,13 @@ def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bo
     return build
 
 
-def _build_in_container(target: Target, matrix: Matrix, dist: Path, jobs: int | None) -> Result:
+def _build_in_container(target: Target, matrix: Matrix, dist: Path, jobs: int | None, offline: bool) -> Result:
     from .container import build_in_container
     from .files import sha256_file
 
     start = time.monotonic()
     code = build_in_container(target_id=target.id, matrix_path=matrix.path, dist=dist, jobs=jobs,
-                              toolchain=target.toolchain)
+                              toolchain=target.toolchain, clean=True, offline=offline)  # clean: as on the host
     wall = time.monotonic() - start
     wheels = sorted(dist.glob("*.whl"))
     if code != 0 or len(wheels) != 1:
@@ -243,7 +243,21 @@ def compiler_cache(config: CacheConfig | None) -> Iterator[Sccache | None]:
 
 
 def write_report(path: Path, doc: Mapping[str, Any]) -> None:
-    write_atomic(path, json.dumps(doc, indent=2) + "\n")
+    """The JSON report, with credentials masked (an error may quote a URL or a server's echo)."""
+    from .redact import redact, secrets_from_env
+
+    write_atomic(path, redact(json.dumps(doc, indent=2) + "\n", *secrets_from_env(os.environ)))
+
+
+def check_outputs(out: Path, report: Path | None) -> None:
+    """The per-target directories and the report must be writable before the first build starts."""
+    for what, d in (("--out", out), ("--report's directory", (report or out / "nightly-report.json").parent)):
+        why = writable_dir(d)
+        if why is not None:
+            raise UsageError(f"{what} {d}: cannot write there: {why}",
+                             hint="pass a directory this user can write (--out DIR, --report FILE)")
+    if report is not None and report.is_dir():
+        raise UsageError(f"--report {report} is a directory", hint="pass a file path, e.g. --report night.json")
 
 
 def nightly_command(*, matrix_path: Path | None, ids: Sequence[str], keywords: Sequence[str], out: Path,
@@ -251,6 +265,13 @@ def nightly_command(*, matrix_path: Path | None, ids: Sequence[str], keywords: S
                     report: Path | None) -> int:
     matrix = load_matrix_file(matrix_path)
     targets = select_targets(matrix, ids, keywords)
+    check_outputs(out, report)  # before an hour of builds, not after
+    if index:
+        from .publish import check_index_dir, parse_index
+
+        location = parse_index(index)  # a malformed or credential-carrying URL is refused now, too
+        if location.root is not None:
+            check_index_dir(location.root)
     config = parse_cache_spec(cache_spec, os.environ)
     log(f"nightly: {len(targets)} target(s): {', '.join(t.id for t in targets)}")
     started, t0 = time.time(), time.monotonic()
@@ -280,7 +301,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compiler-cache", dest="cache", default=None, metavar="SPEC",
                    help="off | local (<cache>/sccache, the default) | DIR | redis://HOST:PORT "
                         "(default from FAWHEELS_COMPILER_CACHE or SCCACHE_REDIS_ENDPOINT)")
-    p.add_argument("--jobs", "-j", type=int, default=None, help="concurrent nvcc jobs per build")
+    from .cli import positive_int
+
+    p.add_argument("--jobs", "-j", type=positive_int, default=None, help="concurrent nvcc jobs per build")
     p.add_argument("--offline", action="store_true", help="cached sources, host toolchain and torch only")
     p.add_argument("--report", type=Path, default=None, help="JSON report (default: <out>/nightly-report.json)")
 

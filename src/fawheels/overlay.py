@@ -105,12 +105,40 @@ def read_served(wheel: Path) -> Served:
                       Requirement(info["torch"]["requirement"]), zf.read(member))
 
 
+def check_python(python: str) -> str:
+    """`--python` must name an executable file (a path, or a name on PATH); refused before anything is read."""
+    found = shutil.which(python) if os.sep not in python else (python if os.access(python, os.X_OK) else None)
+    if found is None or not Path(found).is_file():
+        what = "does not exist" if not Path(python).exists() and os.sep in python else (
+            "is not an executable file" if os.sep in python else "is not on PATH")
+        raise OverlayError(f"--python {python}: {what}",
+                           hint="pass the interpreter of the environment that has vLLM, e.g. --python "
+                                "/path/to/venv/bin/python")
+    return found
+
+
+_PROBE_TIMEOUT = 120  # seconds: an interpreter answers in one; a program that waits for input does not
+
+
 def probe(python: str, served: Served) -> Installed:
-    proc = subprocess.run([python, "-c", _PROBE, served.distribution, served.member], capture_output=True, text=True)
+    not_python = OverlayError(f"--python {python} is not a Python interpreter (it did not answer the probe)",
+                              hint="pass a python executable, e.g. /path/to/venv/bin/python")
+    try:
+        proc = subprocess.run([python, "-c", _PROBE, served.distribution, served.member], capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, timeout=_PROBE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise not_python from None
+    except OSError as exc:
+        raise OverlayError(f"--python {python}: cannot run it: {exc.strerror or exc}",
+                           hint="pass a python executable, e.g. /path/to/venv/bin/python") from None
     if proc.returncode != 0:
-        raise OverlayError(f"cannot run {python}: {proc.stderr.strip()[-2000:]}")
-    out = json.loads(proc.stdout)
-    return Installed(out["python"], out["version"], Path(out["path"]) if out["path"] else None, out["torch"])
+        raise OverlayError(f"cannot run {python}: {proc.stderr.strip()[-2000:]}",
+                           hint="pass a python executable, e.g. /path/to/venv/bin/python")
+    try:
+        out = json.loads(proc.stdout)
+        return Installed(out["python"], out["version"], Path(out["path"]) if out["path"] else None, out["torch"])
+    except (ValueError, KeyError, TypeError):
+        raise not_python from None
 
 
 def _atomic_copy(data_from: Path | bytes, dest: Path, mode_from: Path | None = None) -> None:
@@ -218,7 +246,10 @@ def undo(wheel: Path, python: str) -> Path:
 
 
 def overlay_command(wheel: Path, *, python: str | None, undo_it: bool) -> int:
-    py = python or sys.executable
+    py = check_python(python) if python is not None else sys.executable
+    if not wheel.is_file():
+        raise OverlayError(f"{wheel}: {'is a directory' if wheel.is_dir() else 'no such file'}",
+                           hint="pass the path of a vllm-fa2 wheel")
     if undo_it:
         print(f"restored the original {undo(wheel, py)}")
     else:

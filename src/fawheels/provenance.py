@@ -77,9 +77,13 @@ def _builder(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]
 def command_line(argv: Sequence[str]) -> list[str]:
     """The command as the user typed it: `python -m fawheels.cli build …` reads `fawheels build …`, so
     two clones building the same target state the same command."""
-    if argv and Path(argv[0]).name in ("fawheels", "cli.py", "__main__.py"):
-        return ["fawheels", *argv[1:]]
-    return list(argv)
+    from .redact import redact, secrets_from_env  # a statement is published: no credential may be in it
+
+    secrets, users = secrets_from_env(os.environ)
+    args = [redact(str(a), secrets, users) for a in argv]
+    if args and Path(args[0]).name in ("fawheels", "cli.py", "__main__.py"):
+        return ["fawheels", *args[1:]]
+    return args
 
 
 def make_statement(wheel_name: str, sha256: str, info: Mapping[str, Any], argv: Sequence[str],

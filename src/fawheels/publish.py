@@ -20,16 +20,19 @@ import base64
 import fcntl
 import hashlib
 import html
+import http.client
 import ipaddress
 import json
 import os
 import re
 import secrets
+import signal
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.parser import HeaderParser
@@ -57,6 +60,8 @@ PEP691_VERSION = "1.1"
 _VARIANT = re.compile(r"cu\d+")
 _CHUNK = 1 << 20
 _PUBLIC = 0o644  # index files are served to everyone, whatever the publisher's umask
+_MAX_ANSWER = 16 << 20  # of a server's answer read: pages and error bodies, never a wheel
+TIMEOUT_VAR = "FAWHEELS_INDEX_TIMEOUT"
 
 # -------------------------------------------------------------------------------------------- pure part
 
@@ -109,7 +114,14 @@ def parse_index(spec: str) -> IndexLocation:
 
     A variant named by the location pins it: publishing `+cu130` there is refused.
     """
-    parts = urlsplit(spec)
+    if "\x00" in spec or not spec.strip():
+        raise PublishError(f"index {spec[:200]!r}: not a valid location", hint="use a directory or an http(s) URL")
+    try:
+        parts = urlsplit(spec)
+        parts.port  # noqa: B018  (a port that is not a number raises here, not later in the upload)
+    except ValueError as exc:
+        raise PublishError(f"index {spec[:200]!r}: not a valid location ({exc})",
+                           hint="use a directory or an http(s) URL") from None
     if parts.scheme in ("http", "https"):
         if parts.username is not None or parts.password is not None:
             raise PublishError(
@@ -120,6 +132,9 @@ def parse_index(spec: str) -> IndexLocation:
         url = spec if spec.endswith("/") else spec + "/"
         return IndexLocation(None, url, segments[-1] if segments else None)
     if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):  # file://server/share is not this machine's /share
+            raise PublishError(f"index {spec!r}: a file URL on another host ({parts.netloc})",
+                               hint="mount it and pass the local directory, or use the server's http(s) URL")
         return parse_index(unquote(parts.path))
     if parts.scheme:
         raise PublishError(f"index {spec!r}: unsupported scheme {parts.scheme!r}",
@@ -405,7 +420,13 @@ def credentials_from_env(env: Mapping[str, str]) -> Credentials | None:
 
 
 def redact(text: str, creds: Credentials | None) -> str:
-    return text.replace(creds.password, "***") if creds and creds.password else text
+    """`text` without the password in any form (plain, in a Basic header's base64, URL-quoted) and without
+    any other credential-shaped value (redact.py)."""
+    from .redact import redact as _redact
+
+    if creds is None:
+        return _redact(text)
+    return _redact(text, [creds.password], [creds.username])
 
 
 # ------------------------------------------------------------------------------------------- I/O gateway
@@ -454,21 +475,42 @@ def _read_wheel(path: Path, name: WheelName) -> tuple[bytes, dict[str, Any]]:
                 raise PublishError(
                     f"{path.name}: expected one .dist-info with METADATA, found {len(dist_infos)}")
             dist_info = dist_infos.pop()
-            metadata = zf.read(f"{dist_info}/METADATA")
+            metadata = _read_small(zf, f"{dist_info}/METADATA", path)
             try:
-                build_info = json.loads(zf.read(f"{dist_info}/build-info.json"))
+                build_info = json.loads(_read_small(zf, f"{dist_info}/build-info.json", path))
             except KeyError as exc:
                 raise PublishError(
                     f"{path.name}: no {dist_info}/build-info.json; not a fawheels build") from exc
+            if not isinstance(build_info, dict):
+                raise PublishError(f"{path.name}: {dist_info}/build-info.json is not a JSON object")
+            metadata_text = metadata.decode("utf-8")
     except zipfile.BadZipFile as exc:
         raise PublishError(f"{path.name}: not a zip archive, so not a wheel") from exc
-    meta = HeaderParser().parsestr(metadata.decode("utf-8"))
+    except (ValueError, RecursionError, NotImplementedError, EOFError, zipfile.LargeZipFile, zlib.error) as exc:
+        raise PublishError(f"{path.name}: unreadable wheel ({type(exc).__name__}: {str(exc)[:200]})",
+                           hint="rebuild it; a wheel from `fawheels build` reads cleanly") from None
+    meta = HeaderParser().parsestr(metadata_text)
     if (canonicalize_name(meta.get("Name", "")) != name.project
             or canonicalize_version(meta.get("Version", "")) != canonicalize_version(name.version)):
         raise PublishError(
             f"{path.name}: METADATA says {meta.get('Name')} {meta.get('Version')}, the filename disagrees"
         )
     return metadata, build_info
+
+
+_MAX_META = 4 << 20  # METADATA and build-info.json are kilobytes; more is not a wheel of ours
+
+
+def _read_small(zf: zipfile.ZipFile, member: str, path: Path) -> bytes:
+    """A small member, refused before inflating when the archive says (or it turns out) it is large."""
+    info = zf.getinfo(member)
+    if info.file_size > _MAX_META:
+        raise PublishError(f"{path.name}: {member} claims {info.file_size} bytes (at most {_MAX_META} expected)")
+    with zf.open(info) as fh:
+        data = fh.read(_MAX_META + 1)
+    if len(data) > _MAX_META:
+        raise PublishError(f"{path.name}: {member} inflates past {_MAX_META} bytes")
+    return data
 
 
 def _report_doc(report: VerifyReportLike) -> dict[str, Any]:
@@ -490,6 +532,14 @@ def _variant_facts(path: Path, build_info: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier = _reverify) -> CheckedWheel:
     """Every refusal rule, cheapest first; raises PublishError and touches no index."""
+    try:
+        return _check_wheel(path, pinned, where, verifier)
+    except OSError as exc:
+        raise PublishError(f"{path}: cannot read {exc.filename or path}: {exc.strerror or exc}",
+                           hint="check that the wheel and its .verify.json are readable files") from None
+
+
+def _check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier) -> CheckedWheel:
     name = parse_wheel_name(path.name)
     if not path.is_file():
         raise PublishError(f"{path}: no such file")
@@ -500,16 +550,17 @@ def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier =
         stored = json.loads(report_path.read_text())
     except FileNotFoundError as exc:
         raise PublishError(f"{path.name}: no verify report beside it ({report_path.name})",
-                           hint=f"run `fawheels verify {path}` (builds write it)") from exc
-    except ValueError as exc:
-        raise PublishError(f"{path.name}: {report_path.name} is not JSON") from exc
+                           hint=f"run `fawheels verify {path} --write-report` (builds write it)") from exc
+    except (ValueError, RecursionError):
+        raise PublishError(f"{path.name}: {report_path.name} is not JSON",
+                           hint=f"run `fawheels verify {path} --write-report` to write it afresh") from None
     if not isinstance(stored, dict) or stored.get("ok") is not True:
         raise PublishError(f"{path.name}: its verify report does not say ok",
                            hint="a wheel that failed verification is never published")
     sha256 = sha256_file(path)
     if stored.get("sha256", sha256) != sha256:  # a report speaks for exact bytes, when it names them
-        raise PublishError(f"{path.name}: its verify report is for other bytes (sha256 {stored['sha256'][:16]}…)",
-                           hint=f"run `fawheels verify {path}` again")
+        raise PublishError(f"{path.name}: its verify report is for other bytes (sha256 {str(stored['sha256'])[:16]}…)",
+                           hint=f"run `fawheels verify {path} --write-report` again")
     try:
         fresh = verifier(path)
     except FawheelsError as exc:
@@ -549,28 +600,75 @@ def _write_atomic(path: Path, data: bytes) -> None:
     if path.exists() and path.read_bytes() == data:
         return
     tmp = _tmp_beside(path)
-    with open(tmp, "xb") as fh:
-        os.fchmod(fh.fileno(), _PUBLIC)
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "xb") as fh:
+            os.fchmod(fh.fileno(), _PUBLIC)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # an interrupt mid-write leaves no temporary file in the index
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _removed_if_we_die(path: Path) -> Iterator[None]:
+    """While the block runs, a forked guardian waits on a pipe; if this process dies in the block, by any
+    signal (SIGKILL included), the pipe closes without a word and the guardian removes `path`."""
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: the handled-signal cleanup in _copy_atomic still applies
+        os.close(r)
+        os.close(w)
+        yield
+        return
+    if pid == 0:  # the guardian: ignores the signals meant for its parent, does one thing, exits
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
+            os.setsid()  # out of the process group, so `kill -9 -PGID` of the publisher does not reach it
+            os.close(w)
+            if not os.read(r, 1):
+                with suppress(OSError):
+                    os.unlink(path)
+        finally:
+            os._exit(0)
+    os.close(r)
+    try:
+        yield
+    finally:
+        with suppress(OSError):  # a guardian that is already gone cannot be told; it can do no harm either
+            os.write(w, b"k")  # the block ended (well or by an exception, which cleans up itself): keep
+        os.close(w)
+        with suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def _copy_atomic(src: Path, dst: Path, sha256: str) -> None:
+    """Copy `src` to `dst` so that no partial file is left in the index, whatever stops us.
+
+    The bytes go to a temporary name beside `dst` that becomes `dst` by rename once whole and synced. An
+    exception or a handled signal (SIGINT, SIGTERM, SIGHUP) removes it on the way out; a guardian process
+    removes it if we are killed outright (SIGKILL, OOM killer)."""
     tmp = _tmp_beside(dst)
     h = hashlib.sha256()
-    with open(src, "rb") as fin, open(tmp, "xb") as fout:
-        os.fchmod(fout.fileno(), _PUBLIC)
-        while chunk := fin.read(_CHUNK):
-            h.update(chunk)
-            fout.write(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
-    if h.hexdigest() != sha256:
-        tmp.unlink()
-        raise PublishError(f"{src.name} changed while it was being published; nothing was listed")
-    os.replace(tmp, dst)
+    with _removed_if_we_die(tmp):
+        try:
+            with open(src, "rb") as fin, open(tmp, "xb") as fout:
+                os.fchmod(fout.fileno(), _PUBLIC)
+                while chunk := fin.read(_CHUNK):
+                    h.update(chunk)
+                    fout.write(chunk)
+                fout.flush()
+                os.fsync(fout.fileno())
+            if h.hexdigest() != sha256:
+                raise PublishError(f"{src.name} changed while it was being published; nothing was listed")
+            os.replace(tmp, dst)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 @contextmanager
@@ -680,6 +778,7 @@ class ServerIndex:
 
     url: str
     credentials: Credentials | None
+    timeout: float = 60.0  # seconds for the connection and for each read: a silent server ends in an error
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -709,12 +808,27 @@ class ServerIndex:
     def _request(self, req: urllib.request.Request) -> tuple[int, str]:
         opener = urllib.request.build_opener(_NoRedirect)
         try:
-            with opener.open(req, timeout=300) as resp:
-                return int(resp.status), resp.read().decode("utf-8", "replace")
+            with opener.open(req, timeout=self.timeout) as resp:
+                return int(resp.status), resp.read(_MAX_ANSWER).decode("utf-8", "replace")
         except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode("utf-8", "replace")
+            return exc.code, exc.read(_MAX_ANSWER).decode("utf-8", "replace")
         except urllib.error.URLError as exc:
-            raise PublishError(f"cannot reach the index at {self.url}: {exc.reason}") from exc
+            if isinstance(exc.reason, TimeoutError):
+                raise self._timed_out() from None
+            reason = redact(str(exc.reason), self.credentials)
+            raise PublishError(f"cannot reach the index at {self.url}: {reason}",
+                               hint="check the URL and that the server is up") from None
+        except TimeoutError:
+            raise self._timed_out() from None
+        except (OSError, http.client.HTTPException) as exc:  # reset or closed mid-answer
+            raise PublishError(f"the index at {self.url} broke off the connection: "
+                               f"{redact(str(exc) or type(exc).__name__, self.credentials)}",
+                               hint="retry; if it persists, look at the server's log") from None
+
+    def _timed_out(self) -> PublishError:
+        return PublishError(f"the index at {self.url} did not answer within {self.timeout:g} s",
+                            hint=f"check that the server is up and not overloaded; {TIMEOUT_VAR}=SECONDS "
+                                 "waits longer")
 
     def _listed(self, w: CheckedWheel) -> str | None:
         """sha256 of the file of that name the server already lists, or None."""
@@ -802,6 +916,47 @@ def _keyring_credentials(url: str) -> Credentials | None:
     return Credentials(str(cred.username), str(cred.password)) if cred and cred.password else None
 
 
+def index_timeout(env: Mapping[str, str]) -> float:
+    raw = env.get(TIMEOUT_VAR)
+    if not raw:
+        return 60.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise PublishError(f"{TIMEOUT_VAR}={raw!r}: expected seconds between 0 and 3600", hint="e.g. 120")
+    return value
+
+
+def _nearest_existing(path: Path) -> Path:
+    for p in (path, *path.parents):
+        if p.exists():
+            return p
+    return Path("/")
+
+
+def check_index_dir(root: Path) -> None:
+    """Refuse, before any wheel is read into the index, a root that is a file or cannot be written."""
+    existing = _nearest_existing(root.absolute())
+    if not existing.is_dir():
+        raise PublishError(f"index {root}: {existing} is a file, not a directory",
+                           hint="pass the index directory (or a new path) to --index")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PublishError(f"index {root}: {existing} is not writable by this user",
+                           hint="fix its permissions, or publish to a directory you can write")
+
+
+def index_os_error(exc: OSError, root: Path) -> PublishError:
+    """An OS error while writing the index, as a PublishError naming the index and the file."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return PublishError(
+        f"cannot write the index {root}: {exc.strerror or exc}{where}; every file already in it is whole "
+        "(each is written aside and renamed)",
+        hint="check free space and permissions of the index directory, then publish again",
+    )
+
+
 def publish_command(
     wheels: Sequence[Path],
     *,
@@ -811,15 +966,22 @@ def publish_command(
 ) -> int:
     """`fawheels publish`: check every wheel, then add them all; exit 0, or PublishError (exit 8)."""
     location = parse_index(index)
+    if location.root is not None:
+        check_index_dir(location.root)  # before any wheel is read: a bad index path is refused at once
     checked = [check_wheel(Path(w), location.variant, index, verifier) for w in dict.fromkeys(wheels)]
     gateway: StaticIndex | ServerIndex
+    environ = os.environ if env is None else env
     if location.url is not None:
-        creds = credentials_from_env(os.environ if env is None else env) or _keyring_credentials(location.url)
-        gateway = ServerIndex(location.url, creds)
+        creds = credentials_from_env(environ) or _keyring_credentials(location.url)
+        gateway = ServerIndex(location.url, creds, timeout=index_timeout(environ))
     else:
         assert location.root is not None
         gateway = StaticIndex(location.root)
-    for w, new in gateway.publish(checked):
+    try:
+        published = gateway.publish(checked)
+    except OSError as exc:
+        raise index_os_error(exc, location.root or Path(index)) from None
+    for w, new in published:
         dest = (f"{location.root}/{w.name.variant}/simple/{w.name.project}/" if location.root is not None
                 else location.url)
         state = "published to" if new else "already in (same sha256, nothing to do)"

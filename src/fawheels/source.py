@@ -28,7 +28,9 @@ from .runner import log, run
 
 
 def cached_path(source: Source, cache: Path | None = None) -> Path:
-    assert source.sha256 is not None
+    if source.kind != "sdist" or source.sha256 is None:
+        raise SourceError(f"sources.{source.name}: a {source.kind} source has no sdist in the cache",
+                          hint="fetch it with source.prefetch, which handles every source kind")
     return (cache or cache_root()) / "sources" / "sha256" / source.sha256 / source.filename
 
 
@@ -237,6 +239,28 @@ def export_git(url: str, commit: str, dest: Path, *, offline: bool = False) -> N
         if path not in urls:
             raise SourceError(f"{url} at {commit}: submodule {path} has no URL in .gitmodules")
         export_git(_submodule_url(url, urls[path]), sub_commit, dest / path, offline=offline)
+
+
+def prefetch(source: Source, *, offline: bool = False, cache: Path | None = None) -> None:
+    """Put everything a build of `source` reads into the cache, of any source kind: the sdist, or the bare
+    clone holding the pinned commit and, recursively, each submodule's at the commit its gitlink pins.
+    A build that then runs --offline against the same cache (a toolchain container) finds it all."""
+    if source.kind == "sdist":
+        fetch_sdist(source, offline=offline, cache=cache)
+        return
+    if source.commit is None:
+        raise SourceError(f"sources.{source.name}: a git source needs a pinned commit")
+    _prefetch_git(source.url, source.commit, offline=offline, cache=cache)
+
+
+def _prefetch_git(url: str, commit: str, *, offline: bool, cache: Path | None) -> None:
+    repo = fetch_git(url, commit, offline=offline, cache=cache)
+    links = _gitlinks(repo, commit)
+    urls = _submodule_urls(repo, commit) if links else {}
+    for path, sub_commit in sorted(links.items()):
+        if path not in urls:
+            raise SourceError(f"{url} at {commit}: submodule {path} has no URL in .gitmodules")
+        _prefetch_git(_submodule_url(url, urls[path]), sub_commit, offline=offline, cache=cache)
 
 
 def git_tree_name(url: str) -> str:

@@ -64,7 +64,17 @@ def _nvcc_version(nvcc: Path) -> str:
 
 
 def host_cuda_home(tc: Toolchain) -> Path:
-    """The matrix's cuda_home, else $CUDA_HOME, else /usr/local/cuda-X.Y, else the nvcc on PATH."""
+    """The matrix's cuda_home, else $CUDA_HOME, else /usr/local/cuda-X.Y, else the nvcc on PATH.
+
+    A cuda_home the matrix names is a promise: when it holds no nvcc the build stops here, before a torch
+    env is made, instead of quietly compiling with whatever other toolkit is found."""
+    if tc.cuda_home:
+        home = Path(tc.cuda_home)
+        if not (home / "bin" / "nvcc").is_file():
+            what = "does not exist" if not home.exists() else "has no bin/nvcc"
+            raise ToolchainError(f"toolchains.{tc.name}.cuda_home: {home} {what}",
+                                 hint=f"point cuda_home at a CUDA {tc.cuda} install (the directory holding "
+                                      "bin/nvcc), or remove it to use $CUDA_HOME")
     for candidate in (tc.cuda_home, os.environ.get("CUDA_HOME"), f"/usr/local/cuda-{tc.cuda}"):
         if candidate and (Path(candidate) / "bin" / "nvcc").exists():
             return Path(candidate)
