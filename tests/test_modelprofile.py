@@ -28,8 +28,12 @@ def test_qwen3_vl_needs_128_for_its_language_model_and_96_for_its_vision_tower()
         ("config.text_config", 128, 128, True),
         ("config.vision_config", 72, 96, False),
     ]
-    assert (profile.head_dims, profile.dtypes, profile.causal, profile.split_kv) == ((96, 128), ("bf16",),
-                                                                                    (False, True), True)
+    assert (profile.head_dims, profile.dtypes, profile.causal, profile.split_kv) == (
+        (96, 128),
+        ("bf16",),
+        (False, True),
+        True,
+    )
 
 
 def test_the_matrix_profile_qwen3_vl_covers_what_the_config_asks_for() -> None:
@@ -62,14 +66,18 @@ def test_a_layout_it_cannot_read_is_an_error_naming_the_field(config: str, messa
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"hidden_size": 1000, "num_attention_heads": 3, "torch_dtype": "bfloat16"},
-         "config: hidden_size 1000 is not a multiple of num_attention_heads 3"),
+        (
+            {"hidden_size": 1000, "num_attention_heads": 3, "torch_dtype": "bfloat16"},
+            "config: hidden_size 1000 is not a multiple of num_attention_heads 3",
+        ),
         ({"head_dim": 512, "torch_dtype": "bfloat16"}, "head dim 512 is larger than FA2's largest kernel"),
         ({"head_dim": "128", "torch_dtype": "bfloat16"}, "config.head_dim: expected a positive integer"),
         ({"hidden_size": 4096, "torch_dtype": "bfloat16"}, "has hidden_size but not num_attention_heads"),
         ({"head_dim": 64}, "no torch_dtype or dtype"),
-        ({"head_dim": 64, "dtype": "bfloat16", "vision_config": {"depth": 3}},
-         "config.vision_config: no attention layout"),
+        (
+            {"head_dim": 64, "dtype": "bfloat16", "vision_config": {"depth": 3}},
+            "config.vision_config: no attention layout",
+        ),
         ([1, 2], "expected a JSON object"),
     ],
 )
@@ -99,13 +107,24 @@ targets:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "cannot read it"), (b"{not json", "not a JSON file"), (b"\xff\xfe", "not a JSON file")],
+    [
+        (None, "not a file"),
+        (b"{not json", "not a JSON file"),
+        (b"\xff\xfe", "not a JSON file"),
+        (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
+    ],
 )
-def test_the_cli_refuses_an_unreadable_file_with_exit_3(tmp_path: Path, content: bytes | None, message: str,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_refuses_an_unreadable_file_with_exit_3(
+    tmp_path: Path, content: bytes | None, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "config.json"
     if content is not None:
         path.write_bytes(content)
     assert main(["profile", "--from-config", str(path)]) == 3
     err = capsys.readouterr().err
     assert message in err and str(path) in err and "Traceback" not in err
+
+
+def test_a_device_is_not_read_as_a_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", "--from-config", "/dev/zero"]) == 3
+    assert "/dev/zero: not a file" in capsys.readouterr().err

@@ -148,14 +148,19 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from .errors import ConfigError
 
     path: Path = args.from_config
+    hint = "give the model's config.json"
     try:
+        if not path.is_file():
+            raise ConfigError(f"{path}: not a file", hint=hint)
         if path.stat().st_size > 4 * 2**20:
             raise ConfigError(f"{path}: {path.stat().st_size} bytes is not a model's config.json (over 4 MiB)")
         config = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it ({exc.strerror})", hint="give the model's config.json") from exc
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})", hint=hint) from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not a JSON file ({exc})", hint="give the model's config.json") from exc
+        raise ConfigError(f"{path}: not a JSON file ({str(exc)[:200]})", hint=hint) from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a model's config.json", hint=hint) from None
     name = args.name or modelprofile.profile_name(config)
     profile, found = modelprofile.profile_from_config(config, name)
     print(modelprofile.render_yaml(profile, found, str(path)))

@@ -45,15 +45,19 @@ def _bucket(where: str, head_dim: int) -> int:
     for bucket in HEAD_DIMS:
         if head_dim <= bucket:
             return bucket
-    raise ConfigError(f"{where}: head dim {head_dim} is larger than FA2's largest kernel ({HEAD_DIMS[-1]})",
-                      hint="FA2 cannot serve this model; it needs another attention backend")
+    raise ConfigError(
+        f"{where}: head dim {head_dim} is larger than FA2's largest kernel ({HEAD_DIMS[-1]})",
+        hint="FA2 cannot serve this model; it needs another attention backend",
+    )
 
 
 def _head_dim(cfg: dict[str, Any], where: str, heads_keys: tuple[str, ...]) -> int | None:
     """head_dim, else hidden_size / heads; None when the section has no attention layout at all."""
     if "kv_lora_rank" in cfg or "qk_rope_head_dim" in cfg:
-        raise ConfigError(f"{where}: multi-head latent attention (kv_lora_rank / qk_rope_head_dim) is not FA2's "
-                          "layout", hint="FA2 serves models whose query, key and value heads share one head dim")
+        raise ConfigError(
+            f"{where}: multi-head latent attention (kv_lora_rank / qk_rope_head_dim) is not FA2's layout",
+            hint="FA2 serves models whose query, key and value heads share one head dim",
+        )
     explicit = _int(cfg, "head_dim", where)
     if explicit is not None:
         return explicit
@@ -62,14 +66,18 @@ def _head_dim(cfg: dict[str, Any], where: str, heads_keys: tuple[str, ...]) -> i
     if hidden is None and heads_key is None:
         return None
     if hidden is None or heads_key is None:
-        raise ConfigError(f"{where}: has {'hidden_size' if hidden else heads_key} but not "
-                          f"{heads_keys[0] if hidden else 'hidden_size'}, and no head_dim",
-                          hint="add head_dim, or both hidden_size and the number of heads")
+        raise ConfigError(
+            f"{where}: has {'hidden_size' if hidden else heads_key} but not "
+            f"{heads_keys[0] if hidden else 'hidden_size'}, and no head_dim",
+            hint="add head_dim, or both hidden_size and the number of heads",
+        )
     heads = _int(cfg, heads_key, where)
     assert heads is not None
     if hidden % heads:
-        raise ConfigError(f"{where}: hidden_size {hidden} is not a multiple of {heads_key} {heads}",
-                          hint="the head dim cannot be derived; give head_dim explicitly")
+        raise ConfigError(
+            f"{where}: hidden_size {hidden} is not a multiple of {heads_key} {heads}",
+            hint="the head dim cannot be derived; give head_dim explicitly",
+        )
     return hidden // heads
 
 
@@ -79,11 +87,15 @@ def _dtype(config: dict[str, Any], text: dict[str, Any]) -> str:
             if key in cfg:
                 name = str(cfg[key]).removeprefix("torch.")
                 if name not in DTYPES:
-                    raise ConfigError(f"{where}.{key}: FA2 runs bfloat16 or float16, not {cfg[key]!r}",
-                                      hint="serve the model in bf16 or fp16 (vLLM: --dtype)")
+                    raise ConfigError(
+                        f"{where}.{key}: FA2 runs bfloat16 or float16, not {cfg[key]!r}",
+                        hint="serve the model in bf16 or fp16 (vLLM: --dtype)",
+                    )
                 return DTYPES[name]
-    raise ConfigError("config: no torch_dtype or dtype, so the kernels' dtype is unknown",
-                      hint="add \"torch_dtype\": \"bfloat16\" (or float16) to the config")
+    raise ConfigError(
+        "config: no torch_dtype or dtype, so the kernels' dtype is unknown",
+        hint='add "torch_dtype": "bfloat16" (or float16) to the config',
+    )
 
 
 def towers(config: dict[str, Any]) -> list[Tower]:
@@ -96,8 +108,10 @@ def towers(config: dict[str, Any]) -> list[Tower]:
     found = []
     head_dim = _head_dim(text, where, ("num_attention_heads",))
     if head_dim is None:
-        raise ConfigError(f"{where}: no attention layout (head_dim, or hidden_size and num_attention_heads)",
-                          hint="this does not look like a transformer language model's config.json")
+        raise ConfigError(
+            f"{where}: no attention layout (head_dim, or hidden_size and num_attention_heads)",
+            hint="this does not look like a transformer language model's config.json",
+        )
     found.append(Tower(where, head_dim, _bucket(where, head_dim), True))
     vision = config.get("vision_config")
     if vision is not None:
@@ -105,8 +119,10 @@ def towers(config: dict[str, Any]) -> list[Tower]:
             raise ConfigError("config.vision_config: expected an object")
         vhead = _head_dim(vision, "config.vision_config", ("num_heads", "num_attention_heads"))
         if vhead is None:
-            raise ConfigError("config.vision_config: no attention layout (head_dim, or hidden_size and num_heads)",
-                              hint="remove vision_config if the model has no vision tower")
+            raise ConfigError(
+                "config.vision_config: no attention layout (head_dim, or hidden_size and num_heads)",
+                hint="remove vision_config if the model has no vision tower",
+            )
         found.append(Tower("config.vision_config", vhead, _bucket("config.vision_config", vhead), False))
     return found
 
