@@ -55,7 +55,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from . import verify
 
-    return verify.verify_command(args.wheel, as_json=args.json)
+    return verify.verify_command(args.wheel, as_json=args.json, reader=args.reader)
 
 
 def cmd_compat(args: argparse.Namespace) -> int:
@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check a wheel against the promises of its target (exit 0 pass, 1 fail)")
     p.add_argument("wheel", type=Path)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--reader", choices=["both", "fawheels", "cuobjdump"], default="both",
+                   help="who reads the CUDA code: our parser and cuobjdump, which must agree (default), or one")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("compat", help="predict whether each kernel image loads on a GPU with a driver")
