@@ -67,7 +67,7 @@ def cmd_compat(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from . import publish
 
-    return publish.publish_command(args.wheels, index=args.index)
+    return publish.publish_command(args.wheels, index=args.index, accept_single_reader=args.accept_single_reader)
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wheels with a passing <wheel>.verify.json beside them")
     p.add_argument("--index", required=True,
                    help="index directory (DIR, or DIR/cu130 to accept only that variant) or upload URL")
+    p.add_argument("--accept-single-reader", action="store_true",
+                   help="publish a wheel whose CUDA code only our parser could read (cuobjdump could not run)")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("nightly", help="build, verify and publish every target; summary and JSON report")

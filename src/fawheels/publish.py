@@ -458,7 +458,8 @@ def _report_doc(report: VerifyReportLike) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {"ok": report.ok}
 
 
-def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier = _reverify) -> CheckedWheel:
+def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier = _reverify,
+                accept_single_reader: bool = False) -> CheckedWheel:
     """Every refusal rule, cheapest first; raises PublishError and touches no index."""
     name = parse_wheel_name(path.name)
     if not path.is_file():
@@ -488,6 +489,10 @@ def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier =
         raise PublishError(f"{path.name}: re-verification failed (the report beside it is stale)",
                            hint=f"see `fawheels verify {path}`")
     doc = _report_doc(fresh)
+    if doc.get("single_reader") is True and not accept_single_reader:
+        note = (doc.get("readers") or {}).get("note") or "one reader only"
+        raise PublishError(f"{path.name}: its CUDA code was {note}; a published wheel is read by our parser "
+                           "and cuobjdump", hint="install nvidia-cuda-cuobjdump, or pass --accept-single-reader")
     record = make_record(name, sha256=sha256, size=path.stat().st_size, metadata=metadata,
                          build_info=build_info, published=datetime.now(UTC),
                          verify_checks=len(doc.get("checks") or ()))
@@ -766,10 +771,12 @@ def publish_command(
     index: str,
     verifier: Verifier = _reverify,
     env: Mapping[str, str] | None = None,
+    accept_single_reader: bool = False,
 ) -> int:
     """`fawheels publish`: check every wheel, then add them all; exit 0, or PublishError (exit 8)."""
     location = parse_index(index)
-    checked = [check_wheel(Path(w), location.variant, index, verifier) for w in dict.fromkeys(wheels)]
+    checked = [check_wheel(Path(w), location.variant, index, verifier, accept_single_reader)
+               for w in dict.fromkeys(wheels)]
     gateway: StaticIndex | ServerIndex
     if location.url is not None:
         creds = credentials_from_env(os.environ if env is None else env) or _keyring_credentials(location.url)
