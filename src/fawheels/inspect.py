@@ -685,37 +685,47 @@ def _is_cubin(path: Path) -> bool:
     return head[:4] == _ELF_MAGIC and len(head) == 20 and struct.unpack_from("<H", head, 18)[0] == EM_CUDA
 
 
-def cuobjdump_read(path: Path, label: str | None = None, tool: Path | None = None) -> list[CodeEntry]:
-    """Entries of one file as cuobjdump reads them, at low cost: `-lelf -lptx` lists every entry; a
-    dump runs only for what the listing cannot show. `-res-usage` (entry headers without the code)
-    gives the true `f` suffix when SASS of a family-capable arch (sm_100 and later) is listed; `-ptx`
-    gives the PTX texts' `.version` when PTX is listed; a standalone cubin's suffix needs `-elf`."""
+def _family_capable(arch: str) -> bool:
+    """SASS of sm_100 and later may carry the `f` suffix, which `-lelf` does not print."""
+    m = re.fullmatch(r"sm_(\d+)[af]?", arch)
+    return m is not None and int(m.group(1)) >= 100
+
+
+def cuobjdump_read(path: Path, label: str | None = None, tool: Path | None = None,
+                   expect: Iterable[CodeEntry] = ()) -> list[CodeEntry]:
+    """Entries of one file as cuobjdump reads them, at low cost. One pass lists every entry:
+    `-lelf -lptx`, or `-res-usage` (the entry headers, without the code) when SASS of a family-capable
+    arch (sm_100 and later) is expected or listed, since only that shows its true `f` suffix. PTX texts
+    are dumped (`-ptx`) only when PTX is listed, for their `.version`; a standalone cubin needs `-elf`.
+    `expect` (our parser's reading) only chooses the cheaper pass; what cuobjdump reads is its own."""
     exe = tool or find_cuobjdump()
     if exe is None:
         raise InspectError("cuobjdump not found", hint=f"pip install {CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN}")
     file = label or str(path)
     if _is_cubin(path):
         return parse_cuobjdump(_run_cuobjdump(exe, ["-elf"], path, file), file)
-    listed = parse_cuobjdump_listing(_run_cuobjdump(exe, ["-all", "-lelf", "-lptx"], path, file))
-    sass = [arch for kind, arch in listed if kind == "sass"]
-    ptx_listed = [arch for kind, arch in listed if kind == "ptx"]
-    if any(re.fullmatch(r"sm_(\d+)", a) and int(a[3:]) >= 100 for a in sass):
-        dumped = [e for e in parse_cuobjdump(_run_cuobjdump(exe, ["-all", "-res-usage"], path, file), file)
-                  if e.kind == "sass"]
-        if sorted(e.arch.rstrip("f") for e in dumped) != sorted(a.rstrip("f") for a in sass):
-            raise InspectError(f"{file}: cuobjdump's listing ({sorted(sass)}) and its dump "
-                               f"({sorted(e.arch for e in dumped)}) name different SASS")
-        sass_entries = dumped
+    headers: list[CodeEntry] | None = None
+    if any(e.kind == "sass" and _family_capable(e.arch) for e in expect):
+        headers = parse_cuobjdump(_run_cuobjdump(exe, ["-all", "-res-usage"], path, file), file)
+        listed = [(e.kind, e.arch) for e in headers if e.kind != "lto"]
     else:
-        sass_entries = [CodeEntry(file, "sass", a, None, "", "none", 0, 0) for a in sass]
-    ptx_entries: list[CodeEntry] = []
+        listed = parse_cuobjdump_listing(_run_cuobjdump(exe, ["-all", "-lelf", "-lptx"], path, file))
+        if any(kind == "sass" and _family_capable(arch) for kind, arch in listed):
+            headers = parse_cuobjdump(_run_cuobjdump(exe, ["-all", "-res-usage"], path, file), file)
+            dumped = sorted(e.arch.rstrip("f") for e in headers if e.kind == "sass")
+            if dumped != sorted(a for kind, a in listed if kind == "sass"):
+                raise InspectError(f"{file}: cuobjdump's listing and its header dump name different SASS "
+                                   f"({sorted(a for k, a in listed if k == 'sass')} / {dumped})")
+    sass = ([e for e in headers if e.kind == "sass"] if headers is not None else
+            [CodeEntry(file, "sass", a, None, "", "none", 0, 0) for kind, a in listed if kind == "sass"])
+    ptx_listed = sorted(arch for kind, arch in listed if kind == "ptx")
+    ptx: list[CodeEntry] = []
     if ptx_listed:
-        ptx_entries = [e for e in parse_cuobjdump(_run_cuobjdump(exe, ["-all", "-ptx"], path, file), file)
-                       if e.kind == "ptx"]
-        if sorted(e.arch for e in ptx_entries) != sorted(ptx_listed):
-            raise InspectError(f"{file}: cuobjdump's listing ({sorted(ptx_listed)}) and its dump "
-                               f"({sorted(e.arch for e in ptx_entries)}) name different PTX")
-    return sass_entries + ptx_entries
+        ptx = [e for e in parse_cuobjdump(_run_cuobjdump(exe, ["-all", "-ptx"], path, file), file) if e.kind == "ptx"]
+        if sorted(e.arch for e in ptx) != ptx_listed:
+            raise InspectError(f"{file}: cuobjdump lists PTX for {ptx_listed} but dumps PTX for "
+                               f"{sorted(e.arch for e in ptx)}")
+    return sass + ptx
 
 
 def cuobjdump_file(path: Path, label: str | None = None, tool: Path | None = None) -> list[CodeEntry]:
@@ -723,12 +733,13 @@ def cuobjdump_file(path: Path, label: str | None = None, tool: Path | None = Non
     return cuobjdump_read(path, label, tool)
 
 
-def cuobjdump_bytes(data: bytes, label: str, tool: Path | None = None) -> list[CodeEntry]:
+def cuobjdump_bytes(data: bytes, label: str, tool: Path | None = None,
+                    expect: Iterable[CodeEntry] = ()) -> list[CodeEntry]:
     """cuobjdump's reading of bytes held in memory (a wheel member), through a private temp file."""
     with tempfile.TemporaryDirectory(prefix="fawheels-") as tmp:
         member = Path(tmp) / "member"
         member.write_bytes(data)
-        return cuobjdump_read(member, label, tool)
+        return cuobjdump_read(member, label, tool, expect)
 
 
 def cuobjdump_path(path: Path, tool: Path | None = None) -> list[CodeEntry]:

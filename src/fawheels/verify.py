@@ -191,8 +191,10 @@ def read_wheel(path: Path, reader: str = "both", toolkit: Path | None = None) ->
                 continue
             if m.data[:4] == b"\x7fELF":
                 op_schemas[m.name] = op_schemas_in(m.data)
+            expect: tuple[CodeEntry, ...] = ()
             try:
                 ours.append(parse_bytes(m.data, m.name))
+                expect = ours[-1].entries
             except InspectError as exc:
                 unreadable[m.name] = str(exc)
             if not located:
@@ -203,7 +205,7 @@ def read_wheel(path: Path, reader: str = "both", toolkit: Path | None = None) ->
                                        hint="pip install nvidia-cuda-cuobjdump, or use --reader fawheels")
             if tool is not None:
                 try:
-                    theirs[m.name] = cuobjdump_bytes(m.data, m.name, tool.path)
+                    theirs[m.name] = cuobjdump_bytes(m.data, m.name, tool.path, expect)
                 except InspectError as exc:
                     unreadable.setdefault(m.name, f"cuobjdump cannot read it: {exc}")
     duplicates = tuple(sorted(n for n, c in counts.items() if c > 1))
