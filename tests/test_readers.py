@@ -248,3 +248,21 @@ def test_cuobjdump_is_provisioned_once_into_the_cache(tmp_path: Path, monkeypatc
     assert inspect.provision_cuobjdump() == exe  # cached: not installed again
     assert (exe.parents[3] / ".fawheels-complete").stat().st_mtime_ns == stamp
 
+
+
+@pytest.mark.tools
+def test_the_toolkits_cuobjdump_comes_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    toolkit = tmp_path / "cuda"
+    (toolkit / "bin").mkdir(parents=True)
+    fake = toolkit / "bin" / "cuobjdump"
+    fake.write_text("#!/bin/sh\necho 'Cuda compilation tools, release 13.0, V13.0.88'\n")
+    fake.chmod(0o755)
+    monkeypatch.delenv("FAWHEELS_CUOBJDUMP", raising=False)
+    tool, why = inspect.locate_cuobjdump(toolkit, install=False)
+    assert tool == Cuobjdump(fake, "13.0.88", "toolkit") and why == ""
+    broken = tmp_path / "broken"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("FAWHEELS_CUOBJDUMP", str(broken))
+    tool, _ = inspect.locate_cuobjdump(toolkit, install=False)
+    assert tool is not None and tool.path == fake  # one that does not run is passed over
