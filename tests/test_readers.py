@@ -102,7 +102,8 @@ def test_readers_check_fails_on_real_output_with_one_view_altered() -> None:
 
 @pytest.fixture
 def no_cuobjdump(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(verify, "_cuobjdump", lambda toolkit: (None, "no wheel of nvidia-cuda-cuobjdump here"))
+    monkeypatch.setattr(verify, "_cuobjdump",
+                        lambda toolkit, install=True: (None, "no wheel of nvidia-cuda-cuobjdump here"))
 
 
 def test_without_cuobjdump_verify_says_read_by_our_parser_only(
@@ -266,3 +267,18 @@ def test_the_toolkits_cuobjdump_comes_first(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("FAWHEELS_CUOBJDUMP", str(broken))
     tool, _ = inspect.locate_cuobjdump(toolkit, install=False)
     assert tool is not None and tool.path == fake  # one that does not run is passed over
+
+
+def test_offline_verify_installs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build with --offline must not reach an index for cuobjdump: only one already here is used."""
+    asked: list[bool] = []
+
+    def locate(toolkit: Path | None = None, *, install: bool = True) -> tuple[None, str]:
+        asked.append(install)
+        return None, "no cuobjdump found and installing it was not allowed"
+
+    monkeypatch.setattr(verify, "locate_cuobjdump", locate)
+    monkeypatch.setattr(verify, "_cuobjdump_found", {})
+    report = verify.verify_wheel(write_wheel(tmp_path, FILES, info=build_info()), install=False)
+    assert asked == [False] and report.ok and report.single_reader
+    assert report.readers is not None and "installing it was not allowed" in report.readers.note

@@ -137,18 +137,18 @@ def _record_hash(sha256: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(sha256).rstrip(b"=").decode()
 
 
-_cuobjdump_found: dict[str, tuple[Cuobjdump | None, str]] = {}
+_cuobjdump_found: dict[tuple[str, bool], tuple[Cuobjdump | None, str]] = {}
 
 
-def _cuobjdump(toolkit: Path | None) -> tuple[Cuobjdump | None, str]:
-    """The cuobjdump verify uses (found or provisioned once per process)."""
-    key = str(toolkit)
+def _cuobjdump(toolkit: Path | None, install: bool = True) -> tuple[Cuobjdump | None, str]:
+    """The cuobjdump verify uses (found, or installed into the cache when `install`; once per process)."""
+    key = (str(toolkit), install)
     if key not in _cuobjdump_found:
-        _cuobjdump_found[key] = locate_cuobjdump(toolkit)
+        _cuobjdump_found[key] = locate_cuobjdump(toolkit, install=install)
     return _cuobjdump_found[key]
 
 
-def read_wheel(path: Path, reader: str = "both", toolkit: Path | None = None) -> WheelFacts:
+def read_wheel(path: Path, reader: str = "both", toolkit: Path | None = None, install: bool = True) -> WheelFacts:
     """Hash every member; read every member that holds CUDA code (by content, whatever its name)
     with the readers asked for; raises InspectError when it is no readable wheel at all."""
     if reader not in READERS:
@@ -198,7 +198,7 @@ def read_wheel(path: Path, reader: str = "both", toolkit: Path | None = None) ->
             except InspectError as exc:
                 unreadable[m.name] = str(exc)
             if not located:
-                tool, why_not = _cuobjdump(toolkit)
+                tool, why_not = _cuobjdump(toolkit, install)
                 located = True
                 if reader == "cuobjdump" and tool is None:
                     raise InspectError(f"--reader cuobjdump: cuobjdump cannot run here: {why_not}",
@@ -591,11 +591,12 @@ def run_checks(f: WheelFacts) -> tuple[tuple[Check, ...], str | None]:
 # --- API and command -------------------------------------------------------------------------------
 
 
-def verify_wheel(path: Path, *, reader: str = "both", toolkit: Path | None = None) -> VerifyReport:
+def verify_wheel(path: Path, *, reader: str = "both", toolkit: Path | None = None,
+                 install: bool = True) -> VerifyReport:
     """Check one wheel, reading its CUDA code with `reader` (both: our parser and cuobjdump, which must
-    agree; cuobjdump from `toolkit` when it has one); raises InspectError only when the file is not a
-    readable wheel at all."""
-    facts = read_wheel(path, reader, toolkit)
+    agree; cuobjdump from `toolkit` when it has one, else found or, when `install`, installed once into
+    the cache); raises InspectError only when the file is not a readable wheel at all."""
+    facts = read_wheel(path, reader, toolkit, install)
     checks, target = run_checks(facts)
     from .provenance import check_provenance, provenance_path
 
