@@ -458,6 +458,14 @@ def _report_doc(report: VerifyReportLike) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {"ok": report.ok}
 
 
+def _refuse_single_reader(path: Path, doc: Mapping[str, Any], accept: bool) -> None:
+    """A wheel whose CUDA code only one reader could read (cuobjdump could not run) needs `accept`."""
+    if doc.get("single_reader") is True and not accept:
+        note = (doc.get("readers") or {}).get("note") or "read by one reader only"
+        raise PublishError(f"{path.name}: its CUDA code was {note}; a published wheel is read by our parser "
+                           "and cuobjdump", hint="install nvidia-cuda-cuobjdump, or pass --accept-single-reader")
+
+
 def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier = _reverify,
                 accept_single_reader: bool = False) -> CheckedWheel:
     """Every refusal rule, cheapest first; raises PublishError and touches no index."""
@@ -488,11 +496,8 @@ def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier =
     if not fresh.ok:
         raise PublishError(f"{path.name}: re-verification failed (the report beside it is stale)",
                            hint=f"see `fawheels verify {path}`")
+    _refuse_single_reader(path, _report_doc(fresh), accept_single_reader)
     doc = _report_doc(fresh)
-    if doc.get("single_reader") is True and not accept_single_reader:
-        note = (doc.get("readers") or {}).get("note") or "one reader only"
-        raise PublishError(f"{path.name}: its CUDA code was {note}; a published wheel is read by our parser "
-                           "and cuobjdump", hint="install nvidia-cuda-cuobjdump, or pass --accept-single-reader")
     record = make_record(name, sha256=sha256, size=path.stat().st_size, metadata=metadata,
                          build_info=build_info, published=datetime.now(UTC),
                          verify_checks=len(doc.get("checks") or ()))
