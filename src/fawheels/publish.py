@@ -452,12 +452,6 @@ def _read_wheel(path: Path, name: WheelName) -> tuple[bytes, dict[str, Any]]:
     return metadata, build_info
 
 
-def _report_doc(report: VerifyReportLike) -> dict[str, Any]:
-    doc = report.to_json()
-    parsed = json.loads(doc) if isinstance(doc, str) else doc
-    return parsed if isinstance(parsed, dict) else {"ok": report.ok}
-
-
 def _refuse_single_reader(path: Path, doc: Mapping[str, Any], accept: bool) -> None:
     """A wheel whose CUDA code only one reader could read (cuobjdump could not run) needs `accept`."""
     if doc.get("single_reader") is True and not accept:
@@ -466,8 +460,13 @@ def _refuse_single_reader(path: Path, doc: Mapping[str, Any], accept: bool) -> N
                            "and cuobjdump", hint="install nvidia-cuda-cuobjdump, or pass --accept-single-reader")
 
 
-def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier = _reverify,
-                accept_single_reader: bool = False) -> CheckedWheel:
+def _report_doc(report: VerifyReportLike) -> dict[str, Any]:
+    doc = report.to_json()
+    parsed = json.loads(doc) if isinstance(doc, str) else doc
+    return parsed if isinstance(parsed, dict) else {"ok": report.ok}
+
+
+def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier = _reverify) -> CheckedWheel:
     """Every refusal rule, cheapest first; raises PublishError and touches no index."""
     name = parse_wheel_name(path.name)
     if not path.is_file():
@@ -496,7 +495,6 @@ def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier =
     if not fresh.ok:
         raise PublishError(f"{path.name}: re-verification failed (the report beside it is stale)",
                            hint=f"see `fawheels verify {path}`")
-    _refuse_single_reader(path, _report_doc(fresh), accept_single_reader)
     doc = _report_doc(fresh)
     record = make_record(name, sha256=sha256, size=path.stat().st_size, metadata=metadata,
                          build_info=build_info, published=datetime.now(UTC),
@@ -780,8 +778,9 @@ def publish_command(
 ) -> int:
     """`fawheels publish`: check every wheel, then add them all; exit 0, or PublishError (exit 8)."""
     location = parse_index(index)
-    checked = [check_wheel(Path(w), location.variant, index, verifier, accept_single_reader)
-               for w in dict.fromkeys(wheels)]
+    checked = [check_wheel(Path(w), location.variant, index, verifier) for w in dict.fromkeys(wheels)]
+    for w in checked:  # w.report is the fresh verification publish ran itself
+        _refuse_single_reader(w.path, json.loads(w.report), accept_single_reader)
     gateway: StaticIndex | ServerIndex
     if location.url is not None:
         creds = credentials_from_env(os.environ if env is None else env) or _keyring_credentials(location.url)
