@@ -275,6 +275,12 @@ def regen(data: Path, nvcc132: str | None) -> None:
     src.unlink()
     for f in ("multi.fatbin", "sm80+ptx80-size.fatbin", "libtwo.so", "sm_120f.cubin"):
         (data / f"{f}.cuobjdump.txt").write_text(cuobjdump_text(data / f))
+    exe = inspect.find_cuobjdump()
+    assert exe, "cuobjdump not found"
+    for f in ("multi.fatbin", "libtwo.so"):  # the listing verify starts from
+        listing = subprocess.run([str(exe), "-all", "-lelf", "-lptx", f], cwd=data, check=True,
+                                 capture_output=True, text=True).stdout
+        (data / f"{f}.cuobjdump-list.txt").write_text(listing)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -67,7 +67,11 @@ def test_build_puts_a_verified_wheel_in_dist(first_build: Path) -> None:
         [first_build.name, *(first_build.name + s for s in (".sha256", ".verify.json", ".provenance.json"))])
     digest = hashlib.sha256(first_build.read_bytes()).hexdigest()
     assert (dist / (first_build.name + ".sha256")).read_text() == f"{digest}  {first_build.name}\n"
-    assert json.loads((dist / (first_build.name + ".verify.json")).read_text())["ok"] is True
+    report = json.loads((dist / (first_build.name + ".verify.json")).read_text())
+    assert report["ok"] is True
+    # read by both readers: our parser and cuobjdump (from the toolkit, this Python or the fawheels cache)
+    assert [r["reader"] for r in report["readers"]["ran"]] == ["fawheels", "cuobjdump"], report["readers"]
+    assert report["readers"]["agree"] is True and report["single_reader"] is False
     with zipfile.ZipFile(first_build) as zf:
         info = json.loads(zf.read("flash_attn-2.8.3+cu130torch2.14sm120onetu.dist-info/build-info.json"))
         metadata = zf.read("flash_attn-2.8.3+cu130torch2.14sm120onetu.dist-info/METADATA").decode()

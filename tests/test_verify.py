@@ -17,6 +17,9 @@ from fawheels import cli, verify
 from fawheels.errors import InspectError
 from fawheels.inspect import CodeEntry, CodeObject
 
+# Every wheel is read by both readers, our parser and the real cuobjdump (nvidia-cuda-cuobjdump)
+pytestmark = pytest.mark.tools
+
 LIBTWO = (DATA / "libtwo.so").read_bytes()  # sm_120 SASS + compute_80 PTX (ISA 9.0), needs libcudart.so.13
 FILES = {"fa2toy/__init__.py": b"", EXT: LIBTWO}
 GOOD_INFO = build_info()
@@ -93,7 +96,7 @@ def test_a_good_wheel_passes_and_the_report_lands_beside_it(tmp_path: Path) -> N
     path = write_wheel(tmp_path, FILES, info=build_info())
     report = verify.verify_wheel(path)
     assert report.ok, failing(report)
-    assert [c.name for c in report.checks] == ["format", "record", "build-info", "extensions", "sass", "ptx",
+    assert [c.name for c in report.checks] == ["format", "record", "readers", "build-info", "extensions", "sass", "ptx",
                                                "dt-needed", "requires-torch", "op-schemas"]
     assert report.target == "fa2toy-cu130-torch2.14-sm120-cp311"
     written = verify.write_report(path)

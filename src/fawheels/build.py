@@ -408,11 +408,14 @@ def _publish_to_dist(wheel: Path, dist: Path) -> Path:
     return final
 
 
-def _verify_into_report(wheel: Path) -> None:
+def _verify_into_report(wheel: Path, toolkit: Path | None = None, offline: bool = False) -> None:
     from . import verify
 
-    report = verify.verify_wheel(wheel)
+    # both readers: our parser and cuobjdump (offline, only a cuobjdump already here)
+    report = verify.verify_wheel(wheel, toolkit=toolkit, install=not offline)
     verify.write_report(wheel, report)
+    readers = next((c.detail for c in report.checks if c.name == "readers"), "")
+    log(f"verify: {'passed' if report.ok else 'FAILED'}; readers: {readers}")
     if not report.ok:
         failed = [c for c in report.to_json().get("checks", []) if not c.get("ok", True)]
         lines = "\n".join(f"  - {c.get('name')}: {c.get('detail', '')}" for c in failed)
@@ -513,7 +516,7 @@ def _build_stages(target: Target, matrix: Matrix, dist: Path, jobs: int | None, 
     wheel = assemble_wheel(plan, so, applied, tk, torch_env, sde, out)
 
     result.stage = "verify"
-    _verify_into_report(wheel)
+    _verify_into_report(wheel, tk.cuda_home, offline)
 
     result.stage = "dist"
     final = _publish_to_dist(wheel, dist)

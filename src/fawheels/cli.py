@@ -95,11 +95,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from . import verify
 
-    code = verify.verify_command(args.wheel, as_json=args.json)
-    if args.write_report:  # what builds write and publish reads: <wheel>.verify.json, pass or fail
-        path = verify.write_report(args.wheel)
-        print(f"report: {path}", file=sys.stderr)
-    return code
+    return verify.verify_command(args.wheel, as_json=args.json, reader=args.reader, write=args.write_report)
 
 
 def cmd_compat(args: argparse.Namespace) -> int:
@@ -126,7 +122,7 @@ def cmd_compat_index(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from . import publish
 
-    return publish.publish_command(args.wheels, index=args.index)
+    return publish.publish_command(args.wheels, index=args.index, accept_single_reader=args.accept_single_reader)
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
@@ -215,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--write-report", action="store_true",
                    help="also write <wheel>.verify.json beside it (what `fawheels publish` requires)")
+    p.add_argument("--reader", choices=["both", "fawheels", "cuobjdump"], default="both",
+                   help="who reads the CUDA code: our parser and cuobjdump, which must agree (default), or one")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("compat", help="predict whether each kernel image loads on a GPU with a driver")
@@ -236,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wheels with a passing <wheel>.verify.json beside them")
     p.add_argument("--index", required=True,
                    help="index directory (DIR, or DIR/cu130 to accept only that variant) or upload URL")
+    p.add_argument("--accept-single-reader", action="store_true",
+                   help="publish a wheel whose CUDA code only our parser could read (cuobjdump could not run)")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("profile", help="print the kernel profile that serves a model, from its config.json",

@@ -7,6 +7,7 @@ Two independent readers: our own parser of the `.nv_fatbin` container (needs no 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import json
@@ -18,10 +19,11 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -124,10 +126,13 @@ def _payload_prefix(payload: bytes | memoryview, compression: str, full_size: in
             with reader:
                 return reader.read(n)
         if compression == "lz4":
-            if full_size > _MAX_DECOMPRESSED:
-                raise InspectError(f"{where}: corrupt entry header (claims {full_size} bytes decompressed)")
+            # an LZ4 block expands at most 255-fold: a header claiming more is corrupt (and would make
+            # us allocate what it claims)
+            if full_size > min(_MAX_DECOMPRESSED, 255 * len(payload) + 64):
+                raise InspectError(f"{where}: corrupt entry header (claims {full_size} bytes decompressed "
+                                   f"from {len(payload)})")
             return bytes(lz4.block.decompress(bytes(payload), uncompressed_size=full_size)[:n])
-    except (zstandard.ZstdError, lz4.block.LZ4BlockError) as exc:
+    except (zstandard.ZstdError, lz4.block.LZ4BlockError, ValueError, OverflowError, MemoryError) as exc:
         raise InspectError(f"{where}: compressed payload does not decompress ({compression}): {exc}") from None
     return bytes(payload[:n])
 
@@ -264,8 +269,10 @@ def parse_elf(data: bytes, file: str) -> CodeObject:
                 _section_bytes(section, data, file)
                 # pyelftools resolves the string table into an attribute it does not declare
                 needed += [tag.needed for tag in section.iter_tags("DT_NEEDED")]  # type: ignore[attr-defined]
-    except (ELFError, ConstructError, struct.error, ValueError, IndexError, UnicodeDecodeError) as exc:
-        raise InspectError(f"{file}: not a readable ELF object ({exc})") from None
+    except (ELFError, ConstructError, struct.error, ValueError, IndexError, KeyError, TypeError, AttributeError,
+            AssertionError, OverflowError, RecursionError, MemoryError, UnicodeDecodeError) as exc:
+        # pyelftools reads hostile headers with any of these; each means "not a readable ELF"
+        raise InspectError(f"{file}: not a readable ELF object ({type(exc).__name__}: {exc})"[:600]) from None
     return CodeObject(file=file, format="shared-object", needed=tuple(needed), entries=tuple(entries))
 
 
@@ -282,8 +289,16 @@ def parse_bytes(data: bytes, file: str) -> CodeObject:
 
 
 def is_code_member(name: str) -> bool:
-    """Wheel members that can hold CUDA code: shared objects, cubins, fatbins."""
+    """Members whose name says they hold CUDA code (shared objects, cubins, fatbins). What is read is
+    decided by content (`holds_cuda_code`), whatever the name: this is only a hint for other readers."""
     return bool(_SO_NAME.search(name)) or name.endswith((".cubin", ".fatbin"))
+
+
+def holds_cuda_code(head: bytes) -> bool:
+    """An ELF object (host ELF with `.nv_fatbin`, or a cubin) or a raw fatbin, from its first bytes."""
+    if head[:4] == _ELF_MAGIC:
+        return True
+    return len(head) >= 4 and struct.unpack_from("<I", head)[0] in (FATBIN_MAGIC, RELFATBIN_MAGIC)
 
 
 def check_member_name(name: str, wheel: str) -> None:
@@ -293,39 +308,164 @@ def check_member_name(name: str, wheel: str) -> None:
         raise InspectError(f"{wheel}: unsafe member name {name!r} (path traversal)")
 
 
+# What a wheel may inflate to. The largest real member we know (libtorch_cuda.so) is 0.5 GB and
+# deflates about 2:1; a zip bomb claims GiBs from a few MB.
+MAX_MEMBER_BYTES = 1 << 31  # one member, inflated
+MAX_WHEEL_BYTES = 1 << 33  # all members, inflated
+MAX_RATIO = 100  # inflated / stored, for members above RATIO_FLOOR
+RATIO_FLOOR = 1 << 24
+_CHUNK = 1 << 20
+
+
+def check_zip_sizes(zf: zipfile.ZipFile, wheel: str) -> None:
+    """Refuse, before inflating anything, a zip whose members claim more than fawheels will hold."""
+    total = 0
+    for info in zf.infolist():
+        size, stored = info.file_size, info.compress_size
+        if size > MAX_MEMBER_BYTES:
+            raise InspectError(f"{wheel}: member {info.filename} inflates to {size} bytes, more than the "
+                               f"{MAX_MEMBER_BYTES} fawheels reads")
+        if size > RATIO_FLOOR and size > MAX_RATIO * max(stored, 1):
+            raise InspectError(f"{wheel}: member {info.filename} inflates {size // max(stored, 1)}-fold "
+                               f"({stored} -> {size} bytes): a zip bomb, not a wheel")
+        total += size
+    if total > MAX_WHEEL_BYTES:
+        raise InspectError(f"{wheel}: members inflate to {total} bytes in all, more than the {MAX_WHEEL_BYTES} "
+                           "fawheels reads")
+
+
 def open_wheel(path: Path) -> zipfile.ZipFile:
-    """The wheel as a zip whose member names are all safe; InspectError for anything else."""
+    """The wheel as a zip whose member names are all safe and whose sizes are sane; InspectError else."""
     if not path.is_file():
         raise InspectError(f"{path}: no such file")
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, OverflowError,
+            NotImplementedError) as exc:
         raise InspectError(f"{path}: not a wheel (not a zip archive: {exc})") from None
-    for info in zf.infolist():
-        check_member_name(info.filename, path.name)
-        if stat.S_ISLNK(info.external_attr >> 16):
-            zf.close()
-            raise InspectError(f"{path.name}: member {info.filename!r} is a symbolic link")
-    if not any(re.fullmatch(r"[^/]+\.dist-info/WHEEL", n) for n in zf.namelist()):
+    try:
+        for info in zf.infolist():
+            check_member_name(info.filename, path.name)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise InspectError(f"{path.name}: member {info.filename!r} is a symbolic link")
+        check_zip_sizes(zf, path.name)
+        if not any(re.fullmatch(r"[^/]+\.dist-info/WHEEL", n) for n in zf.namelist()):
+            raise InspectError(f"{path}: not a wheel (no *.dist-info/WHEEL)")
+    except InspectError:
         zf.close()
-        raise InspectError(f"{path}: not a wheel (no *.dist-info/WHEEL)")
+        raise
     return zf
 
 
-def read_member(zf: zipfile.ZipFile, name: str, wheel: str) -> bytes:
+def member_chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo, wheel: str) -> Iterator[bytes]:
+    """A member's bytes in chunks of at most 1 MiB, never more than it declares (and at most
+    MAX_MEMBER_BYTES); a damaged member is an InspectError naming it."""
+    left = min(info.file_size, MAX_MEMBER_BYTES)
     try:
-        return zf.read(name)
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-        raise InspectError(f"{wheel}: member {name} cannot be read: {exc}") from None
+        with zf.open(info) as fh:
+            while chunk := fh.read(min(_CHUNK, left + 1)):
+                left -= len(chunk)
+                if left < 0:
+                    raise InspectError(f"{wheel}: member {info.filename} holds more than the "
+                                       f"{info.file_size} bytes it declares")
+                yield chunk
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, ValueError,
+            NotImplementedError, RuntimeError, OverflowError) as exc:
+        # RuntimeError: an encrypted member; NotImplementedError: an unknown compression method
+        raise InspectError(f"{wheel}: member {info.filename} cannot be read: {exc}") from None
+
+
+def read_member(zf: zipfile.ZipFile, name: str | zipfile.ZipInfo, wheel: str) -> bytes:
+    """One member whole (streamed, within the size caps)."""
+    try:
+        info = name if isinstance(name, zipfile.ZipInfo) else zf.getinfo(name)
+    except KeyError:
+        raise InspectError(f"{wheel}: no member {name}") from None
+    return b"".join(member_chunks(zf, info, wheel))
+
+
+@dataclass(frozen=True)
+class Member:
+    """One zip member, read once: its sha256, size, and its bytes when they may hold CUDA code (or
+    were asked for). `fatbin_at`: where a fatbin starts inside a member that is neither ELF nor fatbin."""
+
+    name: str
+    sha256: bytes
+    size: int
+    data: bytes | None
+    fatbin_at: int | None = None
+
+
+_FATBIN_MAGICS = (struct.pack("<I", FATBIN_MAGIC), struct.pack("<I", RELFATBIN_MAGIC))
+
+
+def iter_members(zf: zipfile.ZipFile, wheel: str, keep: Callable[[str], bool] = lambda name: False
+                 ) -> Iterator[Member]:
+    """Every file member in zip order, streamed once. A member is kept whole when `keep(name)`, when
+    it starts like CUDA code, or when a fatbin magic appears anywhere in it (then parsed from there)."""
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        digest, size, head, tail = hashlib.sha256(), 0, b"", b""
+        parts: list[bytes] | None = [] if keep(info.filename) else None
+        found: int | None = None
+        for chunk in member_chunks(zf, info, wheel):
+            if size == 0:
+                head = chunk[:4]
+                if parts is None and holds_cuda_code(chunk[:8]):
+                    parts = []
+            digest.update(chunk)
+            if found is None and parts is None:
+                window = tail + chunk
+                hits = [window.find(m) for m in _FATBIN_MAGICS]
+                hits = [h for h in hits if h >= 0]
+                if hits:
+                    found = size - len(tail) + min(hits)
+            if parts is not None:
+                parts.append(chunk)
+            tail = chunk[-3:]
+            size += len(chunk)
+        data = b"".join(parts) if parts is not None else None
+        if found is not None and data is None:  # seen late: read it whole now (within the caps)
+            data = read_member(zf, info, wheel)
+        yield Member(info.filename, digest.digest(), size, data,
+                     found if found is not None and not holds_cuda_code(head) else None)
+
+
+def embedded_fatbin(member: Member, wheel: str) -> CodeObject | None:
+    """A fatbin inside a member of another kind (appended to a file, hidden in data): the first
+    magic from which a whole container parses. Random bytes that look like a magic are ignored."""
+    if member.fatbin_at is None or member.data is None:
+        return None
+    view = memoryview(member.data)
+    at = member.fatbin_at
+    while at >= 0:
+        try:
+            _magic, _version, header_size, fat_size = _CONTAINER.unpack_from(view, at)
+            end = at + header_size + fat_size
+            if header_size >= _CONTAINER.size and end <= len(view):
+                entries = list(_parse_container(view, at + header_size, end,
+                                                f"{member.name} (fatbin at offset {at:#x})", "", 0))
+                if entries:
+                    return CodeObject(file=member.name, format="embedded-fatbin", entries=tuple(entries))
+        except (InspectError, struct.error):
+            pass
+        at = min((i for i in (member.data.find(m, at + 1) for m in _FATBIN_MAGICS) if i >= 0), default=-1)
+    return None
 
 
 def wheel_objects(zf: zipfile.ZipFile, wheel: str) -> list[CodeObject]:
+    """Every member that holds CUDA code, by content, whatever its name (duplicates read each)."""
     objects = []
-    for name in zf.namelist():
-        if is_code_member(name):
-            data = read_member(zf, name, wheel)
-            if data[:4] == _ELF_MAGIC or name.endswith(".fatbin"):
-                objects.append(parse_bytes(data, name))
+    for member in iter_members(zf, wheel):
+        if member.data is None:
+            continue
+        if member.fatbin_at is not None:
+            found = embedded_fatbin(member, wheel)
+            if found is not None:
+                objects.append(found)
+        elif holds_cuda_code(member.data[:8]):
+            objects.append(parse_bytes(member.data, member.name))
     return objects
 
 
@@ -352,6 +492,9 @@ def read_path(path: Path) -> list[CodeObject]:
 def read_file(path: Path) -> CodeObject:
     """One ELF object or raw fatbin on disk (read whole: slicing sections of it then copies nothing)."""
     try:
+        size = path.stat().st_size
+        if size > MAX_MEMBER_BYTES:
+            raise InspectError(f"{path}: {size} bytes, more than the {MAX_MEMBER_BYTES} fawheels reads of one binary")
         data = path.read_bytes()
     except OSError as exc:
         raise InspectError(f"{path}: cannot read: {exc.strerror}") from None
@@ -360,33 +503,121 @@ def read_file(path: Path) -> CodeObject:
 
 # --- cuobjdump reader ----------------------------------------------------------------------------
 
+CUOBJDUMP_PACKAGE = "nvidia-cuda-cuobjdump"
+CUOBJDUMP_PIN = "13.2.86"  # reads the binaries of CUDA 12.x and 13.x; the first release on PyPI
+_CUOBJDUMP_MARKER = ".fawheels-complete"
+CUOBJDUMP_TIMEOUT_S = 1800  # per pass; libtorch_cuda.so (0.5 GB) takes about 35 s on 2 shared cores
 
-def find_cuobjdump() -> Path | None:
-    """cuobjdump on PATH, in CUDA_HOME, or from the PyPI package nvidia-cuda-cuobjdump."""
-    found = shutil.which("cuobjdump")
-    if found:
-        return Path(found)
-    candidates = [Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "bin" / "cuobjdump"]
+
+@dataclass(frozen=True)
+class Cuobjdump:
+    """A cuobjdump that runs, and where it came from (recorded in verify reports)."""
+
+    path: Path
+    version: str  # 13.2.86
+    origin: str  # FAWHEELS_CUOBJDUMP | PATH | toolkit | python-env | cache
+
+
+def cuobjdump_cache_dir() -> Path:
+    from .paths import cache_root
+
+    return cache_root() / "tools" / f"cuobjdump-{CUOBJDUMP_PIN}"
+
+
+def _pip_cuobjdump(root: Path) -> Path:
+    return root / "nvidia" / "cu13" / "bin" / "cuobjdump"
+
+
+def _candidates(toolkit: Path | None) -> list[tuple[Path, str]]:
+    found: list[tuple[Path, str]] = []
+    if env := os.environ.get("FAWHEELS_CUOBJDUMP"):
+        found.append((Path(env), "FAWHEELS_CUOBJDUMP"))
+    if toolkit is not None:
+        found.append((toolkit / "bin" / "cuobjdump", "toolkit"))
+    if on_path := shutil.which("cuobjdump"):
+        found.append((Path(on_path), "PATH"))
+    found.append((Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "bin" / "cuobjdump", "toolkit"))
     spec = importlib.util.find_spec("nvidia")  # namespace package of NVIDIA's PyPI wheels
     if spec is not None and spec.submodule_search_locations:
-        candidates += [Path(p) / "cu13" / "bin" / "cuobjdump" for p in spec.submodule_search_locations]
-    return next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
+        found += [(Path(p) / "cu13" / "bin" / "cuobjdump", "python-env") for p in spec.submodule_search_locations]
+    found.append((_pip_cuobjdump(cuobjdump_cache_dir()), "cache"))
+    return found
+
+
+def find_cuobjdump(toolkit: Path | None = None) -> Path | None:
+    """cuobjdump from FAWHEELS_CUOBJDUMP, the toolkit, PATH, CUDA_HOME, this Python's
+    nvidia-cuda-cuobjdump, or the fawheels cache (never installs anything)."""
+    return next((c for c, _ in _candidates(toolkit) if c.is_file() and os.access(c, os.X_OK)), None)
+
+
+def cuobjdump_version(exe: Path) -> str:
+    """`cuobjdump --version` -> 13.2.86; InspectError when it does not run."""
+    try:
+        out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, errors="replace",
+                             timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise InspectError(f"{exe} does not run: {exc}") from None
+    m = re.search(r"V(\d+\.\d+\.\d+)", out)
+    if m is None:
+        raise InspectError(f"{exe} --version says no version: {out.strip()[:200]!r}")
+    return m.group(1)
+
+
+def provision_cuobjdump() -> Path:
+    """Install the pinned nvidia-cuda-cuobjdump once into the fawheels cache (like a pip toolkit)."""
+    from .runner import log, run
+
+    root = cuobjdump_cache_dir()
+    if not (root / _CUOBJDUMP_MARKER).exists():
+        if root.exists():
+            shutil.rmtree(root)
+        log(f"installing {CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN} from PyPI into {root} (once)")
+        run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--disable-pip-version-check",
+             "--target", str(root), f"{CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN}"], error=InspectError,
+            what=f"pip install {CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN}", capture=True)
+        (root / _CUOBJDUMP_MARKER).write_text(CUOBJDUMP_PIN + "\n")
+    return _pip_cuobjdump(root)
+
+
+def locate_cuobjdump(toolkit: Path | None = None, *, install: bool = True) -> tuple[Cuobjdump | None, str]:
+    """A cuobjdump that runs (installing the pinned one into the cache when none is found and
+    `install`), or None and why not."""
+    problems: list[str] = []
+    for path, origin in _candidates(toolkit):
+        if path.is_file() and os.access(path, os.X_OK):
+            try:
+                return Cuobjdump(path, cuobjdump_version(path), origin), ""
+            except InspectError as exc:
+                problems.append(str(exc))
+    if not install:
+        return None, "; ".join(problems) or "no cuobjdump found and installing it was not allowed"
+    try:
+        path = provision_cuobjdump()
+        return Cuobjdump(path, cuobjdump_version(path), "cache"), ""
+    except InspectError as exc:
+        problems.append(str(exc).splitlines()[0] + (" (no PyPI or no wheel for this platform?)"
+                                                    if "pip install" in str(exc) else ""))
+    return None, "; ".join(problems)
 
 
 _CUOBJ_HEADER = re.compile(r"^Fatbin (elf|ptx|nvvm) code:")
 _CUOBJ_CUBIN = re.compile(r"^\d+-bit ELF: .*\bsm=(\d+[af]?)")
+_CUOBJ_LISTED = re.compile(r"^(PTX|ELF) file\s+\d+: .*\.(sm_\d+[af]?)\.(?:ptx|cubin)$")
+_PTX_TEXT_VERSION = re.compile(r"^\.version\s+(\d+)\.(\d+)")
 
 
 def parse_cuobjdump(lines: Iterable[str], file: str) -> list[CodeEntry]:
-    """Entries from `cuobjdump -elf -ptx` output (pure). Sizes are not printed; they read as 0."""
+    """Entries from `cuobjdump -elf -ptx` (or `-res-usage`) output (pure). Sizes are not printed; they
+    read as 0. A PTX entry's ISA is its text's `.version` when the text was dumped, else its header's."""
     entries: list[CodeEntry] = []
     cur: dict[str, str] | None = None
 
     def flush() -> None:
         if cur is not None and "arch" in cur:
             kind = {"elf": "sass", "ptx": "ptx"}.get(cur["kind"], "lto")
+            isa = cur.get("isa", cur.get("version")) if kind == "ptx" else None
             entries.append(CodeEntry(
-                file=file, kind=kind, arch=cur["arch"], ptx_isa=cur.get("version") if kind == "ptx" else None,
+                file=file, kind=kind, arch=cur["arch"], ptx_isa=isa,
                 code_version=cur.get("version", ""), compression=cur.get("compression", "none"),
                 size=0, uncompressed_size=0, section=cur.get("section", ".nv_fatbin"),
             ))
@@ -408,6 +639,8 @@ def parse_cuobjdump(lines: Iterable[str], file: str) -> list[CodeEntry]:
             cur["arch"] = m.group(1)
         elif m := re.match(r"^code version = \[(\d+),(\d+)\]", line):
             cur["version"] = f"{m.group(1)}.{m.group(2)}"
+        elif (m := _PTX_TEXT_VERSION.match(line)) and "isa" not in cur:
+            cur["isa"] = f"{m.group(1)}.{m.group(2)}"
         elif line.startswith("compressed"):
             cur["compression"] = "compressed"
         elif standalone and (m := re.search(r"Tool Command Line Arguments: .*-arch (sm_\d+[af]?)", line)):
@@ -416,53 +649,146 @@ def parse_cuobjdump(lines: Iterable[str], file: str) -> list[CodeEntry]:
     return entries
 
 
-def cuobjdump_file(path: Path, label: str | None = None, tool: Path | None = None) -> list[CodeEntry]:
-    """Entries of one file as cuobjdump reads them (its output is streamed, never held whole)."""
+def parse_cuobjdump_listing(lines: Iterable[str]) -> list[tuple[str, str]]:
+    """(kind, arch) of every entry `cuobjdump -lelf -lptx` lists (pure). The listing drops the `f` of
+    SASS archs (sm_120f SASS lists as sm_120) and shows no PTX ISA."""
+    listed = []
+    for line in lines:
+        if m := _CUOBJ_LISTED.match(line.strip()):
+            listed.append(("ptx" if m.group(1) == "PTX" else "sass", m.group(2)))
+    return listed
+
+
+def _keep(line: str) -> bool:
+    """The lines of a dump we parse: entry headers, not the sections and code that follow them."""
+    return line.startswith(("Fatbin ", "arch =", "code version", "compressed", ".version", ".target")) or (
+        _CUOBJ_CUBIN.match(line) is not None or "Tool Command Line" in line)
+
+
+def _run_cuobjdump(exe: Path, args: Sequence[str], path: Path, label: str) -> list[str]:
+    """cuobjdump's output, streamed and filtered to the header lines (a full dump of a large
+    extension is gigabytes of text); no device code at all reads as no lines. Its messages go to a
+    file, so a flood of warnings cannot block it while we read its output."""
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen([str(exe), *args, str(path)], stdout=subprocess.PIPE, stderr=errors,
+                                    text=True, errors="replace")
+        except OSError as exc:
+            raise InspectError(f"{label}: cuobjdump does not run: {exc}") from None
+        assert proc.stdout is not None
+        timer = threading.Timer(CUOBJDUMP_TIMEOUT_S, proc.kill)  # a binary that makes it spin must not hang us
+        timer.start()
+        try:
+            kept = [line.rstrip("\n") for line in proc.stdout
+                    if _keep(line) or line.startswith(("ELF file", "PTX file"))]
+            code = proc.wait()
+        finally:
+            timer.cancel()
+        errors.seek(0)
+        err = errors.read(64 << 10).decode("utf-8", errors="replace")
+    if code < 0:
+        raise InspectError(f"{label}: cuobjdump {' '.join(args)} did not finish in {CUOBJDUMP_TIMEOUT_S} s "
+                           f"(killed)")
+    if code != 0:
+        if "does not contain device code" in err:
+            return []
+        raise InspectError(f"{label}: cuobjdump {' '.join(args)} failed: {err.strip()[:1000]}")
+    return kept
+
+
+def _is_cubin(path: Path) -> bool:
+    """A standalone cubin (ELF for EM_CUDA), which cuobjdump reads without fatbin headers."""
+    with path.open("rb") as fh:
+        head = fh.read(20)
+    return head[:4] == _ELF_MAGIC and len(head) == 20 and struct.unpack_from("<H", head, 18)[0] == EM_CUDA
+
+
+def _family_capable(arch: str) -> bool:
+    """SASS of sm_100 and later may carry the `f` suffix, which `-lelf` does not print."""
+    m = re.fullmatch(r"sm_(\d+)[af]?", arch)
+    return m is not None and int(m.group(1)) >= 100
+
+
+def cuobjdump_read(path: Path, label: str | None = None, tool: Path | None = None,
+                   expect: Iterable[CodeEntry] = ()) -> list[CodeEntry]:
+    """Entries of one file as cuobjdump reads them, at low cost. One pass lists every entry:
+    `-lelf -lptx`, or `-res-usage` (the entry headers, without the code) when SASS of a family-capable
+    arch (sm_100 and later) is expected or listed, since only that shows its true `f` suffix. PTX texts
+    are dumped (`-ptx`) only when PTX is listed, for their `.version`; a standalone cubin needs `-elf`.
+    `expect` (our parser's reading) only chooses the cheaper pass; what cuobjdump reads is its own."""
     exe = tool or find_cuobjdump()
     if exe is None:
-        raise InspectError("cuobjdump not found", hint="pip install nvidia-cuda-cuobjdump")
-    proc = subprocess.Popen([str(exe), "-elf", "-ptx", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, errors="replace")
-    assert proc.stdout is not None and proc.stderr is not None
-    # the dump repeats every section in hex: keep only the header lines we parse
-    keep = (line for line in proc.stdout if not line.startswith((" ", "\t", "\n", ".section")) or
-            "Tool Command Line" in line)
-    entries = parse_cuobjdump(keep, label or str(path))
-    err = proc.stderr.read()
-    if proc.wait() != 0 and "does not contain device code" not in err:
-        raise InspectError(f"{label or path}: cuobjdump failed: {err.strip()}")
-    return entries
+        raise InspectError("cuobjdump not found", hint=f"pip install {CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN}")
+    file = label or str(path)
+    if _is_cubin(path):
+        return parse_cuobjdump(_run_cuobjdump(exe, ["-elf"], path, file), file)
+    headers: list[CodeEntry] | None = None
+    if any(e.kind == "sass" and _family_capable(e.arch) for e in expect):
+        headers = parse_cuobjdump(_run_cuobjdump(exe, ["-all", "-res-usage"], path, file), file)
+        listed = [(e.kind, e.arch) for e in headers if e.kind != "lto"]
+    else:
+        listed = parse_cuobjdump_listing(_run_cuobjdump(exe, ["-all", "-lelf", "-lptx"], path, file))
+        if any(kind == "sass" and _family_capable(arch) for kind, arch in listed):
+            # the header dump names every SASS entry again, now with its suffix; should it ever list
+            # other entries than the listing, the comparison with our parser shows it
+            headers = parse_cuobjdump(_run_cuobjdump(exe, ["-all", "-res-usage"], path, file), file)
+    sass = ([e for e in headers if e.kind == "sass"] if headers is not None else
+            [CodeEntry(file, "sass", a, None, "", "none", 0, 0) for kind, a in listed if kind == "sass"])
+    ptx: list[CodeEntry] = []
+    if any(kind == "ptx" for kind, _arch in listed):
+        ptx = [e for e in parse_cuobjdump(_run_cuobjdump(exe, ["-all", "-ptx"], path, file), file) if e.kind == "ptx"]
+    return sass + ptx
 
 
-def cuobjdump_path(path: Path) -> list[CodeEntry]:
-    """The cuobjdump reader over the same inputs as read_path (wheel members go through a temp file)."""
+def cuobjdump_file(path: Path, label: str | None = None, tool: Path | None = None) -> list[CodeEntry]:
+    """Kept for callers of the earlier name: the same as cuobjdump_read."""
+    return cuobjdump_read(path, label, tool)
+
+
+def cuobjdump_bytes(data: bytes, label: str, tool: Path | None = None,
+                    expect: Iterable[CodeEntry] = ()) -> list[CodeEntry]:
+    """cuobjdump's reading of bytes held in memory (a wheel member), through a private temp file."""
+    with tempfile.TemporaryDirectory(prefix="fawheels-") as tmp:
+        member = Path(tmp) / "member"
+        member.write_bytes(data)
+        return cuobjdump_read(member, label, tool, expect)
+
+
+def cuobjdump_path(path: Path, tool: Path | None = None) -> list[CodeEntry]:
+    """The cuobjdump reader over the same inputs as read_path (every member holding CUDA code)."""
     if not is_wheel(path):
-        return cuobjdump_file(path)
+        return cuobjdump_read(path, tool=tool)
     entries: list[CodeEntry] = []
-    with open_wheel(path) as zf, tempfile.TemporaryDirectory(prefix="fawheels-") as tmp:
-        for name in zf.namelist():
-            if is_code_member(name):
-                data = read_member(zf, name, path.name)
-                if data[:4] != _ELF_MAGIC and not name.endswith(".fatbin"):
-                    continue
-                member = Path(tmp) / "member"
-                member.write_bytes(data)
-                entries += cuobjdump_file(member, name)
+    with open_wheel(path) as zf:
+        for obj_member in iter_members(zf, path.name):
+            if obj_member.data is not None and obj_member.fatbin_at is None:
+                entries += cuobjdump_bytes(obj_member.data, obj_member.name, tool)
     return entries
 
 
-def comparable(entry: CodeEntry) -> tuple[str, str, str, str, bool]:
-    """What both readers report: cuobjdump prints no sizes and not which codec compressed an entry."""
-    return (entry.file, entry.kind, entry.arch, entry.code_version, entry.compression != "none")
+def comparable(entry: CodeEntry) -> tuple[str, str, str, str | None]:
+    """What both readers must agree on: member, kind, arch with its a/f suffix, PTX ISA."""
+    return (entry.file, entry.kind, entry.arch, entry.ptx_isa)
+
+
+def _reading(entries: Counter[tuple[str, str, str, str | None]]) -> str:
+    parts = [f"{kind} {arch}" + (f" (ISA {isa})" if isa else "") + (f" x{n}" if n > 1 else "")
+             for (_f, kind, arch, isa), n in sorted(entries.items(), key=lambda kv: str(kv[0]))]
+    return ", ".join(parts) or "no CUDA code"
 
 
 def disagreements(ours: Iterable[CodeEntry], theirs: Iterable[CodeEntry]) -> list[str]:
-    """Entries one reader saw and the other did not (LTO IR excluded: cuobjdump -elf/-ptx skip it)."""
+    """Per file, where the two readings differ, naming both readings (LTO IR excluded: cuobjdump
+    lists no NVVM entries)."""
     a = Counter(comparable(e) for e in ours if e.kind != "lto")
     b = Counter(comparable(e) for e in theirs if e.kind != "lto")
-    only_ours = [f"only fawheels: {k}" for k in (a - b).elements()]
-    only_theirs = [f"only cuobjdump: {k}" for k in (b - a).elements()]
-    return only_ours + only_theirs
+    problems = []
+    for file in sorted({k[0] for k in a} | {k[0] for k in b}):
+        mine = Counter({k: n for k, n in a.items() if k[0] == file})
+        other = Counter({k: n for k, n in b.items() if k[0] == file})
+        if mine != other:
+            problems.append(f"{file}: fawheels reads {_reading(mine)}; cuobjdump reads {_reading(other)}")
+    return problems
 
 
 # --- command ---------------------------------------------------------------------------------------

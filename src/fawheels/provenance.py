@@ -10,6 +10,7 @@ build machine.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -86,13 +87,30 @@ def command_line(argv: Sequence[str]) -> list[str]:
     return args
 
 
+def verification_byproduct(name: str, data: bytes) -> dict[str, Any]:
+    """The verify report as a byproduct: its digest, the result, and which readers read the binary."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        doc = {}
+    doc = doc if isinstance(doc, dict) else {}
+    found = doc.get("readers")
+    readers: dict[str, Any] = found if isinstance(found, dict) else {}
+    return {"name": name, "digest": {"sha256": hashlib.sha256(data).hexdigest()},
+            "annotations": {"ok": doc.get("ok"), "single_reader": doc.get("single_reader"),
+                            "readers": readers.get("ran"), "readers_agree": readers.get("agree"),
+                            "note": readers.get("note")}}
+
+
 def make_statement(wheel_name: str, sha256: str, info: Mapping[str, Any], argv: Sequence[str],
-                   environ: Mapping[str, str]) -> dict[str, Any]:
+                   environ: Mapping[str, str], byproducts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The in-toto statement for one wheel (pure)."""
     builder, metadata = _builder(environ)
     run_details: dict[str, Any] = {"builder": builder}
     if metadata:
         run_details["metadata"] = metadata
+    if byproducts:
+        run_details["byproducts"] = [dict(b) for b in byproducts]
     return {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": wheel_name, "digest": {"sha256": sha256}}],
@@ -120,7 +138,12 @@ def read_build_info(wheel: Path) -> dict[str, Any]:
         names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/build-info.json")]
         if len(names) != 1:
             raise ValueError(f"{wheel.name}: expected one .dist-info/build-info.json, found {len(names)}")
-        info = json.loads(zf.read(names[0]))
+        if zf.getinfo(names[0]).file_size > 16 << 20:
+            raise ValueError(f"{wheel.name}: build-info.json is larger than 16 MiB")
+        try:
+            info = json.loads(zf.read(names[0]))
+        except RecursionError:
+            raise ValueError(f"{wheel.name}: build-info.json nests too deeply") from None
     if not isinstance(info, dict):
         raise ValueError(f"{wheel.name}: build-info.json is not an object")
     return info
@@ -129,8 +152,11 @@ def read_build_info(wheel: Path) -> dict[str, Any]:
 def write_provenance(wheel: Path, dest_dir: Path | None = None, argv: Sequence[str] | None = None,
                      environ: Mapping[str, str] | None = None) -> Path:
     """Write `<wheel>.provenance.json` into dest_dir (default: beside the wheel), atomically."""
+    report = wheel.with_name(wheel.name + ".verify.json")  # the build writes it before this statement
+    byproducts = [verification_byproduct(report.name, report.read_bytes())] if report.is_file() else []
     statement = make_statement(wheel.name, sha256_file(wheel), read_build_info(wheel),
-                               sys.argv if argv is None else argv, os.environ if environ is None else environ)
+                               sys.argv if argv is None else argv, os.environ if environ is None else environ,
+                               byproducts)
     dest_dir = dest_dir or wheel.parent
     return write_atomic(dest_dir / (wheel.name + SUFFIX), json.dumps(statement, indent=2, sort_keys=True) + "\n")
 
@@ -185,8 +211,8 @@ def check_provenance(wheel: Path) -> tuple[bool, str]:
         statement = json.loads(path.read_text())
     except FileNotFoundError:
         return False, f"no {path.name} beside the wheel"
-    except ValueError as exc:
-        return False, f"{path.name} is not JSON: {exc}"
+    except (ValueError, RecursionError) as exc:
+        return False, f"{path.name} is not JSON: {exc or 'nested too deeply'}"
     try:
         info = read_build_info(wheel)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:

@@ -513,6 +513,14 @@ def _read_small(zf: zipfile.ZipFile, member: str, path: Path) -> bytes:
     return data
 
 
+def _refuse_single_reader(path: Path, doc: Mapping[str, Any], accept: bool) -> None:
+    """A wheel whose CUDA code only one reader could read (cuobjdump could not run) needs `accept`."""
+    if doc.get("single_reader") is True and not accept:
+        note = (doc.get("readers") or {}).get("note") or "read by one reader only"
+        raise PublishError(f"{path.name}: its CUDA code was {note}; a published wheel is read by our parser "
+                           "and cuobjdump", hint="install nvidia-cuda-cuobjdump, or pass --accept-single-reader")
+
+
 def _report_doc(report: VerifyReportLike) -> dict[str, Any]:
     doc = report.to_json()
     parsed = json.loads(doc) if isinstance(doc, str) else doc
@@ -963,12 +971,15 @@ def publish_command(
     index: str,
     verifier: Verifier = _reverify,
     env: Mapping[str, str] | None = None,
+    accept_single_reader: bool = False,
 ) -> int:
     """`fawheels publish`: check every wheel, then add them all; exit 0, or PublishError (exit 8)."""
     location = parse_index(index)
     if location.root is not None:
         check_index_dir(location.root)  # before any wheel is read: a bad index path is refused at once
     checked = [check_wheel(Path(w), location.variant, index, verifier) for w in dict.fromkeys(wheels)]
+    for w in checked:  # w.report is the fresh verification publish ran itself
+        _refuse_single_reader(w.path, json.loads(w.report), accept_single_reader)
     gateway: StaticIndex | ServerIndex
     environ = os.environ if env is None else env
     if location.url is not None:

@@ -7,10 +7,13 @@ of what was read, so each failure mode is testable on data. The build writes the
 
 from __future__ import annotations
 
+import base64
 import csv
 import functools
 import json
 import re
+import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
@@ -28,15 +31,28 @@ from . import cudafacts as cf
 from .cudafacts import Arch, Version
 from .errors import FawheelsError, InspectError
 from .files import sha256_file, write_atomic
-from .inspect import CodeEntry, CodeObject, is_code_member, open_wheel, parse_bytes, read_member
+from .inspect import (
+    CodeEntry,
+    CodeObject,
+    Cuobjdump,
+    cuobjdump_bytes,
+    disagreements,
+    embedded_fatbin,
+    holds_cuda_code,
+    iter_members,
+    locate_cuobjdump,
+    open_wheel,
+    parse_bytes,
+)
 from .recipes import RECIPES
-from .wheel import record_hash
 
 REPORT_SCHEMA = 1
 _ALLOWED_NEEDED = re.compile(
     r"libc10(_\w+)?\.so|libtorch(_\w+)?\.so|libc\.so\.6|libm\.so\.6|libgcc_s\.so\.1|libstdc\+\+\.so\.6"
     r"|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|ld-linux[\w.-]*\.so\.\d+"
 )
+READERS = ("both", "fawheels", "cuobjdump")
+MAX_TEXT_BYTES = 16 << 20  # a dist-info text (RECORD, METADATA, build-info.json) larger than this is refused
 _BUILD_INFO_KEYS = ("schema", "target", "distribution", "version", "toolchain", "torch", "python", "archs",
                     "min_driver", "cuda_runtime_major", "extensions")
 
@@ -57,10 +73,16 @@ class VerifyReport:
     sha256: str  # of the wheel file: a report speaks for these exact bytes
     target: str | None
     checks: tuple[Check, ...]
+    readers: ReadersRun | None = None
 
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
+
+    @property
+    def single_reader(self) -> bool:
+        """True when the binary was read by one reader only (asked for, or cuobjdump could not run)."""
+        return self.readers is None or (self.readers.code_members > 0 and len(self.readers.ran) < 2)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,8 +92,27 @@ class VerifyReport:
             "target": self.target,
             "ok": self.ok,
             "checks": [c.to_json() for c in self.checks],
+            "readers": self.readers.to_json() if self.readers else None,
+            "single_reader": self.single_reader,
             "fawheels": __version__,
         }
+
+
+@dataclass(frozen=True)
+class ReadersRun:
+    """Which readers read the wheel's CUDA code, their versions, and what came of it."""
+
+    requested: str  # both | fawheels | cuobjdump
+    ran: tuple[tuple[str, str], ...]  # (reader, version)
+    cuobjdump_origin: str | None = None  # where the cuobjdump came from (toolkit, cache, ...)
+    note: str = ""  # why a requested reader did not run ("read by our parser only: ...")
+    agree: bool | None = None  # both ran: did they agree on every entry
+    code_members: int = 0  # members that hold CUDA code (0: nothing for a second reader to read)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"requested": self.requested, "ran": [{"reader": n, "version": v} for n, v in self.ran],
+                "cuobjdump_origin": self.cuobjdump_origin, "note": self.note, "agree": self.agree,
+                "code_members": self.code_members}
 
 
 @dataclass(frozen=True)
@@ -82,39 +123,130 @@ class WheelFacts:
     members: dict[str, tuple[str, int]]  # name -> (RECORD-style hash, size)
     dist_info: str | None  # the one *.dist-info directory (None when there are several)
     texts: dict[str, str]  # WHEEL, METADATA, RECORD, build-info.json of dist_info, when present
-    objects: tuple[CodeObject, ...]
-    unreadable: dict[str, str] = field(default_factory=dict)  # code members our parser refused -> why
+    objects: tuple[CodeObject, ...]  # every member holding CUDA code, as the checks see it
+    unreadable: dict[str, str] = field(default_factory=dict)  # code members a reader refused -> why
     op_schemas: dict[str, dict[str, str]] = field(default_factory=dict)  # code member -> op name -> schema
+    duplicates: tuple[str, ...] = ()  # member names the zip holds more than once
+    readers: ReadersRun | None = None
+    disagreements: tuple[str, ...] = ()  # where our parser and cuobjdump read the code differently
 
 
 # --- reading ---------------------------------------------------------------------------------------
 
 
+def _record_hash(sha256: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(sha256).rstrip(b"=").decode()
 
-def read_wheel(path: Path) -> WheelFacts:
-    """Hash every member, parse every ELF member; raises InspectError when it is no wheel at all."""
+
+_cuobjdump_found: dict[tuple[str, bool], tuple[Cuobjdump | None, str]] = {}
+
+
+def _cuobjdump(toolkit: Path | None, install: bool = True) -> tuple[Cuobjdump | None, str]:
+    """The cuobjdump verify uses (found, or installed into the cache when `install`; once per process)."""
+    key = (str(toolkit), install)
+    if key not in _cuobjdump_found:
+        _cuobjdump_found[key] = locate_cuobjdump(toolkit, install=install)
+    return _cuobjdump_found[key]
+
+
+def read_wheel(path: Path, reader: str = "both", toolkit: Path | None = None, install: bool = True) -> WheelFacts:
+    """Hash every member; read every member that holds CUDA code (by content, whatever its name)
+    with the readers asked for; raises InspectError when it is no readable wheel at all."""
+    if reader not in READERS:
+        raise InspectError(f"unknown reader {reader!r}", hint=f"use one of {', '.join(READERS)}")
+    tool: Cuobjdump | None = None
+    why_not = ""
+    located = reader == "fawheels"  # cuobjdump is looked for at the first member holding code
+
     members: dict[str, tuple[str, int]] = {}
-    objects: list[CodeObject] = []
+    ours: list[CodeObject] = []
+    theirs: dict[str, list[CodeEntry]] = {}
     unreadable: dict[str, str] = {}
     texts: dict[str, str] = {}
     op_schemas: dict[str, dict[str, str]] = {}
     with open_wheel(path) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
+        counts = Counter(i.filename for i in infos)
         dist_infos = {i.filename.split("/", 1)[0] for i in infos if re.match(r"[^/]+\.dist-info/", i.filename)}
         dist_info = dist_infos.pop() if len(dist_infos) == 1 else None
-        for info in infos:
-            data = read_member(zf, info.filename, path.name)
-            members[info.filename] = (record_hash(data), len(data))
-            base = info.filename.rsplit("/", 1)
-            if dist_info and len(base) == 2 and base[0] == dist_info:
-                texts[base[1]] = data.decode("utf-8", errors="replace")
-            if is_code_member(info.filename) and data[:4] == b"\x7fELF":
-                op_schemas[info.filename] = op_schemas_in(data)
+
+        def is_text(name: str) -> bool:
+            return dist_info is not None and name.rsplit("/", 1)[0] == dist_info
+
+        for m in iter_members(zf, path.name, keep=is_text):
+            members[m.name] = (_record_hash(m.sha256), m.size)
+            if is_text(m.name) and m.data is not None:
+                if m.size > MAX_TEXT_BYTES:
+                    raise InspectError(f"{path.name}: {m.name} is {m.size} bytes, more than the "
+                                       f"{MAX_TEXT_BYTES} fawheels reads of a metadata file")
+                texts[m.name.rsplit("/", 1)[1]] = m.data.decode("utf-8", errors="replace")
+            if m.data is None:
+                continue
+            if m.fatbin_at is not None:  # a fatbin inside a member of another kind
+                found = embedded_fatbin(m, path.name)
+                if found is not None:
+                    ours.append(found)
+                    theirs[m.name] = list(found.entries)  # cuobjdump reads no fatbin hidden in data
+                continue
+            if not holds_cuda_code(m.data[:8]):
+                continue
+            if m.data[:4] == b"\x7fELF":
+                op_schemas[m.name] = op_schemas_in(m.data)
+            expect: tuple[CodeEntry, ...] = ()
+            try:
+                ours.append(parse_bytes(m.data, m.name))
+                expect = ours[-1].entries
+            except InspectError as exc:
+                unreadable[m.name] = str(exc)
+            if not located:
+                tool, why_not = _cuobjdump(toolkit, install)
+                located = True
+                if reader == "cuobjdump" and tool is None:
+                    raise InspectError(f"--reader cuobjdump: cuobjdump cannot run here: {why_not}",
+                                       hint="pip install nvidia-cuda-cuobjdump, or use --reader fawheels")
+            if tool is not None:
                 try:
-                    objects.append(parse_bytes(data, info.filename))
+                    theirs[m.name] = cuobjdump_bytes(m.data, m.name, tool.path, expect)
                 except InspectError as exc:
-                    unreadable[info.filename] = str(exc)
-    return WheelFacts(path.name, members, dist_info, texts, tuple(objects), unreadable, op_schemas)
+                    unreadable.setdefault(m.name, f"cuobjdump cannot read it: {exc}")
+    duplicates = tuple(sorted(n for n, c in counts.items() if c > 1))
+    return _facts(path.name, members, dist_info, texts, ours, theirs, unreadable, op_schemas, duplicates,
+                  reader, tool, why_not if located else "")
+
+
+def _facts(filename: str, members: dict[str, tuple[str, int]], dist_info: str | None, texts: dict[str, str],
+           ours: list[CodeObject], theirs: dict[str, list[CodeEntry]], unreadable: dict[str, str],
+           op_schemas: dict[str, dict[str, str]], duplicates: tuple[str, ...], reader: str,
+           tool: Cuobjdump | None, why_not: str) -> WheelFacts:
+    """Put the readings together: which entries the checks see, and where the readers differ."""
+    ran: list[tuple[str, str]] = []
+    if reader != "cuobjdump":
+        ran.append(("fawheels", __version__))
+    if tool is not None:
+        ran.append(("cuobjdump", tool.version))
+    note = ""
+    code = sum(1 for o in ours if o.entries) + len(unreadable)
+    if reader == "both" and tool is None and why_not:
+        note = f"read by our parser only: cuobjdump cannot run here ({why_not})"
+    elif reader == "fawheels":
+        note = "read by our parser only (--reader fawheels)"
+    elif reader == "cuobjdump":
+        note = "read by cuobjdump only (--reader cuobjdump): SASS is checked per member, not per module"
+    problems: list[str] = []
+    objects: list[CodeObject] = ours
+    if reader == "both" and tool is not None:
+        mine = [e for o in ours if o.file not in unreadable for e in o.entries]
+        other = [e for f, es in theirs.items() if f not in unreadable for e in es]
+        problems = disagreements(mine, other)
+    elif reader == "cuobjdump":
+        by_file = {o.file: o for o in ours}
+        objects = [CodeObject(f, by_file[f].format if f in by_file else "unknown",
+                              by_file[f].needed if f in by_file else (), tuple(es)) for f, es in theirs.items()]
+        unreadable = {f: why for f, why in unreadable.items() if f not in theirs or "cuobjdump" in why}
+    readers = ReadersRun(reader, tuple(ran), tool.origin if tool else None, note,
+                         (not problems) if len(ran) == 2 else None, code)
+    return WheelFacts(filename, members, dist_info, texts, tuple(objects), unreadable, op_schemas, duplicates,
+                      readers, tuple(problems))
 
 
 # Every op name a served release calls: what read_wheel looks for in extensions.
@@ -236,6 +368,8 @@ def check_record(f: WheelFacts) -> Check:
         elif (digest, size) != (f.members[member][0], str(f.members[member][1])):
             problems.append(f"{member}: hash or size differs from RECORD")
     problems += [f"{m} is not in RECORD" for m in sorted(set(f.members) - listed)]
+    problems += [f"{m} appears more than once in the zip (an installer keeps one, a reader may see the other)"
+                 for m in f.duplicates]
     return _ok("record", problems, f"{len(f.members)} members match RECORD")
 
 
@@ -247,6 +381,8 @@ def _build_info(f: WheelFacts) -> tuple[dict[str, Any] | None, str]:
         info = json.loads(text)
     except ValueError as exc:
         return None, f"build-info.json is not JSON: {exc}"
+    except RecursionError:
+        return None, "build-info.json nests deeper than Python's JSON reader goes: not a fawheels build-info"
     if not isinstance(info, dict):
         return None, "build-info.json is not an object"
     missing = [k for k in _BUILD_INFO_KEYS if k not in info]
@@ -293,8 +429,8 @@ def check_build_info(f: WheelFacts, info: dict[str, Any]) -> Check:
 def check_extensions(f: WheelFacts, info: dict[str, Any]) -> Check:
     """Every listed extension is a readable ELF; no unlisted object carries CUDA code."""
     problems = list(f.unreadable.values())
-    readable = {o.file for o in f.objects}
-    problems += [f"{e} is not an ELF object" for e in info["extensions"]
+    readable = {o.file for o in f.objects if o.format in ("shared-object", "unknown")}
+    problems += [f"{e} is not an ELF shared object" for e in info["extensions"]
                  if e in f.members and e not in readable and e not in f.unreadable]
     problems += [f"{o.file} carries CUDA code but is not listed in build-info.json extensions"
                  for o in f.objects if o.entries and o.file not in info["extensions"]]
@@ -313,6 +449,11 @@ def _extensions(f: WheelFacts, info: dict[str, Any]) -> list[CodeObject]:
     return [o for o in f.objects if o.file in info["extensions"]]
 
 
+def _code_objects(f: WheelFacts, info: dict[str, Any]) -> list[CodeObject]:
+    """The listed extensions and every other member that carries CUDA code: all are held to the promises."""
+    return [o for o in f.objects if o.file in info["extensions"] or o.entries]
+
+
 def promised_ccs(sass: Sequence[Arch]) -> list[tuple[int, int]]:
     """Every GPU the promised SASS runs on by the binary-compatibility rules."""
     return [cc for cc in cf.known_ccs() if any(cf.sass_runs_on(a, cc) for a in sass)]
@@ -323,7 +464,7 @@ def check_sass(f: WheelFacts, info: dict[str, Any]) -> Check:
     promised = _archs(info, "sass")
     ccs = promised_ccs(promised)
     problems: list[str] = []
-    for obj in _extensions(f, info):
+    for obj in _code_objects(f, info):
         modules = _modules(obj)
         if promised and not modules:
             problems.append(f"{obj.file}: no CUDA code at all")
@@ -342,7 +483,7 @@ def check_ptx(f: WheelFacts, info: dict[str, Any]) -> Check:
     min_driver = Version.parse(str(info["min_driver"]))
     promised = _archs(info, "ptx")
     problems: list[str] = []
-    for obj in _extensions(f, info):
+    for obj in _code_objects(f, info):
         for container, entries in sorted(_modules(obj).items()):
             ptx = [e for e in entries if e.kind == "ptx"]
             for want in promised:
@@ -402,6 +543,21 @@ def check_op_schemas(f: WheelFacts, info: dict[str, Any]) -> Check:
     return _ok("op-schemas", problems, f"{', '.join(release.op_names)} as {serves} calls them")
 
 
+def check_readers(f: WheelFacts) -> Check:
+    """Our parser and cuobjdump read every CUDA-bearing member alike (kind, arch with a/f suffix, PTX ISA)."""
+    readers = f.readers
+    if readers is None:
+        return Check("readers", True, "no reader record")
+    if f.disagreements:
+        return Check("readers", False, "the readers disagree: " + "; ".join(f.disagreements))
+    entries = sum(len(o.entries) for o in f.objects)
+    members = sum(1 for o in f.objects if o.entries)
+    names = " + ".join(f"{n} {v}" for n, v in readers.ran)
+    origin = f" ({readers.cuobjdump_origin})" if readers.cuobjdump_origin else ""
+    return Check("readers", True, f"{names}{origin}: {entries} code entries in {members} member(s)"
+                 + (", read alike" if readers.agree else "") + (f"; {readers.note}" if readers.note else ""))
+
+
 _INFO_CHECKS: tuple[Callable[[WheelFacts, dict[str, Any]], Check], ...] = (
     check_build_info, check_extensions, check_sass, check_ptx, check_needed, check_requires_torch, check_op_schemas,
 )
@@ -412,14 +568,16 @@ def _guarded(name: str, check: Callable[[], Check], what: str) -> Check:
     """Malformed input (a wrong type, an unknown arch, a broken csv row) fails its check, not the run."""
     try:
         return check()
-    except (FawheelsError, ValueError, KeyError, TypeError, AttributeError, csv.Error) as exc:
+    except (FawheelsError, ValueError, KeyError, TypeError, AttributeError, csv.Error, RecursionError,
+            OverflowError) as exc:
         return Check(name, False, f"{what} unusable: {exc}")
 
 
 def run_checks(f: WheelFacts) -> tuple[tuple[Check, ...], str | None]:
     """Every check, and the target the wheel says it was built for."""
     checks = [_guarded("format", lambda: check_format(f), "wheel metadata"),
-              _guarded("record", lambda: check_record(f), "RECORD")]
+              _guarded("record", lambda: check_record(f), "RECORD"),
+              check_readers(f)]
     if not checks[0].ok:  # the rest reads names and tags the file name must give
         return tuple(checks + [Check(n, False, "skipped: the wheel's format is broken")
                                for n in _INFO_CHECK_NAMES]), None
@@ -434,15 +592,19 @@ def run_checks(f: WheelFacts) -> tuple[tuple[Check, ...], str | None]:
 # --- API and command -------------------------------------------------------------------------------
 
 
-def verify_wheel(path: Path) -> VerifyReport:
-    """Check one wheel; raises InspectError only when the file is not a readable wheel at all."""
-    checks, target = run_checks(read_wheel(path))
+def verify_wheel(path: Path, *, reader: str = "both", toolkit: Path | None = None,
+                 install: bool = True) -> VerifyReport:
+    """Check one wheel, reading its CUDA code with `reader` (both: our parser and cuobjdump, which must
+    agree; cuobjdump from `toolkit` when it has one, else found or, when `install`, installed once into
+    the cache); raises InspectError only when the file is not a readable wheel at all."""
+    facts = read_wheel(path, reader, toolkit, install)
+    checks, target = run_checks(facts)
     from .provenance import check_provenance, provenance_path
 
     # The build verifies before it writes the statement; once it sits beside the wheel, it must agree.
     if provenance_path(path).exists():
         checks = (*checks, Check("provenance", *check_provenance(path)))
-    return VerifyReport(path.name, sha256_file(path), target, checks)
+    return VerifyReport(path.name, sha256_file(path), target, checks, facts.readers)
 
 
 def write_report(wheel: Path, report: VerifyReport | None = None) -> Path:
@@ -451,14 +613,19 @@ def write_report(wheel: Path, report: VerifyReport | None = None) -> Path:
     return write_atomic(wheel.with_name(wheel.name + ".verify.json"), json.dumps(report.to_json(), indent=2) + "\n")
 
 
-def verify_command(wheel: Path, *, as_json: bool = False) -> int:
-    """`fawheels verify`: exit 0 when every check passes, 1 otherwise."""
-    report = verify_wheel(wheel)
+def verify_command(wheel: Path, *, as_json: bool = False, reader: str = "both", write: bool = False) -> int:
+    """`fawheels verify`: exit 0 when every check passes, 1 otherwise; `write`: also the report publish reads."""
+    report = verify_wheel(wheel, reader=reader)
+    if write:  # <wheel>.verify.json, pass or fail, as a build writes it
+        print(f"report: {write_report(wheel, report)}", file=sys.stderr)
     if as_json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         for c in report.checks:
             print(f"{'PASS' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+        if report.readers and report.readers.note:
+            print(f"NOTE {report.readers.note}")
         print(f"{wheel.name}: {'verified' if report.ok else 'FAILS verification'}"
-              + (f" for target {report.target}" if report.target else ""))
+              + (f" for target {report.target}" if report.target else "")
+              + (" (read by one reader only)" if report.single_reader else ""))
     return 0 if report.ok else 1
