@@ -8,7 +8,7 @@ nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"  # the interpreter of the default targets (cp311)
-TEST_TOOLS = ["nvidia-cuda-cuobjdump==13.2.86"]  # cuobjdump reads 12.x and 13.x binaries (DESIGN §4)
+TEST_TOOLS = ["nvidia-cuda-cuobjdump==13.2.86"]  # cuobjdump reads 12.x and 13.x binaries (docs/cuda-facts.md)
 
 
 @nox.session(name="build-sm120", python=PYTHON)

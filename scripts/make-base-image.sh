@@ -1,5 +1,5 @@
 #!/bin/sh
-# Build a minimal Debian base image without any registry (DESIGN §5): debootstrap a root
+# Build a minimal Debian base image without any registry (docs/toolchains.md): debootstrap a root
 # filesystem and `docker import` it. The toolchain Dockerfiles take the result as BASE_IMAGE.
 #
 # usage: scripts/make-base-image.sh [TAG] [SUITE] [MIRROR]

@@ -1,4 +1,4 @@
-"""Command-line interface: thin argument parsing over the package API (DESIGN §3)."""
+"""Command-line interface: thin argument parsing over the package API (README: Commands)."""
 
 from __future__ import annotations
 

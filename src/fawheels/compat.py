@@ -1,7 +1,7 @@
 """Predict whether each kernel image of an artifact loads on a GPU with a given driver.
 
 The driver loads one module per fatbin container (one per translation unit) and picks, inside it, SASS
-that runs on the GPU or else PTX it JIT-compiles; the rules are the CUDA facts table's (DESIGN §4).
+that runs on the GPU or else PTX it JIT-compiles; the rules are the CUDA facts table's (docs/cuda-facts.md).
 Prediction is pure (`predict`); only finding the objects (file, wheel, installed distribution) reads disk.
 """
 

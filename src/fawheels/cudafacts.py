@@ -1,4 +1,4 @@
-"""CUDA facts as data (DESIGN §4): toolkits, PTX ISA versions, drivers, SM targets and GPUs.
+"""CUDA facts as data (docs/cuda-facts.md): toolkits, PTX ISA versions, drivers, SM targets and GPUs.
 
 Pure: no I/O. Every rule about "can toolkit X compile arch Y", "can driver D JIT PTX ISA I" and
 "does SASS for arch A run on compute capability C" lives here, so matrix validation, verify and

@@ -1,4 +1,4 @@
-"""Read the CUDA code inside a wheel, shared object, cubin or raw fatbin (DESIGN §4 fatbin layout).
+"""Read the CUDA code inside a wheel, shared object, cubin or raw fatbin (fatbin layout: docs/cuda-facts.md).
 
 Two independent readers: our own parser of the `.nv_fatbin` container (needs no CUDA toolkit) and
 `cuobjdump` when one is installed. Parsing works on bytes in memory; the only I/O is reading the input

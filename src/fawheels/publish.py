@@ -1,4 +1,4 @@
-"""Publish verified wheels to a package index (`fawheels publish WHEEL… --index DIR_OR_URL`, DESIGN §3).
+"""Publish verified wheels to a package index (`fawheels publish WHEEL… --index DIR_OR_URL`, docs/publishing.md).
 
 Two backends behind one entry point, `publish_command`:
 
