@@ -73,3 +73,11 @@ def bench_gpu(session: nox.Session) -> None:
     for wheel in _wheel_args(session):
         session.run("python", "-m", "fawheels.cli", "smoke", wheel, "--bench", "--out", f"{wheel}.gpu.json",
                     env={"PYTHONPATH": "src"})
+
+
+@nox.session(name="first-call", python=False)
+def first_call(session: nox.Session) -> None:
+    """On a GPU machine: the first attention call of each wheel in a fresh process, JIT cache disabled."""
+    for wheel in _wheel_args(session):
+        session.run("python", "scripts/first_call.py", wheel, "--out", f"{wheel}.first-call.json",
+                    env={"PYTHONPATH": "src"})

@@ -495,7 +495,7 @@ def _build_stages(target: Target, matrix: Matrix, dist: Path, jobs: int | None, 
             for child in workdir.iterdir():
                 if child.name not in ("cmake", "recipe", "tools"):  # the configure and what it depends on
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
-        tree, applied = prepare_tree(target.source, patches, workdir, offline=offline)
+        tree, applied = _prepare_tree_reusing(target.source, patches, workdir, offline, result)
         sde = source_date_epoch(target.source, offline)
 
     result.stage = "compile"
@@ -600,6 +600,30 @@ def _build_stages(target: Target, matrix: Matrix, dist: Path, jobs: int | None, 
     result.status = "ok"
     result.stage = "done"
     log("stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.stages_s.items()))
+
+
+def _prepare_tree_reusing(source: Source, patches: list[Path], workdir: Path, offline: bool,
+                          result: Result) -> tuple[Path, list[AppliedPatch]]:
+    """The unpacked, patched source of the last build of this target when it came from the same pin and the
+    same patches (a stamp written after patching says so); else a fresh one (prepare_tree). Reusing it keeps
+    the patched files' mtimes, so ninja does not recompile what includes them (flash_api.cpp) every time."""
+    stamp = workdir / "src.stamp.json"
+    digests = [(p.name, sha256_file(p)) for p in patches if p.is_file()]
+    pin = {"source": [source.kind, source.url, source.sha256, source.commit],
+           "patches": [list(d) for d in digests] if len(digests) == len(patches) else None}
+    try:
+        held = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        held = None
+    if (pin["patches"] is not None and isinstance(held, dict) and held.get("pin") == pin
+            and (workdir / "src" / str(held.get("tree"))).is_dir()):
+        result.reused.append("source")
+        log(f"source: {held['tree']} unpacked and patched by an earlier build from the same pin, reused")
+        return workdir / "src" / str(held["tree"]), [AppliedPatch(n, d) for n, d in digests]
+    stamp.unlink(missing_ok=True)
+    tree, applied = prepare_tree(source, patches, workdir, offline=offline)
+    stamp.write_text(json.dumps({"pin": pin, "tree": tree.relative_to(workdir / "src").as_posix()}))
+    return tree, applied
 
 
 def _recipe_files(cmake_dir: str) -> list[Path]:
