@@ -67,3 +67,27 @@ def test_stage_times_accumulate_and_reach_the_report() -> None:
     doc = result.to_json()
     assert list(doc["stages_s"]) == ["compile"] and doc["stages_s"]["compile"] >= 0
     assert {"jobs_reason", "schedule", "job_stats", "reused"} <= set(doc)
+
+
+def test_torch_probe_is_reused_while_the_env_marker_is_the_same(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from fawheels import toolchain
+
+    root = tmp_path / "env"
+    root.mkdir()
+    (root / toolchain.COMPLETE_MARKER).write_text("2.14.1\n")
+    probes: list[Path] = []
+
+    def fake_probe(python: Path) -> toolchain.TorchEnv:
+        probes.append(python)
+        return toolchain.TorchEnv(python=python, torch_version="2.14.1+cu130", torch_cuda="13.0", cxx11_abi=True,
+                                  torch_dir=root / "torch", python_include="/inc", ext_suffix=".so",
+                                  python_version="3.11", cmake=root / "cmake", ninja=root / "ninja")
+
+    monkeypatch.setattr(toolchain, "probe_torch", fake_probe)
+    first = toolchain._probe_cached_env(root, root / "bin/python")
+    second = toolchain._probe_cached_env(root, root / "bin/python")
+    assert second == first and len(probes) == 1
+    (root / toolchain.COMPLETE_MARKER).write_text("2.14.2\n")  # the env was made again: probe again
+    toolchain._probe_cached_env(root, root / "bin/python")
+    assert len(probes) == 2
