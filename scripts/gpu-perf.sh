@@ -26,7 +26,6 @@ ptx=fa2-cu130-torch2.11-sm80-ptx80-cp312-one-tu
 
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/pyelftools-*.whl .whl/zstandard-*.whl .whl/lz4-*.whl
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 FAWHEELS_CACHE=$PWD/.devcache
-fw() { python3 -m fawheels.cli "$@"; }
 { nvidia-smi --query-gpu=name,compute_cap,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit --format=csv
   nvcc --version | tail -2; python3 -c 'import torch, sys; print(sys.version.split()[0], torch.__version__)'
   echo "cores $(nproc)"; free -g | head -2; uptime; } > "$out/machine.txt" 2>&1

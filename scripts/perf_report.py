@@ -110,8 +110,9 @@ def first_call_section(docs: list[dict[str, Any]]) -> list[str]:
                      f"{d['nvcc']} | {len(d['runs_cache_disabled'])}{f' ({len(errors)} failed)' if errors else ''} | "
                      f"{_mmm(s['import_flash_attn_s']) if 'import_flash_attn_s' in s else '–'} | {first} | "
                      f"{_mmm(s['second_call_s']) if 'second_call_s' in s else '–'} | "
-                     f"{cache['first_process'].get('first_call_s', float('nan')):.3f} / "
-                     f"{cache['second_process'].get('first_call_s', float('nan')):.3f} |")
+                     f"{cache.get('first_process', {}).get('first_call_s', float('nan')):.3f} / "
+                     f"{cache.get('second_process', {}).get('first_call_s', float('nan')):.3f} |"
+                     + ("" if d.get("complete", True) else " (cut short)"))
     return [*lines, ""]
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FawheelsError, ToolchainError
+from .files import write_atomic
 from .runner import log, run
 
 # The child: fresh interpreter, nothing imported before the clock starts. Shapes: one small causal bf16
@@ -108,8 +109,18 @@ def first_call_command(wheel_arg: str, *, runs: int = 3, out: str | None = None)
     except (zipfile.BadZipFile, StopIteration, ValueError) as exc:
         raise FawheelsError(f"{wheel}: not a fawheels wheel (no readable build-info.json)") from exc
     gpu = _gpu()
-    doc: dict[str, Any] = {"wheel": wheel.name, "target": info["target"], "archs": info["archs"],
-                           "nvcc": info["toolchain"]["nvcc"], "gpu": gpu, "python": sys.version.split()[0]}
+    doc: dict[str, Any] = {
+        "wheel": wheel.name, "target": info["target"], "archs": info["archs"], "nvcc": info["toolchain"]["nvcc"],
+        "gpu": gpu, "python": sys.version.split()[0],
+        "method": ("fresh interpreter per run; CUDA_CACHE_DISABLE=1; wall clock (time.perf_counter) around "
+                   "`import flash_attn` and around the first flash_attn_func(q, k, v, causal=True) on "
+                   "q/k/v [1, 512, 16, 128] bf16, each followed by torch.cuda.synchronize()"),
+        "runs_cache_disabled": [], "summary_cache_disabled": {}, "cache_enabled_fresh_dir": {}, "complete": False}
+
+    def save() -> None:  # after every run: a run cut short by a timeout still leaves what it measured
+        if out:
+            write_atomic(Path(out), json.dumps(doc, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="fawheels-firstcall-") as tmp:
         site = Path(tmp) / "site"
         run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site),
@@ -126,28 +137,24 @@ def first_call_command(wheel_arg: str, *, runs: int = 3, out: str | None = None)
             except FawheelsError as exc:
                 return {"error": str(exc)[-1500:], "finite": False}
 
-        cold = []
+        cold: list[dict[str, Any]] = doc["runs_cache_disabled"]
         for i in range(runs):
             cold.append(child({"CUDA_CACHE_DISABLE": "1"}))
+            doc["summary_cache_disabled"] = summarize(cold)
+            save()
             last = cold[-1]
             log(f"  run {i + 1}/{runs} (JIT cache disabled): " + (
                 f"first call {last['first_call_s']:.3f} s, import {last['import_flash_attn_s']:.3f} s"
                 if "error" not in last else f"FAILED: {last['error'].splitlines()[-1] if last['error'] else ''}"))
         cache_dir = Path(tmp) / "jit-cache"
-        filled = child({"CUDA_CACHE_DISABLE": "0", "CUDA_CACHE_PATH": str(cache_dir)})
-        warm = child({"CUDA_CACHE_DISABLE": "0", "CUDA_CACHE_PATH": str(cache_dir)})
-    doc.update({
-        "method": ("fresh interpreter per run; CUDA_CACHE_DISABLE=1; wall clock (time.perf_counter) around "
-                   "`import flash_attn` and around the first flash_attn_func(q, k, v, causal=True) on "
-                   "q/k/v [1, 512, 16, 128] bf16, each followed by torch.cuda.synchronize()"),
-        "runs_cache_disabled": cold, "summary_cache_disabled": summarize(cold),
-        "cache_enabled_fresh_dir": {"first_process": filled, "second_process": warm},
-    })
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if out:
-        Path(out).write_text(text + "\n")
-    return 0 if all(r.get("finite") for r in [*cold, filled, warm]) else 1
+        cached: dict[str, Any] = doc["cache_enabled_fresh_dir"]
+        for name in ("first_process", "second_process"):
+            cached[name] = child({"CUDA_CACHE_DISABLE": "0", "CUDA_CACHE_PATH": str(cache_dir)})
+            save()
+    doc["complete"] = True
+    save()
+    print(json.dumps(doc, indent=2))
+    return 0 if all(r.get("finite") for r in [*cold, *cached.values()]) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
