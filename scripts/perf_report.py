@@ -111,8 +111,8 @@ def first_call_section(docs: list[dict[str, Any]]) -> list[str]:
                      f"{_mmm(s['import_flash_attn_s']) if 'import_flash_attn_s' in s else '–'} | {first} | "
                      f"{_mmm(s['second_call_s']) if 'second_call_s' in s else '–'} | "
                      f"{cache.get('first_process', {}).get('first_call_s', float('nan')):.3f} / "
-                     f"{cache.get('second_process', {}).get('first_call_s', float('nan')):.3f} |"
-                     + ("" if d.get("complete", True) else " (cut short)"))
+                     f"{cache.get('second_process', {}).get('first_call_s', float('nan')):.3f}"
+                     + ("" if d.get("complete", True) else " (run cut short)") + " |")
     return [*lines, ""]
 
 
