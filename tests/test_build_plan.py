@@ -10,7 +10,6 @@ import pytest
 
 from fawheels.build import (
     SCHEDULE_VAR,
-    SPLIT_COMPILE,
     configure_identity,
     gencode_flags,
     kernels_header,
@@ -41,8 +40,8 @@ def fake_toolkit() -> CudaToolkit:
 def test_nvcc_parallelism_is_a_function_of_the_target_not_the_machine(tmp_path: Path) -> None:
     # The flags are in every compile command and in build-info.json: another machine (cores, memory, job
     # count) must give the same ones, or the wheel and the compiler cache keys would follow the machine.
-    assert nvcc_parallel_flags(1) == ["--threads=1", f"--split-compile={SPLIT_COMPILE}"]
-    assert nvcc_parallel_flags(2) == ["--threads=2", f"--split-compile={SPLIT_COMPILE}"]
+    assert nvcc_parallel_flags(1) == ["--threads=1"]
+    assert nvcc_parallel_flags(2) == ["--threads=2"]
     target = MATRIX.target("fa2-cu130-torch2.14-sm90-sm120-cp311")
     plans = [plan_build(target, tmp_path / "w/src/t", tmp_path / "w", fake_toolkit(), fake_torch(tmp_path),
                         jobs=jobs, cpus=cpus, recipe_dir=tmp_path / "w/recipe", source_date_epoch=1)

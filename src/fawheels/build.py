@@ -38,11 +38,9 @@ IN_CONTAINER = "FAWHEELS_IN_CONTAINER"  # set by container.py inside toolchain i
 # Peak RSS assumed for one nvcc job on an FA2 forward TU when nothing was measured (4.0-4.9 GB seen); rounded
 # up. Measured peaks (jobstats.py) replace it once a unit was compiled with the same nvcc, archs and flags.
 NVCC_JOB_BYTES = jobstats.FALLBACK_JOB_BYTES
-# nvcc --split-compile: cicc and ptxas optimize parts of one unit's device code in parallel, which breaks the
-# slowest unit (one split-KV kernel unit was the whole wall of a 16-core build). The cubin depends on the
-# count (the same count gives the same bytes, another count other bytes), so it is fixed here, never taken
-# from the machine, and recorded in build-info.json with the other nvcc flags.
-SPLIT_COMPILE = 4
+# No `--split-compile`: with nvcc 13.0.88 cicc's split output differs from run to run on an FA2 kernel unit
+# (two `-ptx --split-compile=4` runs gave 6.19 MB and 5.06 MB of PTX; the wheel's cubin changed with it),
+# which would end byte-identical wheels (docs/build-performance.md).
 # Stable names that build paths are mapped to, so no machine path reaches the binary.
 PREFIX_NAMES = {"workdir": "/fawheels/build", "torch": "/fawheels/torch", "cuda": "/fawheels/cuda",
                 "python": "/fawheels/python"}
@@ -67,11 +65,10 @@ TORCH_LIBS = ["c10", "torch", "torch_cpu", "torch_python", "c10_cuda", "torch_cu
 
 
 def nvcc_parallel_flags(n_arches: int) -> list[str]:
-    """nvcc's parallelism inside one unit: one thread per arch (--threads) and SPLIT_COMPILE parts of each
-    arch's device code (--split-compile). A function of the target alone: these flags are in every compile
-    command (a different value recompiles, and misses the compiler cache) and in build-info.json, so they
-    must not follow the machine's cores or the job count."""
-    return [f"--threads={max(1, n_arches)}", f"--split-compile={SPLIT_COMPILE}"]
+    """nvcc's parallelism inside one unit: one thread per arch (--threads). A function of the target alone:
+    the flag is in every compile command (a different value recompiles, and misses the compiler cache) and in
+    build-info.json, so it must not follow the machine's cores or the job count."""
+    return [f"--threads={max(1, n_arches)}"]
 
 
 def gencode_flags(sass: tuple[Arch, ...], ptx: tuple[Arch, ...]) -> list[str]:

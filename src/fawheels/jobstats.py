@@ -4,7 +4,7 @@ the next build of the same unit, arch set and toolkit (how many jobs fit in memo
 How a job is measured: the build puts a tiny stdlib-only launcher (`LAUNCHER_SOURCE`, written into the build
 directory) in front of every compiler call (CMake's compiler launcher). It runs the compiler as its child,
 samples the summed RSS of the child's whole process tree (nvcc runs cudafe++, cicc, ptxas, fatbinary and the
-host compiler as children, several at once with --split-compile and --threads), takes the CPU time and the
+host compiler as children, several at once with --threads), takes the CPU time and the
 largest single process's peak from getrusage(RUSAGE_CHILDREN), and writes one JSON record per output file.
 
 Pure: `JobRecord`, `stats_key`, `static_estimate_s`, `schedule`, `choose_jobs_measured`. I/O: `read_records`
@@ -141,7 +141,7 @@ class JobRecord:
 
 def stats_key(nvcc_version: str, archs: Sequence[str], unit: str, flags: Sequence[str]) -> str:
     """What a measurement is valid for: the same unit, compiled for the same archs by the same nvcc with the
-    same parallelism flags (--split-compile and --threads change time and memory)."""
+    same parallelism flags (--threads, --split-compile change time and memory)."""
     parallel = [f for f in flags if f.startswith(("--split-compile", "--threads"))]
     return f"nvcc {nvcc_version} | {'+'.join(archs)} | {' '.join(parallel)} | {unit}"
 
