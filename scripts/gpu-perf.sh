@@ -12,6 +12,8 @@
 #     firstcall the first attention call of each of the pair in fresh processes, JIT cache disabled
 #     rebuild   the qwen3 target again, nothing changed: the stages outside compilation
 #
+# If the default run is cut short (the PTX wheel's JIT is the unknown), run it in two calls:
+#   bash scripts/gpu-perf.sh builds bench rebuild     then     bash scripts/gpu-perf.sh pair firstcall
 # Everything lands in $OUT (default /tmp/out): logs, build reports (JSON), smoke/bench JSON, first-call JSON,
 # and the job history. Each phase has its own timeout from what is left of the 530 s budget, so a slow phase
 # cuts the later ones short instead of the whole call.
@@ -63,7 +65,7 @@ for phase in $phases; do
     firstcall)
       for t in $sass $ptx; do
         # The PTX wheel's JIT may take a while per process: give it what is left, 3 runs when there is time.
-        runs=3; [ "$(left)" -lt 150 ] && runs=2
+        runs=3; [ "$(left)" -lt 200 ] && runs=2; [ "$(left)" -lt 100 ] && runs=1
         timeout "$(left)" python3 scripts/first_call.py /tmp/d/$t/*.whl --runs $runs \
           --out "$out/first-call-$t.json" > "$out/first-call-$t.log" 2>&1
         echo "first-call $t exit $?"; grep -E "run [0-9]" "$out/first-call-$t.log"
