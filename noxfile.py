@@ -8,7 +8,8 @@ nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"  # the interpreter of the default targets (cp311)
-TEST_TOOLS = ["nvidia-cuda-cuobjdump==13.2.86"]  # cuobjdump reads 12.x and 13.x binaries (DESIGN §4)
+TEST_TOOLS = ["nvidia-cuda-cuobjdump==13.2.86",  # cuobjdump reads 12.x and 13.x binaries (DESIGN §4)
+              "cmake==4.1.3", "ninja==1.13.0"]  # the recipe's CMake project (tests/test_schedule_cmake.py)
 
 
 @nox.session(name="build-sm120", python=PYTHON)
