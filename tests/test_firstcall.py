@@ -1,4 +1,4 @@
-"""The first-call measurement's pure parts (the GPU run itself: scripts/gpu-perf.sh, bench/first-call-gpu.md)."""
+"""The first-call measurement's pure parts (the GPU run itself: scripts/gpu-perf.sh, bench/gpu-perf.md)."""
 
 from __future__ import annotations
 
