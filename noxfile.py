@@ -8,7 +8,8 @@ nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"  # the interpreter of the default targets (cp311)
-TEST_TOOLS = ["nvidia-cuda-cuobjdump==13.2.86"]  # cuobjdump reads 12.x and 13.x binaries (docs/cuda-facts.md)
+TEST_TOOLS = ["nvidia-cuda-cuobjdump==13.2.86",  # cuobjdump reads 12.x and 13.x binaries (docs/cuda-facts.md)
+              "cmake==4.1.3", "ninja==1.13.0"]  # the recipe's CMake project (tests/test_schedule_cmake.py)
 
 
 @nox.session(name="build-sm120", python=PYTHON)
@@ -72,4 +73,12 @@ def bench_gpu(session: nox.Session) -> None:
     """On a GPU machine: smoke plus throughput of ours vs torch's flash backend (medians, ratio)."""
     for wheel in _wheel_args(session):
         session.run("python", "-m", "fawheels.cli", "smoke", wheel, "--bench", "--out", f"{wheel}.gpu.json",
+                    env={"PYTHONPATH": "src"})
+
+
+@nox.session(name="first-call", python=False)
+def first_call(session: nox.Session) -> None:
+    """On a GPU machine: the first attention call of each wheel in a fresh process, JIT cache disabled."""
+    for wheel in _wheel_args(session):
+        session.run("python", "scripts/first_call.py", wheel, "--out", f"{wheel}.first-call.json",
                     env={"PYTHONPATH": "src"})

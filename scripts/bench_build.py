@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Cold build of a target, timed: writes bench/build-<target>.md with wall time and per-job compile times.
+"""Cold build of a target, timed: writes bench/build-<target>.md with wall time, stage times and per-job
+wall, CPU seconds and peak RSS.
 
 Usage: python scripts/bench_build.py [TARGET_ID] [--jobs N]   (default: the matrix's default target)
 """
@@ -38,32 +39,19 @@ def main() -> int:
         print(json.dumps(results, indent=2))
         return code
     r = results[0]
-    jobs = r["job_times_s"]
-    kernel_jobs = {k: v for k, v in jobs.items() if k.endswith(".cu.o")}
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from perf_report import build_section  # the same tables as the GPU machine's (scripts/perf_report.py)
+
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     lines = [
         f"# Cold build of `{r['target']}`",
         "",
         f"Measured {datetime.date.today()} on {platform.node() or 'this machine'}: {os.cpu_count()} cores, "
-        f"{mem_gb:.0f} GB RAM, {r['jobs']} concurrent job(s). Command: "
+        f"{mem_gb:.0f} GB RAM. Command: "
         f"`python scripts/bench_build.py {args.target or ''}{f' --jobs {args.jobs}' if args.jobs else ''}` "
-        "(a fresh configure and compile; the torch env and sdist were already cached).",
+        "(`--clean`: every object compiled afresh, no compiler cache; the torch env and sdist were cached).",
         "",
-        "| figure | seconds |",
-        "|---|---|",
-        f"| whole build (toolchain check → wheel verified in dist/) | {r['wall_s']:.0f} |",
-        f"| compile wall (ninja) | {r['compile_wall_s']:.0f} |",
-        f"| sum of per-job times | {sum(jobs.values()):.0f} |",
-        f"| slowest single job (the floor) | {max(jobs.values()):.0f} |",
-        f"| sum / wall (achieved parallelism) | {sum(jobs.values()) / max(r['compile_wall_s'], 1):.2f} |",
-        "",
-        "| job | seconds |",
-        "|---|---|",
-        *(f"| `{name}` | {sec:.0f} |" for name, sec in sorted(jobs.items(), key=lambda kv: -kv[1])),
-        "",
-        f"{len(kernel_jobs)} kernel translation unit(s). Wheel: `{Path(r['wheel']).name}`, "
-        f"{r['size'] / 1e6:.1f} MB, sha256 `{r['sha256']}`.",
-        "",
+        *build_section(results, "Build", os.cpu_count()),
     ]
     out = args.out or REPO / "bench" / f"build-{r['target']}.md"
     out.write_text("\n".join(lines))

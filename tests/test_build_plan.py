@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from fawheels.build import (
-    GB,
-    choose_jobs,
+    SCHEDULE_VAR,
+    configure_identity,
     gencode_flags,
     kernels_header,
     ninja_job_times,
-    nvcc_threads,
+    nvcc_parallel_flags,
     plan_build,
 )
 from fawheels.cudafacts import Arch
@@ -37,24 +37,48 @@ def fake_toolkit() -> CudaToolkit:
     return CudaToolkit(Path("/opt/cuda"), Path("/opt/cuda/bin/nvcc"), "13.0.88", "host")
 
 
-@pytest.mark.parametrize(
-    ("cpus", "mem_gb", "override", "expected"),
-    [(16, 128, None, 16), (16, 24, None, 4), (2, 24, None, 2), (2, 3, None, 1), (16, 128, 3, 3)],
-)
-def test_jobs_follow_cores_and_memory(cpus: int, mem_gb: int, override: int | None, expected: int) -> None:
-    assert choose_jobs(cpus, mem_gb * GB, override) == expected
+def test_nvcc_parallelism_is_a_function_of_the_target_not_the_machine(tmp_path: Path) -> None:
+    # The flags are in every compile command and in build-info.json: another machine (cores, memory, job
+    # count) must give the same ones, or the wheel and the compiler cache keys would follow the machine.
+    assert nvcc_parallel_flags(1) == ["--threads=1"]
+    assert nvcc_parallel_flags(2) == ["--threads=2"]
+    target = MATRIX.target("fa2-cu130-torch2.14-sm90-sm120-cp311")
+    plans = [plan_build(target, tmp_path / "w/src/t", tmp_path / "w", fake_toolkit(), fake_torch(tmp_path),
+                        jobs=jobs, cpus=cpus, recipe_dir=tmp_path / "w/recipe", source_date_epoch=1)
+             for jobs, cpus in [(2, 2), (16, 16), (1, 128)]]
+    assert plans[0].recorded_flags == plans[1].recorded_flags == plans[2].recorded_flags
+    assert configure_identity(plans[0].configure) == configure_identity(plans[1].configure)
 
 
-def test_jobs_override_must_be_positive() -> None:
-    with pytest.raises(BuildError):
-        choose_jobs(2, 24 * GB, 0)
+def test_schedule_reorders_compiles_but_not_the_link(tmp_path: Path) -> None:
+    target = MATRIX.target(MATRIX.default_target)
+    units = target.profile.translation_units()
+    longest_first = sorted(units, key=lambda u: ("_split_" not in u, "_causal" in u, u))
+    args = dict(tree=tmp_path / "w/src/t", workdir=tmp_path / "w", tk=fake_toolkit(), torch=fake_torch(tmp_path),
+                jobs=2, cpus=2, recipe_dir=tmp_path / "w/recipe", source_date_epoch=1)
+    plain = plan_build(target, **args)  # type: ignore[arg-type]
+    ordered = plan_build(target, schedule=longest_first, **args)  # type: ignore[arg-type]
+
+    def var(plan_configure: list[str], name: str) -> list[str]:
+        value = next(a for a in plan_configure if a.startswith(f"-D{name}=")).split("=", 1)[1]
+        return [Path(x).name for x in value.split(";")]
+
+    assert var(ordered.configure, SCHEDULE_VAR) == longest_first
+    assert var(ordered.configure, "FA_KERNEL_SOURCES") == var(plain.configure, "FA_KERNEL_SOURCES") == units
+    # A new schedule alone must not throw away the configured tree (and with it every object).
+    assert configure_identity(ordered.configure) == configure_identity(plain.configure)
+    assert ordered.configure != plain.configure
+    with pytest.raises(BuildError, match="not a permutation"):
+        plan_build(target, schedule=units[:-1], **args)  # type: ignore[arg-type]
 
 
-def test_nvcc_threads_use_spare_cores_for_one_unit() -> None:
-    assert nvcc_threads(jobs=16, n_units=1, n_arches=2, cpus=16) == 2
-    assert nvcc_threads(jobs=16, n_units=8, n_arches=2, cpus=16) == 2
-    assert nvcc_threads(jobs=2, n_units=8, n_arches=2, cpus=2) == 1
-    assert nvcc_threads(jobs=2, n_units=1, n_arches=1, cpus=2) == 1
+def test_job_meter_goes_in_front_of_the_compiler_cache(tmp_path: Path) -> None:
+    target = MATRIX.target(MATRIX.default_target)
+    plan = plan_build(target, tmp_path / "t", tmp_path / "w", fake_toolkit(), fake_torch(tmp_path), jobs=2, cpus=2,
+                      recipe_dir=tmp_path / "r", source_date_epoch=1, launcher="/usr/bin/sccache",
+                      job_launcher=["/py", "/w/tools/fawheels-job.py", "/w/jobstats"])
+    assert "-DCMAKE_CUDA_COMPILER_LAUNCHER=/py;/w/tools/fawheels-job.py;/w/jobstats;/usr/bin/sccache" in plan.configure
+    assert "-DCMAKE_CXX_COMPILER_LAUNCHER=/py;/w/tools/fawheels-job.py;/w/jobstats;/usr/bin/sccache" in plan.configure
 
 
 def test_gencode_is_sass_per_arch_and_ptx_only_when_asked() -> None:

@@ -11,14 +11,17 @@ import json
 import os
 import re
 import shutil
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__, toolchain
+from . import __version__, jobstats, toolchain
 from .cudafacts import Arch
 from .errors import BuildError, FawheelsError, VerifyError
 from .files import sha256_file
@@ -32,8 +35,12 @@ from .wheel import WheelSpec, render_metadata, write_wheel
 
 GB = 1024**3
 IN_CONTAINER = "FAWHEELS_IN_CONTAINER"  # set by container.py inside toolchain images
-# Measured peak RSS of one nvcc job on an FA2 forward TU (DESIGN §6: 4.0-4.9 GB); rounded up.
-NVCC_JOB_BYTES = 5 * GB
+# Peak RSS assumed for one nvcc job on an FA2 forward TU when nothing was measured (4.0-4.9 GB seen); rounded
+# up. Measured peaks (jobstats.py) replace it once a unit was compiled with the same nvcc, archs and flags.
+NVCC_JOB_BYTES = jobstats.FALLBACK_JOB_BYTES
+# No `--split-compile`: with nvcc 13.0.88 cicc's split output differs from run to run on an FA2 kernel unit
+# (two `-ptx --split-compile=4` runs gave 6.19 MB and 5.06 MB of PTX; the wheel's cubin changed with it),
+# which would end byte-identical wheels (docs/build-performance.md).
 # Stable names that build paths are mapped to, so no machine path reaches the binary.
 PREFIX_NAMES = {"workdir": "/fawheels/build", "torch": "/fawheels/torch", "cuda": "/fawheels/cuda",
                 "python": "/fawheels/python"}
@@ -57,19 +64,11 @@ TORCH_LIBS = ["c10", "torch", "torch_cpu", "torch_python", "c10_cuda", "torch_cu
 # ----------------------------------------------------------------------------- pure planning
 
 
-def choose_jobs(cpus: int, mem_available: int, override: int | None) -> int:
-    """Concurrent nvcc jobs: what both cores and memory allow, unless the user says otherwise."""
-    if override is not None:
-        if override < 1:
-            raise BuildError(f"jobs must be >= 1, got {override}")
-        return override
-    return max(1, min(cpus, mem_available // NVCC_JOB_BYTES))
-
-
-def nvcc_threads(jobs: int, n_units: int, n_arches: int, cpus: int) -> int:
-    """nvcc --threads compiles a TU's arches in parallel; use idle cores when TUs are fewer than jobs."""
-    spare = max(1, cpus // max(1, min(jobs, n_units)))
-    return max(1, min(n_arches, spare))
+def nvcc_parallel_flags(n_arches: int) -> list[str]:
+    """nvcc's parallelism inside one unit: one thread per arch (--threads). A function of the target alone:
+    the flag is in every compile command (a different value recompiles, and misses the compiler cache) and in
+    build-info.json, so it must not follow the machine's cores or the job count."""
+    return [f"--threads={max(1, n_arches)}"]
 
 
 def gencode_flags(sass: tuple[Arch, ...], ptx: tuple[Arch, ...]) -> list[str]:
@@ -155,16 +154,32 @@ def _cmake_list(items: list[str]) -> str:
     return ";".join(items)
 
 
+SCHEDULE_VAR = "FA_KERNEL_SCHEDULE"  # the only configure input that may change without recompiling anything
+
+
+def configure_identity(configure: list[str]) -> list[str]:
+    """The configure command less the schedule: what decides whether the objects of a previous build are
+    still the right ones (a new schedule only reorders build.ninja; the compile commands stay the same)."""
+    return [a for a in configure if not a.startswith(f"-D{SCHEDULE_VAR}=")]
+
+
 def plan_build(target: Target, tree: Path, workdir: Path, tk: CudaToolkit, torch: TorchEnv, jobs: int,
-               cpus: int, recipe_dir: Path, source_date_epoch: int, launcher: str | None = None) -> BuildPlan:
-    """Every command and flag of the build, from the target and the probed tools. No I/O."""
+               cpus: int, recipe_dir: Path, source_date_epoch: int, launcher: str | None = None,
+               schedule: list[str] | None = None, job_launcher: list[str] | None = None) -> BuildPlan:
+    """Every command and flag of the build, from the target and the probed tools. No I/O.
+
+    `schedule`: the kernel units in the order ninja should start them (longest first); the link order stays
+    the profile's. `job_launcher`: the command that measures each compile job (jobstats.py), in front of
+    `launcher` (a compiler cache)."""
     units = target.profile.translation_units()
+    order = schedule or units
+    if sorted(order) != sorted(units):
+        raise BuildError(f"schedule {order} is not a permutation of the units {units}")
     maps = {workdir: PREFIX_NAMES["workdir"], torch.torch_dir: PREFIX_NAMES["torch"],
             tk.cuda_home: PREFIX_NAMES["cuda"], Path(torch.python_include): PREFIX_NAMES["python"]}
     prefix_flags = [f"-ffile-prefix-map={old}={new}" for old, new in maps.items()]
-    threads = nvcc_threads(jobs, len(units), len(target.sass) + len(target.ptx), cpus)
     arch_flags = gencode_flags(target.sass, target.ptx)
-    nvcc_flags = [*NVCC_FLAGS, *arch_flags, f"--threads={threads}"]
+    nvcc_flags = [*NVCC_FLAGS, *arch_flags, *nvcc_parallel_flags(len(target.sass) + len(target.ptx))]
     cxx_flags = list(CXX_FLAGS)
     recipe = RECIPES[target.recipe]
     defines = [f"TORCH_EXTENSION_NAME={recipe.extension}", "TORCH_API_INCLUDE_EXTENSION_H",
@@ -183,6 +198,7 @@ def plan_build(target: Target, tree: Path, workdir: Path, tk: CudaToolkit, torch
         f"-DFA_CXX_STD={target.torch.cxx_std}",
         f"-DFA_SOURCE_DIR={tree}",
         f"-DFA_KERNEL_SOURCES={_cmake_list([str(workdir / 'units' / u) for u in units])}",
+        f"-D{SCHEDULE_VAR}={_cmake_list([str(workdir / 'units' / u) for u in order])}",
         f"-DFA_GENERATED_INCLUDE={workdir / 'include'}",
         f"-DFA_TORCH_INCLUDE_DIRS={_cmake_list([str(p) for p in torch.include_dirs])}",
         f"-DFA_PYTHON_INCLUDE={torch.python_include}",
@@ -196,8 +212,10 @@ def plan_build(target: Target, tree: Path, workdir: Path, tk: CudaToolkit, torch
     if recipe.extra_sources:  # copied beside the CMake project by the executor
         extra = [str(recipe_dir / Path(s).name) for s in recipe.extra_sources]
         configure.append(f"-DFA_EXTRA_SOURCES={_cmake_list(extra)}")
-    if launcher:  # a compiler cache (sccache/ccache) in front of nvcc and c++
-        configure += [f"-DCMAKE_CUDA_COMPILER_LAUNCHER={launcher}", f"-DCMAKE_CXX_COMPILER_LAUNCHER={launcher}"]
+    launchers = [*(job_launcher or []), *([launcher] if launcher else [])]
+    if launchers:  # the job meter, then a compiler cache (sccache/ccache), in front of nvcc and c++
+        configure += [f"-DCMAKE_CUDA_COMPILER_LAUNCHER={_cmake_list(launchers)}",
+                      f"-DCMAKE_CXX_COMPILER_LAUNCHER={_cmake_list(launchers)}"]
     compile_cmd = [str(torch.ninja), "-C", str(cmake_dir), "-j", str(jobs)]
     env = {
         "CUDA_HOME": str(tk.cuda_home),
@@ -235,12 +253,28 @@ class Result:
     compile_wall_s: float = 0.0
     jobs: int = 0
     job_times: dict[str, float] = field(default_factory=dict)
+    jobs_reason: str = ""  # why that many concurrent jobs (cores, memory: measured or assumed)
+    schedule: list[str] = field(default_factory=list)  # kernel units in the order ninja was given them
+    job_stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # output -> wall, CPU, peak RSS
+    stages_s: dict[str, float] = field(default_factory=dict)  # wall seconds per stage, in pipeline order
+    reused: list[str] = field(default_factory=list)  # work skipped because an earlier build's result held
 
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "status": self.status, "stage": self.stage, "error": self.error,
                 "wheel": str(self.wheel) if self.wheel else None, "sha256": self.sha256, "size": self.size,
                 "wall_s": round(self.wall_s, 1), "compile_wall_s": round(self.compile_wall_s, 1),
-                "jobs": self.jobs, "job_times_s": self.job_times}
+                "jobs": self.jobs, "jobs_reason": self.jobs_reason, "schedule": self.schedule,
+                "job_times_s": self.job_times, "job_stats": self.job_stats,
+                "stages_s": {k: round(v, 2) for k, v in self.stages_s.items()}, "reused": self.reused}
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Time one stage of the pipeline into stages_s (accumulating, so a stage may be entered twice)."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.stages_s[stage] = self.stages_s.get(stage, 0.0) + time.monotonic() - start
 
 
 def mem_available() -> int:
@@ -320,7 +354,7 @@ def _read_pkg_info(tree: Path) -> dict[str, str]:
 
 
 def assemble_wheel(plan: BuildPlan, so_path: Path, patches: list[AppliedPatch], tk: CudaToolkit,
-                   torch: TorchEnv, sde: int, out_dir: Path) -> Path:
+                   torch: TorchEnv, sde: int, out_dir: Path, host_compiler: str | None = None) -> Path:
     target = plan.target
     recipe = RECIPES[target.recipe]
     pkg = _read_pkg_info(plan.tree)
@@ -342,7 +376,7 @@ def assemble_wheel(plan: BuildPlan, so_path: Path, patches: list[AppliedPatch], 
                    "sha256": target.source.sha256, "commit": target.source.commit},
         "patches": [{"file": p.file, "sha256": p.sha256} for p in patches],
         "toolchain": {"cuda": target.toolchain.cuda, "nvcc": tk.version, "provision": tk.provision,
-                      "host_compiler": toolchain.host_compiler_version()},
+                      "host_compiler": host_compiler or toolchain.host_compiler_version()},
         "torch": {"version": torch.torch_version, "cuda": target.torch.cuda,
                   "requirement": target.torch.requirement, "cxx_std": target.torch.cxx_std},
         "python": target.python,
@@ -445,86 +479,169 @@ def _build_stages(target: Target, matrix: Matrix, dist: Path, jobs: int | None, 
     log(json.dumps(target.summary(), indent=2))
 
     result.stage = "toolchain"
-    tk = toolchain.provision_cuda(target.toolchain, offline=offline)
-    torch_env = toolchain.torch_env(target, offline=offline)
+    with result.timed("toolchain"):
+        tk = toolchain.provision_cuda(target.toolchain, offline=offline)
+        torch_env = toolchain.torch_env(target, offline=offline)
+        host_cc = toolchain.host_compiler_version()
     log(f"nvcc {tk.version} ({tk.provision}: {tk.cuda_home}); torch {torch_env.torch_version} "
-        f"({torch_env.python}); {toolchain.host_compiler_version()}")
+        f"({torch_env.python}); {host_cc}")
 
     result.stage = "source"
-    patches = [(matrix.root / p).resolve() for p in target.source.patches]
-    workdir.mkdir(parents=True, exist_ok=True)
-    _lock_workdir(workdir)
-    if clean:  # nothing from an earlier build of this target is reused
-        shutil.rmtree(workdir)
-        workdir.mkdir()
-    tree, applied = prepare_tree(target.source, patches, workdir, offline=offline)
-    sde = source_date_epoch(target.source, offline)
+    with result.timed("unpack"):
+        patches = [(matrix.root / p).resolve() for p in target.source.patches]
+        workdir.mkdir(parents=True, exist_ok=True)
+        _lock_workdir(workdir)
+        if clean:  # no object of an earlier build is reused (the configured CMake tree is, see below)
+            for child in workdir.iterdir():
+                if child.name not in ("cmake", "recipe", "tools"):  # the configure and what it depends on
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        tree, applied = _prepare_tree_reusing(target.source, patches, workdir, offline, result)
+        sde = source_date_epoch(target.source, offline)
 
     result.stage = "compile"
     cpus = os.cpu_count() or 1
-    n_jobs = choose_jobs(cpus, mem_available(), jobs if jobs is not None else _env_jobs())
-    recipe_dir = workdir / "recipe"
-    if recipe_dir.exists():
-        shutil.rmtree(recipe_dir)
-    recipe = RECIPES[target.recipe]
-    recipe_files = resources.files("fawheels").joinpath("recipes", recipe.cmake_dir)
-    with resources.as_file(recipe_files) as found:
-        shutil.copytree(found, recipe_dir)
-    for extra in recipe.extra_sources:
-        (recipe_dir / Path(extra).name).write_bytes(resources.files("fawheels").joinpath("recipes", extra).read_bytes())
-    plan = plan_build(target, tree, workdir, tk, torch_env, n_jobs, cpus, recipe_dir, sde,
-                      launcher=os.environ.get("FAWHEELS_COMPILER_LAUNCHER") or None)
-    for relative, text in plan.generated.items():
-        path = workdir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.read_text() != text:  # an unchanged mtime keeps objects fresh
-            path.write_text(text)
-    # Reuse the previous compile of this target only if it was configured by the very same command;
-    # ninja then recompiles just what changed (the unpacked sources keep the sdist's mtimes).
-    stamp = plan.cmake_dir / "fawheels-configure.json"
-    configure_id = json.dumps([plan.configure, {k: v for k, v in plan.env.items() if k != "PATH"}], sort_keys=True)
-    if plan.cmake_dir.exists() and (not stamp.exists() or stamp.read_text() != configure_id):
-        shutil.rmtree(plan.cmake_dir)
-    units = len(target.profile.translation_units())
-    log(f"compiling {units} translation unit(s) x {len(target.sass) + len(target.ptx)} arch(es) "
-        f"with {n_jobs} concurrent job(s) (cores {cpus}, {mem_available() / GB:.1f} GB available, "
-        f"~{NVCC_JOB_BYTES // GB} GB per nvcc job; override with --jobs or MAX_JOBS)")
-    run(plan.configure, env=plan.env, what="cmake configure", capture=True)
-    stamp.write_text(configure_id)
+    archs = [a.sm for a in target.sass] + [a.compute for a in target.ptx]
+    units = target.profile.translation_units()
+    parallel = nvcc_parallel_flags(len(archs))
+    history = jobstats.load_history()
+    keys = {u: jobstats.stats_key(tk.version, archs, u, parallel) for u in [*units, "flash_api.cpp"]}
+    seconds = {u: jobstats.measured_seconds(history, keys[u]) or jobstats.static_estimate_s(u, len(archs))
+               for u in units}
+    order = jobstats.schedule(units, seconds)
+    n_jobs, why = jobstats.choose_jobs_measured(
+        cpus, mem_available(), {u: jobstats.measured_peak(history, k) for u, k in keys.items()},
+        jobs if jobs is not None else _env_jobs(), fallback=NVCC_JOB_BYTES * len(archs))
+    with result.timed("configure"):
+        recipe_dir = workdir / "recipe"
+        recipe = RECIPES[target.recipe]
+        recipe_files = {p.name: p.read_bytes() for p in _recipe_files(recipe.cmake_dir)}
+        for extra in recipe.extra_sources:
+            recipe_files[Path(extra).name] = resources.files("fawheels").joinpath("recipes", extra).read_bytes()
+        _sync_dir(recipe_dir, recipe_files)  # unchanged files keep their mtime: ninja does not rerun cmake
+        meter = jobstats.write_launcher(workdir / "tools" / "fawheels-job.py")
+        record_dir = workdir / "jobstats"
+        plan = plan_build(target, tree, workdir, tk, torch_env, n_jobs, cpus, recipe_dir, sde,
+                          launcher=os.environ.get("FAWHEELS_COMPILER_LAUNCHER") or None, schedule=order,
+                          job_launcher=[sys.executable, str(meter), str(record_dir)])
+        for relative, text in plan.generated.items():
+            path = workdir / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists() or path.read_text() != text:  # an unchanged mtime keeps objects fresh
+                path.write_text(text)
+        # Reuse the previous configure of this target only if it was made by the very same command (the
+        # schedule aside: it only reorders build.ninja); ninja then recompiles just what changed (the
+        # unpacked sources keep the sdist's mtimes). --clean drops every object but keeps the configure.
+        stamp = plan.cmake_dir / "fawheels-configure.json"
+        env_id = {k: v for k, v in plan.env.items() if k != "PATH"}
+        configure_id = json.dumps([configure_identity(plan.configure), env_id], sort_keys=True)
+        full_id = json.dumps([plan.configure, env_id], sort_keys=True)
+        done_stamp = plan.cmake_dir / "fawheels-configured.json"
+        if plan.cmake_dir.exists() and (not stamp.exists() or stamp.read_text() != configure_id):
+            shutil.rmtree(plan.cmake_dir)
+        if clean and (plan.cmake_dir / "build.ninja").exists():
+            run([str(torch_env.ninja), "-C", str(plan.cmake_dir), "-t", "clean"], env=plan.env,
+                what="ninja clean", capture=True)
+            (plan.cmake_dir / ".ninja_log").unlink(missing_ok=True)
+        log(f"compiling {len(units)} translation unit(s) x {len(archs)} arch(es), "
+            f"nvcc {' '.join(parallel)}: {why}; override with --jobs or MAX_JOBS")
+        log(f"schedule (longest first): {', '.join(f'{u} ~{seconds[u]:.0f} s' for u in order)}")
+        if done_stamp.exists() and done_stamp.read_text() == full_id and (plan.cmake_dir / "build.ninja").exists():
+            result.reused.append("configure")
+            log("configure: unchanged since the last build of this target, reused")
+        else:
+            done_stamp.unlink(missing_ok=True)
+            run(plan.configure, env=plan.env, what="cmake configure", capture=True)
+            stamp.write_text(configure_id)
+            done_stamp.write_text(full_id)
+    if record_dir.exists():
+        shutil.rmtree(record_dir)  # this run's records only
     logged_before = ninja_log_lines(plan.cmake_dir)
     compile_start = time.monotonic()
-    with _Heartbeat(total_steps=units + 2) as beat:  # kernels + flash_api.cpp + link
+    with result.timed("compile"), _Heartbeat(total_steps=len(units) + 2) as beat:  # kernels + flash_api + link
         run(plan.compile, env=plan.env, what="compile", on_line=beat.on_line)
     result.compile_wall_s = time.monotonic() - compile_start
-    result.jobs = n_jobs
+    result.jobs, result.jobs_reason, result.schedule = n_jobs, why, order
     result.job_times = ninja_job_times(plan.cmake_dir, logged_before)
+    records = jobstats.read_records(record_dir)
+    result.job_stats = {r.output: r.to_json() for r in records.values()}
+    jobstats.remember({jobstats.stats_key(tk.version, archs, r.unit, parallel): r for r in records.values()})
+    measured = [r for r in records.values() if r.memory_measured]
     log(f"compiled in {result.compile_wall_s:.0f} s wall; sum of per-job times "
-        f"{sum(result.job_times.values()):.0f} s; slowest job {max(result.job_times.values(), default=0):.0f} s")
+        f"{sum(result.job_times.values()):.0f} s; slowest job {max(result.job_times.values(), default=0):.0f} s"
+        + (f"; CPU {sum(r.cpu_s for r in measured):.0f} s; largest peak RSS "
+           f"{max(r.peak_rss_bytes for r in measured) / GB:.1f} GB" if measured else ""))
 
     result.stage = "package"
-    stage = workdir / "stage"
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir()
-    so = stage / plan.so_name
-    shutil.copyfile(plan.cmake_dir / plan.so_name, so)
-    # nvcc's tmpxft_<pid> names live in the symbol table; stripping makes builds byte-identical.
-    run(["strip", "--strip-all", str(so)], what="strip")
-    out = workdir / "out"
-    if out.exists():
-        shutil.rmtree(out)
-    wheel = assemble_wheel(plan, so, applied, tk, torch_env, sde, out)
+    with result.timed("strip"):
+        stage = workdir / "stage"
+        if stage.exists():
+            shutil.rmtree(stage)
+        stage.mkdir()
+        so = stage / plan.so_name
+        shutil.copyfile(plan.cmake_dir / plan.so_name, so)
+        # nvcc's tmpxft_<pid> names live in the symbol table; stripping makes builds byte-identical.
+        run(["strip", "--strip-all", str(so)], what="strip")
+    with result.timed("wheel"):
+        out = workdir / "out"
+        if out.exists():
+            shutil.rmtree(out)
+        wheel = assemble_wheel(plan, so, applied, tk, torch_env, sde, out, host_cc)
 
     result.stage = "verify"
-    _verify_into_report(wheel, tk.cuda_home, offline)
+    with result.timed("verify"):
+        _verify_into_report(wheel, tk.cuda_home, offline)
 
     result.stage = "dist"
-    final = _publish_to_dist(wheel, dist)
+    with result.timed("dist"):
+        final = _publish_to_dist(wheel, dist)
     result.wheel = final
     result.sha256 = sha256_file(final)
     result.size = final.stat().st_size
     result.status = "ok"
     result.stage = "done"
+    log("stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.stages_s.items()))
+
+
+def _prepare_tree_reusing(source: Source, patches: list[Path], workdir: Path, offline: bool,
+                          result: Result) -> tuple[Path, list[AppliedPatch]]:
+    """The unpacked, patched source of the last build of this target when it came from the same pin and the
+    same patches (a stamp written after patching says so); else a fresh one (prepare_tree). Reusing it keeps
+    the patched files' mtimes, so ninja does not recompile what includes them (flash_api.cpp) every time."""
+    stamp = workdir / "src.stamp.json"
+    digests = [(p.name, sha256_file(p)) for p in patches if p.is_file()]
+    pin = {"source": [source.kind, source.url, source.sha256, source.commit],
+           "patches": [list(d) for d in digests] if len(digests) == len(patches) else None}
+    try:
+        held = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        held = None
+    if (pin["patches"] is not None and isinstance(held, dict) and held.get("pin") == pin
+            and (workdir / "src" / str(held.get("tree"))).is_dir()):
+        result.reused.append("source")
+        log(f"source: {held['tree']} unpacked and patched by an earlier build from the same pin, reused")
+        return workdir / "src" / str(held["tree"]), [AppliedPatch(n, d) for n, d in digests]
+    stamp.unlink(missing_ok=True)
+    tree, applied = prepare_tree(source, patches, workdir, offline=offline)
+    stamp.write_text(json.dumps({"pin": pin, "tree": tree.relative_to(workdir / "src").as_posix()}))
+    return tree, applied
+
+
+def _recipe_files(cmake_dir: str) -> list[Path]:
+    found = resources.files("fawheels").joinpath("recipes", cmake_dir)
+    with resources.as_file(found) as path:
+        return sorted(p for p in Path(path).iterdir() if p.is_file())
+
+
+def _sync_dir(directory: Path, files: dict[str, bytes]) -> None:
+    """Make `directory` hold exactly `files`, rewriting only what differs (mtimes of the rest are kept)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for child in directory.iterdir():
+        if child.name not in files:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    for name, data in files.items():
+        path = directory / name
+        if not path.exists() or path.read_bytes() != data:
+            path.write_bytes(data)
 
 
 def _lock_workdir(workdir: Path) -> None:

@@ -16,7 +16,8 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from .build import IN_CONTAINER, choose_jobs, mem_available, plan_build
+from . import jobstats
+from .build import IN_CONTAINER, NVCC_JOB_BYTES, mem_available, plan_build
 from .container import (
     LOCAL_BASE,
     find_checkout,
@@ -91,7 +92,10 @@ def plan_text(target: Target, matrix: Matrix, *, container: bool = False) -> str
     workdir = build_root() / target.id
     tree = workdir / "src" / "<unpacked source>"
     cpus = os.cpu_count() or 1
-    jobs = choose_jobs(cpus, mem_available(), None)
+    n_archs = len(target.sass) + len(target.ptx)
+    # The job count as a first build would choose it (the peaks earlier builds measured are not read here).
+    jobs, _why = jobstats.choose_jobs_measured(cpus, mem_available(), dict.fromkeys(
+        [*target.profile.translation_units(), "flash_api.cpp"]), None, fallback=NVCC_JOB_BYTES * n_archs)
     plan = plan_build(target, tree, workdir, tk, torch, jobs, cpus, workdir / "recipe", 0)
     lines = [f"== {target.id} (dry run: nothing is fetched, compiled or written)",
              f"wheel: {target.wheel_name}",

@@ -164,44 +164,123 @@ def _check_missing_kernel(profile: dict[str, Any]) -> Case:
                 "no error raised")
 
 
-def _time_ms(fn: Any, repeats: int = 30, warmup: int = 5) -> list[float]:
+# ----------------------------------------------------------------------------- benchmark (--bench)
+# Kernel-only timing: LAUNCHES back-to-back calls between two CUDA events (no host synchronization inside),
+# REPEATS such measurements per side, the two sides interleaved; min / median / max of the per-call times.
+# The machine's own ceilings are measured in the same run: a large bf16 matmul (TFLOP/s) and a large
+# device-to-device copy (TB/s), so every figure can be read as a share of what this GPU reaches.
+LAUNCHES = 20
+REPEATS = 9
+WARMUP = 5
+BENCH_SHAPES = [  # name, batch, q len, kv len, q heads, kv heads, causal (head dim 128)
+    ("prefill b8 s4096 h32 kv8 d128 causal", 8, 4096, 4096, 32, 8, True),
+    ("prefill b8 s4096 h32 kv32 d128 causal", 8, 4096, 4096, 32, 32, True),
+    ("decode b64 q1 k4096 h32 kv8 d128", 64, 1, 4096, 32, 8, False),
+    ("decode b16 q1 k32768 h32 kv8 d128", 16, 1, 32768, 32, 8, False),
+]
+
+
+def kernel_ms(fn: Callable[[], Any], launches: int = LAUNCHES) -> float:
+    """Milliseconds per call of `launches` back-to-back calls, timed on the GPU between two events."""
     torch = _torch()
-    for _ in range(warmup):
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(launches):
         fn()
+    end.record()
+    end.synchronize()
+    return float(start.elapsed_time(end)) / launches
+
+
+def spread(values: list[float], digits: int = 4) -> dict[str, float]:
+    return {"min": round(min(values), digits), "median": round(statistics.median(values), digits),
+            "max": round(max(values), digits)}
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int = REPEATS) -> dict[str, list[float]]:
+    """Per-call ms of each function, REPEATS times, the functions taking turns (clocks and heat hit all alike)."""
+    torch = _torch()
+    for fn in fns.values():
+        for _ in range(WARMUP):
+            fn()
     torch.cuda.synchronize()
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
+        for name, fn in fns.items():
+            times[name].append(kernel_ms(fn))
     return times
 
 
-def bench(dtype: str = "bf16") -> list[dict[str, Any]]:
-    """Ours vs torch's SDPA flash backend on the same shapes; medians of 30 timed calls, interleaved runs."""
+def gpu_state() -> dict[str, str]:
+    """Name, driver, clocks, power and temperature of GPU 0 now (nvidia-smi), for the record."""
+    import subprocess
+
+    fields = ["name", "driver_version", "clocks.sm", "clocks.max.sm", "clocks.mem", "clocks.max.mem",
+              "power.draw", "power.limit", "temperature.gpu", "persistence_mode", "compute_mode"]
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"],
+                             capture_output=True, text=True, check=True).stdout.splitlines()[0]
+    except (OSError, subprocess.CalledProcessError, IndexError) as exc:
+        return {"error": f"nvidia-smi: {exc}"}
+    return dict(zip(fields, (x.strip() for x in out.split(",")), strict=False))
+
+
+def ceilings() -> dict[str, Any]:
+    """What this GPU reaches in this run: dense bf16 matmul 8192^3 and a 2 GiB device-to-device copy."""
+    torch = _torch()
+    n = 8192
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    c = torch.empty(n, n, device="cuda", dtype=torch.bfloat16)
+    src = torch.empty(1 << 30, device="cuda", dtype=torch.int16)  # 2 GiB
+    dst = torch.empty_like(src)
+    t = interleaved({"matmul": lambda: torch.matmul(a, b, out=c), "copy": lambda: dst.copy_(src)})
+    flops, moved = 2 * n**3, 2 * src.numel() * src.element_size()  # a copy reads and writes every byte
+    best_mm, best_cp = min(t["matmul"]), min(t["copy"])
+    return {"matmul_bf16": {"shape": f"{n}x{n}x{n}", "ms": spread(t["matmul"]),
+                            "tflops_best": round(flops / best_mm / 1e9, 1),
+                            "tflops_median": round(flops / statistics.median(t["matmul"]) / 1e9, 1)},
+            "copy_d2d": {"bytes": src_bytes_label(moved), "ms": spread(t["copy"]),
+                         "tbps_best": round(moved / best_cp / 1e9, 3),
+                         "tbps_median": round(moved / statistics.median(t["copy"]) / 1e9, 3)}}
+
+
+def src_bytes_label(moved: int) -> str:
+    return f"{moved / 2**30:.0f} GiB moved (read + write)"
+
+
+def attention_work(b: int, sq: int, sk: int, h: int, hk: int, d: int, causal: bool, elem: int = 2) -> tuple[float, int]:
+    """FLOPs (QK^T and PV, 2 multiply-adds each; causal: only the unmasked part) and the bytes that must
+    cross HBM at least once (Q, K, V read, O written)."""
+    # Causal, bottom-right aligned: query i sees keys j <= i + sk - sq.
+    visible = sum(max(0, min(sk, i + sk - sq + 1)) for i in range(sq)) if causal else sq * sk
+    flops = 4.0 * b * h * d * visible
+    moved = elem * d * (2 * b * sq * h + 2 * b * sk * hk)
+    return flops, moved
+
+
+def bench(dtype: str = "bf16") -> dict[str, Any]:
+    """Ours vs torch's SDPA flash backend on the same shapes, GQA given to both natively (torch:
+    enable_gqa=True), kernel-only timing; plus this GPU's ceilings and state, measured in the same run."""
     torch = _torch()
     from flash_attn import flash_attn_func, flash_attn_with_kvcache
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    state_before = gpu_state()
+    ceiling = ceilings()
+    torch.cuda.empty_cache()
+    peak_tflops, peak_tbps = ceiling["matmul_bf16"]["tflops_best"], ceiling["copy_d2d"]["tbps_best"]
     rows = []
-    shapes = [("prefill b8 s4096 h32 kv8 d128 causal", 8, 4096, 4096, 32, 8, True),
-              ("prefill b8 s4096 h32 kv32 d128 causal", 8, 4096, 4096, 32, 32, True),
-              ("decode b64 q1 k4096 h32 kv8 d128", 64, 1, 4096, 32, 8, False)]
-    for name, b, sq, sk, h, hk, causal in shapes:
+    for name, b, sq, sk, h, hk, causal in BENCH_SHAPES:
         dt = _dtype(dtype)
         q = torch.randn(b, sq, h, 128, device="cuda", dtype=dt)
         k = torch.randn(b, sk, hk, 128, device="cuda", dtype=dt)
         v = torch.randn(b, sk, hk, 128, device="cuda", dtype=dt)
         qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        if hk != h:  # torch's flash backend has no GQA: give it the expanded KV heads (outside the timing)
-            kt, vt = kt.repeat_interleave(h // hk, dim=1), vt.repeat_interleave(h // hk, dim=1)
 
-        def torch_flash(qt: Any = qt, kt: Any = kt, vt: Any = vt, causal: bool = causal) -> Any:
+        def torch_flash(qt: Any = qt, kt: Any = kt, vt: Any = vt, causal: bool = causal, gqa: bool = hk != h) -> Any:
             with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-                return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
+                return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=causal, enable_gqa=gqa)
 
         ours: Callable[[], Any]
         if sq == 1:
@@ -209,17 +288,30 @@ def bench(dtype: str = "bf16") -> list[dict[str, Any]]:
             ours = functools.partial(flash_attn_with_kvcache, q, k, v, cache_seqlens=seqlens)
         else:
             ours = functools.partial(flash_attn_func, q, k, v, causal=causal)
-
-        ours_ms, theirs_ms = [], []
-        for _ in range(3):  # interleave so clocks and thermals hit both alike
-            ours_ms += _time_ms(ours, repeats=10)
-            theirs_ms += _time_ms(torch_flash, repeats=10)
-        flops = 4 * b * h * sq * sk * 128 / (2 if causal and sq > 1 else 1)
-        mo, mt = statistics.median(ours_ms), statistics.median(theirs_ms)
-        rows.append({"shape": name, "ours_ms": round(mo, 4), "torch_flash_ms": round(mt, 4),
-                     "ours_tflops": round(flops / mo / 1e9, 1), "torch_flash_tflops": round(flops / mt / 1e9, 1),
-                     "ratio_ours_over_torch": round(mt / mo, 3)})
-    return rows
+        flops, moved = attention_work(b, sq, sk, h, hk, 128, causal)
+        row: dict[str, Any] = {"shape": name, "flops": flops, "min_bytes": moved}
+        try:
+            t = interleaved({"ours": ours, "torch_flash": torch_flash})
+        except RuntimeError as exc:  # e.g. a torch whose flash backend refuses GQA: say so, keep going
+            row["error"] = str(exc).splitlines()[0][:300]
+            rows.append(row)
+            continue
+        for side in ("ours", "torch_flash"):
+            best, med = min(t[side]), statistics.median(t[side])
+            row[side] = {"ms": spread(t[side]), "tflops_median": round(flops / med / 1e9, 1),
+                         "tbps_median": round(moved / med / 1e9, 3),
+                         "share_of_matmul_ceiling": round(flops / best / 1e9 / peak_tflops, 3),
+                         "share_of_copy_ceiling": round(moved / best / 1e9 / peak_tbps, 3)}
+        row["torch_over_ours_median"] = round(statistics.median(t["torch_flash"]) / statistics.median(t["ours"]), 3)
+        row["torch_over_ours_best"] = round(min(t["torch_flash"]) / min(t["ours"]), 3)
+        rows.append(row)
+        del q, k, v, qt, kt, vt
+        torch.cuda.empty_cache()
+    return {"method": f"kernel-only: {LAUNCHES} back-to-back calls between two CUDA events per sample, "
+                      f"{REPEATS} samples per side after {WARMUP} warm-up calls, sides interleaved; "
+                      "GQA passed natively to both (torch: enable_gqa=True under SDPBackend.FLASH_ATTENTION)",
+            "dtype": dtype, "torch": torch.__version__, "gpu_before": state_before, "ceilings": ceiling,
+            "rows": rows, "gpu_after": gpu_state()}
 
 
 def main_in_env(build_info_json: str) -> int:
@@ -228,11 +320,11 @@ def main_in_env(build_info_json: str) -> int:
     info = json.loads(build_info_json)
     started = time.monotonic()
     cases = run_smoke(info["profile"])
-    rows = bench(info["profile"]["dtypes"][0]) if "bench" in info.get("_smoke_mode", "") else []
+    figures = bench(info["profile"]["dtypes"][0]) if "bench" in info.get("_smoke_mode", "") else {}
     print(json.dumps({
         "device": torch.cuda.get_device_name(), "capability": list(torch.cuda.get_device_capability()),
         "torch": torch.__version__, "target": info["target"], "seconds": round(time.monotonic() - started, 1),
-        "cases": [asdict(c) for c in cases], "bench": rows,
+        "cases": [asdict(c) for c in cases], "bench": figures,
         "ok": all(c.ok for c in cases),
     }, indent=2))
     return 0 if all(c.ok for c in cases) else 1

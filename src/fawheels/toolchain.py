@@ -14,10 +14,11 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import ToolchainError
+from .files import write_atomic
 from .matrix import Target, Toolchain, TorchSpec
 from .paths import cache_root
 from .runner import log, run
@@ -244,8 +245,30 @@ def torch_env(target: Target, *, offline: bool = False) -> TorchEnv:
         run([str(python), "-m", "pip", "install", "--progress-bar", "off", f"torch=={target.torch.version}",
              CMAKE_PIN, NINJA_PIN], error=ToolchainError, what=f"pip install torch=={target.torch.version}")
         (root / COMPLETE_MARKER).write_text(target.torch.version + "\n")
-    env = probe_torch(python)
+    env = _probe_cached_env(root, python)
     check_torch(env, target.torch, target.python)
+    return env
+
+
+PROBE_FILE = ".fawheels-probe.json"
+
+
+def _probe_cached_env(root: Path, python: Path) -> TorchEnv:
+    """probe_torch for an env fawheels made (it never changes after its marker is written): the first probe
+    (an `import torch`, seconds) is kept beside the marker and reused while the marker is the same file."""
+    marker = root / COMPLETE_MARKER
+    ident = [marker.read_text(), marker.stat().st_mtime_ns]
+    saved = root / PROBE_FILE
+    try:
+        doc = json.loads(saved.read_text())
+        if doc["marker"] == ident:
+            f = doc["env"]
+            return TorchEnv(**{**f, **{k: Path(f[k]) for k in ("python", "torch_dir", "cmake", "ninja")}})
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    env = probe_torch(python)
+    fields = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(env).items()}
+    write_atomic(saved, json.dumps({"marker": ident, "env": fields}))
     return env
 
 

@@ -1,0 +1,27 @@
+"""The benchmark's bookkeeping (the GPU timing itself runs in scripts/gpu-perf.sh; bench/gpu-perf.md)."""
+
+from __future__ import annotations
+
+from fawheels.smoke import BENCH_SHAPES, attention_work, spread
+
+
+def test_causal_work_counts_only_the_unmasked_scores() -> None:
+    flops, moved = attention_work(b=1, sq=4, sk=4, h=1, hk=1, d=1, causal=True)
+    assert flops == 4 * (1 + 2 + 3 + 4)  # query i sees i + 1 keys
+    assert moved == 2 * (2 * 4 + 2 * 4)  # Q and O, K and V, 2 bytes each
+    # Decode (one query token) over a longer cache: bottom-right aligned, it sees every key.
+    assert attention_work(1, 1, 4096, 32, 8, 128, causal=True)[0] == attention_work(1, 1, 4096, 32, 8, 128, False)[0]
+
+
+def test_gqa_bytes_are_the_kv_heads_not_the_query_heads() -> None:
+    # The withdrawn decode figure gave torch K/V repeated to 32 heads: 4 x the bytes of an 8-head cache.
+    _, gqa = attention_work(64, 1, 4096, 32, 8, 128, False)
+    _, expanded = attention_work(64, 1, 4096, 32, 32, 128, False)
+    kv = lambda hk: 2 * 128 * 2 * 64 * 4096 * hk  # noqa: E731
+    assert expanded - gqa == kv(32) - kv(8)
+
+
+def test_spread_and_the_shapes_of_issue_13() -> None:
+    assert spread([3.0, 1.0, 2.0]) == {"min": 1.0, "median": 2.0, "max": 3.0}
+    names = [s[0] for s in BENCH_SHAPES]
+    assert "decode b16 q1 k32768 h32 kv8 d128" in names and len(names) == 4
