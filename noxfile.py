@@ -49,7 +49,7 @@ def nightly(session: nox.Session) -> None:
 def lock_images(session: nox.Session) -> None:
     """Build (if missing) every toolchain image the matrix can use; pin it in docker/images.lock.json."""
     session.install(".")
-    session.run("python", "-c", "from fawheels.container import lock_images; lock_images()")
+    session.run("python", "-c", "from fawheels.toolchain.container import lock_images; lock_images()")
 
 
 def _wheel_args(session: nox.Session) -> list[str]:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The first attention call after process start with the driver's JIT cache disabled (see fawheels.firstcall).
+"""The first attention call after process start with the driver's JIT cache disabled (see fawheels.deploy.firstcall).
 
     python scripts/first_call.py WHEEL [--runs 3] [--out first-call.json]
 
@@ -7,7 +7,7 @@ On a GPU machine with the wheel's torch installed; PYTHONPATH=src when fawheels 
 
 import sys
 
-from fawheels.firstcall import main
+from fawheels.deploy.firstcall import main
 
 if __name__ == "__main__":
     sys.exit(main())

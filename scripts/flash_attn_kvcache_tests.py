@@ -18,8 +18,8 @@ import sys
 import tarfile
 from pathlib import Path
 
-from fawheels.matrix import load_matrix_file
-from fawheels.source import fetch_sdist
+from fawheels.matrix.config import load_matrix_file
+from fawheels.source.fetch import fetch_sdist
 
 # parameter of the kvcache test: flash-attn 2.8.3's values -> ours
 PARAMETERS = [

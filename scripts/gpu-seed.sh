@@ -15,7 +15,7 @@ case $1 in
     # The same layout and fixups `provision: pip` makes, from carried wheels instead of PyPI.
     # pip --target skips a top-level folder that exists (nvidia/), so merge nvvm in by hand.
     python3 -m pip install -q --no-index --no-deps --target /tmp/nvvm132 .n132b/*.whl && cp -a /tmp/nvvm132/nvidia/. "$tk/nvidia/"
-    python3 -c "from fawheels.toolchain import fix_pip_toolkit; from pathlib import Path; fix_pip_toolkit(Path('$tk/nvidia/cu13'))"
+    python3 -c "from fawheels.toolchain.toolkit import fix_pip_toolkit; from pathlib import Path; fix_pip_toolkit(Path('$tk/nvidia/cu13'))"
     echo 13.2.86 > "$tk/.fawheels-complete"
     "$tk/nvidia/cu13/bin/nvcc" --version | tail -1
     for t in fa2-cu132-torch2.11-sm80-ptx80-cp312-seed-ptx fa2-cu130-torch2.11-sm90-cp312-one-tu; do

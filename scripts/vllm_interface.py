@@ -13,9 +13,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from fawheels.matrix import Source
-from fawheels.recipes import RECIPES
-from fawheels.source import fetch_sdist
+from fawheels.matrix.config import Source
+from fawheels.matrix.recipes import RECIPES
+from fawheels.source.fetch import fetch_sdist
 
 MEMBER = "vllm/vllm_flash_attn/flash_attn_interface.py"
 

@@ -19,9 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fawheels import compat, inspect
-from fawheels.cudafacts import Version, parse_gpu
-from fawheels.wheel import record_hash
+from fawheels.build.wheel import record_hash
+from fawheels.check import binary as inspect
+from fawheels.check import compat
+from fawheels.matrix.cudafacts import Version, parse_gpu
 
 DATA = Path(__file__).parent / "data"
 GPU_DATA = DATA / "gpu"

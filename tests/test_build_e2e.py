@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.inspect import find_cuobjdump
+from fawheels.check.binary import find_cuobjdump
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = "fa2-cu130-torch2.14-sm120-cp311-one-tu"

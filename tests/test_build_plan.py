@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.build import (
+from fawheels._util.errors import BuildError
+from fawheels.build.execute import (
     SCHEDULE_VAR,
     configure_identity,
     gencode_flags,
@@ -17,11 +18,10 @@ from fawheels.build import (
     nvcc_parallel_flags,
     plan_build,
 )
-from fawheels.cudafacts import Arch
-from fawheels.errors import BuildError
-from fawheels.matrix import load_matrix_file
-from fawheels.toolchain import CudaToolkit, TorchEnv, parse_nvcc_version, pip_toolkit_requirements
-from fawheels.wheel import WheelSpec, write_wheel
+from fawheels.build.wheel import WheelSpec, write_wheel
+from fawheels.matrix.config import load_matrix_file
+from fawheels.matrix.cudafacts import Arch
+from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv, parse_nvcc_version, pip_toolkit_requirements
 
 MATRIX = load_matrix_file(Path(__file__).parent.parent / "build_matrix.yaml")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from fawheels import build
-from fawheels.build import Result, _prepare_tree_reusing, _sync_dir
-from fawheels.matrix import load_matrix_file
-from fawheels.source import AppliedPatch
+from fawheels.build import execute as build
+from fawheels.build.execute import Result, _prepare_tree_reusing, _sync_dir
+from fawheels.matrix.config import load_matrix_file
+from fawheels.source.fetch import AppliedPatch
 
 MATRIX = load_matrix_file(Path(__file__).parent.parent / "build_matrix.yaml")
 
@@ -71,7 +71,7 @@ def test_stage_times_accumulate_and_reach_the_report() -> None:
 
 def test_torch_probe_is_reused_while_the_env_marker_is_the_same(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from fawheels import toolchain
+    from fawheels.toolchain import toolkit as toolchain
 
     root = tmp_path / "env"
     root.mkdir()

@@ -14,11 +14,13 @@ import pytest
 
 import cudabins
 from cudabins import DATA, DRIVER_RESULTS, GPU_CASES
-from fawheels import cli, compat, inspect
-from fawheels.compat import predict
-from fawheels.cudafacts import Version, parse_gpu
-from fawheels.errors import ConfigError, InspectError
-from fawheels.inspect import CodeEntry, CodeObject
+from fawheels import cli
+from fawheels._util.errors import ConfigError, InspectError
+from fawheels.check import binary as inspect
+from fawheels.check import compat
+from fawheels.check.binary import CodeEntry, CodeObject
+from fawheels.check.compat import predict
+from fawheels.matrix.cudafacts import Version, parse_gpu
 
 
 def entry(kind: str, arch: str, isa: str | None = None, container: int = 0, section: str = ".nv_fatbin") -> CodeEntry:

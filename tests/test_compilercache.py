@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.compilercache import (
+from fawheels._util.errors import ConfigError, ToolchainError
+from fawheels.toolchain.compilercache import (
     CacheConfig,
     cache_env,
     clean_environ,
@@ -15,7 +16,6 @@ from fawheels.compilercache import (
     parse_cache_spec,
     parse_stats,
 )
-from fawheels.errors import ConfigError, ToolchainError
 
 # `sccache --show-stats --stats-format json` of sccache 0.16.0 after one nvcc compile missed and the same
 # compile hit (trimmed of durations): nvcc's steps count under CUDA, CUDA (Device code), PTX, CUBIN.

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.compilercache import CacheConfig, CacheStats, Sccache, clean_environ, find_sccache
-from fawheels.errors import ToolchainError
-from fawheels.inspect import parse_bytes
+from fawheels._util.errors import ToolchainError
+from fawheels.check.binary import parse_bytes
+from fawheels.toolchain.compilercache import CacheConfig, CacheStats, Sccache, clean_environ, find_sccache
 
 CUDA_HOME = Path("/usr/local/cuda-13.0")
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from fawheels import container, toolchain
-from fawheels.container import Engine, ImageFacts, ImageRecipe, Mount, mismatches, plan_run, recipe_for
-from fawheels.errors import ContainerError
+from fawheels._util.errors import ContainerError
+from fawheels.toolchain import container
+from fawheels.toolchain import toolkit as toolchain
+from fawheels.toolchain.container import Engine, ImageFacts, ImageRecipe, Mount, mismatches, plan_run, recipe_for
 
 
 @dataclass(frozen=True)

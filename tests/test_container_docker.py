@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from fawheels import container
-from fawheels.container import Engine, ImageRecipe
-from fawheels.errors import ContainerError
+from fawheels._util.errors import ContainerError
+from fawheels.toolchain import container
+from fawheels.toolchain.container import Engine, ImageRecipe
 
 pytestmark = pytest.mark.docker
 
@@ -47,7 +47,7 @@ def base(engine: Engine) -> str:
 
 
 def _recipe() -> ImageRecipe:
-    from fawheels.matrix import load_matrix_file
+    from fawheels.matrix.config import load_matrix_file
 
     target = load_matrix_file(REPO / "build_matrix.yaml").target(TARGET)
     return container.recipe_for(target.toolchain, target.torch.version, target.torch.cuda, target.python, REPO)
@@ -86,9 +86,9 @@ def _one_wheel(dist: Path) -> Path:
 
 def test_container_build_equals_host_build(engine: Engine, base: str, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from fawheels.build import build_target
-    from fawheels.matrix import load_matrix_file
-    from fawheels.verify import verify_wheel
+    from fawheels.build.execute import build_target
+    from fawheels.check.verify import verify_wheel
+    from fawheels.matrix.config import load_matrix_file
 
     # Both builds compile at this path (the container mounts its own tree there), and no other
     # build of the same target on this machine shares it.

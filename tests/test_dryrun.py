@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fawheels import cli
-from fawheels.dryrun import plan_text
-from fawheels.matrix import load_matrix_file
+from fawheels.build.dryrun import plan_text
+from fawheels.matrix.config import load_matrix_file
 
 ROOT = Path(__file__).parent.parent
 MATRIX = load_matrix_file(ROOT / "build_matrix.yaml")
@@ -18,7 +18,7 @@ MATRIX = load_matrix_file(ROOT / "build_matrix.yaml")
 
 @pytest.mark.parametrize("target", MATRIX.targets, ids=lambda t: t.id)
 def test_dry_run_plans_every_target(target: object) -> None:
-    from fawheels.matrix import Target
+    from fawheels.matrix.config import Target
 
     assert isinstance(target, Target)
     text = plan_text(target, MATRIX)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.errors import FawheelsError
-from fawheels.firstcall import first_call_command, parse_child_output, summarize
+from fawheels._util.errors import FawheelsError
+from fawheels.deploy.firstcall import first_call_command, parse_child_output, summarize
 
 
 def test_summary_is_min_median_max_per_field() -> None:

@@ -19,11 +19,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fawheels import cli, compat, publish
-from fawheels.cudafacts import known_ccs, parse_gpu
-from fawheels.errors import FawheelsError, PublishError
-from fawheels.matrix import Matrix, load_matrix
-from fawheels.redact import redact
+from fawheels import cli
+from fawheels._util.errors import FawheelsError, PublishError
+from fawheels._util.redact import redact
+from fawheels.check import compat
+from fawheels.matrix.config import Matrix, load_matrix
+from fawheels.matrix.cudafacts import known_ccs, parse_gpu
+from fawheels.publish import index as publish
 from test_matrix import BASE
 from wheelfactory import toy_wheel
 

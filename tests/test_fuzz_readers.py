@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cudabins import DATA, EXT, build_info, write_wheel
-from fawheels import inspect, verify
-from fawheels.errors import FawheelsError
+from fawheels._util.errors import FawheelsError
+from fawheels.check import binary as inspect
+from fawheels.check import verify
 
 pytestmark = pytest.mark.fuzz
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.errors import SourceError
-from fawheels.matrix import Source
-from fawheels.source import git_cache_dir, prepare_tree, source_epoch
+from fawheels._util.errors import SourceError
+from fawheels.matrix.config import Source
+from fawheels.source.fetch import git_cache_dir, prepare_tree, source_epoch
 from test_build_e2e import copy_repo, fawheels
 
 pytestmark = pytest.mark.tools
@@ -123,8 +123,8 @@ def test_a_git_source_goes_through_patch_build_and_verify(tmp_path: Path, monkey
     for key, value in GIT_ENV.items():
         monkeypatch.setenv(key, value)
     checkout = copy_repo(tmp_path / "clone")
-    from fawheels.matrix import load_matrix_file
-    from fawheels.source import fetch_sdist
+    from fawheels.matrix.config import load_matrix_file
+    from fawheels.source.fetch import fetch_sdist
 
     sdist = fetch_sdist(load_matrix_file(checkout / "build_matrix.yaml").sources["flash-attn-2.8.3-vllm"])
     with tarfile.open(sdist) as tar:
@@ -165,6 +165,6 @@ def test_a_git_source_goes_through_patch_build_and_verify(tmp_path: Path, monkey
     ("/srv/git/super.git", "https://example.org/x.git", "https://example.org/x.git"),
 ])
 def test_relative_submodule_urls_resolve_against_the_superproject(base: str, url: str, resolved: str) -> None:
-    from fawheels.source import _submodule_url
+    from fawheels.source.fetch import _submodule_url
 
     assert _submodule_url(base, url) == resolved

@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 
 from cudabins import DATA, EXT, PKG, VERSION, build_info, write_wheel
-from fawheels import cli, inspect, provenance, verify
-from fawheels.errors import InspectError
+from fawheels import cli
+from fawheels._util.errors import InspectError
+from fawheels.check import binary as inspect
+from fawheels.check import verify
+from fawheels.publish import provenance
 
 LIBTWO = (DATA / "libtwo.so").read_bytes()
 FILES = {"fa2toy/__init__.py": b"", EXT: LIBTWO}

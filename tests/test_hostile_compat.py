@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from fawheels import cli, compat
-from fawheels.cudafacts import known_ccs, parse_gpu
-from fawheels.errors import ConfigError
+from fawheels import cli
+from fawheels._util.errors import ConfigError
+from fawheels.check import compat
+from fawheels.matrix.cudafacts import known_ccs, parse_gpu
 
 DATA = Path(__file__).parent / "data"
 

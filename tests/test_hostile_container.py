@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from fawheels import build, container
-from fawheels.errors import SourceError
-from fawheels.matrix import Source
-from fawheels.source import cached_path, prefetch, prepare_tree
+from fawheels._util.errors import SourceError
+from fawheels.build import execute as build
+from fawheels.matrix.config import Source
+from fawheels.source.fetch import cached_path, prefetch, prepare_tree
+from fawheels.toolchain import container
 from test_git_source import repos  # noqa: F401  (fixture)
 from test_matrix import BASE
 
@@ -106,7 +107,7 @@ def test_a_container_build_of_a_git_source_fetches_it_on_the_host_and_passes_cle
     monkeypatch.setattr(container, "ensure_image", lambda *a, **k: ("fawheels/toolchain:t-0123", facts))
     monkeypatch.setenv("FAWHEELS_BUILD_ROOT", str(tmp_path / "build-root"))
     target = "fa2-cu130-torch2.14-sm120-cp311"
-    from fawheels.matrix import load_matrix_file
+    from fawheels.matrix.config import load_matrix_file
 
     tc = load_matrix_file(matrix).target(target).toolchain
     code = container.build_in_container(target_id=target, matrix_path=matrix, dist=tmp_path / "dist", jobs=None,

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from fawheels import cli, toolchain
-from fawheels.errors import ConfigError, ToolchainError
-from fawheels.matrix import MAX_NODES, Toolchain, load_matrix, load_matrix_file
+from fawheels import cli
+from fawheels._util.errors import ConfigError, ToolchainError
+from fawheels.matrix.config import MAX_NODES, Toolchain, load_matrix, load_matrix_file
+from fawheels.toolchain import toolkit as toolchain
 from test_matrix import BASE
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from fawheels import cli, nightly, overlay
-from fawheels.errors import OverlayError, UsageError
-from fawheels.files import writable_dir
+from fawheels import cli, nightly
+from fawheels._util.errors import OverlayError, UsageError
+from fawheels._util.files import writable_dir
+from fawheels.deploy import overlay
 from test_matrix import BASE
 
 
@@ -107,7 +108,7 @@ def test_build_refuses_a_job_count_that_is_not_a_count(argv: list[str], capsys: 
 def test_build_refuses_unwritable_outputs_before_building(where: str, tmp_path: Path, matrix_file: Path,
                                                           monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    from fawheels import build
+    from fawheels.build import execute as build
 
     started: list[str] = []
     monkeypatch.setattr(build, "build_command", lambda **kw: started.append("built") or 0)
@@ -123,16 +124,16 @@ def test_build_refuses_unwritable_outputs_before_building(where: str, tmp_path: 
 
 
 def test_a_matrix_path_that_is_not_a_file_says_so(tmp_path: Path) -> None:
-    from fawheels.errors import ConfigError
-    from fawheels.matrix import load_matrix_file
+    from fawheels._util.errors import ConfigError
+    from fawheels.matrix.config import load_matrix_file
 
     with pytest.raises(ConfigError, match="is not a regular file"):
         load_matrix_file(tmp_path)
 
 
 def test_a_bad_redis_port_is_a_config_error() -> None:
-    from fawheels.compilercache import parse_cache_spec
-    from fawheels.errors import ConfigError
+    from fawheels._util.errors import ConfigError
+    from fawheels.toolchain.compilercache import parse_cache_spec
 
     with pytest.raises(ConfigError, match="Port out of range"):
         parse_cache_spec("redis://h:99999", {})

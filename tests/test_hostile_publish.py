@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from fawheels import cli, publish
-from fawheels.errors import EXIT_CODES, InternalError, PublishError, UsageError
-from fawheels.redact import redact, secrets_from_env
+from fawheels import cli
+from fawheels._util.errors import EXIT_CODES, InternalError, PublishError, UsageError
+from fawheels._util.redact import redact, secrets_from_env
+from fawheels.publish import index as publish
 from wheelfactory import toy_wheel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,7 +175,8 @@ def test_a_bad_timeout_setting_is_refused(value: str) -> None:
 _COPIER = """
 import signal, sys
 from pathlib import Path
-from fawheels import cli, publish
+from fawheels import cli
+from fawheels.publish import index as publish
 signal.signal(signal.SIGTERM, cli._interrupt_on_sigterm)
 signal.signal(signal.SIGHUP, cli._interrupt_on_sigterm)
 publish._copy_atomic(Path(sys.argv[1]), Path(sys.argv[2]), "00" * 32)
@@ -402,7 +404,7 @@ def test_a_file_url_on_another_host_is_refused_not_published_locally() -> None:
 
 
 def test_the_provenance_command_line_carries_no_credential(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fawheels.provenance import command_line
+    from fawheels.publish.provenance import command_line
 
     monkeypatch.setenv("FAWHEELS_INDEX_PASSWORD", PASSWORD)
     line = command_line(["/venv/bin/fawheels", "build", "--matrix", f"https://{USER}:{PASSWORD}@h/m.yaml",

@@ -14,9 +14,10 @@ import pytest
 
 import cudabins
 from cudabins import DATA
-from fawheels import cli, inspect
-from fawheels.errors import InspectError
-from fawheels.inspect import CodeEntry
+from fawheels import cli
+from fawheels._util.errors import InspectError
+from fawheels.check import binary as inspect
+from fawheels.check.binary import CodeEntry
 
 
 def kinds(entries: list[CodeEntry]) -> list[tuple[str, str, str | None, str]]:

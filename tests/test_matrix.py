@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.errors import ConfigError
-from fawheels.matrix import load_matrix, load_matrix_file, render_targets
+from fawheels._util.errors import ConfigError
+from fawheels.matrix.config import load_matrix, load_matrix_file, render_targets
 
 BASE = """
 default_target: fa2-cu130-torch2.14-sm120-cp311

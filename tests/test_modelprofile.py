@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from fawheels import modelprofile
+from fawheels._util.errors import ConfigError
 from fawheels.cli import main
-from fawheels.errors import ConfigError
-from fawheels.matrix import load_matrix
+from fawheels.matrix import modelprofile
+from fawheels.matrix.config import load_matrix
 
 CONFIGS = Path(__file__).parent / "data" / "configs"
 
@@ -37,7 +37,7 @@ def test_qwen3_vl_needs_128_for_its_language_model_and_96_for_its_vision_tower()
 
 
 def test_the_matrix_profile_qwen3_vl_covers_what_the_config_asks_for() -> None:
-    from fawheels.matrix import load_matrix_file
+    from fawheels.matrix.config import load_matrix_file
 
     ours = load_matrix_file(Path(__file__).parents[1] / "build_matrix.yaml").profiles["qwen3-vl"]
     wanted, _ = modelprofile.profile_from_config(load("qwen3-vl.json"), "qwen3-vl")

@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from fawheels import nightly
-from fawheels.build import Result
-from fawheels.compilercache import CacheConfig, CacheStats, Sccache
-from fawheels.errors import ConfigError, PublishError, SourceError, ToolchainError
-from fawheels.matrix import Target, load_matrix, load_matrix_file, render_targets
+from fawheels._util.errors import ConfigError, PublishError, SourceError, ToolchainError
+from fawheels.build.execute import Result
+from fawheels.matrix.config import Target, load_matrix, load_matrix_file, render_targets
 from fawheels.nightly import exit_code, render_table, report_doc, run_targets, select_targets
+from fawheels.toolchain.compilercache import CacheConfig, CacheStats, Sccache
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOW = REPO / ".github" / "workflows" / "nightly.yml"

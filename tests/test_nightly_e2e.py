@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.compilercache import CacheConfig, CacheStats, Sccache, clean_environ, find_sccache
-from fawheels.errors import ToolchainError
-from fawheels.files import sha256_file
+from fawheels._util.errors import ToolchainError
+from fawheels._util.files import sha256_file
+from fawheels.toolchain.compilercache import CacheConfig, CacheStats, Sccache, clean_environ, find_sccache
 from test_build_e2e import copy_repo
 
 TARGET = "fa2-cu130-torch2.14-sm120-cp311-one-tu"

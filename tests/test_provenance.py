@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from fawheels.files import sha256_file
-from fawheels.provenance import (
+from fawheels._util.files import sha256_file
+from fawheels.build.wheel import WheelSpec, render_metadata, write_wheel
+from fawheels.publish.provenance import (
     PREDICATE_TYPE,
     STATEMENT_TYPE,
     check_provenance,
@@ -17,7 +18,6 @@ from fawheels.provenance import (
     provenance_path,
     write_provenance,
 )
-from fawheels.wheel import WheelSpec, render_metadata, write_wheel
 
 SRC_SHA = "1e71dd64a9e0280e0447b8a0c2541bad4bf6ac65bdeaa2f90e51a9e57de0370d"
 PATCH_SHA = "c0ffee" + "0" * 58
@@ -146,7 +146,7 @@ def test_missing_unreadable_or_without_build_info(tmp_path: Path) -> None:
 
 
 def test_verify_checks_the_statement_beside_the_wheel(tmp_path: Path) -> None:
-    from fawheels.verify import verify_wheel
+    from fawheels.check.verify import verify_wheel
 
     w = wheel(tmp_path)
     assert "provenance" not in [c.name for c in verify_wheel(w).checks]  # none written yet: nothing to check

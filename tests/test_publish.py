@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from fawheels import publish
-from fawheels.errors import PublishError
-from fawheels.publish import Credentials, WheelRecord
+from fawheels._util.errors import PublishError
+from fawheels.publish import index as publish
+from fawheels.publish.index import Credentials, WheelRecord
 from wheelfactory import toy_wheel
 
 

@@ -27,7 +27,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from fawheels import publish
+from fawheels.publish import index as publish
 from wheelfactory import compile_extension, nvcc, toy_wheel
 
 # nvcc: the toy extension; server: an index served on loopback (http.server or pypiserver) and
@@ -54,9 +54,9 @@ def fawheels(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 @pytest.fixture(scope="session")
 def verify() -> ModuleType:
     try:
-        from fawheels import verify as module
+        from fawheels.check import verify as module
     except ImportError:
-        pytest.skip("fawheels.verify has not landed yet")
+        pytest.skip("fawheels.check.verify has not landed yet")
     return module
 
 

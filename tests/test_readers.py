@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 
 from cudabins import DATA, EXT, build_info, write_wheel
-from fawheels import cli, inspect, provenance, publish, verify
-from fawheels.errors import InspectError, PublishError
-from fawheels.inspect import CodeEntry, Cuobjdump
+from fawheels import cli
+from fawheels._util.errors import InspectError, PublishError
+from fawheels.check import binary as inspect
+from fawheels.check import verify
+from fawheels.check.binary import CodeEntry, Cuobjdump
+from fawheels.publish import index as publish
+from fawheels.publish import provenance
 
 LIBTWO = (DATA / "libtwo.so").read_bytes()  # sm_120 SASS x3 + compute_80 PTX (ISA 9.0) x2
 FILES = {"fa2toy/__init__.py": b"", EXT: LIBTWO}

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from fawheels import compat
-from fawheels.cudafacts import Version
+from fawheels.check import compat
+from fawheels.matrix.cudafacts import Version
 
 pytestmark = [
     pytest.mark.gpu,
@@ -38,7 +38,7 @@ except Exception as exc:
 
 
 def gpu() -> tuple[tuple[int, int], str]:
-    from fawheels.smoke import present_gpu
+    from fawheels.deploy.smoke import present_gpu
 
     return present_gpu()
 
@@ -73,7 +73,7 @@ def test_the_seed_wheel_fails_at_the_first_call_as_compat_predicted(tmp_path: Pa
 
 
 def test_the_cure_loads_as_predicted_and_passes_smoke(tmp_path: Path) -> None:
-    from fawheels.smoke import smoke_command
+    from fawheels.deploy.smoke import smoke_command
 
     cc, driver = gpu()
     wheel = os.environ["FAWHEELS_CURE_WHEEL"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fawheels.smoke import BENCH_SHAPES, attention_work, spread
+from fawheels.deploy.smoke import BENCH_SHAPES, attention_work, spread
 
 
 def test_causal_work_counts_only_the_unmasked_scores() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.errors import SourceError
-from fawheels.matrix import Source
-from fawheels.source import apply_patches, cached_path, fetch_sdist, unpack_sdist
+from fawheels._util.errors import SourceError
+from fawheels.matrix.config import Source
+from fawheels.source.fetch import apply_patches, cached_path, fetch_sdist, unpack_sdist
 
 
 def make_sdist(path: Path, files: dict[str, bytes]) -> str:

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from cudabins import DATA, GPU_DATA
-from fawheels import cli, variants
-from fawheels.cudafacts import Version, parse_gpu
-from fawheels.inspect import read_path
-from fawheels.matrix import load_matrix_file
-from fawheels.variants import CodeFacts, choose, code_facts, pep825_files, render_per_root
+from fawheels import cli
+from fawheels.check.binary import read_path
+from fawheels.matrix.config import load_matrix_file
+from fawheels.matrix.cudafacts import Version, parse_gpu
+from fawheels.publish import variants
+from fawheels.publish.variants import CodeFacts, choose, code_facts, pep825_files, render_per_root
 
 ROOT = Path(__file__).parent.parent
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import wheelfactory
-from fawheels import publish
+from fawheels.publish import index as publish
 
 pytestmark = [pytest.mark.nvcc]
 ROOT = Path(__file__).parent.parent
@@ -43,7 +43,7 @@ def fawheels(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
-    from fawheels import verify
+    from fawheels.check import verify
 
     base = tmp_path_factory.mktemp("variants")
     sm120_13 = compile_ext(base / "e1", ["120"], "shared")

@@ -13,9 +13,10 @@ import pytest
 
 import cudabins
 from cudabins import DATA, EXT, build_info, write_wheel
-from fawheels import cli, verify
-from fawheels.errors import InspectError
-from fawheels.inspect import CodeEntry, CodeObject
+from fawheels import cli
+from fawheels._util.errors import InspectError
+from fawheels.check import verify
+from fawheels.check.binary import CodeEntry, CodeObject
 
 # Every wheel is read by both readers, our parser and the real cuobjdump (nvidia-cuda-cuobjdump)
 pytestmark = pytest.mark.tools
@@ -47,7 +48,7 @@ def e(kind: str, arch: str, isa: str | None = None, container: int = 0) -> CodeE
 
 
 def test_promised_gpus_follow_binary_compatibility() -> None:
-    from fawheels.cudafacts import Arch
+    from fawheels.matrix.cudafacts import Arch
 
     assert verify.promised_ccs([Arch.parse("sm_120")]) == [(12, 0), (12, 1)]
     assert verify.promised_ccs([Arch.parse("sm_120a")]) == [(12, 0)]

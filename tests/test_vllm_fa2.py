@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.build import ops_header
-from fawheels.errors import ConfigError, OverlayError
-from fawheels.inspect import read_file
-from fawheels.matrix import Source, load_matrix, load_matrix_file
-from fawheels.overlay import BACKUP_SUFFIX, STATE_SUFFIX, Installed, Served, _check_install
-from fawheels.recipes import VLLM_FA2, Release
-from fawheels.source import fetch_sdist
-from fawheels.verify import WheelFacts, check_op_schemas, op_schemas_in
+from fawheels._util.errors import ConfigError, OverlayError
+from fawheels.build.execute import ops_header
+from fawheels.check.binary import read_file
+from fawheels.check.verify import WheelFacts, check_op_schemas, op_schemas_in
+from fawheels.deploy.overlay import BACKUP_SUFFIX, STATE_SUFFIX, Installed, Served, _check_install
+from fawheels.matrix.config import Source, load_matrix, load_matrix_file
+from fawheels.matrix.recipes import VLLM_FA2, Release
+from fawheels.source.fetch import fetch_sdist
 from test_build_e2e import copy_repo, fawheels
 
 REPO = Path(__file__).resolve().parent.parent
@@ -201,7 +201,7 @@ def decode_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def torch_python() -> Path:
-    from fawheels.toolchain import torch_env
+    from fawheels.toolchain.toolkit import torch_env
 
     return torch_env(MATRIX.target(DECODE)).python
 

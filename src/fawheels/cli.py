@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
 
-from .errors import (
+from fawheels._util.errors import (
     BuildError,
     ConfigError,
     FawheelsError,
@@ -22,7 +22,7 @@ from .errors import (
     PublishError,
     UsageError,
 )
-from .redact import RedactingStream, secrets_from_env
+from fawheels._util.redact import RedactingStream, secrets_from_env
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -37,7 +37,7 @@ def _add_matrix_arg(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from . import matrix
+    from fawheels.matrix import config as matrix
 
     m = matrix.load_matrix_file(args.matrix)
     print(matrix.render_targets(m, args.format))
@@ -58,7 +58,7 @@ def positive_int(text: str) -> int:
 def check_output_paths(dist: Path | None, report: Path | None) -> None:
     """Paths a command will write at the end, checked before it starts: an hour of building must not end in
     'cannot write'. Creates nothing: a probe file in the nearest existing directory, removed at once."""
-    from .files import writable_dir
+    from fawheels._util.files import writable_dir
 
     for what, d in (("--dist", dist), ("--report's directory", report.parent if report else None)):
         if d is not None and (why := writable_dir(d)) is not None:
@@ -68,7 +68,7 @@ def check_output_paths(dist: Path | None, report: Path | None) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from . import build
+    from fawheels.build import execute as build
 
     check_output_paths(args.dist, args.report)
 
@@ -87,19 +87,19 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from . import inspect
+    from fawheels.check import binary as inspect
 
     return inspect.inspect_command(args.path, as_json=args.json, reader=args.reader)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from . import verify
+    from fawheels.check import verify
 
     return verify.verify_command(args.wheel, as_json=args.json, reader=args.reader, write=args.write_report)
 
 
 def cmd_compat(args: argparse.Namespace) -> int:
-    from . import compat
+    from fawheels.check import compat
 
     if args.index is not None or args.path is None:
         return cmd_compat_index(args)
@@ -108,8 +108,8 @@ def cmd_compat(args: argparse.Namespace) -> int:
 
 def cmd_compat_index(args: argparse.Namespace) -> int:
     """`compat --index URL`: which wheel of a published index suits the machine (variants.py)."""
-    from . import variants
-    from .errors import ConfigError
+    from fawheels._util.errors import ConfigError
+    from fawheels.publish import variants
 
     if args.index is None or args.path is not None:
         raise ConfigError("compat takes a PATH or --index URL (exactly one)",
@@ -120,19 +120,19 @@ def cmd_compat_index(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from . import publish
+    from fawheels.publish import index as publish
 
     return publish.publish_command(args.wheels, index=args.index, accept_single_reader=args.accept_single_reader)
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from . import smoke
+    from fawheels.deploy import smoke
 
     return smoke.smoke_command(str(args.wheel), bench_too=args.bench, out=args.out)
 
 
 def cmd_overlay(args: argparse.Namespace) -> int:
-    from . import overlay
+    from fawheels.deploy import overlay
 
     return overlay.overlay_command(args.wheel, python=args.python, undo_it=args.undo)
 
@@ -140,8 +140,8 @@ def cmd_overlay(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     import json
 
-    from . import modelprofile
-    from .errors import ConfigError
+    from fawheels._util.errors import ConfigError
+    from fawheels.matrix import modelprofile
 
     path: Path = args.from_config
     hint = "give the model's config.json"
@@ -164,7 +164,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
-    from . import nightly
+    from fawheels import nightly
 
     return nightly.command(args)
 
@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("nightly", help="build, verify and publish every target; summary and JSON report")
-    from .nightly import add_arguments as add_nightly_arguments
+    from fawheels.nightly import add_arguments as add_nightly_arguments
 
     add_nightly_arguments(p)
     p.set_defaults(func=cmd_nightly)

@@ -25,12 +25,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from .build import Result
-from .compilercache import CacheConfig, CacheStats, Sccache, clean_environ, find_sccache, parse_cache_spec
-from .errors import ConfigError, FawheelsError, InternalError, UsageError
-from .files import writable_dir, write_atomic
-from .matrix import Matrix, Target, load_matrix_file
-from .runner import log
+from fawheels._util.errors import ConfigError, FawheelsError, InternalError, UsageError
+from fawheels._util.files import writable_dir, write_atomic
+from fawheels._util.runner import log
+from fawheels.build.execute import Result
+from fawheels.matrix.config import Matrix, Target, load_matrix_file
+from fawheels.toolchain.compilercache import (
+    CacheConfig,
+    CacheStats,
+    Sccache,
+    clean_environ,
+    find_sccache,
+    parse_cache_spec,
+)
 
 REPORT_SCHEMA = 1
 ERROR_LINES = 6  # of a failure's message in the report and table: enough to name the file at fault
@@ -175,7 +182,7 @@ def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bo
         dist = out / target.id
         if target.toolchain.provision == "container":
             return _build_in_container(target, matrix, dist, jobs, offline)
-        from .build import build_target
+        from fawheels.build.execute import build_target
 
         # clean: a nightly shows each target builds from nothing; the compiler cache makes that cheap
         return build_target(target, matrix, dist, jobs, offline, clean=True)
@@ -184,8 +191,8 @@ def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bo
 
 
 def _build_in_container(target: Target, matrix: Matrix, dist: Path, jobs: int | None, offline: bool) -> Result:
-    from .container import build_in_container
-    from .files import sha256_file
+    from fawheels._util.files import sha256_file
+    from fawheels.toolchain.container import build_in_container
 
     start = time.monotonic()
     code = build_in_container(target_id=target.id, matrix_path=matrix.path, dist=dist, jobs=jobs,
@@ -204,7 +211,7 @@ def publisher(index: str) -> PublishFn:
     """One wheel at a time, so a refused wheel does not hold back the others."""
 
     def publish(wheel: Path) -> None:
-        from .publish import publish_command
+        from fawheels.publish.index import publish_command
 
         publish_command([wheel], index=index)
 
@@ -244,7 +251,7 @@ def compiler_cache(config: CacheConfig | None) -> Iterator[Sccache | None]:
 
 def write_report(path: Path, doc: Mapping[str, Any]) -> None:
     """The JSON report, with credentials masked (an error may quote a URL or a server's echo)."""
-    from .redact import redact, secrets_from_env
+    from fawheels._util.redact import redact, secrets_from_env
 
     write_atomic(path, redact(json.dumps(doc, indent=2) + "\n", *secrets_from_env(os.environ)))
 
@@ -267,7 +274,7 @@ def nightly_command(*, matrix_path: Path | None, ids: Sequence[str], keywords: S
     targets = select_targets(matrix, ids, keywords)
     check_outputs(out, report)  # before an hour of builds, not after
     if index:
-        from .publish import check_index_dir, parse_index
+        from fawheels.publish.index import check_index_dir, parse_index
 
         location = parse_index(index)  # a malformed or credential-carrying URL is refused now, too
         if location.root is not None:
@@ -301,7 +308,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compiler-cache", dest="cache", default=None, metavar="SPEC",
                    help="off | local (<cache>/sccache, the default) | DIR | redis://HOST:PORT "
                         "(default from FAWHEELS_COMPILER_CACHE or SCCACHE_REDIS_ENDPOINT)")
-    from .cli import positive_int
+    from fawheels.cli import positive_int
 
     p.add_argument("--jobs", "-j", type=positive_int, default=None, help="concurrent nvcc jobs per build")
     p.add_argument("--offline", action="store_true", help="cached sources, host toolchain and torch only")

@@ -23,10 +23,10 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from .errors import OverlayError
-from .files import sha256_file
-from .recipes import RECIPES, Release
-from .verify import op_schemas_in, schema_differences, verify_wheel
+from fawheels._util.errors import OverlayError
+from fawheels._util.files import sha256_file
+from fawheels.check.verify import op_schemas_in, schema_differences, verify_wheel
+from fawheels.matrix.recipes import RECIPES, Release
 
 BACKUP_SUFFIX = ".fawheels-original"  # not an extension suffix: Python never imports it
 STATE_SUFFIX = ".fawheels-overlay.json"

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from functools import total_ordering
 
-from .errors import ConfigError
+from fawheels._util.errors import ConfigError
 
 
 @total_ordering

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
-from .matrix import HEAD_DIMS, Profile
+from fawheels._util.errors import ConfigError
+from fawheels.matrix.config import HEAD_DIMS, Profile
 
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
 

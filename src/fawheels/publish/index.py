@@ -50,8 +50,8 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from .errors import FawheelsError, PublishError
-from .files import sha256_file
+from fawheels._util.errors import FawheelsError, PublishError
+from fawheels._util.files import sha256_file
 
 MANIFEST = "wheels.json"
 LOCK = ".fawheels-publish.lock"
@@ -422,7 +422,7 @@ def credentials_from_env(env: Mapping[str, str]) -> Credentials | None:
 def redact(text: str, creds: Credentials | None) -> str:
     """`text` without the password in any form (plain, in a Basic header's base64, URL-quoted) and without
     any other credential-shaped value (redact.py)."""
-    from .redact import redact as _redact
+    from fawheels._util.redact import redact as _redact
 
     if creds is None:
         return _redact(text)
@@ -443,7 +443,7 @@ Verifier = Callable[[Path], VerifyReportLike]
 
 
 def _reverify(path: Path) -> VerifyReportLike:
-    from . import verify
+    from fawheels.check import verify
 
     return verify.verify_wheel(path)
 
@@ -529,8 +529,8 @@ def _report_doc(report: VerifyReportLike) -> dict[str, Any]:
 
 def _variant_facts(path: Path, build_info: Mapping[str, Any]) -> dict[str, Any]:
     """What an installer would select this wheel on, read from its code (variants.py)."""
-    from .inspect import read_path
-    from .variants import code_facts
+    from fawheels.check.binary import read_path
+    from fawheels.publish.variants import code_facts
 
     try:
         return code_facts(read_path(path), build_info).to_json()
@@ -756,7 +756,7 @@ class StaticIndex:
     def _write_variant_files(self, records: Sequence[WheelRecord]) -> None:
         """Per root: fawheels-variants.json beside PEP 691's index.json; per project version: the PEP 825
         draft `<name>-<version>-variants.json` (not linked from the pages installers read: a draft)."""
-        from .variants import PER_ROOT_FILE, pep825_files, render_per_root
+        from fawheels.publish.variants import PER_ROOT_FILE, pep825_files, render_per_root
 
         docs = [r.to_json() for r in records]
         for variant in {r.variant for r in records}:

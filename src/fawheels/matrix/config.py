@@ -19,10 +19,10 @@ from typing import Any, Literal
 import yaml
 from packaging.specifiers import SpecifierSet
 
-from . import cudafacts
-from .cudafacts import Arch, Version
-from .errors import ConfigError
-from .recipes import RECIPES, Recipe
+from fawheels._util.errors import ConfigError
+from fawheels.matrix import cudafacts
+from fawheels.matrix.cudafacts import Arch, Version
+from fawheels.matrix.recipes import RECIPES, Recipe
 
 SourceKind = Literal["sdist", "git"]
 Provision = Literal["host", "pip", "container"]
@@ -524,7 +524,7 @@ def _parse_serves(n: _Node, recipe: Recipe) -> str | None:
         raise ConfigError(
             f"{n.at('serves')}: {recipe.serves} {m.group(2)} is not a release fawheels has the op schemas of"
             f"{_did_you_mean(m.group(2), known)}",
-            hint=f"known releases: {', '.join(known)} (recipes/__init__.py)")
+            hint=f"known releases: {', '.join(known)} (src/fawheels/matrix/recipes/__init__.py)")
     return raw
 
 

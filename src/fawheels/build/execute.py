@@ -21,17 +21,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__, jobstats, toolchain
-from .cudafacts import Arch
-from .errors import BuildError, FawheelsError, VerifyError
-from .files import sha256_file
-from .matrix import Matrix, Profile, Source, Target, load_matrix_file
-from .paths import build_root
-from .recipes import RECIPES
-from .runner import log, run
-from .source import AppliedPatch, prepare_tree, source_epoch
-from .toolchain import CudaToolkit, TorchEnv
-from .wheel import WheelSpec, render_metadata, write_wheel
+from fawheels import __version__
+from fawheels._util.errors import BuildError, FawheelsError, VerifyError
+from fawheels._util.files import sha256_file
+from fawheels._util.paths import build_root
+from fawheels._util.runner import log, run
+from fawheels.build import jobstats
+from fawheels.build.wheel import WheelSpec, render_metadata, write_wheel
+from fawheels.matrix.config import Matrix, Profile, Source, Target, load_matrix_file
+from fawheels.matrix.cudafacts import Arch
+from fawheels.matrix.recipes import RECIPES
+from fawheels.source.fetch import AppliedPatch, prepare_tree, source_epoch
+from fawheels.toolchain import toolkit as toolchain
+from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv
 
 GB = 1024**3
 IN_CONTAINER = "FAWHEELS_IN_CONTAINER"  # set by container.py inside toolchain images
@@ -431,7 +433,7 @@ def _publish_to_dist(wheel: Path, dist: Path) -> Path:
     digest = sha256_file(wheel)
     sha_file = wheel.with_name(wheel.name + ".sha256")
     sha_file.write_text(f"{digest}  {wheel.name}\n")
-    from .provenance import write_provenance
+    from fawheels.publish.provenance import write_provenance
 
     write_provenance(wheel, dest_dir=dist)  # <wheel>.provenance.json lands before the wheel it speaks for
     for companion in (wheel.with_name(wheel.name + ".verify.json"), sha_file):
@@ -443,7 +445,7 @@ def _publish_to_dist(wheel: Path, dist: Path) -> Path:
 
 
 def _verify_into_report(wheel: Path, toolkit: Path | None = None, offline: bool = False) -> None:
-    from . import verify
+    from fawheels.check import verify
 
     # both readers: our parser and cuobjdump (offline, only a cuobjdump already here)
     report = verify.verify_wheel(wheel, toolkit=toolkit, install=not offline)
@@ -516,7 +518,7 @@ def _build_stages(target: Target, matrix: Matrix, dist: Path, jobs: int | None, 
         recipe = RECIPES[target.recipe]
         recipe_files = {p.name: p.read_bytes() for p in _recipe_files(recipe.cmake_dir)}
         for extra in recipe.extra_sources:
-            recipe_files[Path(extra).name] = resources.files("fawheels").joinpath("recipes", extra).read_bytes()
+            recipe_files[Path(extra).name] = resources.files("fawheels.matrix.recipes").joinpath(extra).read_bytes()
         _sync_dir(recipe_dir, recipe_files)  # unchanged files keep their mtime: ninja does not rerun cmake
         meter = jobstats.write_launcher(workdir / "tools" / "fawheels-job.py")
         record_dir = workdir / "jobstats"
@@ -627,7 +629,7 @@ def _prepare_tree_reusing(source: Source, patches: list[Path], workdir: Path, of
 
 
 def _recipe_files(cmake_dir: str) -> list[Path]:
-    found = resources.files("fawheels").joinpath("recipes", cmake_dir)
+    found = resources.files("fawheels.matrix.recipes").joinpath(cmake_dir)
     with resources.as_file(found) as path:
         return sorted(p for p in Path(path).iterdir() if p.is_file())
 
@@ -685,7 +687,7 @@ def build_command(*, matrix_path: Path | None, target_ids: list[str], dist: Path
                   clean: bool = False, dry_run: bool = False) -> int:
     matrix = load_matrix_file(matrix_path)
     targets = [matrix.target(t) for t in (target_ids or [matrix.default_target])]
-    from . import dryrun
+    from fawheels.build import dryrun
 
     if dry_run:
         return dryrun.print_plans(matrix, targets, container=container)
@@ -694,7 +696,7 @@ def build_command(*, matrix_path: Path | None, target_ids: list[str], dist: Path
     for target in targets:
         # Inside a toolchain image the pipeline runs on the host path (the image is the toolchain).
         if (container or target.toolchain.provision == "container") and not os.environ.get(IN_CONTAINER):
-            from .container import build_in_container
+            from fawheels.toolchain.container import build_in_container
 
             code = build_in_container(target_id=target.id, matrix_path=matrix.path, dist=dist, jobs=jobs,
                                       toolchain=target.toolchain, clean=clean, offline=offline)
@@ -709,7 +711,7 @@ def build_command(*, matrix_path: Path | None, target_ids: list[str], dist: Path
     print_summary(results)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
-        from .redact import redact, secrets_from_env  # an error may quote a URL with credentials
+        from fawheels._util.redact import redact, secrets_from_env  # an error may quote a URL with credentials
 
         report.write_text(redact(json.dumps([r.to_json() for r in results], indent=2) + "\n",
                                  *secrets_from_env(os.environ)))

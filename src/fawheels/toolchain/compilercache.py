@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import ConfigError, ToolchainError
-from .paths import cache_root
+from fawheels._util.errors import ConfigError, ToolchainError
+from fawheels._util.paths import cache_root
 
 Backend = Literal["local", "redis"]
 # sccache's language keys for the steps of one nvcc call (sccache >= 0.9 splits nvcc into them).
@@ -224,11 +224,11 @@ class Sccache:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m fawheels.compilercache env [SPEC]`: the variables as KEY=VALUE lines (for $GITHUB_ENV or
+    """`python -m fawheels.toolchain.compilercache env [SPEC]`: the variables as KEY=VALUE lines (for $GITHUB_ENV or
     `export`); `stats [SPEC]`: the server's stats as JSON."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in ("env", "stats"):
-        print("usage: python -m fawheels.compilercache {env|stats} [off|local|DIR|redis://HOST:PORT]",
+        print("usage: python -m fawheels.toolchain.compilercache {env|stats} [off|local|DIR|redis://HOST:PORT]",
               file=sys.stderr)
         return 2
     config = parse_cache_spec(args[1] if len(args) > 1 else None, os.environ)

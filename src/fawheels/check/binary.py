@@ -35,7 +35,7 @@ from elftools.construct.core import ConstructError
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
-from .errors import InspectError
+from fawheels._util.errors import InspectError
 
 FATBIN_MAGIC = 0xBA55ED50
 RELFATBIN_MAGIC = 0x466243B1  # relocatable (-rdc) containers in __nv_relfatbin
@@ -519,7 +519,7 @@ class Cuobjdump:
 
 
 def cuobjdump_cache_dir() -> Path:
-    from .paths import cache_root
+    from fawheels._util.paths import cache_root
 
     return cache_root() / "tools" / f"cuobjdump-{CUOBJDUMP_PIN}"
 
@@ -565,7 +565,7 @@ def cuobjdump_version(exe: Path) -> str:
 
 def provision_cuobjdump() -> Path:
     """Install the pinned nvidia-cuda-cuobjdump once into the fawheels cache (like a pip toolkit)."""
-    from .runner import log, run
+    from fawheels._util.runner import log, run
 
     root = cuobjdump_cache_dir()
     if not (root / _CUOBJDUMP_MARKER).exists():

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from . import cudafacts as cf
-from .cudafacts import Arch, Version
-from .errors import ConfigError, InspectError
-from .inspect import CodeObject
+from fawheels._util.errors import ConfigError, InspectError
+from fawheels.check.binary import CodeObject
+from fawheels.matrix import cudafacts as cf
+from fawheels.matrix.cudafacts import Arch, Version
 
 # The PEP 825 draft's metadata format version (versions 0.x are drafts by that PEP's own rule).
 PEP825_SCHEMA = "https://variants-schema.wheelnext.dev/v0.0.3.json"
@@ -87,7 +87,7 @@ def code_min_driver(runtime_major: int, ptx_isas: Iterable[str]) -> Version:
 
 def code_facts(objects: Sequence[CodeObject], build_info: Mapping[str, Any]) -> CodeFacts:
     """Facts from the wheel's binaries (SASS, PTX ISA, libcudart) and its build-info (toolkit)."""
-    from .compat import runtime_major
+    from fawheels.check.compat import runtime_major
 
     sass: set[str] = set()
     ptx: set[tuple[str, str]] = set()
@@ -272,7 +272,7 @@ def _why_none(fits: Sequence[Fit], cc: tuple[int, int], driver: Version) -> str:
 
 def serving_targets(targets: Iterable[Any], distribution: str, cc: tuple[int, int], driver: Version) -> list[str]:
     """Ids of matrix targets whose wheel would load there: SASS for the GPU, runtime and PTX the driver takes."""
-    from .recipes import RECIPES
+    from fawheels.matrix.recipes import RECIPES
 
     ids = []
     for t in targets:
@@ -292,7 +292,7 @@ def serving_targets(targets: Iterable[Any], distribution: str, cc: tuple[int, in
 
 def read_manifest(index: str) -> tuple[list[dict[str, Any]], str]:
     """The records of an index's `wheels.json` (directory, file:// or http(s) URL) and the index base URL."""
-    from .publish import MANIFEST
+    from fawheels.publish.index import MANIFEST
 
     parts = urlsplit(index)
     if parts.scheme in ("http", "https"):
@@ -323,7 +323,7 @@ def read_manifest(index: str) -> tuple[list[dict[str, Any]], str]:
 
 def index_command(index: str, *, gpu: str, driver: str, project: str | None = None, as_json: bool = False) -> int:
     """`fawheels compat --index URL --gpu G --driver V`: exit 0 when a wheel fits, 1 when none does."""
-    from .compat import parse_driver
+    from fawheels.check.compat import parse_driver
 
     cc, version = cf.parse_gpu(gpu), parse_driver(driver)
     records, base = read_manifest(index)

@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .files import sha256_file, write_atomic
+from fawheels import __version__
+from fawheels._util.files import sha256_file, write_atomic
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -78,7 +78,7 @@ def _builder(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]
 def command_line(argv: Sequence[str]) -> list[str]:
     """The command as the user typed it: `python -m fawheels.cli build …` reads `fawheels build …`, so
     two clones building the same target state the same command."""
-    from .redact import redact, secrets_from_env  # a statement is published: no credential may be in it
+    from fawheels._util.redact import redact, secrets_from_env  # a statement is published: no credential may be in it
 
     secrets, users = secrets_from_env(os.environ)
     args = [redact(str(a), secrets, users) for a in argv]

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import SourceError
-from .files import sha256_file
-from .matrix import Source
-from .paths import cache_root
-from .runner import log, run
+from fawheels._util.errors import SourceError
+from fawheels._util.files import sha256_file
+from fawheels._util.paths import cache_root
+from fawheels._util.runner import log, run
+from fawheels.matrix.config import Source
 
 
 def cached_path(source: Source, cache: Path | None = None) -> Path:

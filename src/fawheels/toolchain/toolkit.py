@@ -17,11 +17,11 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import ToolchainError
-from .files import write_atomic
-from .matrix import Target, Toolchain, TorchSpec
-from .paths import cache_root
-from .runner import log, run
+from fawheels._util.errors import ToolchainError
+from fawheels._util.files import write_atomic
+from fawheels._util.paths import cache_root
+from fawheels._util.runner import log, run
+from fawheels.matrix.config import Target, Toolchain, TorchSpec
 
 # Build tools installed beside torch; pinned so two builders configure identically.
 CMAKE_PIN = "cmake==4.1.3"

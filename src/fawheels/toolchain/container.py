@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import ContainerError
-from .paths import cache_root
-from .runner import format_command, log, run
+from fawheels._util.errors import ContainerError
+from fawheels._util.paths import cache_root
+from fawheels._util.runner import format_command, log, run
 
 ENGINES = ("docker", "podman")
 LABEL = "org.fawheels."
@@ -509,9 +509,9 @@ def build_in_container(*, target_id: str, matrix_path: Path | None, dist: Path, 
     Every option of the host command reaches it: --jobs and --clean are passed to the build inside (which
     always runs --offline); --offline here means the host fetches nothing either (source and image must be
     there). Returns the exit code of the build inside."""
-    from .matrix import find_matrix_file, load_matrix_file
-    from .paths import build_root
-    from .source import prefetch
+    from fawheels._util.paths import build_root
+    from fawheels.matrix.config import find_matrix_file, load_matrix_file
+    from fawheels.source.fetch import prefetch
 
     matrix_file = find_matrix_file(matrix_path).resolve()
     target = load_matrix_file(matrix_file).target(target_id)
@@ -548,7 +548,7 @@ def build_in_container(*, target_id: str, matrix_path: Path | None, dist: Path, 
 def lock_images(matrix_path: Path | None = None) -> dict[str, dict[str, Any]]:
     """Build (if needed) every toolchain image the matrix's targets can use and pin it in the lock
     file: inputs hash, tag, image id, and the versions the image reports."""
-    from .matrix import load_matrix_file
+    from fawheels.matrix.config import load_matrix_file
 
     matrix = load_matrix_file(matrix_path)
     root = find_checkout(matrix.root)

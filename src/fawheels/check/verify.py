@@ -26,12 +26,10 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, canonicaliz
 from packaging.version import InvalidVersion
 from packaging.version import Version as PyVersion
 
-from . import __version__
-from . import cudafacts as cf
-from .cudafacts import Arch, Version
-from .errors import FawheelsError, InspectError
-from .files import sha256_file, write_atomic
-from .inspect import (
+from fawheels import __version__
+from fawheels._util.errors import FawheelsError, InspectError
+from fawheels._util.files import sha256_file, write_atomic
+from fawheels.check.binary import (
     CodeEntry,
     CodeObject,
     Cuobjdump,
@@ -44,7 +42,9 @@ from .inspect import (
     open_wheel,
     parse_bytes,
 )
-from .recipes import RECIPES
+from fawheels.matrix import cudafacts as cf
+from fawheels.matrix.cudafacts import Arch, Version
+from fawheels.matrix.recipes import RECIPES
 
 REPORT_SCHEMA = 1
 _ALLOWED_NEEDED = re.compile(
@@ -599,7 +599,7 @@ def verify_wheel(path: Path, *, reader: str = "both", toolkit: Path | None = Non
     the cache); raises InspectError only when the file is not a readable wheel at all."""
     facts = read_wheel(path, reader, toolkit, install)
     checks, target = run_checks(facts)
-    from .provenance import check_provenance, provenance_path
+    from fawheels.publish.provenance import check_provenance, provenance_path
 
     # The build verifies before it writes the statement; once it sits beside the wheel, it must agree.
     if provenance_path(path).exists():

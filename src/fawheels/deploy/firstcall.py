@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import FawheelsError, ToolchainError
-from .files import write_atomic
-from .runner import log, run
+from fawheels._util.errors import FawheelsError, ToolchainError
+from fawheels._util.files import write_atomic
+from fawheels._util.runner import log, run
 
 # The child: fresh interpreter, nothing imported before the clock starts. Shapes: one small causal bf16
 # prefill with head dim 128, the kernel every fawheels profile has (one-tu: bf16, d128, causal).

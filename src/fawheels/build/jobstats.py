@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .files import write_atomic
-from .paths import cache_root
+from fawheels._util.files import write_atomic
+from fawheels._util.paths import cache_root
 
 GB = 1024**3
 # Nothing measured yet for a unit: FA2 forward units peaked at 4.0-4.9 GB in nvcc 13.0 (single process); round up.
@@ -170,7 +170,7 @@ def choose_jobs_measured(cpus: int, mem_available: int, peaks: Mapping[str, int 
     or the units."""
     if override is not None:
         if override < 1:
-            from .errors import BuildError
+            from fawheels._util.errors import BuildError
 
             raise BuildError(f"jobs must be >= 1, got {override}")
         return override, f"{override} job(s): set by --jobs/MAX_JOBS"

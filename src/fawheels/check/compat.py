@@ -16,10 +16,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import cudafacts as cf
-from .cudafacts import Arch, Version
-from .errors import ConfigError, InspectError
-from .inspect import CodeEntry, CodeObject, is_code_member, read_file, read_path
+from fawheels._util.errors import ConfigError, InspectError
+from fawheels.check.binary import CodeEntry, CodeObject, is_code_member, read_file, read_path
+from fawheels.matrix import cudafacts as cf
+from fawheels.matrix.cudafacts import Arch, Version
 
 _CUDART = re.compile(r"^libcudart\.so\.(\d+)$")
 
@@ -228,8 +228,8 @@ def _serving_targets(path: str, report: CompatReport) -> list[str]:
         return []
     if not path.endswith(".whl") or not (Path.cwd() / "build_matrix.yaml").is_file():
         return []
-    from .matrix import load_matrix_file
-    from .variants import serving_targets
+    from fawheels.matrix.config import load_matrix_file
+    from fawheels.publish.variants import serving_targets
 
     try:
         matrix = load_matrix_file(None)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from .errors import BuildError, FawheelsError
+from fawheels._util.errors import BuildError, FawheelsError
 
 ErrorClass = type[FawheelsError]
 

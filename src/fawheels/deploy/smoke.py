@@ -337,7 +337,7 @@ def present_gpu() -> tuple[tuple[int, int], str]:
     """Compute capability and driver version of GPU 0, from nvidia-smi."""
     import subprocess
 
-    from .errors import ToolchainError
+    from fawheels._util.errors import ToolchainError
 
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap,driver_version", "--format=csv,noheader"],
@@ -358,10 +358,10 @@ def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
     import zipfile
     from pathlib import Path
 
-    from . import compat
-    from .cudafacts import Version
-    from .errors import ToolchainError, VerifyError
-    from .runner import log, run
+    from fawheels._util.errors import ToolchainError, VerifyError
+    from fawheels._util.runner import log, run
+    from fawheels.check import compat
+    from fawheels.matrix.cudafacts import Version
 
     wheel = Path(wheel_arg)
     with zipfile.ZipFile(wheel) as zf:
@@ -388,7 +388,7 @@ def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
         info["_smoke_mode"] = "bench" if bench_too else ""
         package_parent = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), package_parent])}
-        code = "import sys; from fawheels.smoke import main_in_env; sys.exit(main_in_env(sys.argv[1]))"
+        code = "import sys; from fawheels.deploy.smoke import main_in_env; sys.exit(main_in_env(sys.argv[1]))"
         proc = subprocess.run([sys.executable, "-c", code, json.dumps(info)], env=env,
                               capture_output=True, text=True, cwd=tmp)
     sys.stderr.write(proc.stderr[-3000:])

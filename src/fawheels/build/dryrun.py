@@ -16,20 +16,20 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import jobstats
-from .build import IN_CONTAINER, NVCC_JOB_BYTES, mem_available, plan_build
-from .container import (
+from fawheels._util.errors import ContainerError
+from fawheels._util.paths import build_root
+from fawheels.build import jobstats
+from fawheels.build.execute import IN_CONTAINER, NVCC_JOB_BYTES, mem_available, plan_build
+from fawheels.matrix.config import Matrix, Target
+from fawheels.matrix.recipes import RECIPES
+from fawheels.toolchain.container import (
     LOCAL_BASE,
     find_checkout,
     preflight_registry_base,
     provide_commands,
     resolve_recipe,
 )
-from .errors import ContainerError
-from .matrix import Matrix, Target
-from .paths import build_root
-from .recipes import RECIPES
-from .toolchain import CudaToolkit, TorchEnv, pip_toolkit_requirements
+from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv, pip_toolkit_requirements
 
 TORCH_ENV = Path("<torch-env>")  # where the build's isolated torch env will be
 CONTAINER_CUDA_HOME = "/opt/fawheels/cuda"  # the toolchain images' CUDA_HOME (docker/Dockerfile.*)
