@@ -7,6 +7,8 @@ import subprocess
 
 import pytest
 
+from support.gitrepos import repos  # noqa: F401  (fixture: a superproject pinning a submodule, for git sources)
+
 INTEGRATION_MARKERS = {"nvcc", "tools", "docker", "server", "network", "gpu", "browser"}
 
 

@@ -1,0 +1,236 @@
+"""Fuzz tier (Hypothesis) over what a hostile user types or writes: the matrix loader, compat's GPU and driver
+arguments, publish's wheel filenames and index locations, and the redactor.
+
+Properties: only fawheels' own error classes escape; memory stays under a cap; a refusal writes nothing.
+The budget is fixed (a set number of examples per test, derandomized so CI sees the same inputs every run);
+the whole file takes about 20 s here. The binary readers' fuzzing lives with them (inspect/verify).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import string
+import tracemalloc
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fawheels import cli
+from fawheels._util.errors import FawheelsError, PublishError
+from fawheels._util.redact import redact
+from fawheels.check import compat
+from fawheels.matrix.config import Matrix, load_matrix
+from fawheels.matrix.cudafacts import known_ccs, parse_gpu
+from fawheels.publish import index as publish
+from support.matrices import BASE
+from support.wheelfactory import toy_wheel
+
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+MEMORY_CAP = 64 << 20  # bytes one call may allocate at its peak (the shipped matrix needs well under 1 MB)
+
+DATA = Path(__file__).parents[1] / "data"
+
+
+def within_memory(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    tracemalloc.start()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < MEMORY_CAP, f"{fn.__name__} peaked at {peak / 1e6:.0f} MB"
+
+
+def loads_or_refuses(text: str) -> None:
+    try:
+        m = within_memory(load_matrix, text)
+    except FawheelsError as exc:
+        assert len(str(exc)) < 5000, "an error message grew with the input"
+    else:
+        assert isinstance(m, Matrix) and m.targets
+
+
+# ------------------------------------------------------------------------------------------- matrix
+
+yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
+yaml_values = st.recursive(yaml_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)), max_leaves=30)
+
+
+@FUZZ
+@given(st.text(max_size=400))
+def test_matrix_loader_on_any_text(text: str) -> None:
+    loads_or_refuses(text)
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["default_target", "sources", "toolchains", "torch", "profiles", "targets",
+                                        "extra"]), yaml_values, max_size=6))
+def test_matrix_loader_on_any_yaml_document(doc: dict[str, object]) -> None:
+    loads_or_refuses(yaml.safe_dump(doc))
+
+
+@FUZZ
+@given(st.data())
+def test_matrix_loader_on_mutations_of_a_real_matrix(data: st.DataObject) -> None:
+    lines = BASE.splitlines()
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(lines) - 1))
+        op = data.draw(st.sampled_from(["drop", "dup", "replace-token", "indent", "alias"]))
+        if op == "drop":
+            del lines[i]
+        elif op == "dup":
+            lines.insert(i, lines[i])
+        elif op == "indent":
+            lines[i] = " " + lines[i]
+        elif op == "alias":
+            lines[i] = lines[i].replace(": ", ": &x ", 1) + "\nx-bomb: [*x, *x, *x]"
+        else:
+            tokens = lines[i].split()
+            if tokens:
+                j = data.draw(st.integers(0, len(tokens) - 1))
+                tokens[j] = data.draw(st.sampled_from(["3.10", "2.10", "[]", "{}", "*a", "&a", "null", "1e999",
+                                                       "sm_999", "'", '"', "9" * 50, "- x", "true"]))
+                lines[i] = lines[i][: len(lines[i]) - len(lines[i].lstrip())] + " ".join(tokens)
+        if not lines:
+            break
+    loads_or_refuses("\n".join(lines) + "\n")
+
+
+anchors = st.sampled_from(["a", "b", "c"])
+flow = st.recursive(
+    st.one_of(st.sampled_from(["1", "x", "3.10", "null", '"q"']), anchors.map(lambda a: f"*{a}")),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]"),
+        st.tuples(anchors, inner).map(lambda t: f"&{t[0]} {t[1]}"),
+        st.lists(st.tuples(st.sampled_from(["k", "cuda", "python"]), inner), max_size=3).map(
+            lambda kv: "{" + ", ".join(f"{k}: {v}" for k, v in kv) + "}")),
+    max_leaves=12)
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(["sources", "toolchains", "torch", "x"]), flow), min_size=1, max_size=4))
+def test_matrix_loader_on_anchors_and_aliases(entries: list[tuple[str, str]]) -> None:
+    # anchors used before, inside and after their definition: cycles, bombs, undefined aliases
+    loads_or_refuses("".join(f"{k}: {v}\n" for k, v in entries))
+
+
+# ------------------------------------------------------------------------------------------- compat
+
+gpu_like = st.one_of(st.text(max_size=30), st.from_regex(r"(sm_|compute_)?\d{1,4}[af]?", fullmatch=True),
+                     st.from_regex(r"\d{1,3}\.\d{1,3}", fullmatch=True))
+driver_like = st.one_of(st.text(max_size=30), st.from_regex(r"\d{1,4}(\.\d{1,4}){0,4}", fullmatch=True))
+
+
+@FUZZ
+@given(gpu_like)
+def test_gpu_argument_is_a_known_gpu_or_refused(text: str) -> None:
+    try:
+        cc = parse_gpu(text)
+    except FawheelsError:
+        return
+    assert cc in known_ccs(), f"{text!r} was read as compute capability {cc}, which no GPU has"
+
+
+@FUZZ
+@given(driver_like)
+def test_driver_argument_is_a_driver_version_or_refused(text: str) -> None:
+    try:
+        v = compat.parse_driver(text)
+    except FawheelsError:
+        return
+    assert 100 <= v.major <= 999 and 2 <= len(v.parts) <= 3
+
+
+@FUZZ
+@given(gpu_like, driver_like)
+def test_compat_command_exits_with_a_documented_code(gpu: str, driver: str) -> None:
+    try:
+        code = cli.main(["compat", str(DATA / "multi.fatbin"), "--gpu", gpu, "--driver", driver, "--json"])
+    except SystemExit as exc:  # argparse: an option-like value ("-x") is a usage error
+        code = exc.code  # type: ignore[assignment]
+    assert code in (0, 1, 2, 3)
+
+
+# ------------------------------------------------------------------------------------------ publish
+
+filenames = st.one_of(
+    st.text(alphabet=string.ascii_letters + string.digits + "._-+!~", min_size=1, max_size=60),
+    st.builds(lambda n, v, loc, tag: f"{n}-{v}{loc}-{tag}.whl",
+              st.from_regex(r"[A-Za-z][A-Za-z0-9_.]{0,10}", fullmatch=True),
+              st.from_regex(r"\d{1,3}(\.\d{1,3}){0,2}", fullmatch=True),
+              st.sampled_from(["", "+cu130torch2.14", "+cu", "+torch2.14", "+cu130.x", "+CU130"]),
+              st.sampled_from(["py3-none-any", "cp311-cp311-linux_x86_64", "x", "py3-none"])),
+)
+
+
+@FUZZ
+@given(filenames)
+def test_wheel_filenames_parse_or_are_refused(filename: str) -> None:
+    try:
+        name = publish.parse_wheel_name(filename)
+    except PublishError:
+        return
+    assert name.variant.startswith("cu") and name.filename == filename
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=60),
+                 st.builds(lambda scheme, rest: f"{scheme}://{rest}",
+                           st.sampled_from(["http", "https", "file", "ftp", "HTTP", "s3", ""]), st.text(max_size=40))))
+def test_index_locations_parse_or_are_refused(spec: str) -> None:
+    try:
+        loc = publish.parse_index(spec)
+    except PublishError as exc:
+        assert "user" not in str(exc) or "credentials" in str(exc)
+        return
+    assert (loc.root is None) != (loc.url is None)
+    if loc.url is not None:
+        assert "@" not in loc.url.split("/")[2], "credentials in a URL were accepted"
+
+
+class Passing:
+    ok = True
+
+    def to_json(self) -> dict[str, object]:
+        return {"ok": True}
+
+
+@FUZZ
+@given(filenames)
+def test_a_refused_wheel_writes_nothing_to_the_index(tmp_path_factory: pytest.TempPathFactory,
+                                                     filename: str) -> None:
+    base = tmp_path_factory.mktemp("pub")
+    w = toy_wheel(base / "w")
+    target = base / filename
+    if target.name != filename or filename in (".", ".."):
+        return
+    w.rename(target)
+    target.with_name(target.name + ".verify.json").write_text(json.dumps({"ok": True}))
+    index = base / "index"
+    try:
+        publish.publish_command([target], index=str(index), verifier=lambda p: Passing())
+    except PublishError:
+        assert not index.exists(), "a refusal wrote into the index"
+
+
+# ------------------------------------------------------------------------------------------- redact
+
+secrets_st = st.text(alphabet=string.ascii_letters + string.digits + "!#$%&()+,-./:;<=>?@[]^_{|}~", min_size=4,
+                     max_size=24)
+
+
+@FUZZ
+@given(st.text(max_size=40), secrets_st, st.text(max_size=40),
+       st.text(alphabet=string.ascii_letters + string.digits, min_size=1, max_size=12))
+def test_a_known_secret_never_survives_redaction(prefix: str, secret: str, suffix: str, user: str) -> None:
+    basic = base64.b64encode(f"{user}:{secret}".encode()).decode()
+    for text in (f"{prefix}{secret}{suffix}", f"{prefix}Authorization: Basic {basic}{suffix}",
+                 f"{prefix}'HTTP_AUTHORIZATION': 'Basic {basic}'{suffix}"):
+        out = redact(text, [secret], [user])
+        assert secret not in out and basic not in out
