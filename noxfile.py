@@ -9,7 +9,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"  # the interpreter of the default targets (cp311)
 TEST_TOOLS = ["nvidia-cuda-cuobjdump==13.2.86",  # cuobjdump reads 12.x and 13.x binaries (docs/cuda-facts.md)
-              "cmake==4.1.3", "ninja==1.13.0"]  # the recipe's CMake project (tests/test_schedule_cmake.py)
+              "cmake==4.1.3", "ninja==1.13.0"]  # the recipe's CMake project (tests/integration/test_schedule_cmake.py)
 
 
 @nox.session(name="build-sm120", python=PYTHON)

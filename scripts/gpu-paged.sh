@@ -44,9 +44,9 @@ test)  # PARTS (default "vllm kvcache bench") picks steps when one call cannot h
   if [[ $parts == *vllm* ]]; then
     export FAWHEELS_VLLM_FA2_WHEEL=$vw FAWHEELS_VLLM_INTERFACE=.devcache/vllm-0.26.0/flash_attn_interface.py
     FAWHEELS_GPU_FIGURES=$out/vllm-paged.json timeout 200 python3 -m pytest -q -rA -p no:cacheprovider \
-      tests/test_vllm_paged_gpu.py 2>&1 | grep -E "PASSED|FAILED|ERROR|passed|failed" | tee "$out/vllm-paged-tests.txt"
+      tests/gpu/test_vllm_paged_gpu.py 2>&1 | grep -E "PASSED|FAILED|ERROR|passed|failed" | tee "$out/vllm-paged-tests.txt"
     FAWHEELS_GPU_FIGURES=$out/vllm-ops.json timeout 100 python3 -m pytest -q -rA -p no:cacheprovider \
-      tests/test_vllm_fa2_gpu.py 2>&1 | grep -E "PASSED|FAILED|ERROR|passed|failed" | tee "$out/vllm-ops-tests.txt"
+      tests/gpu/test_vllm_fa2_gpu.py 2>&1 | grep -E "PASSED|FAILED|ERROR|passed|failed" | tee "$out/vllm-ops-tests.txt"
   fi
   # 2. flash-attn's own kvcache test, pages of 16..256, against our fa2 wheel
   [[ $parts == *kvcache* ]] && python3 -m pip install -q --no-index --no-deps --target /tmp/fa2site "$fw" &&

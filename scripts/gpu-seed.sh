@@ -25,5 +25,5 @@ case $1 in
     python3 -m fawheels.cli inspect /tmp/seed/fa2-cu132*/*.whl | tee "$out/inspect-seed.txt"
     FAWHEELS_SEED_WHEEL=$(ls /tmp/seed/fa2-cu132*/*.whl) FAWHEELS_CURE_WHEEL=$(ls /tmp/seed/fa2-cu130*/*.whl) \
       FAWHEELS_GPU_FIGURES=$out/seed-failure.json python3 -m pytest -p no:cacheprovider -q -s \
-      tests/test_seed_failure_gpu.py 2>&1 | tail -15 ;;
+      tests/gpu/test_seed_failure_gpu.py 2>&1 | tail -15 ;;
 esac

@@ -1,6 +1,6 @@
 """Extract vLLM's own `vllm/vllm_flash_attn/flash_attn_interface.py` from a release's PyPI wheel (downloaded once
 into the fawheels cache and checked against the sha256 pinned in the vllm-fa2 recipe), for the GPU tests that
-call our `_vllm_fa2_C` exactly as that vLLM does (tests/test_vllm_paged_gpu.py). The file is vLLM's: it is
+call our `_vllm_fa2_C` exactly as that vLLM does (tests/gpu/test_vllm_paged_gpu.py). The file is vLLM's: it is
 read from the wheel, never committed here.
 
 Usage: python scripts/vllm_interface.py DEST [--release 0.26.0]

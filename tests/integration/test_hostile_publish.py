@@ -362,7 +362,7 @@ def test_an_error_message_is_bounded(monkeypatch: pytest.MonkeyPatch, capsys: py
 
 
 @pytest.mark.parametrize("spec", ["http://[", "https://host:port/", "A://[", "", "/srv/\x00idx"])
-def test_a_malformed_index_location_is_a_publish_error(spec: str) -> None:  # found by tests/test_fuzz.py
+def test_a_malformed_index_location_is_a_publish_error(spec: str) -> None:  # found by tests/unit/test_fuzz.py
     with pytest.raises(PublishError, match="not a valid location"):
         publish.parse_index(spec)
 

@@ -1,7 +1,7 @@
 """Integration tests of publish with real tools: the real verifier, pip and uv in fresh venvs, a killed
 and concurrent publisher, pypiserver on loopback (marker `server`) and headless Chromium (marker `browser`).
 
-Wheels: tests/wheelfactory.py's toy wheels, whose extension is compiled by the real nvcc (sm_120 SASS, about
+Wheels: tests/support/wheelfactory.py's toy wheels, whose extension is compiled by the real nvcc (sm_120 SASS, about
 two seconds) and imports without torch or a GPU; their reports come from the real `verify.write_report`.
 Installs use `--no-deps`: the wheels require torch==2.14.*, which these tests never download.
 """
@@ -113,7 +113,7 @@ def assert_index_valid(root: Path, settled: bool = True) -> set[str]:
     """Every file a page or wheels.json lists exists and matches its hashes; returns what the pages list
     (`variant/filename`). Settled (no publisher midway), the pages, wheels.json and root page agree.
 
-    Written independently of publish.py: it reads what pip and uv read.
+    Written independently of publish/index.py: it reads what pip and uv read.
     """
     listed: set[str] = set()
     for page in root.glob("*/simple/*/index.html"):

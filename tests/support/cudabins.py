@@ -2,8 +2,8 @@
 
 Also a small command line, so the committed data says how it was made:
 
-    PYTHONPATH=src python tests/cudabins.py regen tests/data --nvcc132 /tmp/nvcc132/nvidia/cu13/bin/nvcc
-    PYTHONPATH=src python tests/cudabins.py gpu-table OUTDIR   # on a machine with a GPU
+    PYTHONPATH=src python tests/support/cudabins.py regen tests/data --nvcc132 /tmp/nvcc132/nvidia/cu13/bin/nvcc
+    PYTHONPATH=src python tests/support/cudabins.py gpu-table OUTDIR   # on a machine with a GPU
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def test_cli_matrix_errors_exit_3_without_traceback(tmp_path: Path, capsys: pyte
         assert "config error" in err and "Traceback" not in err and len(err) < 2000
 
 
-def test_control_characters_are_a_config_error() -> None:  # found by tests/test_fuzz.py
+def test_control_characters_are_a_config_error() -> None:  # found by tests/unit/test_fuzz.py
     assert "not valid YAML" in refused("a: \x00\n")
 
 

@@ -100,7 +100,7 @@ def test_written_statement_checks_out(tmp_path: Path) -> None:
     statement = json.loads(dest.read_text())
     assert statement["subject"][0]["digest"]["sha256"] == sha256_file(w)
     moved = tmp_path / "dist" / w.name
-    w.rename(moved)  # as build.py moves the wheel in after its provenance
+    w.rename(moved)  # as build/execute.py moves the wheel in after its provenance
     assert check_provenance(moved) == (True, f"in-toto statement for sha256 {sha256_file(moved)[:16]}…, "
                                              "5 resolved dependencies")
 

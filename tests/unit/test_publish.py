@@ -1,6 +1,6 @@
 """Unit tests of publish: the pure rules and rendering, and the static index with a stand-in verifier.
 
-The stand-in verifier (`Passing`/`Failing` below) keeps these fast and independent of verify.py; the real
+The stand-in verifier (`Passing`/`Failing` below) keeps these fast and independent of check/verify.py; the real
 verifier runs in test_publish_integration.py.
 """
 

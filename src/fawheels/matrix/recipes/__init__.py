@@ -1,6 +1,6 @@
 """Recipes: what a target builds from its source (CMake project, extension, Python packages, metadata).
 
-The matrix names a recipe per target group; build.py is recipe-agnostic and asks the recipe for
+The matrix names a recipe per target group; the build (build/execute.py) is recipe-agnostic and asks the recipe for
 every product-specific detail. Each recipe's CMake project lives in `recipes/<cmake_dir>/`.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # vLLM's _vllm_fa2_C op schemas, as each release's own bundled extension registers them (strings read from
-# the .so in the release's PyPI wheel; tests/test_vllm_fa2.py re-reads them). 0.33.0 registers through
+# the .so in the release's PyPI wheel; tests/integration/test_vllm_fa2.py re-reads them). 0.33.0 registers through
 # torch's stable ABI, which has no Generator type: its `gen` argument is `Tensor?`, 0.26.0's `Generator?`.
 _VARLEN_FWD = ("varlen_fwd(Tensor! q, Tensor k, Tensor v, Tensor!? out, Tensor cu_seqlens_q, Tensor cu_seqlens_k, "
                "Tensor? seqused_k, Tensor? leftpad_k, Tensor? block_table, Tensor? alibi_slopes, int max_seqlen_q, "
