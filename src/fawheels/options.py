@@ -100,7 +100,8 @@ OFFLINE = switch("--offline", "never touch a package index: only cached sources,
 
 # Order: the forwarded ones first, in the order the nested argv names them.
 BUILD: tuple[Option, ...] = (
-    Option(("targets",), "target ids (default: the default target)", forward=True, nargs="*", metavar="TARGET_ID"),
+    Option(("targets",), "target ids (default: the default target)", forward=True, nargs="*", default=[],
+           metavar="TARGET_ID"),
     MATRIX,
     Option(("--dist",), "output directory (default: dist)", forward=True, type=Path, default=Path("dist"),
            metavar="DIR"),
