@@ -14,14 +14,14 @@ TEST_TOOLS = ["nvidia-cuda-cuobjdump==13.2.86",  # cuobjdump reads 12.x and 13.x
 
 @nox.session(name="build-sm120", python=PYTHON)
 def build_sm120(session: nox.Session) -> None:
-    """Build the default sm_120 target into dist/ (pass --container, --jobs N, --offline after --)."""
+    """Build the default sm_120 target into dist/ (after --: any option of `fawheels build --help`)."""
     session.install(".")
     session.run("fawheels", "build", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def build(session: nox.Session) -> None:
-    """Build the named targets: nox -s build -- TARGET_ID... [--container]."""
+    """Build the named targets: nox -s build -- TARGET_ID... [options of `fawheels build --help`]."""
     if not [a for a in session.posargs if not a.startswith("-")]:
         session.error("name at least one target: nox -s build -- TARGET_ID  (fawheels matrix lists them)")
     session.install(".")
@@ -40,7 +40,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def nightly(session: nox.Session) -> None:
     """Build, verify and publish every target through the compiler cache; summary + JSON report
-    (after --: --index DIR_OR_URL, --targets ID..., -k TEXT, --matrix PATH, --compiler-cache SPEC)."""
+    (after --: any option of `fawheels nightly --help`, e.g. --index DIR_OR_URL)."""
     session.install(".[nightly]")
     session.run("fawheels", "nightly", *session.posargs)
 

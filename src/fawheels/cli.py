@@ -23,17 +23,9 @@ from fawheels._util.errors import (
     UsageError,
 )
 from fawheels._util.redact import RedactingStream, secrets_from_env
+from fawheels.options import BUILD, MATRIX, NIGHTLY, add_options
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def _add_matrix_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--matrix",
-        type=Path,
-        default=None,
-        help="build matrix file (default: ./build_matrix.yaml, else the one shipped with fawheels)",
-    )
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -42,17 +34,6 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     m = matrix.load_matrix_file(args.matrix)
     print(matrix.render_targets(m, args.format))
     return 0
-
-
-def positive_int(text: str) -> int:
-    """argparse type for counts like --jobs: 0 or a negative number would be a silent nonsense build."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a count: use 1 or more")
-    return value
 
 
 def check_output_paths(dist: Path | None, report: Path | None) -> None:
@@ -177,38 +158,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("matrix", help="list the expanded targets of the build matrix")
-    _add_matrix_arg(p)
-    p.add_argument("--format", choices=["table", "json", "github"], default="table")
+    MATRIX.add_to(p)
+    p.add_argument("--format", choices=["table", "json", "github"], default="table",
+                   help="a table for people (default), JSON for tools, or a GitHub Actions include matrix")
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("build", help="build targets into dist/ (wheel + .sha256 + .verify.json)")
-    _add_matrix_arg(p)
-    p.add_argument("targets", nargs="*", metavar="TARGET_ID", help="target ids (default: the default target)")
-    p.add_argument("--dist", type=Path, default=Path("dist"), help="output directory (default: dist)")
-    p.add_argument("--jobs", "-j", type=positive_int, default=None, help="concurrent nvcc jobs (default: MAX_JOBS or "
-                   "as many as cores and memory allow)")
-    p.add_argument("--container", action="store_true", help="build inside the target's toolchain image")
-    p.add_argument("--offline", action="store_true", help="use only cached sources and the host toolchain "
-                   "and torch; never touch a package index")
-    p.add_argument("--keep-going", action="store_true", help="build the remaining targets after a failure")
-    p.add_argument("--clean", action="store_true",
-                   help="compile everything afresh (by default unchanged objects of the last build are reused)")
-    p.add_argument("--report", type=Path, default=None,
-                   help="write a JSON report (per target: status, stage, wall time, per-job compile times, sha256)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the whole plan (image, toolkit, torch, nvcc command per unit, wheel name); run nothing")
+    add_options(p, BUILD)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("inspect", help="list every CUDA code entry of a wheel, .so, cubin or fatbin")
-    p.add_argument("path", type=Path)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("path", type=Path, metavar="PATH", help="a wheel, .so, cubin or fatbin")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of the table")
     p.add_argument("--reader", choices=["fawheels", "cuobjdump", "both"], default="fawheels",
                    help="our fatbin parser (default), cuobjdump, or both cross-checked (exit 1 on disagreement)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("verify", help="check a wheel against the promises of its target (exit 0 pass, 1 fail)")
-    p.add_argument("wheel", type=Path)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("wheel", type=Path, metavar="WHEEL")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of the report")
     p.add_argument("--write-report", action="store_true",
                    help="also write <wheel>.verify.json beside it (what `fawheels publish` requires)")
     p.add_argument("--reader", choices=["both", "fawheels", "cuobjdump"], default="both",
@@ -216,14 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("compat", help="predict whether each kernel image loads on a GPU with a driver")
-    p.add_argument("path", nargs="?", default=None,
+    p.add_argument("path", nargs="?", default=None, metavar="PATH",
                    help="wheel, .so, fatbin, or an installed distribution name (vllm, flash-attn)")
-    p.add_argument("--index", default=None,
+    p.add_argument("--index", default=None, metavar="DIR_OR_URL",
                    help="instead of PATH: a fawheels index (directory or URL); names the wheel that suits the machine")
-    p.add_argument("--project", default=None, help="with --index: only this project (flash-attn, vllm-fa2)")
+    p.add_argument("--project", default=None, metavar="NAME",
+                   help="with --index: only this project (flash-attn, vllm-fa2)")
     p.add_argument("--gpu", required=True, help="GPU name (RTX PRO 6000, H100), arch (sm_120) or CC (12.0)")
-    p.add_argument("--driver", required=True, help="NVIDIA driver version, e.g. 570.195.03")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--driver", required=True, metavar="VERSION", help="NVIDIA driver version, e.g. 570.195.03")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of the table")
     p.set_defaults(func=cmd_compat)
 
     p = sub.add_parser(
@@ -232,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                "TWINE_USERNAME/TWINE_PASSWORD or keyring, never from the command line (docs/publishing.md).")
     p.add_argument("wheels", nargs="+", type=Path, metavar="WHEEL",
                    help="wheels with a passing <wheel>.verify.json beside them")
-    p.add_argument("--index", required=True,
+    p.add_argument("--index", required=True, metavar="DIR_OR_URL",
                    help="index directory (DIR, or DIR/cu130 to accept only that variant) or upload URL")
     p.add_argument("--accept-single-reader", action="store_true",
                    help="publish a wheel whose CUDA code only our parser could read (cuobjdump could not run)")
@@ -248,15 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("nightly", help="build, verify and publish every target; summary and JSON report")
-    from fawheels.nightly import add_arguments as add_nightly_arguments
-
-    add_nightly_arguments(p)
+    add_options(p, NIGHTLY)
     p.set_defaults(func=cmd_nightly)
 
     p = sub.add_parser("smoke", help="on a GPU: check every kernel of a wheel against a float32 reference")
-    p.add_argument("wheel", type=Path)
+    p.add_argument("wheel", type=Path, metavar="WHEEL")
     p.add_argument("--bench", action="store_true", help="also time ours vs torch's flash backend")
-    p.add_argument("--out", default=None, help="write the JSON results here too")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the JSON results here too")
     p.set_defaults(func=cmd_smoke)
 
     p = sub.add_parser(

@@ -1,6 +1,6 @@
 """The nightly: build every target of the matrix, verify, publish those that pass, report.
 
-`nox -s nightly -- [--matrix PATH] [--targets ID…] [-k TEXT] [--index DIR_OR_URL] [--out DIR]`
+`nox -s nightly -- OPTIONS` or `fawheels nightly OPTIONS`, the options declared in options.NIGHTLY.
 
 Each target builds into its own directory (`<out>/<target-id>/`: several targets may make a wheel of the
 same file name) through the compiler cache (compilercache.py). A failing target never stops the others;
@@ -296,26 +296,8 @@ def nightly_command(*, matrix_path: Path | None, ids: Sequence[str], keywords: S
     return exit_code(outcomes)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `fawheels nightly` (cli.py owns the command, this module its meaning)."""
-    p.add_argument("--matrix", type=Path, default=None, help="build matrix (default: ./build_matrix.yaml)")
-    p.add_argument("--targets", nargs="+", default=[], metavar="ID", help="only these target ids")
-    p.add_argument("-k", dest="keywords", action="append", default=[], metavar="TEXT",
-                   help="only targets whose id contains TEXT (repeat: all must match)")
-    p.add_argument("--out", type=Path, default=Path("dist/nightly"),
-                   help="per-target dist directories and the report (default: dist/nightly/)")
-    p.add_argument("--index", default=None, help="publish passing wheels to this index (directory or URL)")
-    p.add_argument("--compiler-cache", dest="cache", default=None, metavar="SPEC",
-                   help="off | local (<cache>/sccache, the default) | DIR | redis://HOST:PORT "
-                        "(default from FAWHEELS_COMPILER_CACHE or SCCACHE_REDIS_ENDPOINT)")
-    from fawheels.cli import positive_int
-
-    p.add_argument("--jobs", "-j", type=positive_int, default=None, help="concurrent nvcc jobs per build")
-    p.add_argument("--offline", action="store_true", help="cached sources, host toolchain and torch only")
-    p.add_argument("--report", type=Path, default=None, help="JSON report (default: <out>/nightly-report.json)")
-
-
 def command(args: argparse.Namespace) -> int:
+    """`fawheels nightly`, its options as options.NIGHTLY declares them."""
     return nightly_command(matrix_path=args.matrix, ids=args.targets, keywords=args.keywords, out=args.out,
                            index=args.index, cache_spec=args.cache, jobs=args.jobs, offline=args.offline,
                            report=args.report)

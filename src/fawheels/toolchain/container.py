@@ -243,12 +243,13 @@ def plan_run(*, image: str, target_id: str, matrix_file: Path, dist: Path, jobs:
     safe), a per-image private cache and build tree at the host's build root path (nvcc hashes
     source paths into symbol names, so the path must be the same for identical cubins), dist/, and
     the host CA bundle. Nothing else from the host."""
-    argv = ["python", "-m", "fawheels.cli", "build", target_id, "--matrix", f"{MATRIX_DIR}/{matrix_file.name}",
-            "--dist", DIST, "--offline"]
-    if jobs is not None:
-        argv += ["--jobs", str(jobs)]
-    if clean:
-        argv.append("--clean")
+    from fawheels.options import nested_build_argv
+
+    # Every option that changes the build, with the paths as mounted inside; always offline: the host fetched
+    # everything (source into the shared cache, the image itself).
+    argv = ["python", "-m", "fawheels.cli", "build",
+            *nested_build_argv({"targets": [target_id], "matrix": Path(MATRIX_DIR, matrix_file.name),
+                                "dist": Path(DIST), "offline": True, "jobs": jobs, "clean": clean})]
     mounts = [
         Mount(package, f"{SRC}/fawheels", read_only=True),
         Mount(matrix_file.parent, MATRIX_DIR, read_only=True),
@@ -506,9 +507,9 @@ def check_image(engine: Engine, image: str, recipe: ImageRecipe) -> ImageFacts:
 def build_in_container(*, target_id: str, matrix_path: Path | None, dist: Path, jobs: int | None,
                        toolchain: ToolchainLike, clean: bool = False, offline: bool = False) -> int:
     """`fawheels build TARGET --container`: the same pipeline inside the target's toolchain image.
-    Every option of the host command reaches it: --jobs and --clean are passed to the build inside (which
-    always runs --offline); --offline here means the host fetches nothing either (source and image must be
-    there). Returns the exit code of the build inside."""
+    Every option of the host command that changes the build reaches it (options.BUILD, `forward`): --jobs and
+    --clean as given, the build inside always --offline; --offline here means the host fetches nothing either
+    (source and image must be there). Returns the exit code of the build inside."""
     from fawheels._util.paths import build_root
     from fawheels.matrix.config import find_matrix_file, load_matrix_file
     from fawheels.source.fetch import prefetch

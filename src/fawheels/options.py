@@ -1,0 +1,148 @@
+"""Every option of `fawheels build` and `fawheels nightly`, declared once.
+
+From these tables come the argparse parsers of both commands (cli.py) and the argv of a nested build, the
+`fawheels build` that runs inside a toolchain image (toolchain/container.py). Each build option says whether
+a nested build receives it (`forward`): an option that changes what gets built must reach the build that does
+the work, or `--container` would quietly build something else. `nested_build_argv` takes a value for exactly
+the forwarded options, so an option added here cannot be left behind by a caller that does not know of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fawheels._util.errors import InternalError
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts like --jobs: 0 or a negative number would be a silent nonsense build."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a count: use 1 or more")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option: what argparse needs, and whether a nested build gets it."""
+
+    flags: tuple[str, ...]  # ("--jobs", "-j"); a positional has its name alone: ("targets",)
+    help: str
+    forward: bool = False  # build options: does the build inside a toolchain image receive it?
+    dest: str = ""  # default: from the first flag
+    action: str = "store"  # store | store_true | append
+    type: Callable[[str], Any] | None = None
+    default: Any = None
+    nargs: str | None = None
+    metavar: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.dest or self.flags[0].lstrip("-").replace("-", "_")
+
+    @property
+    def positional(self) -> bool:
+        return not self.flags[0].startswith("-")
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        kwargs: dict[str, Any] = {"help": self.help, "action": self.action, "default": self.default}
+        if not self.positional and self.dest:
+            kwargs["dest"] = self.dest
+        for key in ("type", "nargs", "metavar"):
+            if getattr(self, key) is not None:
+                kwargs[key] = getattr(self, key)
+        parser.add_argument(*self.flags, **kwargs)
+
+    def to_argv(self, value: Any) -> list[str]:
+        """The words that parse back to `value` (none for a default that needs no saying)."""
+        if self.positional:
+            return [str(v) for v in value]
+        flag = self.flags[0]
+        if self.action == "store_true":
+            return [flag] if value else []
+        if self.action == "append":
+            return [w for v in value for w in (flag, str(v))]
+        if value is None:
+            return []
+        if self.nargs is not None:
+            return [flag, *(str(v) for v in value)] if value else []
+        return [flag, str(value)]
+
+
+def switch(flag: str, help: str, *, forward: bool = False) -> Option:
+    """An on/off option, off by default."""
+    return Option((flag,), help, forward=forward, action="store_true", default=False)
+
+
+def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
+    for option in options:
+        option.add_to(parser)
+
+
+# ----------------------------------------------------------------------------- shared by several commands
+
+MATRIX = Option(("--matrix",), "build matrix file (default: build_matrix.yaml in the current directory)",
+                forward=True, type=Path, metavar="PATH")
+JOBS = Option(("--jobs", "-j"), "concurrent nvcc jobs per build (default: MAX_JOBS, else as many as cores and "
+              "memory allow)", forward=True, type=positive_int, metavar="N")
+OFFLINE = switch("--offline", "never touch a package index: only cached sources, and the host toolchain and torch "
+                 "(a target built in its toolchain image: the source and the image must already be here)",
+                 forward=True)
+
+# ----------------------------------------------------------------------------- fawheels build
+
+# Order: the forwarded ones first, in the order the nested argv names them.
+BUILD: tuple[Option, ...] = (
+    Option(("targets",), "target ids (default: the default target)", forward=True, nargs="*", default=[],
+           metavar="TARGET_ID"),
+    MATRIX,
+    Option(("--dist",), "output directory (default: dist)", forward=True, type=Path, default=Path("dist"),
+           metavar="DIR"),
+    OFFLINE,
+    JOBS,
+    switch("--clean", "compile everything afresh (by default unchanged objects of the last build are reused)",
+           forward=True),
+    # Meaningful only to the outer run: the build inside is already in its image, builds one target, and its
+    # result is reported by the run that started it; a dry run starts nothing.
+    switch("--container", "build inside the target's toolchain image"),
+    switch("--keep-going", "build the remaining targets after a failure"),
+    Option(("--report",), "write a JSON report (per target: status, stage, wall time, per-job compile times, "
+           "sha256)", type=Path, metavar="FILE"),
+    switch("--dry-run", "print the whole plan (image, toolkit, torch, nvcc command per unit, wheel name); run "
+           "nothing"),
+)
+
+
+def nested_build_argv(values: Mapping[str, Any]) -> list[str]:
+    """`fawheels build`'s arguments for a build started by another run: `values` names every forwarded option
+    (with the value the nested run must see: its own paths, one target), and no other."""
+    wanted = [o.name for o in BUILD if o.forward]
+    if sorted(values) != sorted(wanted):
+        missing, extra = sorted(set(wanted) - set(values)), sorted(set(values) - set(wanted))
+        raise InternalError(f"nested build: values for {wanted} expected; missing {missing}, not options {extra}")
+    return [word for o in BUILD if o.forward for word in o.to_argv(values[o.name])]
+
+
+# ----------------------------------------------------------------------------- fawheels nightly
+
+NIGHTLY: tuple[Option, ...] = (
+    MATRIX,
+    Option(("--targets",), "only these target ids", nargs="+", default=[], metavar="ID"),
+    Option(("-k",), "only targets whose id contains TEXT (repeat: all must match)", dest="keywords",
+           action="append", default=[], metavar="TEXT"),
+    Option(("--out",), "per-target dist directories and the report (default: dist/nightly/)", type=Path,
+           default=Path("dist/nightly"), metavar="DIR"),
+    Option(("--index",), "publish passing wheels to this index (directory or URL)", metavar="DIR_OR_URL"),
+    Option(("--compiler-cache",), "off | local (<cache>/sccache, the default) | DIR | redis://HOST:PORT "
+           "(default from FAWHEELS_COMPILER_CACHE or SCCACHE_REDIS_ENDPOINT)", dest="cache", metavar="SPEC"),
+    JOBS,
+    OFFLINE,
+    Option(("--report",), "JSON report (default: <out>/nightly-report.json)", type=Path, metavar="FILE"),
+)
