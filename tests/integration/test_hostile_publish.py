@@ -372,7 +372,7 @@ def test_the_failed_publish_hint_is_a_command_that_writes_the_report_publish_wan
     import re
     import shlex
 
-    from wheelfactory import compile_extension, nvcc
+    from support.wheelfactory import compile_extension, nvcc
 
     if nvcc() is None:
         pytest.skip("nvcc not found")
