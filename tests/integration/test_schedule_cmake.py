@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 NVCC = shutil.which("nvcc") or "/usr/local/cuda-13.0/bin/nvcc"
-CMAKE, NINJA = shutil.which("cmake"), shutil.which("ninja")
+CMAKE, NINJA = shutil.which("cmake") or "", shutil.which("ninja") or ""  # "" when absent: skipped below
 
 pytestmark = [pytest.mark.nvcc,
               pytest.mark.skipif(not (Path(NVCC).exists() and CMAKE and NINJA), reason="needs nvcc, cmake, ninja")]

@@ -30,8 +30,9 @@ from support.checkout import copy_repo, fawheels
 REPO = Path(__file__).resolve().parents[2]
 MATRIX = load_matrix_file(REPO / "build_matrix.yaml")
 DECODE = "vllm-fa2-cu130-torch2.14-sm120-cp311-decode"  # the smallest build vLLM can decode with
-RELEASE = VLLM_FA2.release("0.33.0")
-assert RELEASE is not None
+_RELEASE = VLLM_FA2.release("0.33.0")
+assert _RELEASE is not None
+RELEASE: Release = _RELEASE  # narrowed for the functions below
 SO = "vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so"
 HAS_NVCC = shutil.which("nvcc") is not None or Path("/usr/local/cuda-13.0/bin/nvcc").exists()
 
