@@ -220,7 +220,8 @@ def registered_under_torch(python: Path, so: Path, names: tuple[str, ...], stub_
         env["LD_LIBRARY_PATH"] = f"{stub_dir}:{env.get('LD_LIBRARY_PATH', '')}"
     proc = subprocess.run([str(python), "-c", script, str(so), *names], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    schemas: dict[str, str] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return schemas
 
 
 @pytest.mark.nvcc
