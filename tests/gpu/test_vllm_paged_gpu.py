@@ -190,7 +190,7 @@ def test_vllm_varlen_over_paged_kv(fai: ModuleType, page: int, num_blocks: int, 
     for softcap, window, give_out in itertools.product([0.0, 50.0], [(-1, -1), (255, 0)], [True, False]):
         out = torch.full_like(batch.q, float("nan")) if give_out else None
         result = batch.call(fai, softcap=softcap, window=window, out=out)
-        if give_out:
+        if out is not None:  # give_out
             assert result.data_ptr() == out.data_ptr(), "out= must be written in place (vLLM reads it, not the return)"
         name = (
             f"varlen page {page} blocks {num_blocks} gqa {gqa} {dtype} softcap {softcap:g} "

@@ -7,7 +7,9 @@ import errno
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -16,6 +18,18 @@ from fawheels._util.errors import OverlayError, UsageError
 from fawheels._util.files import writable_dir
 from fawheels.deploy import overlay
 from support.matrices import BASE
+
+T = TypeVar("T")
+
+
+def recording(calls: list[str], result: T) -> Callable[..., T]:
+    """A stand-in for a build step: notes that it was called ("built") and returns `result`."""
+
+    def fake(*args: object, **kwargs: object) -> T:
+        calls.append("built")
+        return result
+
+    return fake
 
 
 @pytest.fixture
@@ -29,7 +43,7 @@ def test_nightly_with_an_out_that_is_a_file_stops_before_building(matrix_file: P
                                                                     monkeypatch: pytest.MonkeyPatch,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     built: list[str] = []
-    monkeypatch.setattr(nightly, "run_targets", lambda *a, **k: built.append("built") or [])
+    monkeypatch.setattr(nightly, "run_targets", recording(built, []))
     blocker = tmp_path / "out-is-a-file"
     blocker.write_text("keep")
     for out in (blocker, blocker / "sub"):
@@ -43,13 +57,14 @@ def test_nightly_with_an_out_that_is_a_file_stops_before_building(matrix_file: P
 def test_nightly_with_an_unwritable_out_stops_before_building(matrix_file: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[str] = []
-    monkeypatch.setattr(nightly, "run_targets", lambda *a, **k: built.append("built") or [])
+    monkeypatch.setattr(nightly, "run_targets", recording(built, []))
     real_mkstemp = tempfile.mkstemp
 
-    def read_only(*args: object, **kwargs: object) -> tuple[int, str]:  # a read-only mount (root ignores modes)
-        if str(kwargs.get("dir", "")).startswith(str(tmp_path / "ro")):
+    def read_only(suffix: str | None = None, prefix: str | None = None, dir: str | os.PathLike[str] | None = None,
+                  text: bool = False) -> tuple[int, str]:  # a read-only mount (root ignores modes)
+        if str(dir or "").startswith(str(tmp_path / "ro")):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-        return real_mkstemp(*args, **kwargs)  # type: ignore[no-any-return]
+        return real_mkstemp(suffix, prefix, dir, text)
 
     (tmp_path / "ro").mkdir()
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
@@ -111,7 +126,7 @@ def test_build_refuses_unwritable_outputs_before_building(where: str, tmp_path: 
     from fawheels.build import execute as build
 
     started: list[str] = []
-    monkeypatch.setattr(build, "build_command", lambda **kw: started.append("built") or 0)
+    monkeypatch.setattr(build, "build_command", recording(started, 0))
     blocker = tmp_path / "a-file"
     blocker.write_text("keep")
     argv = ["build", "--matrix", str(matrix_file)]
@@ -144,7 +159,7 @@ def test_nightly_refuses_an_unusable_index_before_building(index: str, matrix_fi
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     built: list[str] = []
-    monkeypatch.setattr(nightly, "run_targets", lambda *a, **k: built.append("built") or [])
+    monkeypatch.setattr(nightly, "run_targets", recording(built, []))
     blocker = tmp_path / "index-file"
     blocker.write_text("keep")
     code = cli.main(["nightly", "--matrix", str(matrix_file), "--out", str(tmp_path / "out"), "--compiler-cache",

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from fawheels import cli
-from fawheels._util.errors import EXIT_CODES, InternalError, PublishError, UsageError
+from fawheels._util.errors import EXIT_CODES, FawheelsError, InternalError, PublishError, UsageError
 from fawheels._util.redact import redact, secrets_from_env
 from fawheels.publish import index as publish
 from support.wheelfactory import toy_wheel
@@ -326,13 +326,14 @@ def test_internal_error_has_its_own_exit_code() -> None:
     assert len(codes) == len(EXIT_CODES), "two error kinds share an exit code"
     assert InternalError.exit_code not in (0, 1, 2, 130)
     assert UsageError.exit_code == 2
-    assert publish.FawheelsError("bare").exit_code == InternalError.exit_code
+    assert FawheelsError("bare").exit_code == InternalError.exit_code
 
 
 def test_a_bug_exits_with_the_internal_code_and_no_traceback(monkeypatch: pytest.MonkeyPatch,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     def buggy(args: object) -> int:
-        return {}["missing"]  # type: ignore[no-any-return]
+        empty: dict[str, int] = {}
+        return empty["missing"]
 
     monkeypatch.setattr(cli, "cmd_matrix", buggy)
     monkeypatch.delenv("FAWHEELS_DEBUG", raising=False)
@@ -372,7 +373,7 @@ def test_the_failed_publish_hint_is_a_command_that_writes_the_report_publish_wan
     import re
     import shlex
 
-    from wheelfactory import compile_extension, nvcc
+    from support.wheelfactory import compile_extension, nvcc
 
     if nvcc() is None:
         pytest.skip("nvcc not found")

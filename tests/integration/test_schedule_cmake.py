@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 NVCC = shutil.which("nvcc") or "/usr/local/cuda-13.0/bin/nvcc"
-CMAKE, NINJA = shutil.which("cmake"), shutil.which("ninja")
+CMAKE, NINJA = shutil.which("cmake") or "", shutil.which("ninja") or ""  # "" when absent: skipped below
 
 pytestmark = [pytest.mark.nvcc,
               pytest.mark.skipif(not (Path(NVCC).exists() and CMAKE and NINJA), reason="needs nvcc, cmake, ninja")]
@@ -29,7 +29,7 @@ def configure(tmp: Path) -> str:
     (tmp / "units").mkdir()
     for u in UNITS:
         (tmp / "units" / f"{u}.cu").write_text(f"__global__ void k_{u}() {{}}\n")
-    with resources.as_file(resources.files("fawheels").joinpath("recipes", "fa2")) as recipe:
+    with resources.as_file(resources.files("fawheels.matrix.recipes").joinpath("fa2")) as recipe:
         subprocess.run([CMAKE, "-S", str(recipe), "-B", str(tmp / "b"), "-G", "Ninja",
                         f"-DCMAKE_MAKE_PROGRAM={NINJA}", f"-DCMAKE_CUDA_COMPILER={NVCC}", "-DFA_EXT_NAME=ext",
                         "-DFA_EXT_SUFFIX=.so", "-DFA_CXX_STD=17", f"-DFA_SOURCE_DIR={src}",

@@ -30,8 +30,9 @@ from support.checkout import copy_repo, fawheels
 REPO = Path(__file__).resolve().parents[2]
 MATRIX = load_matrix_file(REPO / "build_matrix.yaml")
 DECODE = "vllm-fa2-cu130-torch2.14-sm120-cp311-decode"  # the smallest build vLLM can decode with
-RELEASE = VLLM_FA2.release("0.33.0")
-assert RELEASE is not None
+_RELEASE = VLLM_FA2.release("0.33.0")
+assert _RELEASE is not None
+RELEASE: Release = _RELEASE  # narrowed for the functions below
 SO = "vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so"
 HAS_NVCC = shutil.which("nvcc") is not None or Path("/usr/local/cuda-13.0/bin/nvcc").exists()
 
@@ -219,7 +220,8 @@ def registered_under_torch(python: Path, so: Path, names: tuple[str, ...], stub_
         env["LD_LIBRARY_PATH"] = f"{stub_dir}:{env.get('LD_LIBRARY_PATH', '')}"
     proc = subprocess.run([str(python), "-c", script, str(so), *names], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    schemas: dict[str, str] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return schemas
 
 
 @pytest.mark.nvcc

@@ -23,7 +23,7 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
-def fawheels(checkout: Path, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+def fawheels(checkout: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
     return subprocess.run([sys.executable, "-m", "fawheels.cli", *args], cwd=checkout, env=env,
-                          capture_output=True, text=True, **kw)  # type: ignore[call-overload,no-any-return]
+                          capture_output=True, text=True)

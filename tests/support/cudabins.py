@@ -242,7 +242,7 @@ def gpu_table() -> tuple[str, dict[str, object], list[tuple[GpuCase, compat.Pred
         agree = DRIVER_RESULTS.get(result, "other") == pred.error
         lines.append(f"| {case.name}.fatbin | {' + '.join(case.targets)} | {case.nvcc} | {want} "
                      f"| {pred.image or '-'} | {got} | {'yes' if agree else 'NO'} |")
-    observed = {"gpu": gpu, "driver": driver, "results": {c.name: r for c, _, r in rows}}
+    observed: dict[str, object] = {"gpu": gpu, "driver": driver, "results": {c.name: r for c, _, r in rows}}
     return "\n".join(lines) + "\n", observed, rows
 
 
@@ -264,8 +264,8 @@ def regen(data: Path, nvcc132: str | None) -> None:
         compile_fatbin(data / f"sm80+ptx80-{mode}.fatbin", ("sm_80", "compute_80"), compress=mode)
     so = compile_so(data / "libtwo.so", [HOST, HOST], ("sm_120", "compute_80"))
     subprocess.run(["strip", "--strip-all", str(so)], check=True)
-    for f in data.glob("libtwo_*.cu"):
-        f.unlink()
+    for leftover in data.glob("libtwo_*.cu"):
+        leftover.unlink()
     nvcc = find_nvcc()
     assert nvcc
     src = data / "k.cu"

@@ -4,9 +4,11 @@ bad input, and — marked nvcc — binaries compiled during the run, cross-check
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import zipfile
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -220,8 +222,9 @@ needs_tools = pytest.mark.skipif(cudabins.find_nvcc() is None or inspect.find_cu
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every binary of the nvcc tests, compiled two at a time (the machine has 2 cores)."""
     out = tmp_path_factory.mktemp("nvcc")
-    jobs = {f"mode-{m}": (lambda m=m: cudabins.compile_fatbin(out / f"{m}.fatbin", NVCC_TARGETS, compress=m))
-            for m in COMPRESS_MODES}
+    jobs: dict[str, Callable[[], Path]] = {
+        f"mode-{m}": functools.partial(cudabins.compile_fatbin, out / f"{m}.fatbin", NVCC_TARGETS, compress=m)
+        for m in COMPRESS_MODES}
     jobs["ptx-only"] = lambda: cudabins.compile_fatbin(out / "ptx.fatbin", ("compute_90a", "compute_100"))
     jobs["so"] = lambda: cudabins.compile_so(out / "libtwo.so", [cudabins.HOST, cudabins.HOST],
                                              ("sm_120", "sm_90a", "compute_80"))
@@ -272,8 +275,8 @@ def test_readers_disagreeing_is_exit_1(compiled: dict[str, Path], tmp_path: Path
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     real = inspect.parse_cuobjdump
 
-    def drop_first(lines: object, file: str) -> list[CodeEntry]:
-        return real(lines, file)[1:]  # type: ignore[arg-type]
+    def drop_first(lines: Iterable[str], file: str) -> list[CodeEntry]:
+        return real(lines, file)[1:]
 
     monkeypatch.setattr(inspect, "parse_cuobjdump", drop_first)
     copy = tmp_path / "x.fatbin"

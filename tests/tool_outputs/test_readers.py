@@ -4,7 +4,9 @@ tests run the real cuobjdump (nvidia-cuda-cuobjdump) on committed real binaries 
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -150,7 +152,7 @@ def test_locate_reports_why_no_cuobjdump(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("CUDA_HOME", str(tmp_path))
     monkeypatch.setenv("FAWHEELS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(inspect.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     tool, why = inspect.locate_cuobjdump(install=False)
     assert tool is None and "installing it was not allowed" in why
 
@@ -183,10 +185,10 @@ def test_real_cuobjdump_with_one_view_altered_fails_verification(
     """The real tool reads the real binary; then its PTX reading is altered the way a reader bug would."""
     real = inspect.parse_cuobjdump
 
-    def ptx_isa_misread(lines: object, file: str) -> list[CodeEntry]:
+    def ptx_isa_misread(lines: Iterable[str], file: str) -> list[CodeEntry]:
         return [CodeEntry(e.file, e.kind, e.arch, "9.1" if e.kind == "ptx" else e.ptx_isa, e.code_version,
                           e.compression, e.size, e.uncompressed_size)
-                for e in real(lines, file)]  # type: ignore[arg-type]
+                for e in real(lines, file)]
 
     path = write_wheel(tmp_path, FILES, info=build_info())
     assert verify.verify_wheel(path).ok

@@ -137,7 +137,7 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     ({"info": None}, "build-info", "no fa2toy-1.0+cu130torch2.14.dist-info/build-info.json"),
     ({"info": build_info(schema=2)}, "sass", "schema 2"),
 ])
-def test_each_failure_mode(tmp_path: Path, kwargs: dict[str, object], check: str, says: str) -> None:
+def test_each_failure_mode(tmp_path: Path, kwargs: dict[str, Any], check: str, says: str) -> None:
     report = wheel(tmp_path, **kwargs)
     assert not report.ok
     assert says in failing(report).get(check, ""), failing(report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import zipfile
 from pathlib import Path
@@ -54,10 +55,11 @@ def test_schedule_reorders_compiles_but_not_the_link(tmp_path: Path) -> None:
     target = MATRIX.target(MATRIX.default_target)
     units = target.profile.translation_units()
     longest_first = sorted(units, key=lambda u: ("_split_" not in u, "_causal" in u, u))
-    args = dict(tree=tmp_path / "w/src/t", workdir=tmp_path / "w", tk=fake_toolkit(), torch=fake_torch(tmp_path),
-                jobs=2, cpus=2, recipe_dir=tmp_path / "w/recipe", source_date_epoch=1)
-    plain = plan_build(target, **args)  # type: ignore[arg-type]
-    ordered = plan_build(target, schedule=longest_first, **args)  # type: ignore[arg-type]
+    plan = functools.partial(plan_build, target, tree=tmp_path / "w/src/t", workdir=tmp_path / "w", tk=fake_toolkit(),
+                             torch=fake_torch(tmp_path), jobs=2, cpus=2, recipe_dir=tmp_path / "w/recipe",
+                             source_date_epoch=1)
+    plain = plan()
+    ordered = plan(schedule=longest_first)
 
     def var(plan_configure: list[str], name: str) -> list[str]:
         value = next(a for a in plan_configure if a.startswith(f"-D{name}=")).split("=", 1)[1]
@@ -69,7 +71,7 @@ def test_schedule_reorders_compiles_but_not_the_link(tmp_path: Path) -> None:
     assert configure_identity(ordered.configure) == configure_identity(plain.configure)
     assert ordered.configure != plain.configure
     with pytest.raises(BuildError, match="not a permutation"):
-        plan_build(target, schedule=units[:-1], **args)  # type: ignore[arg-type]
+        plan(schedule=units[:-1])
 
 
 def test_job_meter_goes_in_front_of_the_compiler_cache(tmp_path: Path) -> None:

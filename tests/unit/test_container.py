@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import urllib.request
@@ -178,13 +179,13 @@ def test_the_compiler_cache_runs_inside_with_the_hosts_cache_dir(tmp_path: Path)
 
 
 def test_no_reachable_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(container.shutil, "which", lambda name: "/usr/bin/docker" if name == "docker" else None)
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/docker" if name == "docker" else None)
 
     def no_daemon(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         assert cmd == ["/usr/bin/docker", "info"]
         return subprocess.CompletedProcess(cmd, 1, "", "Cannot connect to the Docker daemon. Is it running?\n")
 
-    monkeypatch.setattr(container.subprocess, "run", no_daemon)
+    monkeypatch.setattr(subprocess, "run", no_daemon)
     with pytest.raises(ContainerError) as err:
         Engine.find({})
     message = str(err.value)
@@ -200,8 +201,8 @@ def test_engine_prints_each_command(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     def ok(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(container.subprocess, "run", ok)
-    monkeypatch.setattr(container.os, "getuid", lambda: 1000)
+    monkeypatch.setattr(subprocess, "run", ok)
+    monkeypatch.setattr(os, "getuid", lambda: 1000)
     spec = container.RunSpec("img", ("true",), (Mount(Path("/a"), "/b", read_only=True),), {"K": "v"}, "1000:1000")
     assert Engine("podman", "/usr/bin/podman").run(spec) == 0
     err = capsys.readouterr().err

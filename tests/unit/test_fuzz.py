@@ -12,7 +12,9 @@ import base64
 import json
 import string
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import pytest
 import yaml
@@ -31,12 +33,14 @@ from support.wheelfactory import toy_wheel
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+P = ParamSpec("P")
+T = TypeVar("T")
 MEMORY_CAP = 64 << 20  # bytes one call may allocate at its peak (the shipped matrix needs well under 1 MB)
 
 DATA = Path(__file__).parents[1] / "data"
 
 
-def within_memory(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+def within_memory(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     tracemalloc.start()
     try:
         return fn(*args, **kwargs)
@@ -150,10 +154,11 @@ def test_driver_argument_is_a_driver_version_or_refused(text: str) -> None:
 @FUZZ
 @given(gpu_like, driver_like)
 def test_compat_command_exits_with_a_documented_code(gpu: str, driver: str) -> None:
+    code: int | str | None
     try:
         code = cli.main(["compat", str(DATA / "multi.fatbin"), "--gpu", gpu, "--driver", driver, "--json"])
     except SystemExit as exc:  # argparse: an option-like value ("-x") is a usage error
-        code = exc.code  # type: ignore[assignment]
+        code = exc.code
     assert code in (0, 1, 2, 3)
 
 

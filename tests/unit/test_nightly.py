@@ -168,19 +168,20 @@ def steps(job: dict[str, Any]) -> list[str]:
 
 def nox_sessions() -> set[str]:
     """Sessions noxfile.py defines: @nox.session functions, by name= when given."""
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse((REPO / "noxfile.py").read_text())):
         if isinstance(node, ast.FunctionDef):
             for dec in node.decorator_list:
                 if isinstance(dec, ast.Call) and ast.unparse(dec.func) == "nox.session":
-                    given = [k.value for k in dec.keywords if k.arg == "name"]
-                    names.add(given[0].value if given and isinstance(given[0], ast.Constant) else node.name)
+                    given = [k.value.value for k in dec.keywords if k.arg == "name"
+                             and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)]
+                    names.add(given[0] if given else node.name)
     return names
 
 
 def test_workflow_runs_nightly_and_on_demand() -> None:
     doc = workflow()
-    triggers = doc.get("on", doc.get(True))  # YAML 1.1 reads a bare `on` as true
+    triggers = doc["on"] if "on" in doc else doc[True]  # YAML 1.1 reads a bare `on` as true
     assert triggers["schedule"][0]["cron"]
     assert "workflow_dispatch" in triggers
     assert set(doc["jobs"]) == {"matrix", "build", "publish"}

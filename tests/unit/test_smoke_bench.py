@@ -17,7 +17,10 @@ def test_gqa_bytes_are_the_kv_heads_not_the_query_heads() -> None:
     # The withdrawn decode figure gave torch K/V repeated to 32 heads: 4 x the bytes of an 8-head cache.
     _, gqa = attention_work(64, 1, 4096, 32, 8, 128, False)
     _, expanded = attention_work(64, 1, 4096, 32, 32, 128, False)
-    kv = lambda hk: 2 * 128 * 2 * 64 * 4096 * hk  # noqa: E731
+
+    def kv(hk: int) -> int:
+        return 2 * 128 * 2 * 64 * 4096 * hk
+
     assert expanded - gqa == kv(32) - kv(8)
 
 
