@@ -240,3 +240,9 @@ def test_malformed_wheel_metadata_fails_checks_not_the_run(tmp_path: Path) -> No
     broken_record = {f"{cudabins.PKG}-{cudabins.VERSION}.dist-info/RECORD": b"a,b\n\x00\"unterminated"}
     report = wheel(tmp_path / "r", tamper=broken_record)
     assert "record" in failing(report)
+
+
+def test_a_build_info_field_of_the_wrong_type_fails_naming_the_field(tmp_path: Path) -> None:
+    report = wheel(tmp_path, info=build_info(archs={"sass": "sm_120", "ptx": []}))
+    assert "archs.sass: expected a list" in failing(report)["build-info"]
+    assert "archs.sass: expected a list" in failing(report)["sass"]

@@ -228,28 +228,27 @@ def _rows(cls: type, prefix: str) -> list[tuple[str, str, bool, str]]:
     for f in fields(cls):
         path, tp = f"{prefix}{f.name}", hints[f.name]
         rows.append((path, _type_name(tp), _required(f), f.metadata["doc"]))
-        inner = [a for a in (get_args(tp) or (tp,)) if a is not type(None)]
-        for a in inner:
+        if get_origin(tp) is tuple and is_dataclass(get_args(tp)[0]):
+            rows += _rows(get_args(tp)[0], f"{path}[].")
+        for a in get_args(tp) or (tp,):
             if is_dataclass(a):
                 rows += _rows(a, f"{path}.")  # type: ignore[arg-type]
-            elif get_origin(a) is tuple and is_dataclass(get_args(a)[0]):
-                rows += _rows(get_args(a)[0], f"{path}[].")
     return rows
 
 
 EXAMPLE = BuildInfo(
     schema=SCHEMA, target="fa2-cu130-torch2.14-sm120-cp311", recipe="fa2", distribution="flash_attn",
     version="2.8.3+cu130torch2.14sm120qwen3",
-    source=SourceInfo(name="flash-attn-2.8.3", kind="sdist", url="https://…/flash_attn-2.8.3.tar.gz",
-                      sha256="1e71dd64…", commit=None),
-    patches=(PatchInfo(file="0001-forward-only-profile-dispatch.patch", sha256="…"),),
+    source=SourceInfo(name="flash-attn-2.8.3", kind="sdist", url="https://.../flash_attn-2.8.3.tar.gz",
+                      sha256="1e71dd64...", commit=None),
+    patches=(PatchInfo(file="0001-forward-only-profile-dispatch.patch", sha256="..."),),
     toolchain=ToolchainInfo(cuda="13.0", nvcc="13.0.88", provision="host", host_compiler="gcc 12.2.0"),
     torch=TorchInfo(version="2.14.1+cu130", cuda="13.0", requirement="torch==2.14.*", cxx_std=20),
     python="3.11", archs=ArchsInfo(sass=("sm_120",), ptx=()), min_driver="580.65.06", cuda_runtime_major=13,
     profile=ProfileInfo(name="qwen3", head_dims=(128,), dtypes=("bf16", "fp16"), causal=(False, True),
-                        split_kv=True, translation_units=("flash_fwd_hdim128_bf16_causal_sm80.cu", "…")),
-    flags=FlagsInfo(nvcc=("-O3", "…"), cxx=("-O3", "…"), defines=("FLASHATTENTION_DISABLE_BACKWARD", "…"),
-                    prefix_maps=("/fawheels/build", "…")),
+                        split_kv=True, translation_units=("flash_fwd_hdim128_bf16_causal_sm80.cu", "...")),
+    flags=FlagsInfo(nvcc=("-O3", "..."), cxx=("-O3", "..."), defines=("TORCH_EXTENSION_NAME=flash_attn_2_cuda", "..."),
+                    prefix_maps=("/fawheels/build", "/fawheels/cuda", "/fawheels/python", "/fawheels/torch")),
     extensions=("flash_attn_2_cuda.cpython-311-x86_64-linux-gnu.so",), serves=None, source_date_epoch=1755000000,
     fawheels="0.1.0",
 )
@@ -257,8 +256,8 @@ EXAMPLE = BuildInfo(
 
 def markdown() -> str:
     """docs/build-info.md, generated from the model (`python -m fawheels._util.generate`)."""
-    rows = "\n".join(f"| `{path}` | {tp} | {'yes' if req else ''} | {doc} |"
-                     for path, tp, req, doc in _rows(BuildInfo, ""))
+    rows = "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in (f"`{path}`", tp, "yes" if req else "", doc))
+                     + " |" for path, tp, req, doc in _rows(BuildInfo, ""))
     return f"""# `build-info.json`: what a wheel promises
 
 Every wheel fawheels builds carries `<dist>-<version>.dist-info/build-info.json`. `fawheels verify`
@@ -270,8 +269,9 @@ example:
 ```
 
 The build writes every field below (null where it has no value). "needed" marks the fields `fawheels
-verify` cannot do without: a build-info.json that lacks one, or has a field of the wrong type, fails
-verification. Fields not marked read as null when absent, so wheels from an older fawheels still verify.
+verify` cannot do without (within their object, when that is present): a build-info.json that lacks one,
+or has any field of the wrong type, fails verification. Fields not marked read as null (or empty) when
+absent, so wheels written by an older fawheels of the same schema still verify.
 
 | field | type | needed | meaning |
 |---|---|---|---|
