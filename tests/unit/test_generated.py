@@ -22,8 +22,7 @@ def test_committed_generated_files_equal_what_the_models_make() -> None:
     assert generate.stale(ROOT) == [], "run `python -m fawheels._util.generate` and commit the result"
 
 
-def test_check_names_the_stale_file_and_generate_repairs_it(tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_names_the_stale_file_and_generate_repairs_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for rel in generate.GENERATED:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / rel, tmp_path / rel)
@@ -42,8 +41,15 @@ def test_check_names_the_stale_file_and_generate_repairs_it(tmp_path: Path,
 
 def test_build_info_doc_lists_every_field_the_writer_emits() -> None:
     doc = (ROOT / "docs/build-info.md").read_text()
-    for path in ("serves", "fawheels", "flags.defines", "flags.prefix_maps", "toolchain.host_compiler",
-                 "source.commit", "patches[].sha256"):
+    for path in (
+        "serves",
+        "fawheels",
+        "flags.defines",
+        "flags.prefix_maps",
+        "toolchain.host_compiler",
+        "source.commit",
+        "patches[].sha256",
+    ):
         assert f"| `{path}` |" in doc
 
 
@@ -60,16 +66,19 @@ def test_schema_keys_are_the_loader_keys() -> None:
         assert list(SCHEMA["$defs"][name]["properties"]) == list(yaml_keys(cls)), name
 
 
-@pytest.mark.parametrize(("change", "where"), [
-    (lambda m: m["sources"]["flash-attn-2.8.3"].update(sha265="0" * 64), "sha265"),
-    (lambda m: m["sources"]["flash-attn-2.8.3"].pop("sha256"), "sha256"),
-    (lambda m: m["toolchains"]["cu130"].update(provision="conda"), "conda"),
-    (lambda m: m["toolchains"]["cu130-pip"].pop("pip_version"), "pip_version"),
-    (lambda m: m["torch"]["2.14"].update(cxx_std=23), "23"),
-    (lambda m: m["profiles"]["qwen3"].update(head_dims=[72]), "72"),
-    (lambda m: m["targets"][0]["matrix"].update(python=[3.1]), "3.1"),
-    (lambda m: m["targets"][0].update(exclude=[{"pyhton": "3.11"}]), "pyhton"),
-])
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda m: m["sources"]["flash-attn-2.8.3"].update(sha265="0" * 64), "sha265"),
+        (lambda m: m["sources"]["flash-attn-2.8.3"].pop("sha256"), "sha256"),
+        (lambda m: m["toolchains"]["cu130"].update(provision="conda"), "conda"),
+        (lambda m: m["toolchains"]["cu130-pip"].pop("pip_version"), "pip_version"),
+        (lambda m: m["torch"]["2.14"].update(cxx_std=23), "23"),
+        (lambda m: m["profiles"]["qwen3"].update(head_dims=[72]), "72"),
+        (lambda m: m["targets"][0]["matrix"].update(python=[3.1]), "3.1"),
+        (lambda m: m["targets"][0].update(exclude=[{"pyhton": "3.11"}]), "pyhton"),
+    ],
+)
 def test_schema_refuses_what_the_loader_refuses(change: object, where: str) -> None:
     from fawheels._util.errors import ConfigError
     from fawheels.matrix.config import load_matrix

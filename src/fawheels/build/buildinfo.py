@@ -53,20 +53,30 @@ class ToolchainInfo:
 @dataclass(frozen=True, kw_only=True)
 class TorchInfo:
     version: str | None = field(default=None, metadata=_doc("the exact torch the extension was built against"))
-    cuda: str | None = field(default=None, metadata=_doc("the CUDA that torch was built for; its major must match "
-                                                          "`toolchain.cuda`"))
-    requirement: str | None = field(default=None, metadata=_doc("the torch pin in Requires-Dist (the C++ ABI is "
-                                                                 "only stable within a torch minor)"))
+    cuda: str | None = field(
+        default=None, metadata=_doc("the CUDA that torch was built for; its major must match `toolchain.cuda`")
+    )
+    requirement: str | None = field(
+        default=None, metadata=_doc("the torch pin in Requires-Dist (the C++ ABI is only stable within a torch minor)")
+    )
     cxx_std: int | None = field(default=None, metadata=_doc("the C++ standard the extension was compiled as"))
 
 
 @dataclass(frozen=True, kw_only=True)
 class ArchsInfo:
-    sass: tuple[str, ...] = field(default=(), metadata=_doc(
-        "every SM target compiled to machine code; the wheel promises every GPU these run on "
-        "(binary-compatibility rules: docs/cuda-facts.md)"))
-    ptx: tuple[str, ...] = field(default=(), metadata=_doc(
-        "PTX embedded for JIT (empty unless the target asks for it); its ISA must be JIT-able by `min_driver`"))
+    sass: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "every SM target compiled to machine code; the wheel promises every GPU these run on "
+            "(binary-compatibility rules: docs/cuda-facts.md)"
+        ),
+    )
+    ptx: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "PTX embedded for JIT (empty unless the target asks for it); its ISA must be JIT-able by `min_driver`"
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,21 +85,27 @@ class ProfileInfo:
     head_dims: tuple[int, ...] | None = field(default=None, metadata=_doc("head dimensions compiled"))
     dtypes: tuple[str, ...] | None = field(default=None, metadata=_doc("`bf16` and/or `fp16`"))
     causal: tuple[bool, ...] | None = field(default=None, metadata=_doc("causal masking variants compiled"))
-    split_kv: bool | None = field(default=None, metadata=_doc("whether the split-KV (decode, paged KV) kernels "
-                                                               "were compiled too"))
-    translation_units: tuple[str, ...] | None = field(default=None, metadata=_doc(
-        "the kernel translation units compiled; anything else fails with a clear error at call time"))
+    split_kv: bool | None = field(
+        default=None, metadata=_doc("whether the split-KV (decode, paged KV) kernels were compiled too")
+    )
+    translation_units: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_doc("the kernel translation units compiled; anything else fails with a clear error at call time"),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class FlagsInfo:
     nvcc: tuple[str, ...] | None = field(default=None, metadata=_doc("nvcc flags, free of machine paths"))
     cxx: tuple[str, ...] | None = field(default=None, metadata=_doc("host C++ flags, free of machine paths"))
-    defines: tuple[str, ...] | None = field(default=None, metadata=_doc(
-        "the recipe's product switches, passed as -D"))
-    prefix_maps: tuple[str, ...] | None = field(default=None, metadata=_doc(
-        "what build paths were rewritten to in debug info and `__FILE__` (-ffile-prefix-map), so the "
-        "binary does not depend on where it was built"))
+    defines: tuple[str, ...] | None = field(default=None, metadata=_doc("the recipe's product switches, passed as -D"))
+    prefix_maps: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_doc(
+            "what build paths were rewritten to in debug info and `__FILE__` (-ffile-prefix-map), so the "
+            "binary does not depend on where it was built"
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,13 +125,24 @@ class BuildInfo:
     cuda_runtime_major: int = field(metadata=_doc("the libcudart major the extension may need (DT_NEEDED)"))
     profile: ProfileInfo | None = field(default=None, metadata=_doc("which forward kernels were compiled"))
     flags: FlagsInfo | None = field(default=None, metadata=_doc("the compile flags, as recorded by the build"))
-    extensions: tuple[str, ...] = field(metadata=_doc(
-        "wheel-relative paths of the shared objects built for the target; no other member may carry CUDA code"))
-    serves: str | None = field(default=None, metadata=_doc(
-        "the installed release the extension is built for (`vllm==0.33.0`), null for a standalone wheel; "
-        "such a wheel must register exactly the op schemas that release calls"))
-    source_date_epoch: int | None = field(default=None, metadata=_doc(
-        "the timestamp of every file in the wheel (fixed by the source pin, so rebuilds are byte-identical)"))
+    extensions: tuple[str, ...] = field(
+        metadata=_doc(
+            "wheel-relative paths of the shared objects built for the target; no other member may carry CUDA code"
+        )
+    )
+    serves: str | None = field(
+        default=None,
+        metadata=_doc(
+            "the installed release the extension is built for (`vllm==0.33.0`), null for a standalone wheel; "
+            "such a wheel must register exactly the op schemas that release calls"
+        ),
+    )
+    source_date_epoch: int | None = field(
+        default=None,
+        metadata=_doc(
+            "the timestamp of every file in the wheel (fixed by the source pin, so rebuilds are byte-identical)"
+        ),
+    )
     fawheels: str | None = field(default=None, metadata=_doc("the fawheels version that built the wheel"))
 
     @classmethod
@@ -192,8 +219,11 @@ def _value(tp: Any, value: object, at: str) -> Any:
         return tuple(_value(args[0], item, f"{at}[{i}]") for i, item in enumerate(value))
     if is_dataclass(tp):
         return _parse(tp, value, at)  # type: ignore[arg-type]
-    ok = isinstance(value, str) if tp is str else (
-        isinstance(value, bool) if tp is bool else isinstance(value, int) and not isinstance(value, bool))
+    ok = (
+        isinstance(value, str)
+        if tp is str
+        else (isinstance(value, bool) if tp is bool else isinstance(value, int) and not isinstance(value, bool))
+    )
     if not ok:
         raise BuildInfoError(f"{at}: expected {_type_name(tp)}, got {_json_kind(value)}")
     return value
@@ -237,27 +267,52 @@ def _rows(cls: type, prefix: str) -> list[tuple[str, str, bool, str]]:
 
 
 EXAMPLE = BuildInfo(
-    schema=SCHEMA, target="fa2-cu130-torch2.14-sm120-cp311", recipe="fa2", distribution="flash_attn",
+    schema=SCHEMA,
+    target="fa2-cu130-torch2.14-sm120-cp311",
+    recipe="fa2",
+    distribution="flash_attn",
     version="2.8.3+cu130torch2.14sm120qwen3",
-    source=SourceInfo(name="flash-attn-2.8.3", kind="sdist", url="https://.../flash_attn-2.8.3.tar.gz",
-                      sha256="1e71dd64...", commit=None),
+    source=SourceInfo(
+        name="flash-attn-2.8.3",
+        kind="sdist",
+        url="https://.../flash_attn-2.8.3.tar.gz",
+        sha256="1e71dd64...",
+        commit=None,
+    ),
     patches=(PatchInfo(file="0001-forward-only-profile-dispatch.patch", sha256="..."),),
     toolchain=ToolchainInfo(cuda="13.0", nvcc="13.0.88", provision="host", host_compiler="gcc 12.2.0"),
     torch=TorchInfo(version="2.14.1+cu130", cuda="13.0", requirement="torch==2.14.*", cxx_std=20),
-    python="3.11", archs=ArchsInfo(sass=("sm_120",), ptx=()), min_driver="580.65.06", cuda_runtime_major=13,
-    profile=ProfileInfo(name="qwen3", head_dims=(128,), dtypes=("bf16", "fp16"), causal=(False, True),
-                        split_kv=True, translation_units=("flash_fwd_hdim128_bf16_causal_sm80.cu", "...")),
-    flags=FlagsInfo(nvcc=("-O3", "..."), cxx=("-O3", "..."), defines=("TORCH_EXTENSION_NAME=flash_attn_2_cuda", "..."),
-                    prefix_maps=("/fawheels/build", "/fawheels/cuda", "/fawheels/python", "/fawheels/torch")),
-    extensions=("flash_attn_2_cuda.cpython-311-x86_64-linux-gnu.so",), serves=None, source_date_epoch=1755000000,
+    python="3.11",
+    archs=ArchsInfo(sass=("sm_120",), ptx=()),
+    min_driver="580.65.06",
+    cuda_runtime_major=13,
+    profile=ProfileInfo(
+        name="qwen3",
+        head_dims=(128,),
+        dtypes=("bf16", "fp16"),
+        causal=(False, True),
+        split_kv=True,
+        translation_units=("flash_fwd_hdim128_bf16_causal_sm80.cu", "..."),
+    ),
+    flags=FlagsInfo(
+        nvcc=("-O3", "..."),
+        cxx=("-O3", "..."),
+        defines=("TORCH_EXTENSION_NAME=flash_attn_2_cuda", "..."),
+        prefix_maps=("/fawheels/build", "/fawheels/cuda", "/fawheels/python", "/fawheels/torch"),
+    ),
+    extensions=("flash_attn_2_cuda.cpython-311-x86_64-linux-gnu.so",),
+    serves=None,
+    source_date_epoch=1755000000,
     fawheels="0.1.0",
 )
 
 
 def markdown() -> str:
     """docs/build-info.md, generated from the model (`python -m fawheels._util.generate`)."""
-    rows = "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in (f"`{path}`", tp, "yes" if req else "", doc))
-                     + " |" for path, tp, req, doc in _rows(BuildInfo, ""))
+    rows = "\n".join(
+        "| " + " | ".join(c.replace("|", "\\|") for c in (f"`{path}`", tp, "yes" if req else "", doc)) + " |"
+        for path, tp, req, doc in _rows(BuildInfo, "")
+    )
     return f"""# `build-info.json`: what a wheel promises
 
 Every wheel fawheels builds carries `<dist>-<version>.dist-info/build-info.json`. `fawheels verify`

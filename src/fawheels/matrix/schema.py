@@ -73,8 +73,7 @@ def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of build_matrix.yaml."""
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$comment": "generated from src/fawheels/matrix/config.py by `python -m fawheels._util.generate`; "
-                    "do not edit",
+        "$comment": "generated from src/fawheels/matrix/config.py by `python -m fawheels._util.generate`; do not edit",
         "title": "fawheels build matrix (build_matrix.yaml)",
         **_object(MatrixFile),
         "$defs": {name: _object(cls) for name, cls, _where in SECTIONS},
@@ -119,17 +118,32 @@ def _constraints(schema: dict[str, Any], rules: str) -> str:
 
 
 def _table(cls: type) -> str:
-    rows = ["| " + " | ".join(cell.replace("|", "\\|") for cell in (
-        f"`{name}`", _type(meta["schema"]), "yes" if meta["required"] else "", meta["doc"],
-        _constraints(meta["schema"], meta["rules"]))) + " |" for name, meta in _keys(cls)]
+    rows = [
+        "| "
+        + " | ".join(
+            cell.replace("|", "\\|")
+            for cell in (
+                f"`{name}`",
+                _type(meta["schema"]),
+                "yes" if meta["required"] else "",
+                meta["doc"],
+                _constraints(meta["schema"], meta["rules"]),
+            )
+        )
+        + " |"
+        for name, meta in _keys(cls)
+    ]
     return "| key | type | required | meaning | constraints |\n|---|---|---|---|---|\n" + "\n".join(rows)
 
 
 def markdown() -> str:
     """docs/matrix.md, generated from the model."""
     sections = "\n\n".join(
-        f"### {name}\n\n`{where}`" + (f": {(cls.__doc__ or '').strip()}" if name in ("target_group", "axes") else "")
-        + f"\n\n{_table(cls)}" for name, cls, where in SECTIONS)
+        f"### {name}\n\n`{where}`"
+        + (f": {(cls.__doc__ or '').strip()}" if name in ("target_group", "axes") else "")
+        + f"\n\n{_table(cls)}"
+        for name, cls, where in SECTIONS
+    )
     return f"""# `build_matrix.yaml`: what fawheels builds
 
 The build matrix names pinned sources, CUDA toolchains, torch releases and kernel profiles, and target
