@@ -30,10 +30,13 @@ def build(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Lint, type-check, then the test suite (unit + committed tool outputs + real nvcc/docker/server)."""
+    """Lint, type-check, generated files up to date, then the test suite (unit + committed tool outputs + real
+    nvcc/docker/server)."""
     session.install("-e", ".[test]", *TEST_TOOLS)
     session.run("ruff", "check", "src", "tests", "noxfile.py")
     session.run("mypy")
+    # docs/build-info.md, docs/matrix.md, build_matrix.schema.json are generated from the models: stale fails
+    session.run("python", "-m", "fawheels._util.generate", "--check")
     session.run("pytest", *session.posargs)
 
 
@@ -82,3 +85,11 @@ def first_call(session: nox.Session) -> None:
     for wheel in _wheel_args(session):
         session.run("python", "scripts/first_call.py", wheel, "--out", f"{wheel}.first-call.json",
                     env={"PYTHONPATH": "src"})
+
+
+@nox.session(python=PYTHON)
+def generate(session: nox.Session) -> None:
+    """Rewrite the files generated from the models (docs/build-info.md, docs/matrix.md,
+    build_matrix.schema.json); `-- --check` only reports the stale ones."""
+    session.install("-e", ".")
+    session.run("python", "-m", "fawheels._util.generate", *session.posargs)

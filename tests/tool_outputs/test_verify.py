@@ -13,6 +13,7 @@ import pytest
 
 from fawheels import cli
 from fawheels._util.errors import InspectError
+from fawheels.build.buildinfo import BuildInfo
 from fawheels.check import verify
 from fawheels.check.binary import CodeEntry, CodeObject
 from support import cudabins
@@ -56,7 +57,7 @@ def test_promised_gpus_follow_binary_compatibility() -> None:
 
 
 def test_sass_check_per_module() -> None:
-    info = build_info(archs={"sass": ["sm_120", "sm_90"], "ptx": []})
+    info = BuildInfo.from_json(build_info(archs={"sass": ["sm_120", "sm_90"], "ptx": []}))
     ok = verify.check_sass(facts([e("sass", "sm_120"), e("sass", "sm_90")]), info)
     assert ok.ok and "12.1" in ok.detail
     bad = verify.check_sass(facts([e("sass", "sm_120"), e("sass", "sm_90"), e("sass", "sm_120a", container=1)]),
@@ -66,14 +67,14 @@ def test_sass_check_per_module() -> None:
 
 
 def test_ptx_check_against_min_driver() -> None:
-    info = build_info(archs={"sass": [], "ptx": ["compute_80"]})
+    info = BuildInfo.from_json(build_info(archs={"sass": [], "ptx": ["compute_80"]}))
     assert verify.check_ptx(facts([e("ptx", "sm_80", "9.0")]), info).ok
     too_new = verify.check_ptx(facts([e("ptx", "sm_80", "9.2")]), info)
     assert not too_new.ok and "595.45.04" in too_new.detail
     missing = verify.check_ptx(facts([e("sass", "sm_80")]), info)
     assert not missing.ok and "no compute_80 PTX" in missing.detail
     # ISA 8.8 on a CUDA 12.8 target (min driver 570.26) is the seed failure
-    info128 = build_info(min_driver="570.26")
+    info128 = BuildInfo.from_json(build_info(min_driver="570.26"))
     assert not verify.check_ptx(facts([e("ptx", "sm_80", "8.8")]), info128).ok
     assert verify.check_ptx(facts([e("ptx", "sm_80", "8.7")]), info128).ok
 
@@ -87,7 +88,7 @@ def test_ptx_check_against_min_driver() -> None:
     (("libpython3.11.so.1.0",), False),
 ])
 def test_needed_libraries(needed: tuple[str, ...], ok: bool) -> None:
-    assert verify.check_needed(facts([], needed), build_info()).ok == ok
+    assert verify.check_needed(facts([], needed), BuildInfo.from_json(build_info())).ok == ok
 
 
 # --- wheels around the committed extension ----------------------------------------------------------------
@@ -239,3 +240,9 @@ def test_malformed_wheel_metadata_fails_checks_not_the_run(tmp_path: Path) -> No
     broken_record = {f"{cudabins.PKG}-{cudabins.VERSION}.dist-info/RECORD": b"a,b\n\x00\"unterminated"}
     report = wheel(tmp_path / "r", tamper=broken_record)
     assert "record" in failing(report)
+
+
+def test_a_build_info_field_of_the_wrong_type_fails_naming_the_field(tmp_path: Path) -> None:
+    report = wheel(tmp_path, info=build_info(archs={"sass": "sm_120", "ptx": []}))
+    assert "archs.sass: expected a list" in failing(report)["build-info"]
+    assert "archs.sass: expected a list" in failing(report)["sass"]

@@ -27,6 +27,17 @@ from fawheels._util.files import sha256_file
 from fawheels._util.paths import build_root
 from fawheels._util.runner import log, run
 from fawheels.build import jobstats
+from fawheels.build.buildinfo import SCHEMA as BUILD_INFO_SCHEMA
+from fawheels.build.buildinfo import (
+    ArchsInfo,
+    BuildInfo,
+    FlagsInfo,
+    PatchInfo,
+    ProfileInfo,
+    SourceInfo,
+    ToolchainInfo,
+    TorchInfo,
+)
 from fawheels.build.wheel import WheelSpec, render_metadata, write_wheel
 from fawheels.matrix.config import Matrix, Profile, Source, Target, load_matrix_file
 from fawheels.matrix.cudafacts import Arch
@@ -368,33 +379,35 @@ def assemble_wheel(plan: BuildPlan, so_path: Path, patches: list[AppliedPatch], 
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 files[path.relative_to(plan.tree).as_posix()] = path.read_bytes()
     files[plan.wheel_so_path] = so_path.read_bytes()
-    build_info = {
-        "schema": 1,
-        "target": target.id,
-        "recipe": target.recipe,
-        "distribution": recipe.distribution,
-        "version": version,
-        "source": {"name": target.source.name, "kind": target.source.kind, "url": target.source.url,
-                   "sha256": target.source.sha256, "commit": target.source.commit},
-        "patches": [{"file": p.file, "sha256": p.sha256} for p in patches],
-        "toolchain": {"cuda": target.toolchain.cuda, "nvcc": tk.version, "provision": tk.provision,
-                      "host_compiler": host_compiler or toolchain.host_compiler_version()},
-        "torch": {"version": torch.torch_version, "cuda": target.torch.cuda,
-                  "requirement": target.torch.requirement, "cxx_std": target.torch.cxx_std},
-        "python": target.python,
-        "archs": {"sass": [a.sm for a in target.sass], "ptx": [a.compute for a in target.ptx]},
-        "min_driver": str(target.min_driver),
-        "cuda_runtime_major": int(target.toolchain.cuda.split(".")[0]),
-        "profile": {"name": target.profile.name, "head_dims": list(target.profile.head_dims),
-                    "dtypes": list(target.profile.dtypes), "causal": list(target.profile.causal),
-                    "split_kv": target.profile.split_kv,
-                    "translation_units": target.profile.translation_units()},
-        "flags": plan.recorded_flags,
-        "extensions": [plan.wheel_so_path],
-        "serves": target.serves,
-        "source_date_epoch": sde,
-        "fawheels": __version__,
-    }
+    flags = plan.recorded_flags
+    build_info = BuildInfo(
+        schema=BUILD_INFO_SCHEMA,
+        target=target.id,
+        recipe=target.recipe,
+        distribution=recipe.distribution,
+        version=version,
+        source=SourceInfo(name=target.source.name, kind=target.source.kind, url=target.source.url,
+                          sha256=target.source.sha256, commit=target.source.commit),
+        patches=tuple(PatchInfo(file=p.file, sha256=p.sha256) for p in patches),
+        toolchain=ToolchainInfo(cuda=target.toolchain.cuda, nvcc=tk.version, provision=tk.provision,
+                                host_compiler=host_compiler or toolchain.host_compiler_version()),
+        torch=TorchInfo(version=torch.torch_version, cuda=target.torch.cuda,
+                        requirement=target.torch.requirement, cxx_std=target.torch.cxx_std),
+        python=target.python,
+        archs=ArchsInfo(sass=tuple(a.sm for a in target.sass), ptx=tuple(a.compute for a in target.ptx)),
+        min_driver=str(target.min_driver),
+        cuda_runtime_major=int(target.toolchain.cuda.split(".")[0]),
+        profile=ProfileInfo(name=target.profile.name, head_dims=target.profile.head_dims,
+                            dtypes=target.profile.dtypes, causal=target.profile.causal,
+                            split_kv=target.profile.split_kv,
+                            translation_units=tuple(target.profile.translation_units())),
+        flags=FlagsInfo(nvcc=tuple(flags["nvcc"]), cxx=tuple(flags["cxx"]), defines=tuple(flags["defines"]),
+                        prefix_maps=tuple(flags["prefix_maps"])),
+        extensions=(plan.wheel_so_path,),
+        serves=target.serves,
+        source_date_epoch=sde,
+        fawheels=__version__,
+    )
     metadata = render_metadata(
         [("Metadata-Version", "2.1"), ("Name", recipe.distribution), ("Version", version),
          ("Summary", pkg.get("Summary", "")), ("Home-page", pkg.get("Home-page", "")),
@@ -410,7 +423,7 @@ def assemble_wheel(plan: BuildPlan, so_path: Path, patches: list[AppliedPatch], 
     spec = WheelSpec(recipe.distribution, version, f"{target.python_tag}-{abi}-linux_x86_64", metadata,
                      f"fawheels {__version__}")
     extra = {
-        "build-info.json": (json.dumps(build_info, indent=2, sort_keys=True) + "\n").encode(),
+        "build-info.json": build_info.dumps(),
         "top_level.txt": "".join(f"{name}\n" for name in sorted(
             {*recipe.source_packages, plan.wheel_so_path.split("/")[0].split(".")[0]})).encode(),
         "licenses/LICENSE": (plan.tree / "LICENSE").read_bytes(),

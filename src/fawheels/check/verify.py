@@ -29,6 +29,8 @@ from packaging.version import Version as PyVersion
 from fawheels import __version__
 from fawheels._util.errors import FawheelsError, InspectError
 from fawheels._util.files import sha256_file, write_atomic
+from fawheels.build.buildinfo import SCHEMA as BUILD_INFO_SCHEMA
+from fawheels.build.buildinfo import BuildInfo, BuildInfoError, needed_fields
 from fawheels.check.binary import (
     CodeEntry,
     CodeObject,
@@ -53,8 +55,6 @@ _ALLOWED_NEEDED = re.compile(
 )
 READERS = ("both", "fawheels", "cuobjdump")
 MAX_TEXT_BYTES = 16 << 20  # a dist-info text (RECORD, METADATA, build-info.json) larger than this is refused
-_BUILD_INFO_KEYS = ("schema", "target", "distribution", "version", "toolchain", "torch", "python", "archs",
-                    "min_driver", "cuda_runtime_major", "extensions")
 
 
 @dataclass(frozen=True)
@@ -373,7 +373,7 @@ def check_record(f: WheelFacts) -> Check:
     return _ok("record", problems, f"{len(f.members)} members match RECORD")
 
 
-def _build_info(f: WheelFacts) -> tuple[dict[str, Any] | None, str]:
+def _build_info(f: WheelFacts) -> tuple[BuildInfo | None, str]:
     text = f.texts.get("build-info.json")
     if text is None:
         return None, f"no {f.dist_info}/build-info.json: not a fawheels build"
@@ -385,56 +385,59 @@ def _build_info(f: WheelFacts) -> tuple[dict[str, Any] | None, str]:
         return None, "build-info.json nests deeper than Python's JSON reader goes: not a fawheels build-info"
     if not isinstance(info, dict):
         return None, "build-info.json is not an object"
-    missing = [k for k in _BUILD_INFO_KEYS if k not in info]
+    missing = [k for k in needed_fields() if k not in info]
     if missing:
         return None, f"build-info.json lacks {', '.join(missing)}"
-    if info["schema"] != 1:
-        return None, f"build-info.json schema {info['schema']!r}, fawheels reads 1"
-    return info, ""
+    if info["schema"] != BUILD_INFO_SCHEMA:
+        return None, f"build-info.json schema {info['schema']!r}, fawheels reads {BUILD_INFO_SCHEMA}"
+    try:
+        return BuildInfo.from_json(info), ""
+    except BuildInfoError as exc:
+        return None, f"build-info.json {exc}"
 
 
-def _archs(info: dict[str, Any], kind: str) -> list[Arch]:
-    return [Arch.parse(str(a)) for a in info["archs"].get(kind, [])]
+def _archs(info: BuildInfo, kind: str) -> list[Arch]:
+    return [Arch.parse(a) for a in (info.archs.sass if kind == "sass" else info.archs.ptx)]
 
 
-def check_build_info(f: WheelFacts, info: dict[str, Any]) -> Check:
+def check_build_info(f: WheelFacts, info: BuildInfo) -> Check:
     """build-info.json agrees with the wheel and with itself (toolkit, driver, runtime, archs)."""
     problems: list[str] = []
     name, version, _b, tags = parse_wheel_filename(f.filename)
-    if canonicalize_name(str(info["distribution"])) != name or (
-        canonicalize_version(str(info["version"])) != canonicalize_version(version)
+    if canonicalize_name(info.distribution) != name or (
+        canonicalize_version(info.version) != canonicalize_version(version)
     ):
-        problems.append(f"says {info['distribution']} {info['version']}, the wheel is {name} {version}")
-    py = "cp" + str(info["python"]).replace(".", "")
+        problems.append(f"says {info.distribution} {info.version}, the wheel is {name} {version}")
+    py = "cp" + info.python.replace(".", "")
     if not any(t.interpreter == py for t in tags):
         tagged = ", ".join(sorted({t.interpreter for t in tags}))
-        problems.append(f"python {info['python']} but the wheel is tagged {tagged}")
-    cuda = Version.parse(str(info["toolchain"]["cuda"]))
+        problems.append(f"python {info.python} but the wheel is tagged {tagged}")
+    cuda = Version.parse(info.toolchain.cuda)
     tk = cf.toolkit(cuda)
-    if Version.parse(str(info["min_driver"])) != tk.min_driver:
-        problems.append(f"min_driver {info['min_driver']} is not CUDA {tk.cuda}'s minimum {tk.min_driver}")
-    if info["cuda_runtime_major"] != cuda.major:
-        problems.append(f"cuda_runtime_major {info['cuda_runtime_major']} but the toolkit is CUDA {cuda}")
-    torch_cuda = info["torch"].get("cuda")
+    if Version.parse(info.min_driver) != tk.min_driver:
+        problems.append(f"min_driver {info.min_driver} is not CUDA {tk.cuda}'s minimum {tk.min_driver}")
+    if info.cuda_runtime_major != cuda.major:
+        problems.append(f"cuda_runtime_major {info.cuda_runtime_major} but the toolkit is CUDA {cuda}")
+    torch_cuda = info.torch.cuda
     if torch_cuda is not None and Version.parse(str(torch_cuda)).major != cuda.major:
         problems.append(f"torch is built for CUDA {torch_cuda}, the extension with CUDA {cuda}")
     for arch in _archs(info, "sass") + _archs(info, "ptx"):
         why = cf.toolkit_compile_error(cuda, arch)
         if why:
             problems.append(why)
-    problems += [f"extension {e} is not in the wheel" for e in info["extensions"] if e not in f.members]
-    return _ok("build-info", problems, f"target {info['target']}")
+    problems += [f"extension {e} is not in the wheel" for e in info.extensions if e not in f.members]
+    return _ok("build-info", problems, f"target {info.target}")
 
 
-def check_extensions(f: WheelFacts, info: dict[str, Any]) -> Check:
+def check_extensions(f: WheelFacts, info: BuildInfo) -> Check:
     """Every listed extension is a readable ELF; no unlisted object carries CUDA code."""
     problems = list(f.unreadable.values())
     readable = {o.file for o in f.objects if o.format in ("shared-object", "unknown")}
-    problems += [f"{e} is not an ELF shared object" for e in info["extensions"]
+    problems += [f"{e} is not an ELF shared object" for e in info.extensions
                  if e in f.members and e not in readable and e not in f.unreadable]
     problems += [f"{o.file} carries CUDA code but is not listed in build-info.json extensions"
-                 for o in f.objects if o.entries and o.file not in info["extensions"]]
-    return _ok("extensions", problems, ", ".join(info["extensions"]))
+                 for o in f.objects if o.entries and o.file not in info.extensions]
+    return _ok("extensions", problems, ", ".join(info.extensions))
 
 
 def _modules(obj: CodeObject) -> dict[int, list[CodeEntry]]:
@@ -445,13 +448,13 @@ def _modules(obj: CodeObject) -> dict[int, list[CodeEntry]]:
     return modules
 
 
-def _extensions(f: WheelFacts, info: dict[str, Any]) -> list[CodeObject]:
-    return [o for o in f.objects if o.file in info["extensions"]]
+def _extensions(f: WheelFacts, info: BuildInfo) -> list[CodeObject]:
+    return [o for o in f.objects if o.file in info.extensions]
 
 
-def _code_objects(f: WheelFacts, info: dict[str, Any]) -> list[CodeObject]:
+def _code_objects(f: WheelFacts, info: BuildInfo) -> list[CodeObject]:
     """The listed extensions and every other member that carries CUDA code: all are held to the promises."""
-    return [o for o in f.objects if o.file in info["extensions"] or o.entries]
+    return [o for o in f.objects if o.file in info.extensions or o.entries]
 
 
 def promised_ccs(sass: Sequence[Arch]) -> list[tuple[int, int]]:
@@ -459,7 +462,7 @@ def promised_ccs(sass: Sequence[Arch]) -> list[tuple[int, int]]:
     return [cc for cc in cf.known_ccs() if any(cf.sass_runs_on(a, cc) for a in sass)]
 
 
-def check_sass(f: WheelFacts, info: dict[str, Any]) -> Check:
+def check_sass(f: WheelFacts, info: BuildInfo) -> Check:
     """Every module of every extension has SASS for every promised GPU."""
     promised = _archs(info, "sass")
     ccs = promised_ccs(promised)
@@ -478,9 +481,9 @@ def check_sass(f: WheelFacts, info: dict[str, Any]) -> Check:
     return _ok("sass", problems, f"SASS for {', '.join(a.sm for a in promised)} covers compute capability {gpus}")
 
 
-def check_ptx(f: WheelFacts, info: dict[str, Any]) -> Check:
+def check_ptx(f: WheelFacts, info: BuildInfo) -> Check:
     """Promised PTX is there, and every PTX is JIT-able by the target's oldest driver."""
-    min_driver = Version.parse(str(info["min_driver"]))
+    min_driver = Version.parse(info.min_driver)
     promised = _archs(info, "ptx")
     problems: list[str] = []
     for obj in _code_objects(f, info):
@@ -497,18 +500,20 @@ def check_ptx(f: WheelFacts, info: dict[str, Any]) -> Check:
     return _ok("ptx", problems, f"every PTX JIT-able by driver {min_driver}" if promised else "no PTX promised")
 
 
-def check_needed(f: WheelFacts, info: dict[str, Any]) -> Check:
+def check_needed(f: WheelFacts, info: BuildInfo) -> Check:
     """DT_NEEDED: only torch's libraries, the CUDA runtime of the right major, and the C/C++ runtime."""
-    cudart = f"libcudart.so.{info['cuda_runtime_major']}"
+    cudart = f"libcudart.so.{info.cuda_runtime_major}"
     problems = [f"{o.file} needs {lib}" for o in _extensions(f, info) for lib in o.needed
                 if lib != cudart and not _ALLOWED_NEEDED.fullmatch(lib)]
     return _ok("dt-needed", problems, f"torch, {cudart} and the C/C++ runtime only")
 
 
-def check_requires_torch(f: WheelFacts, info: dict[str, Any]) -> Check:
+def check_requires_torch(f: WheelFacts, info: BuildInfo) -> Check:
     """Requires-Dist pins torch as build-info says, and the torch it was built with satisfies the pin."""
     try:
-        want = Requirement(str(info["torch"]["requirement"]))
+        if info.torch.requirement is None:
+            raise KeyError("requirement")
+        want = Requirement(info.torch.requirement)
     except (KeyError, InvalidRequirement) as exc:
         return Check("requires-torch", False, f"build-info.json torch.requirement unusable: {exc}")
     meta = HeaderParser().parsestr(f.texts.get("METADATA", ""))
@@ -523,22 +528,22 @@ def check_requires_torch(f: WheelFacts, info: dict[str, Any]) -> Check:
     if len(torch) != 1 or torch[0].specifier != want.specifier or torch[0].marker is not None:
         found = ", ".join(map(str, torch)) or "no torch"
         return Check("requires-torch", False, f"Requires-Dist has {found}, build-info says {want}")
-    built = PyVersion(str(info["torch"]["version"]))
+    built = PyVersion(str(info.torch.version))
     if not want.specifier.contains(built, prereleases=True):
         return Check("requires-torch", False, f"built against torch {built}, which {want} excludes")
     return Check("requires-torch", True, f"{want} (built against {built})")
 
 
-def check_op_schemas(f: WheelFacts, info: dict[str, Any]) -> Check:
+def check_op_schemas(f: WheelFacts, info: BuildInfo) -> Check:
     """A wheel that serves a release registers exactly the op schemas that release calls."""
-    serves = info.get("serves")
+    serves = info.serves
     if not serves:
         return Check("op-schemas", True, "serves no release: no op schemas promised")
-    recipe = RECIPES.get(str(info.get("recipe")))
-    release = recipe.release(str(serves).split("==", 1)[-1]) if recipe else None
+    recipe = RECIPES.get(str(info.recipe))
+    release = recipe.release(serves.split("==", 1)[-1]) if recipe else None
     if recipe is None or release is None:
-        return Check("op-schemas", False, f"fawheels knows no op schemas for {serves} (recipe {info.get('recipe')})")
-    problems = [f"{e}: {p}" for e in info["extensions"]
+        return Check("op-schemas", False, f"fawheels knows no op schemas for {serves} (recipe {info.recipe})")
+    problems = [f"{e}: {p}" for e in info.extensions
                 for p in schema_differences(f.op_schemas.get(e, {}), release.ops, serves)]
     return _ok("op-schemas", problems, f"{', '.join(release.op_names)} as {serves} calls them")
 
@@ -558,7 +563,7 @@ def check_readers(f: WheelFacts) -> Check:
                  + (", read alike" if readers.agree else "") + (f"; {readers.note}" if readers.note else ""))
 
 
-_INFO_CHECKS: tuple[Callable[[WheelFacts, dict[str, Any]], Check], ...] = (
+_INFO_CHECKS: tuple[Callable[[WheelFacts, BuildInfo], Check], ...] = (
     check_build_info, check_extensions, check_sass, check_ptx, check_needed, check_requires_torch, check_op_schemas,
 )
 _INFO_CHECK_NAMES = ("build-info", "extensions", "sass", "ptx", "dt-needed", "requires-torch", "op-schemas")
@@ -586,7 +591,7 @@ def run_checks(f: WheelFacts) -> tuple[tuple[Check, ...], str | None]:
         return tuple(checks + [Check(n, False, why) for n in _INFO_CHECK_NAMES]), None
     for check, name in zip(_INFO_CHECKS, _INFO_CHECK_NAMES, strict=True):
         checks.append(_guarded(name, functools.partial(check, f, info), "build-info.json"))
-    return tuple(checks), str(info["target"])
+    return tuple(checks), info.target
 
 
 # --- API and command -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,15 +30,38 @@ Provision = Literal["host", "pip", "container"]
 HEAD_DIMS = (32, 64, 96, 128, 192, 256)
 DTYPES = ("bf16", "fp16")
 
+# The fields that are keys of build_matrix.yaml carry `yaml_key` metadata: the loader's allowed keys, the JSON
+# Schema for editors (build_matrix.schema.json) and docs/matrix.md all come from it (matrix/schema.py).
+_NUMBER = r"(0|[1-9][0-9]*)"
+MAJOR_MINOR = rf"^{_NUMBER}\.{_NUMBER}$"
+
+
+def yaml_key(doc: str, schema: Mapping[str, Any], *, required: bool = False, rules: str = "") -> dict[str, Any]:
+    """Field metadata of a build_matrix.yaml key: meaning, JSON Schema of its value, the rules beyond it."""
+    return {"yaml": {"doc": doc, "schema": dict(schema), "required": required, "rules": rules}}
+
+
+def yaml_keys(cls: type) -> tuple[str, ...]:
+    """The keys a section of build_matrix.yaml allows: the model's fields that carry `yaml_key` metadata."""
+    return tuple(f.name for f in fields(cls) if "yaml" in f.metadata)
+
 
 @dataclass(frozen=True)
 class Source:
     name: str
-    kind: SourceKind
-    url: str
-    sha256: str | None = None
-    commit: str | None = None
-    patches: tuple[str, ...] = ()
+    kind: SourceKind = field(metadata=yaml_key(
+        "how the source is fetched: a release tarball (`sdist`) or a git repository (`git`)",
+        {"enum": ["sdist", "git"]}, required=True))
+    url: str = field(metadata=yaml_key("where it is fetched from", {"type": "string"}, required=True))
+    sha256: str | None = field(default=None, metadata=yaml_key(
+        "the tarball's sha256, checked before it is unpacked", {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        rules="required for an sdist"))
+    commit: str | None = field(default=None, metadata=yaml_key(
+        "the full commit to check out", {"type": "string", "pattern": "^[0-9a-f]{40}$"},
+        rules="required for a git source"))
+    patches: tuple[str, ...] = field(default=(), metadata=yaml_key(
+        "patch files applied in order, relative to the matrix file",
+        {"type": "array", "items": {"type": "string", "pattern": r"\.patch$"}}))
 
     @property
     def filename(self) -> str:
@@ -49,19 +72,31 @@ class Source:
 class ImageSpec:
     """How a `container` toolchain's image is made (see docker/)."""
 
-    base: str
-    python: str
-    dockerfile: str = "docker/Dockerfile.pip-cuda"
+    base: str = field(metadata=yaml_key("the base image, e.g. nvidia/cuda:12.8.1-devel-ubuntu24.04",
+                                        {"type": "string"}, required=True))
+    python: str = field(metadata=yaml_key("the Python installed into the image", {"type": "string"},
+                                          required=True))
+    dockerfile: str = field(default="docker/Dockerfile.pip-cuda", metadata=yaml_key(
+        "the Dockerfile, relative to the repository (default docker/Dockerfile.pip-cuda)", {"type": "string"}))
 
 
 @dataclass(frozen=True)
 class Toolchain:
     name: str
-    cuda: str  # "13.0"
-    provision: Provision
-    cuda_home: str | None = None  # host: where nvcc lives (default $CUDA_HOME, else /usr/local/cuda-X.Y)
-    pip_version: str | None = None  # pip: exact nvidia-cuda-nvcc version, e.g. "13.0.88"
-    image: ImageSpec | None = None  # container
+    cuda: str = field(metadata=yaml_key(  # "13.0"
+        "the CUDA release (major.minor)", {"type": "string", "pattern": MAJOR_MINOR}, required=True,
+        rules="a toolkit fawheels knows (docs/cuda-facts.md)"))
+    provision: Provision = field(metadata=yaml_key(
+        "where nvcc comes from: already on the machine (`host`), PyPI wheels (`pip`, CUDA 13 and later) or a "
+        "devel image (`container`)", {"enum": ["host", "pip", "container"]}, required=True))
+    cuda_home: str | None = field(default=None, metadata=yaml_key(
+        "where the toolkit lives (default $CUDA_HOME, else /usr/local/cuda-X.Y)",
+        {"type": "string", "pattern": "^/"}, rules="host toolchains only"))
+    pip_version: str | None = field(default=None, metadata=yaml_key(
+        "the exact nvidia-cuda-nvcc version, e.g. 13.0.88", {"type": "string"},
+        rules="required for a pip toolchain, and must start with `cuda`"))
+    image: ImageSpec | None = field(default=None, metadata=yaml_key(
+        "how the toolchain image is made", {"$ref": "#/$defs/image"}, rules="required for a container toolchain"))
 
     @property
     def cuda_version(self) -> Version:
@@ -71,9 +106,14 @@ class Toolchain:
 @dataclass(frozen=True)
 class TorchSpec:
     name: str  # the matrix key and id fragment: "2.14"
-    version: str  # exact: "2.14.1"
-    cuda: str  # CUDA the wheel was built for: "13.0"
-    cxx_std: int
+    version: str = field(metadata=yaml_key(  # exact: "2.14.1"
+        "the exact torch release", {"type": "string", "pattern": rf"^{_NUMBER}\.{_NUMBER}\.{_NUMBER}$"},
+        required=True, rules="a release of the major.minor that names the entry"))
+    cuda: str = field(metadata=yaml_key(  # CUDA the wheel was built for: "13.0"
+        "the CUDA that torch wheel was built for", {"type": "string", "pattern": MAJOR_MINOR}, required=True,
+        rules="must match the toolchain's CUDA (a minor mismatch only with allow_cuda_minor_mismatch)"))
+    cxx_std: int = field(metadata=yaml_key("the C++ standard torch's headers need", {"enum": [17, 20]},
+                                           required=True))
 
     @property
     def requirement(self) -> str:
@@ -87,10 +127,18 @@ class Profile:
     plus its split-KV twin (decode, paged KV, `flash_attn_with_kvcache`) when `split_kv` is set."""
 
     name: str
-    head_dims: tuple[int, ...]
-    dtypes: tuple[str, ...]
-    causal: tuple[bool, ...]
-    split_kv: bool
+    head_dims: tuple[int, ...] = field(metadata=yaml_key(
+        "the head dimensions to compile",
+        {"type": "array", "items": {"enum": list(HEAD_DIMS)}, "minItems": 1, "uniqueItems": True}, required=True))
+    dtypes: tuple[str, ...] = field(metadata=yaml_key(
+        "the dtypes to compile", {"type": "array", "items": {"enum": list(DTYPES)}, "minItems": 1,
+                                  "uniqueItems": True}, required=True))
+    causal: tuple[bool, ...] = field(metadata=yaml_key(
+        "the causal-mask variants to compile (default both)",
+        {"type": "array", "items": {"type": "boolean"}, "minItems": 1, "uniqueItems": True}))
+    split_kv: bool = field(metadata=yaml_key(
+        "also compile the split-KV twins (decode, paged KV, flash_attn_with_kvcache); default true",
+        {"type": "boolean"}))
 
     def kernels(self) -> list[tuple[str, int, str, bool]]:
         """(family, head dim, dtype, causal) for every kernel compiled; family is "fwd" or "split"."""
@@ -195,6 +243,80 @@ class Matrix:
     def root(self) -> Path:
         """Directory that relative paths in the matrix (patches) are resolved against."""
         return self.path.parent if self.path else Path.cwd()
+
+
+# The shape of build_matrix.yaml where it differs from the expanded model above: the target groups (each
+# expands into Targets) and the file itself. The loader reads these keys; matrix/schema.py documents them.
+
+_NAMES = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+
+
+@dataclass(frozen=True)
+class Axes:
+    """Every combination of one value per axis is a target."""
+
+    toolchain: tuple[str, ...] = field(metadata=yaml_key("names of `toolchains` entries", _NAMES, required=True))
+    torch: tuple[str, ...] = field(metadata=yaml_key(
+        "names of `torch` entries (quoted: YAML reads 2.10 as a number)", _NAMES, required=True))
+    archs: tuple[tuple[str, ...], ...] = field(metadata=yaml_key(
+        "arch sets, one wheel each: sm_XY (SASS), sm_XYa / sm_XYf (arch-specific / family), compute_XY (PTX)",
+        {"type": "array", "minItems": 1, "items": {
+            "type": "array", "minItems": 1, "uniqueItems": True,
+            "items": {"type": "string", "pattern": "^(sm|compute)_[0-9]+[af]?$"}}},
+        required=True, rules="each set has at least one SASS target; every arch one the toolchain's nvcc "
+                             "can compile"))
+    python: tuple[str, ...] = field(metadata=yaml_key(
+        "Python versions (quoted: YAML reads 3.10 as 3.1)",
+        {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": MAJOR_MINOR}}, required=True))
+    profile: tuple[str, ...] = field(metadata=yaml_key("names of `profiles` entries", _NAMES, required=True))
+
+
+@dataclass(frozen=True)
+class TargetGroup:
+    """A recipe and a source, built for every combination of its axes."""
+
+    recipe: str = field(metadata=yaml_key("the build recipe", {"enum": sorted(RECIPES)}, required=True))
+    source: str = field(metadata=yaml_key("name of a `sources` entry", {"type": "string"}, required=True))
+    matrix: Axes = field(metadata=yaml_key("the axes", {"$ref": "#/$defs/axes"}, required=True,
+                                           rules="no axis may be empty"))
+    exclude: tuple[Mapping[str, object], ...] = field(default=(), metadata=yaml_key(
+        "combinations to leave out: each entry names values of some axes",
+        {"type": "array", "items": {"type": "object", "propertyNames": {"enum": list(yaml_keys(Axes))}}},
+        rules="every value must be one of that axis"))
+    id_suffix: str | None = field(default=None, metadata=yaml_key(
+        "appended to the target ids, to tell groups with the same axes apart",
+        {"type": "string", "pattern": "^[a-z0-9][a-z0-9.-]*$"}))
+    allow_cuda_minor_mismatch: bool = field(default=False, metadata=yaml_key(
+        "allow a toolchain CUDA minor other than torch's (same major); default false", {"type": "boolean"}))
+    serves: str | None = field(default=None, metadata=yaml_key(
+        "the installed release the extension is built for, e.g. vllm==0.33.0",
+        {"type": "string", "pattern": "^[A-Za-z0-9_.-]+==[^\\s]+$"},
+        rules="required exactly when the recipe builds for another distribution; a release whose op schemas "
+              "fawheels knows, pinning the target's torch major.minor and allowing its Python"))
+
+
+def _named(ref: str) -> dict[str, Any]:
+    return {"type": "object", "minProperties": 1, "additionalProperties": {"$ref": f"#/$defs/{ref}"}}
+
+
+@dataclass(frozen=True)
+class MatrixFile:
+    """build_matrix.yaml itself."""
+
+    default_target: str = field(metadata=yaml_key(
+        "the target `fawheels build` builds when none is named", {"type": "string"}, required=True,
+        rules="an id the matrix expands to"))
+    sources: Mapping[str, Source] = field(metadata=yaml_key("pinned upstream sources, by name", _named("source"),
+                                                            required=True))
+    toolchains: Mapping[str, Toolchain] = field(metadata=yaml_key("CUDA toolchains, by name",
+                                                                  _named("toolchain"), required=True))
+    torch: Mapping[str, TorchSpec] = field(metadata=yaml_key(
+        "torch releases, by major.minor (quoted)", _named("torch"), required=True))
+    profiles: Mapping[str, Profile] = field(metadata=yaml_key("kernel profiles, by name", _named("profile"),
+                                                              required=True))
+    targets: tuple[TargetGroup, ...] = field(metadata=yaml_key(
+        "target groups", {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/target_group"}},
+        required=True, rules="target ids must be unique across groups"))
 
 
 # ----------------------------------------------------------------------------- parsing helpers
@@ -303,7 +425,7 @@ def _parse_version_text(path: str, text: str, pattern: str = r"\d+\.\d+") -> str
 
 
 def _parse_source(name: str, raw: object) -> Source:
-    n = _Node(f"sources.{name}", raw, ("kind", "url", "sha256", "commit", "patches"))
+    n = _Node(f"sources.{name}", raw, yaml_keys(Source))
     kind = n.text("kind")
     if kind not in ("sdist", "git"):
         raise ConfigError(
@@ -323,7 +445,7 @@ def _parse_source(name: str, raw: object) -> Source:
 
 
 def _parse_toolchain(name: str, raw: object) -> Toolchain:
-    n = _Node(f"toolchains.{name}", raw, ("cuda", "provision", "cuda_home", "pip_version", "image"))
+    n = _Node(f"toolchains.{name}", raw, yaml_keys(Toolchain))
     cuda = _parse_version_text(n.at("cuda"), n.text("cuda"))
     try:
         cudafacts.toolkit(cuda)
@@ -350,7 +472,7 @@ def _parse_toolchain(name: str, raw: object) -> Toolchain:
             )
     image = None
     if "image" in n.data:
-        im = _Node(n.at("image"), n.data["image"], ("base", "python", "dockerfile"))
+        im = _Node(n.at("image"), n.data["image"], yaml_keys(ImageSpec))
         image = ImageSpec(im.text("base"), im.text("python"), im.text("dockerfile", "docker/Dockerfile.pip-cuda"))
     if provision == "container" and image is None:
         raise ConfigError(f"{n.at('image')}: a container toolchain needs an image (base, python)")
@@ -364,7 +486,7 @@ def _parse_toolchain(name: str, raw: object) -> Toolchain:
 
 
 def _parse_torch(name: str, raw: object) -> TorchSpec:
-    n = _Node(f"torch.{name}", raw, ("version", "cuda", "cxx_std"))
+    n = _Node(f"torch.{name}", raw, yaml_keys(TorchSpec))
     version = _parse_version_text(n.at("version"), n.text("version"), r"\d+\.\d+\.\d+")
     if not version.startswith(name + "."):
         raise ConfigError(f"{n.at('version')}: {version} is not a release of torch {name}")
@@ -376,7 +498,7 @@ def _parse_torch(name: str, raw: object) -> TorchSpec:
 
 
 def _parse_profile(name: str, raw: object) -> Profile:
-    n = _Node(f"profiles.{name}", raw, ("head_dims", "dtypes", "causal", "split_kv"))
+    n = _Node(f"profiles.{name}", raw, yaml_keys(Profile))
     head_dims = n.items("head_dims")
     for i, d in enumerate(head_dims):
         if d not in HEAD_DIMS:
@@ -432,7 +554,7 @@ def _parse_arch_set(path: str, raw: object) -> tuple[tuple[Arch, ...], tuple[Arc
     return tuple(sass), tuple(ptx)
 
 
-_AXES = ("toolchain", "torch", "archs", "python", "profile")
+_AXES = yaml_keys(Axes)
 
 
 def _target_id(recipe: str, tc: Toolchain, torch: TorchSpec, sass: Iterable[Arch], ptx: Iterable[Arch],
@@ -540,8 +662,7 @@ def _check_served_release(path: str, recipe: Recipe, serves: str, torch: TorchSp
 
 
 def _expand_group(index: int, raw: object, m: _PartialMatrix) -> list[Target]:
-    n = _Node(f"targets[{index}]", raw,
-              ("recipe", "source", "matrix", "exclude", "id_suffix", "allow_cuda_minor_mismatch", "serves"))
+    n = _Node(f"targets[{index}]", raw, yaml_keys(TargetGroup))
     recipe = n.text("recipe")
     if recipe not in RECIPES:
         raise ConfigError(f"{n.at('recipe')}: unknown recipe {recipe!r}{_did_you_mean(recipe, RECIPES)}")
@@ -730,7 +851,7 @@ def parse_yaml(text: str, where: str = "matrix") -> object:
 def load_matrix(text: str, path: Path | None = None) -> Matrix:
     """Parse and validate a build matrix; raise ConfigError naming the field on any problem."""
     data = parse_yaml(text, str(path or "matrix"))
-    top = _Node("", data, ("default_target", "sources", "toolchains", "torch", "profiles", "targets"))
+    top = _Node("", data, yaml_keys(MatrixFile))
     partial = _PartialMatrix(
         sources={k: _parse_source(k, v) for k, v in _section(top, "sources").items()},
         toolchains={k: _parse_toolchain(k, v) for k, v in _section(top, "toolchains").items()},
