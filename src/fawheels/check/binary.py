@@ -16,7 +16,6 @@ import re
 import shutil
 import stat
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,6 +35,7 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
 from fawheels._util.errors import InspectError
+from fawheels._util.runner import PIPE, SubprocessError, call, log, run, spawn
 
 FATBIN_MAGIC = 0xBA55ED50
 RELFATBIN_MAGIC = 0x466243B1  # relocatable (-rdc) containers in __nv_relfatbin
@@ -553,9 +553,8 @@ def find_cuobjdump(toolkit: Path | None = None) -> Path | None:
 def cuobjdump_version(exe: Path) -> str:
     """`cuobjdump --version` -> 13.2.86; InspectError when it does not run."""
     try:
-        out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, errors="replace",
-                             timeout=60).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
+        out = call([exe, "--version"], timeout=60, quiet=True).stdout
+    except (OSError, SubprocessError) as exc:
         raise InspectError(f"{exe} does not run: {exc}") from None
     m = re.search(r"V(\d+\.\d+\.\d+)", out)
     if m is None:
@@ -565,8 +564,6 @@ def cuobjdump_version(exe: Path) -> str:
 
 def provision_cuobjdump() -> Path:
     """Install the pinned nvidia-cuda-cuobjdump once into the fawheels cache (like a pip toolkit)."""
-    from fawheels._util.runner import log, run
-
     root = cuobjdump_cache_dir()
     if not (root / _CUOBJDUMP_MARKER).exists():
         if root.exists():
@@ -671,8 +668,7 @@ def _run_cuobjdump(exe: Path, args: Sequence[str], path: Path, label: str) -> li
     file, so a flood of warnings cannot block it while we read its output."""
     with tempfile.TemporaryFile() as errors:
         try:
-            proc = subprocess.Popen([str(exe), *args, str(path)], stdout=subprocess.PIPE, stderr=errors,
-                                    text=True, errors="replace")
+            proc = spawn([exe, *args, path], stdout=PIPE, stderr=errors, quiet=True)
         except OSError as exc:
             raise InspectError(f"{label}: cuobjdump does not run: {exc}") from None
         assert proc.stdout is not None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -25,6 +24,7 @@ from packaging.version import Version
 
 from fawheels._util.errors import OverlayError
 from fawheels._util.files import sha256_file
+from fawheels._util.runner import TimeoutExpired, call
 from fawheels.check.verify import op_schemas_in, schema_differences, verify_wheel
 from fawheels.matrix.recipes import RECIPES, Release
 
@@ -124,9 +124,8 @@ def probe(python: str, served: Served) -> Installed:
     not_python = OverlayError(f"--python {python} is not a Python interpreter (it did not answer the probe)",
                               hint="pass a python executable, e.g. /path/to/venv/bin/python")
     try:
-        proc = subprocess.run([python, "-c", _PROBE, served.distribution, served.member], capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, timeout=_PROBE_TIMEOUT)
-    except subprocess.TimeoutExpired:
+        proc = call([python, "-c", _PROBE, served.distribution, served.member], timeout=_PROBE_TIMEOUT, quiet=True)
+    except TimeoutExpired:
         raise not_python from None
     except OSError as exc:
         raise OverlayError(f"--python {python}: cannot run it: {exc.strerror or exc}",
@@ -179,8 +178,8 @@ def _check_install(served: Served, inst: Installed) -> Path:
 
 
 def _load_check(python: str, path: Path, served: Served) -> list[str]:
-    proc = subprocess.run([python, "-c", _LOAD_CHECK, str(path), served.namespace],
-                          input=json.dumps(served.release.ops), capture_output=True, text=True)
+    proc = call([python, "-c", _LOAD_CHECK, path, served.namespace], input=json.dumps(served.release.ops),
+                quiet=True)
     if proc.returncode != 0:
         return [f"{python} cannot load it: {proc.stderr.strip()[-1500:]}"]
     problems: list[str] = json.loads(proc.stdout.strip().splitlines()[-1])
