@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from fawheels import __version__
 from fawheels._util.errors import BuildError, FawheelsError, VerifyError
-from fawheels._util.files import sha256_file
+from fawheels._util.files import copy_atomic, sha256_file
 from fawheels._util.paths import build_root
 from fawheels._util.runner import log, run
 from fawheels.build import jobstats
@@ -421,9 +421,7 @@ def assemble_wheel(plan: BuildPlan, so_path: Path, patches: list[AppliedPatch], 
 
 def _move_into(src: Path, dest: Path) -> None:
     """Copy beside `dest`, rename into place, drop `src`: works across filesystems (dist/ may be a mount)."""
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    copy_atomic(src, dest)
     src.unlink()
 
 
