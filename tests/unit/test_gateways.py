@@ -38,7 +38,7 @@ def _escapes(path: Path, root: Path = PACKAGE.parent) -> list[str]:
             spawner = name.startswith("os.") and (name[3:] in OS_SPAWNERS or name[3:].startswith(("exec", "spawn")))
             if name.split(".")[0] in ("subprocess", "pty", "multiprocessing") or (
                     spawner and not (name == "os.fork" and path in FORK_ALLOWED)):
-                found.append(f"{path.relative_to(root)}:{node.lineno}: {name}")
+                found.append(f"{path.relative_to(root)}:{getattr(node, 'lineno', 0)}: {name}")
     return found
 
 
