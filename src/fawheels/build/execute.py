@@ -14,7 +14,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -277,6 +277,40 @@ class Result:
             yield
         finally:
             self.stages_s[stage] = self.stages_s.get(stage, 0.0) + time.monotonic() - start
+
+
+def wheels_in(dist: Path) -> dict[str, tuple[int, int]]:
+    """Each wheel in dist/ with what tells a rewritten one apart (inode, mtime): a build places its wheel by
+    rename, so even a byte-identical rebuild shows as new."""
+    found = {}
+    for wheel in sorted(dist.glob("*.whl")) if dist.is_dir() else ():
+        st = wheel.stat()
+        found[wheel.name] = (st.st_ino, st.st_mtime_ns)
+    return found
+
+
+def container_result(target_id: str, code: int, dist: Path, before: Mapping[str, tuple[int, int]],
+                     wall_s: float) -> Result:
+    """The one rule for a target built out of sight (inside its toolchain image), for `build` and the nightly
+    alike: it passed when the build exited 0 and left exactly one wheel of its own in dist/ (new or rewritten
+    since `before`); its log was streamed above."""
+    mine = [dist / name for name, mark in wheels_in(dist).items() if before.get(name) != mark]
+    if code != 0 or len(mine) != 1:
+        why = f"container build exited {code}" if code else f"container build left {len(mine)} wheels in {dist}"
+        return Result(target_id, "failed", "container", f"{why}; its log is above", code or 1, wall_s=wall_s)
+    return Result(target_id, "ok", "done", wheel=mine[0], sha256=sha256_file(mine[0]), size=mine[0].stat().st_size,
+                  wall_s=wall_s)
+
+
+def build_target_in_container(target: Target, matrix: Matrix, dist: Path, jobs: int | None, offline: bool,
+                              clean: bool = False) -> Result:
+    """`build_target`, run by the same pipeline inside the target's toolchain image."""
+    from fawheels.toolchain.container import build_in_container
+
+    before, start = wheels_in(dist), time.monotonic()
+    code = build_in_container(target_id=target.id, matrix_path=matrix.path, dist=dist, jobs=jobs,
+                              toolchain=target.toolchain, clean=clean, offline=offline)
+    return container_result(target.id, code, dist, before, time.monotonic() - start)
 
 
 def mem_available() -> int:
@@ -694,16 +728,9 @@ def build_command(*, matrix_path: Path | None, target_ids: list[str], dist: Path
     for target in targets:
         # Inside a toolchain image the pipeline runs on the host path (the image is the toolchain).
         if (container or target.toolchain.provision == "container") and not os.environ.get(IN_CONTAINER):
-            from fawheels.toolchain.container import build_in_container
-
-            code = build_in_container(target_id=target.id, matrix_path=matrix.path, dist=dist, jobs=jobs,
-                                      toolchain=target.toolchain, clean=clean, offline=offline)
-            results.append(Result(target.id, status="ok" if code == 0 else "failed", stage="container",
-                                  exit_code=code, error="" if code == 0 else f"container build exited {code}"))
-            if code != 0 and not keep_going:
-                break
-            continue
-        results.append(build_target(target, matrix, dist, jobs, offline, clean))
+            results.append(build_target_in_container(target, matrix, dist, jobs, offline, clean))
+        else:
+            results.append(build_target(target, matrix, dist, jobs, offline, clean))
         if results[-1].status != "ok" and not keep_going:
             break
     print_summary(results)
