@@ -36,6 +36,7 @@ from elftools.elf.elffile import ELFFile
 
 from fawheels._util.errors import InspectError
 from fawheels._util.runner import PIPE, SubprocessError, call, log, run, spawn
+from fawheels._util.wheels import is_shared_object
 
 FATBIN_MAGIC = 0xBA55ED50
 RELFATBIN_MAGIC = 0x466243B1  # relocatable (-rdc) containers in __nv_relfatbin
@@ -55,7 +56,6 @@ _FLAG_FAMILY = 0x200000  # sm_XYf / compute_XYf
 _MAX_DECOMPRESSED = 1 << 31  # a header claiming more is corrupt, not a kernel
 _PTX_PREFIX = 1 << 16  # `.version`/`.target` sit in the first lines of a PTX text
 _ELF_MAGIC = b"\x7fELF"
-_SO_NAME = re.compile(r"\.so(\.\d+)*$")
 
 
 @dataclass(frozen=True)
@@ -291,7 +291,7 @@ def parse_bytes(data: bytes, file: str) -> CodeObject:
 def is_code_member(name: str) -> bool:
     """Members whose name says they hold CUDA code (shared objects, cubins, fatbins). What is read is
     decided by content (`holds_cuda_code`), whatever the name: this is only a hint for other readers."""
-    return bool(_SO_NAME.search(name)) or name.endswith((".cubin", ".fatbin"))
+    return is_shared_object(name) or name.endswith((".cubin", ".fatbin"))
 
 
 def holds_cuda_code(head: bytes) -> bool:

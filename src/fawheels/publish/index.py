@@ -43,14 +43,13 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from packaging.utils import (
     InvalidWheelFilename,
-    canonicalize_name,
-    canonicalize_version,
     parse_wheel_filename,
 )
 from packaging.version import Version
 
 from fawheels._util.errors import FawheelsError, PublishError
 from fawheels._util.files import TMP_MARK, ContentChanged, copy_atomic, fsync_dir, sha256_file, write_atomic
+from fawheels._util.wheels import metadata_disagreement
 
 MANIFEST = "wheels.json"
 LOCK = ".fawheels-publish.lock"
@@ -487,12 +486,8 @@ def _read_wheel(path: Path, name: WheelName) -> tuple[bytes, dict[str, Any]]:
     except (ValueError, RecursionError, NotImplementedError, EOFError, zipfile.LargeZipFile, zlib.error) as exc:
         raise PublishError(f"{path.name}: unreadable wheel ({type(exc).__name__}: {str(exc)[:200]})",
                            hint="rebuild it; a wheel from `fawheels build` reads cleanly") from None
-    meta = HeaderParser().parsestr(metadata_text)
-    if (canonicalize_name(meta.get("Name", "")) != name.project
-            or canonicalize_version(meta.get("Version", "")) != canonicalize_version(name.version)):
-        raise PublishError(
-            f"{path.name}: METADATA says {meta.get('Name')} {meta.get('Version')}, the filename disagrees"
-        )
+    if said := metadata_disagreement(metadata_text, name.project, name.version):
+        raise PublishError(f"{path.name}: METADATA says {said[0]} {said[1]}, the filename disagrees")
     return metadata, build_info
 
 
