@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from fawheels import __version__
 from fawheels._util.errors import BuildError, FawheelsError, VerifyError
-from fawheels._util.files import copy_atomic, sha256_file
+from fawheels._util.files import copy_atomic, sha256_file, write_atomic
 from fawheels._util.paths import build_root
 from fawheels._util.runner import log, run
 from fawheels.build import jobstats
@@ -735,10 +735,9 @@ def build_command(*, matrix_path: Path | None, target_ids: list[str], dist: Path
             break
     print_summary(results)
     if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
         from fawheels._util.redact import redact, secrets_from_env  # an error may quote a URL with credentials
 
-        report.write_text(redact(json.dumps([r.to_json() for r in results], indent=2) + "\n",
-                                 *secrets_from_env(os.environ)))
+        write_atomic(report, redact(json.dumps([r.to_json() for r in results], indent=2) + "\n",
+                                    *secrets_from_env(os.environ)), mode=None)
     failures = [r for r in results if r.status != "ok"]
     return failures[0].exit_code if failures else 0

@@ -362,6 +362,7 @@ def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
     from pathlib import Path
 
     from fawheels._util.errors import ToolchainError, VerifyError
+    from fawheels._util.files import write_atomic
     from fawheels._util.runner import call, log, run
     from fawheels.check import compat
     from fawheels.matrix.cudafacts import Version
@@ -398,6 +399,6 @@ def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
         {"ok": False, "exit": proc.returncode, "error": proc.stderr.strip().splitlines()[-1:] or [""]}, indent=2)
     print(doc)
     if out:
-        Path(out).write_text(doc)
+        write_atomic(Path(out), doc, mode=None)
     log(f"smoke {'passed' if proc.returncode == 0 else 'FAILED'} for {wheel.name}")
     return proc.returncode

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fawheels._util.errors import ContainerError
+from fawheels._util.files import write_atomic
 from fawheels._util.paths import cache_root
 from fawheels._util.runner import Completed, TimeoutExpired, call, log, run, run_code
 
@@ -580,7 +581,7 @@ def lock_images(matrix_path: Path | None = None) -> dict[str, dict[str, Any]]:
             "nvcc": facts.nvcc, "gcc": facts.gcc, "torch": facts.torch, "python": facts.python,
         }
     lock = {"version": 1, "images": images, "bases": base_pins(root)}  # base digests are kept as pinned
-    (root / LOCK_FILE).write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
+    write_atomic(root / LOCK_FILE, json.dumps(lock, indent=2, sort_keys=True) + "\n", mode=None)
     log(f"wrote {len(images)} image pin(s) to {root / LOCK_FILE}")
     return images
 
