@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from fawheels._util import runner
 from fawheels._util.errors import ContainerError
 from fawheels.toolchain import container
 from fawheels.toolchain import toolkit as toolchain
@@ -186,7 +185,7 @@ def test_no_reachable_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
         assert cmd == ["/usr/bin/docker", "info"]
         return subprocess.CompletedProcess(cmd, 1, "", "Cannot connect to the Docker daemon. Is it running?\n")
 
-    monkeypatch.setattr(runner.subprocess, "run", no_daemon)
+    monkeypatch.setattr("fawheels._util.runner.subprocess.run", no_daemon)
     with pytest.raises(ContainerError) as err:
         Engine.find({})
     message = str(err.value)
@@ -206,7 +205,7 @@ def test_engine_prints_each_command(monkeypatch: pytest.MonkeyPatch, capsys: pyt
         def wait(self, timeout: float | None = None) -> int:
             return 0
 
-    monkeypatch.setattr(runner.subprocess, "Popen", Ok)
+    monkeypatch.setattr("fawheels._util.runner.subprocess.Popen", Ok)
     monkeypatch.setattr(container.os, "getuid", lambda: 1000)
     spec = container.RunSpec("img", ("true",), (Mount(Path("/a"), "/b", read_only=True),), {"K": "v"}, "1000:1000")
     assert Engine("podman", "/usr/bin/podman").run(spec) == 0
