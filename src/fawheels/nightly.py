@@ -180,31 +180,14 @@ def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bo
 
     def build(target: Target) -> Result:
         dist = out / target.id
-        if target.toolchain.provision == "container":
-            return _build_in_container(target, matrix, dist, jobs, offline)
-        from fawheels.build.execute import build_target
+        from fawheels.build.execute import build_target, build_target_in_container
 
         # clean: a nightly shows each target builds from nothing; the compiler cache makes that cheap
+        if target.toolchain.provision == "container":
+            return build_target_in_container(target, matrix, dist, jobs, offline, clean=True)
         return build_target(target, matrix, dist, jobs, offline, clean=True)
 
     return build
-
-
-def _build_in_container(target: Target, matrix: Matrix, dist: Path, jobs: int | None, offline: bool) -> Result:
-    from fawheels._util.files import sha256_file
-    from fawheels.toolchain.container import build_in_container
-
-    start = time.monotonic()
-    code = build_in_container(target_id=target.id, matrix_path=matrix.path, dist=dist, jobs=jobs,
-                              toolchain=target.toolchain, clean=True, offline=offline)  # clean: as on the host
-    wall = time.monotonic() - start
-    wheels = sorted(dist.glob("*.whl"))
-    if code != 0 or len(wheels) != 1:
-        why = f"container build exited {code}" if code else f"container build left {len(wheels)} wheels in {dist}"
-        return Result(target.id, "failed", "container", f"{why}; its log is above in the nightly's output",
-                      code or 1, wall_s=wall)
-    return Result(target.id, "ok", "done", wheel=wheels[0], sha256=sha256_file(wheels[0]),
-                  size=wheels[0].stat().st_size, wall_s=wall)
 
 
 def publisher(index: str) -> PublishFn:

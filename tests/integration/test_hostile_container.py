@@ -39,8 +39,10 @@ def test_build_command_passes_clean_and_offline_to_the_container(clean: bool, of
     matrix.write_text(BASE)
     calls: list[dict[str, Any]] = []
 
-    def fake(**kw: Any) -> int:
+    def fake(**kw: Any) -> int:  # a build that passes leaves its one wheel in dist/, as the real one does
         calls.append(kw)
+        kw["dist"].mkdir(parents=True, exist_ok=True)
+        (kw["dist"] / f"fa-{len(calls)}.whl").write_bytes(b"wheel")
         return 0
 
     monkeypatch.setattr(container, "build_in_container", fake)

@@ -27,7 +27,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from fawheels.publish import index as publish
+from fawheels._util.files import TMP_MARK
 from support.wheelfactory import compile_extension, nvcc, toy_wheel
 
 # nvcc: the toy extension; server: an index served on loopback (http.server or pypiserver) and
@@ -361,7 +361,7 @@ def test_killed_publisher_leaves_a_valid_index_and_the_next_one_waits(
     r = fawheels("publish", str(new_a), "--index", str(root))
     assert r.returncode == 0, r.stderr
     assert f"cu130/{new_a.name}" in assert_index_valid(root)
-    assert not list(root.rglob(f".*{publish.TMP_MARK}*")), "temp files of the killed publisher remain"
+    assert not list(root.rglob(f".*{TMP_MARK}*")), "temp files of the killed publisher remain"
 
 
 def test_two_publishers_at_once(published: tuple[Path, str], ext: Path, tmp_path: Path, verify: ModuleType

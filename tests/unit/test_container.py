@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -185,7 +186,7 @@ def test_no_reachable_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
         assert cmd == ["/usr/bin/docker", "info"]
         return subprocess.CompletedProcess(cmd, 1, "", "Cannot connect to the Docker daemon. Is it running?\n")
 
-    monkeypatch.setattr(subprocess, "run", no_daemon)
+    monkeypatch.setattr("fawheels._util.runner.subprocess.run", no_daemon)
     with pytest.raises(ContainerError) as err:
         Engine.find({})
     message = str(err.value)
@@ -198,10 +199,14 @@ def test_no_reachable_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_engine_prints_each_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    def ok(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.CompletedProcess(cmd, 0, "", "")
+    class Ok:  # a child that prints nothing and exits 0
+        def __init__(self, cmd: list[str], **kwargs: object) -> None:
+            self.stdout = io.StringIO("")
 
-    monkeypatch.setattr(subprocess, "run", ok)
+        def wait(self, timeout: float | None = None) -> int:
+            return 0
+
+    monkeypatch.setattr("fawheels._util.runner.subprocess.Popen", Ok)
     monkeypatch.setattr(os, "getuid", lambda: 1000)
     spec = container.RunSpec("img", ("true",), (Mount(Path("/a"), "/b", read_only=True),), {"K": "v"}, "1000:1000")
     assert Engine("podman", "/usr/bin/podman").run(spec) == 0

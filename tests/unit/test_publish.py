@@ -15,6 +15,7 @@ import pytest
 from packaging.version import Version
 
 from fawheels._util.errors import PublishError
+from fawheels._util.files import TMP_MARK
 from fawheels.publish import index as publish
 from fawheels.publish.index import Credentials, WheelRecord
 from support.wheelfactory import toy_wheel
@@ -283,7 +284,7 @@ def test_variants_land_in_their_own_roots(index: Path, tmp_path: Path) -> None:
 
 def test_stale_temp_files_of_a_dead_publisher_are_cleared(index: Path, tmp_path: Path) -> None:
     d = index / "cu130" / "simple" / "fatoy"
-    stale = d / f".fatoy-1.0+cu130torch2.14-py3-none-any.whl{publish.TMP_MARK}99999-dead"
+    stale = d / f".fatoy-1.0+cu130torch2.14-py3-none-any.whl{TMP_MARK}99999-dead"
     stale.write_bytes(b"half a wheel")
     w = verified(toy_wheel(tmp_path / "w", version="1.0"))
     publish.publish_command([w], index=str(index), verifier=lambda p: Passing())

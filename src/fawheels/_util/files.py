@@ -1,25 +1,136 @@
-"""Files: content hashes, and writes that readers see whole or not at all."""
+"""Files: content hashes, and the one way fawheels writes a file that others read: readers see the old file
+or the new one, never a part.
+
+Every such write goes through `replacing`: the bytes go to a temporary name beside the destination (marked
+with TMP_MARK, so a later run can recognise and remove what a killed one left) that is renamed over it once
+whole. An exception or a handled signal removes the temporary file on the way out; with `guard`, a forked
+guardian process removes it even when we are killed outright (SIGKILL, the OOM killer).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
+import shutil
+import signal
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
+TMP_MARK = ".tmp-"  # in the name of every temporary file `replacing` makes: `.{name}.tmp-{pid}-{random}`
+PRIVATE = 0o600  # what `write_atomic` gives by default (the mode its files have always had)
+_CHUNK = 1 << 20
 
-def write_atomic(dest: Path, data: bytes | str) -> Path:
-    """Write `dest` through a temporary file beside it and a rename; returns `dest`."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+
+class ContentChanged(ValueError):
+    """The file copied by `copy_atomic` did not have the digest expected (it changed while being read)."""
+
+
+def temp_beside(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the renames in `path` durable (a rename is in the directory, not in the file)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def replacing(dest: Path, *, mode: int | None = None, stat_from: Path | None = None, fsync: bool = False,
+              guard: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary file beside `dest` for the block to write; when the block ends normally it
+    becomes `dest` by rename, else it is removed. The file is created as `open` would (mode 0666 less the
+    umask); `mode` sets the permission bits instead, `stat_from` copies bits and times from another file
+    (shutil.copystat). `fsync` makes the bytes durable before the rename; `guard` keeps a guardian process
+    that removes the temporary file if we are killed in the block."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_beside(dest)
+    with removed_if_killed(tmp) if guard else nullcontext():
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            yield tmp
+            if stat_from is not None:
+                shutil.copystat(stat_from, tmp)
+            elif mode is not None:
+                os.chmod(tmp, mode)
+            if fsync:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            os.replace(tmp, dest)
+        except BaseException:  # an interrupt mid-write leaves no temporary file behind
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def write_atomic(dest: Path, data: bytes | str, *, mode: int | None = PRIVATE, stat_from: Path | None = None,
+                 fsync: bool = False, if_changed: bool = False) -> Path:
+    """Write `dest` whole or not at all (see `replacing` for the options); returns `dest`. With `if_changed`
+    a file that already holds exactly `data` is left alone."""
+    raw = data.encode() if isinstance(data, str) else data
+    if if_changed and dest.is_file() and dest.read_bytes() == raw:
+        return dest
+    with replacing(dest, mode=mode, stat_from=stat_from, fsync=fsync) as tmp, tmp.open("wb") as fh:
+        fh.write(raw)
     return dest
+
+
+def copy_atomic(src: Path, dest: Path, *, mode: int | None = None, stat_from: Path | None = None,
+                fsync: bool = False, guard: bool = False, expect_sha256: str | None = None) -> Path:
+    """Copy `src` to `dest` whole or not at all, streaming (see `replacing` for the options; by default the
+    copy gets the mode a new file gets, as shutil.copyfile). With `expect_sha256`, bytes that do not hash to
+    it raise ContentChanged and `dest` is left as it was."""
+    digest = hashlib.sha256()
+    with replacing(dest, mode=mode, stat_from=stat_from, fsync=fsync, guard=guard) as tmp:
+        with src.open("rb") as fin, tmp.open("wb") as fout:
+            while chunk := fin.read(_CHUNK):
+                digest.update(chunk)
+                fout.write(chunk)
+        if expect_sha256 is not None and digest.hexdigest() != expect_sha256:
+            raise ContentChanged(f"{src} changed while it was being copied")
+    return dest
+
+
+@contextmanager
+def removed_if_killed(path: Path) -> Iterator[None]:
+    """While the block runs, a forked guardian waits on a pipe; if this process dies in the block, by any
+    signal (SIGKILL included), the pipe closes without a word and the guardian removes `path`."""
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: the handled-signal cleanup in `replacing` still applies
+        os.close(r)
+        os.close(w)
+        yield
+        return
+    if pid == 0:  # the guardian: ignores the signals meant for its parent, does one thing, exits
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
+            os.setsid()  # out of the process group, so `kill -9 -PGID` of the writer does not reach it
+            os.close(w)
+            if not os.read(r, 1):
+                with suppress(OSError):
+                    os.unlink(path)
+        finally:
+            os._exit(0)
+    os.close(r)
+    try:
+        yield
+    finally:
+        with suppress(OSError):  # a guardian that is already gone cannot be told; it can do no harm either
+            os.write(w, b"k")  # the block ended (well or by an exception, which cleans up itself): keep
+        os.close(w)
+        with suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def sha256_file(path: Path) -> str:

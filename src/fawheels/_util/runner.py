@@ -1,4 +1,10 @@
-"""The one gateway for subprocesses: prints what it runs, streams or captures output, raises on failure."""
+"""The one gateway for subprocesses: no other module of the package imports `subprocess`.
+
+Every command is echoed the same way before it runs (`$ cmd`, except quiet probes), and child output that is
+shown goes through our own `sys.stderr`, so the redaction the CLI installs there applies to it too. Three
+shapes: `run` (stream or capture, raise on failure), `call` (capture stdout and stderr apart, return the exit
+code: probes and checks that judge the result themselves), `spawn` (a long-running child read as it goes).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,18 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from fawheels._util.errors import BuildError, FawheelsError
 
 ErrorClass = type[FawheelsError]
+# Raised by `call` when its timeout passes (the child has been killed by then).
+TimeoutExpired = subprocess.TimeoutExpired
+# What a failure to start or to finish looks like to `call` and `spawn` callers.
+SubprocessError = subprocess.SubprocessError
+PIPE = subprocess.PIPE
 
 
 def log(message: str) -> None:
@@ -21,6 +34,82 @@ def log(message: str) -> None:
 
 def format_command(cmd: Sequence[str | Path]) -> str:
     return " ".join(shlex.quote(str(c)) for c in cmd)
+
+
+def _environ(env: Mapping[str, str] | None, inherit_env: bool) -> dict[str, str] | None:
+    """The child's environment: ours with `env` on top, or exactly `env` when not `inherit_env`."""
+    if not inherit_env:
+        return dict(env or {})
+    return {**os.environ, **env} if env is not None else None
+
+
+def _echo(cmd: Sequence[str | Path], cwd: Path | str | None, shown: Sequence[str | Path] | None) -> None:
+    log(f"$ {format_command(shown or cmd)}" + (f"   (in {cwd})" if cwd else ""))
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A finished command: its exit code and what it wrote, stdout and stderr apart."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def call(
+    cmd: Sequence[str | Path],
+    *,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    inherit_env: bool = True,
+    input: str | None = None,
+    timeout: float | None = None,
+    quiet: bool = False,
+    shown: Sequence[str | Path] | None = None,
+) -> Completed:
+    """Run a command to the end and capture its output; the caller judges the exit code. Standard input is
+    `input`, or nothing (a probe must never wait on the terminal). Raises OSError when it cannot start and
+    `TimeoutExpired` (child killed) past `timeout`. `shown` is what is echoed instead of `cmd`."""
+    if not quiet:
+        _echo(cmd, cwd, shown)
+    proc = subprocess.run(
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=_environ(env, inherit_env),
+        input=input,
+        stdin=subprocess.DEVNULL if input is None else None,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+    )
+    return Completed(tuple(proc.args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def spawn(
+    cmd: Sequence[str | Path],
+    *,
+    stdout: int | IO[bytes] | None = None,
+    stderr: int | IO[bytes] | None = None,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    quiet: bool = False,
+) -> subprocess.Popen[str]:
+    """Start a child the caller reads as it runs (`stdout=PIPE` gives text lines) and waits for or kills
+    itself. Raises OSError when it cannot start."""
+    if not quiet:
+        _echo(cmd, cwd, None)
+    return subprocess.Popen(
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=_environ(env, True),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        text=True,
+        errors="replace",
+    )
 
 
 def run(
@@ -33,12 +122,38 @@ def run(
     error: ErrorClass = BuildError,
     what: str | None = None,
     quiet: bool = False,
+    shown: Sequence[str | Path] | None = None,
 ) -> str:
-    """Run a command, echoing it first. Output goes to our stderr line by line (through `on_line`
-    when given) unless `capture`; the captured or last lines go into the error on failure."""
+    """Run a command, echoing it first. Output (stderr merged into stdout) goes to our stderr line by line
+    (through `on_line` when given) unless `capture`; the captured or last lines go into the error on failure."""
+    return _run(cmd, cwd=cwd, env=env, capture=capture, on_line=on_line, error=error, what=what, quiet=quiet,
+                check=True, shown=shown)[1]
+
+
+def run_code(cmd: Sequence[str | Path], *, what: str | None = None, error: ErrorClass = BuildError,
+             shown: Sequence[str | Path] | None = None, env: Mapping[str, str] | None = None,
+             cwd: Path | None = None) -> int:
+    """Like `run` streaming to our stderr, but the exit code is returned, not raised (the caller judges it)."""
+    return _run(cmd, cwd=cwd, env=env, capture=False, on_line=None, error=error, what=what, quiet=False,
+                check=False, shown=shown)[0]
+
+
+def _run(
+    cmd: Sequence[str | Path],
+    *,
+    cwd: Path | None,
+    env: Mapping[str, str] | None,
+    capture: bool,
+    on_line: Callable[[str], None] | None,
+    error: ErrorClass,
+    what: str | None,
+    quiet: bool,
+    check: bool,
+    shown: Sequence[str | Path] | None,
+) -> tuple[int, str]:
     if not quiet:
-        log(f"$ {format_command(cmd)}" + (f"   (in {cwd})" if cwd else ""))
-    full_env = {**os.environ, **env} if env is not None else None
+        _echo(cmd, cwd, shown)
+    full_env = _environ(env, True)
     try:
         proc = subprocess.Popen(
             [str(c) for c in cmd],
@@ -73,7 +188,7 @@ def run(
             proc.wait()
         raise
     output = "".join(lines)
-    if code != 0:
+    if code != 0 and check:
         tail = "".join(lines[-40:]).rstrip()
-        raise error(f"{what or format_command(cmd)} failed (exit {code}):\n{tail}")
-    return output
+        raise error(f"{what or format_command(shown or cmd)} failed (exit {code}):\n{tail}")
+    return code, output

@@ -14,7 +14,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from fawheels import __version__
 from fawheels._util.errors import BuildError, FawheelsError, VerifyError
-from fawheels._util.files import sha256_file
+from fawheels._util.files import copy_atomic, sha256_file, write_atomic
 from fawheels._util.paths import build_root
 from fawheels._util.runner import log, run
 from fawheels.build import jobstats
@@ -290,6 +290,40 @@ class Result:
             self.stages_s[stage] = self.stages_s.get(stage, 0.0) + time.monotonic() - start
 
 
+def wheels_in(dist: Path) -> dict[str, tuple[int, int]]:
+    """Each wheel in dist/ with what tells a rewritten one apart (inode, mtime): a build places its wheel by
+    rename, so even a byte-identical rebuild shows as new."""
+    found = {}
+    for wheel in sorted(dist.glob("*.whl")) if dist.is_dir() else ():
+        st = wheel.stat()
+        found[wheel.name] = (st.st_ino, st.st_mtime_ns)
+    return found
+
+
+def container_result(target_id: str, code: int, dist: Path, before: Mapping[str, tuple[int, int]],
+                     wall_s: float) -> Result:
+    """The one rule for a target built out of sight (inside its toolchain image), for `build` and the nightly
+    alike: it passed when the build exited 0 and left exactly one wheel of its own in dist/ (new or rewritten
+    since `before`); its log was streamed above."""
+    mine = [dist / name for name, mark in wheels_in(dist).items() if before.get(name) != mark]
+    if code != 0 or len(mine) != 1:
+        why = f"container build exited {code}" if code else f"container build left {len(mine)} wheels in {dist}"
+        return Result(target_id, "failed", "container", f"{why}; its log is above", code or 1, wall_s=wall_s)
+    return Result(target_id, "ok", "done", wheel=mine[0], sha256=sha256_file(mine[0]), size=mine[0].stat().st_size,
+                  wall_s=wall_s)
+
+
+def build_target_in_container(target: Target, matrix: Matrix, dist: Path, jobs: int | None, offline: bool,
+                              clean: bool = False) -> Result:
+    """`build_target`, run by the same pipeline inside the target's toolchain image."""
+    from fawheels.toolchain.container import build_in_container
+
+    before, start = wheels_in(dist), time.monotonic()
+    code = build_in_container(target_id=target.id, matrix_path=matrix.path, dist=dist, jobs=jobs,
+                              toolchain=target.toolchain, clean=clean, offline=offline)
+    return container_result(target.id, code, dist, before, time.monotonic() - start)
+
+
 def mem_available() -> int:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -434,9 +468,7 @@ def assemble_wheel(plan: BuildPlan, so_path: Path, patches: list[AppliedPatch], 
 
 def _move_into(src: Path, dest: Path) -> None:
     """Copy beside `dest`, rename into place, drop `src`: works across filesystems (dist/ may be a mount)."""
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    copy_atomic(src, dest)
     src.unlink()
 
 
@@ -709,24 +741,16 @@ def build_command(*, matrix_path: Path | None, target_ids: list[str], dist: Path
     for target in targets:
         # Inside a toolchain image the pipeline runs on the host path (the image is the toolchain).
         if (container or target.toolchain.provision == "container") and not os.environ.get(IN_CONTAINER):
-            from fawheels.toolchain.container import build_in_container
-
-            code = build_in_container(target_id=target.id, matrix_path=matrix.path, dist=dist, jobs=jobs,
-                                      toolchain=target.toolchain, clean=clean, offline=offline)
-            results.append(Result(target.id, status="ok" if code == 0 else "failed", stage="container",
-                                  exit_code=code, error="" if code == 0 else f"container build exited {code}"))
-            if code != 0 and not keep_going:
-                break
-            continue
-        results.append(build_target(target, matrix, dist, jobs, offline, clean))
+            results.append(build_target_in_container(target, matrix, dist, jobs, offline, clean))
+        else:
+            results.append(build_target(target, matrix, dist, jobs, offline, clean))
         if results[-1].status != "ok" and not keep_going:
             break
     print_summary(results)
     if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
         from fawheels._util.redact import redact, secrets_from_env  # an error may quote a URL with credentials
 
-        report.write_text(redact(json.dumps([r.to_json() for r in results], indent=2) + "\n",
-                                 *secrets_from_env(os.environ)))
+        write_atomic(report, redact(json.dumps([r.to_json() for r in results], indent=2) + "\n",
+                                    *secrets_from_env(os.environ)), mode=None)
     failures = [r for r in results if r.status != "ok"]
     return failures[0].exit_code if failures else 0

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import re
-import tempfile
 import time
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from fawheels._util.files import PRIVATE, replacing
+from fawheels._util.wheels import is_shared_object
 
 ZIP_EPOCH_MIN = 315532800  # 1980-01-01: zip timestamps cannot be older
 
@@ -73,28 +73,19 @@ def wheel_entries(spec: WheelSpec, files: Mapping[str, bytes],
     return [*entries, (record_name, record.encode())]
 
 
-_EXECUTABLE = re.compile(r"\.so(\.\d+)*$")
-
-
 def write_wheel(spec: WheelSpec, files: Mapping[str, bytes], extra_dist_info: Mapping[str, bytes],
                 dest_dir: Path, source_date_epoch: int) -> Path:
     """Write the wheel into dest_dir atomically (temp file + rename); returns its path."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     date_time = _zip_time(source_date_epoch)
-    fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=".partial-", suffix=".whl")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with zipfile.ZipFile(tmp, "w") as zf:
-            for name, data in wheel_entries(spec, files, extra_dist_info):
-                info = zipfile.ZipInfo(name, date_time=date_time)
-                info.create_system = 3  # unix, so the permission bits below are honoured
-                mode = 0o755 if _EXECUTABLE.search(name) else 0o644
-                info.external_attr = (0o100000 | mode) << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
-        final = dest_dir / spec.filename
-        os.replace(tmp, final)
-        return final
-    finally:
-        tmp.unlink(missing_ok=True)
+    final = dest_dir / spec.filename
+    # Private, as its temporary file always was; dist/ gets a copy.
+    with replacing(final, mode=PRIVATE) as tmp, zipfile.ZipFile(tmp, "w") as zf:
+        for name, data in wheel_entries(spec, files, extra_dist_info):
+            info = zipfile.ZipInfo(name, date_time=date_time)
+            info.create_system = 3  # unix, so the permission bits below are honoured
+            mode = 0o755 if is_shared_object(name) else 0o644
+            info.external_attr = (0o100000 | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
+    return final

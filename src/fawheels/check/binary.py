@@ -16,7 +16,6 @@ import re
 import shutil
 import stat
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,6 +35,8 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
 from fawheels._util.errors import InspectError
+from fawheels._util.runner import PIPE, SubprocessError, call, log, run, spawn
+from fawheels._util.wheels import is_shared_object
 
 FATBIN_MAGIC = 0xBA55ED50
 RELFATBIN_MAGIC = 0x466243B1  # relocatable (-rdc) containers in __nv_relfatbin
@@ -55,7 +56,6 @@ _FLAG_FAMILY = 0x200000  # sm_XYf / compute_XYf
 _MAX_DECOMPRESSED = 1 << 31  # a header claiming more is corrupt, not a kernel
 _PTX_PREFIX = 1 << 16  # `.version`/`.target` sit in the first lines of a PTX text
 _ELF_MAGIC = b"\x7fELF"
-_SO_NAME = re.compile(r"\.so(\.\d+)*$")
 
 
 @dataclass(frozen=True)
@@ -291,7 +291,7 @@ def parse_bytes(data: bytes, file: str) -> CodeObject:
 def is_code_member(name: str) -> bool:
     """Members whose name says they hold CUDA code (shared objects, cubins, fatbins). What is read is
     decided by content (`holds_cuda_code`), whatever the name: this is only a hint for other readers."""
-    return bool(_SO_NAME.search(name)) or name.endswith((".cubin", ".fatbin"))
+    return is_shared_object(name) or name.endswith((".cubin", ".fatbin"))
 
 
 def holds_cuda_code(head: bytes) -> bool:
@@ -553,9 +553,8 @@ def find_cuobjdump(toolkit: Path | None = None) -> Path | None:
 def cuobjdump_version(exe: Path) -> str:
     """`cuobjdump --version` -> 13.2.86; InspectError when it does not run."""
     try:
-        out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, errors="replace",
-                             timeout=60).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
+        out = call([exe, "--version"], timeout=60, quiet=True).stdout
+    except (OSError, SubprocessError) as exc:
         raise InspectError(f"{exe} does not run: {exc}") from None
     m = re.search(r"V(\d+\.\d+\.\d+)", out)
     if m is None:
@@ -565,8 +564,6 @@ def cuobjdump_version(exe: Path) -> str:
 
 def provision_cuobjdump() -> Path:
     """Install the pinned nvidia-cuda-cuobjdump once into the fawheels cache (like a pip toolkit)."""
-    from fawheels._util.runner import log, run
-
     root = cuobjdump_cache_dir()
     if not (root / _CUOBJDUMP_MARKER).exists():
         if root.exists():
@@ -671,8 +668,7 @@ def _run_cuobjdump(exe: Path, args: Sequence[str], path: Path, label: str) -> li
     file, so a flood of warnings cannot block it while we read its output."""
     with tempfile.TemporaryFile() as errors:
         try:
-            proc = subprocess.Popen([str(exe), *args, str(path)], stdout=subprocess.PIPE, stderr=errors,
-                                    text=True, errors="replace")
+            proc = spawn([exe, *args, path], stdout=PIPE, stderr=errors, quiet=True)
         except OSError as exc:
             raise InspectError(f"{label}: cuobjdump does not run: {exc}") from None
         assert proc.stdout is not None

@@ -29,6 +29,7 @@ from packaging.version import Version as PyVersion
 from fawheels import __version__
 from fawheels._util.errors import FawheelsError, InspectError
 from fawheels._util.files import sha256_file, write_atomic
+from fawheels._util.wheels import metadata_disagreement
 from fawheels.build.buildinfo import SCHEMA as BUILD_INFO_SCHEMA
 from fawheels.build.buildinfo import BuildInfo, BuildInfoError, needed_fields
 from fawheels.check.binary import (
@@ -338,11 +339,8 @@ def check_format(f: WheelFacts) -> Check:
     if declared != set(tags):
         problems.append(f"WHEEL tags {sorted(map(str, declared))} differ from the file name's "
                         f"{sorted(map(str, tags))}")
-    meta = HeaderParser().parsestr(f.texts.get("METADATA", ""))
-    if canonicalize_name(meta.get("Name", "")) != name or (
-        canonicalize_version(meta.get("Version", "")) != canonicalize_version(version)
-    ):
-        problems.append(f"METADATA says {meta.get('Name')} {meta.get('Version')}, the file name {name} {version}")
+    if said := metadata_disagreement(f.texts.get("METADATA", ""), name, version):
+        problems.append(f"METADATA says {said[0]} {said[1]}, the file name {name} {version}")
     return _ok("format", problems, f"{name} {version}, tags {', '.join(sorted(map(str, tags)))}")
 
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,8 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from fawheels._util.errors import OverlayError
-from fawheels._util.files import sha256_file
+from fawheels._util.files import copy_atomic, sha256_file, write_atomic
+from fawheels._util.runner import TimeoutExpired, call
 from fawheels.check.verify import op_schemas_in, schema_differences, verify_wheel
 from fawheels.matrix.recipes import RECIPES, Release
 
@@ -124,9 +123,8 @@ def probe(python: str, served: Served) -> Installed:
     not_python = OverlayError(f"--python {python} is not a Python interpreter (it did not answer the probe)",
                               hint="pass a python executable, e.g. /path/to/venv/bin/python")
     try:
-        proc = subprocess.run([python, "-c", _PROBE, served.distribution, served.member], capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, timeout=_PROBE_TIMEOUT)
-    except subprocess.TimeoutExpired:
+        proc = call([python, "-c", _PROBE, served.distribution, served.member], timeout=_PROBE_TIMEOUT, quiet=True)
+    except TimeoutExpired:
         raise not_python from None
     except OSError as exc:
         raise OverlayError(f"--python {python}: cannot run it: {exc.strerror or exc}",
@@ -139,20 +137,6 @@ def probe(python: str, served: Served) -> Installed:
         return Installed(out["python"], out["version"], Path(out["path"]) if out["path"] else None, out["torch"])
     except (ValueError, KeyError, TypeError):
         raise not_python from None
-
-
-def _atomic_copy(data_from: Path | bytes, dest: Path, mode_from: Path | None = None) -> None:
-    """Write `dest` whole or not at all (a crash never leaves vLLM with half a library)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data_from if isinstance(data_from, bytes) else data_from.read_bytes())
-        if mode_from is not None:
-            shutil.copystat(mode_from, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _state(path: Path) -> dict[str, Any] | None:
@@ -179,8 +163,8 @@ def _check_install(served: Served, inst: Installed) -> Path:
 
 
 def _load_check(python: str, path: Path, served: Served) -> list[str]:
-    proc = subprocess.run([python, "-c", _LOAD_CHECK, str(path), served.namespace],
-                          input=json.dumps(served.release.ops), capture_output=True, text=True)
+    proc = call([python, "-c", _LOAD_CHECK, path, served.namespace], input=json.dumps(served.release.ops),
+                quiet=True)
     if proc.returncode != 0:
         return [f"{python} cannot load it: {proc.stderr.strip()[-1500:]}"]
     problems: list[str] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -210,11 +194,11 @@ def overlay(wheel: Path, python: str) -> Path:
         if problems or not theirs:
             raise OverlayError(f"{path}: the installed extension's op schemas differ from ours: "
                                f"{'; '.join(problems) or 'none found'}; refusing")
-        _atomic_copy(path, backup, mode_from=path)
+        copy_atomic(path, backup, stat_from=path)
         state = {"original_sha256": current, "backup": backup.name}
-    _atomic_copy(served.data, path, mode_from=backup)
+    write_atomic(path, served.data, stat_from=backup)
     state.update(wheel=wheel.name, wheel_sha256=report.sha256, overlay_sha256=sha256_file(path))
-    _atomic_copy((json.dumps(state, indent=2) + "\n").encode(), path.with_name(path.name + STATE_SUFFIX))
+    write_atomic(path.with_name(path.name + STATE_SUFFIX), json.dumps(state, indent=2) + "\n")
     problems = _load_check(inst.python, path, served)
     if problems:
         undo(wheel, python)
@@ -239,7 +223,7 @@ def undo(wheel: Path, python: str) -> Path:
                            hint=f"the original is kept at {backup}")
     if sha256_file(backup) != state["original_sha256"]:
         raise OverlayError(f"{backup} is not the original any more (sha256 differs from the record): refusing")
-    _atomic_copy(backup, path, mode_from=backup)
+    copy_atomic(backup, path, stat_from=backup)
     backup.unlink()
     path.with_name(path.name + STATE_SUFFIX).unlink()
     return path

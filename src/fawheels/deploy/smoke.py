@@ -213,14 +213,16 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int = REPEATS) -> di
 
 def gpu_state() -> dict[str, str]:
     """Name, driver, clocks, power and temperature of GPU 0 now (nvidia-smi), for the record."""
-    import subprocess
+    from fawheels._util.runner import call
 
     fields = ["name", "driver_version", "clocks.sm", "clocks.max.sm", "clocks.mem", "clocks.max.mem",
               "power.draw", "power.limit", "temperature.gpu", "persistence_mode", "compute_mode"]
     try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"],
-                             capture_output=True, text=True, check=True).stdout.splitlines()[0]
-    except (OSError, subprocess.CalledProcessError, IndexError) as exc:
+        proc = call(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"], quiet=True)
+        if proc.returncode != 0:
+            return {"error": f"nvidia-smi: exit {proc.returncode}: {proc.stderr.strip()[-300:]}"}
+        out = proc.stdout.splitlines()[0]
+    except (OSError, IndexError) as exc:
         return {"error": f"nvidia-smi: {exc}"}
     return dict(zip(fields, (x.strip() for x in out.split(",")), strict=False))
 
@@ -335,15 +337,17 @@ def main_in_env(build_info_json: str) -> int:
 
 def present_gpu() -> tuple[tuple[int, int], str]:
     """Compute capability and driver version of GPU 0, from nvidia-smi."""
-    import subprocess
-
     from fawheels._util.errors import ToolchainError
+    from fawheels._util.runner import call
 
+    no_gpu = ToolchainError("no NVIDIA GPU here (nvidia-smi failed)", hint="run smoke on a GPU machine")
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise ToolchainError("no NVIDIA GPU here (nvidia-smi failed)", hint="run smoke on a GPU machine") from exc
+        proc = call(["nvidia-smi", "--query-gpu=compute_cap,driver_version", "--format=csv,noheader"], quiet=True)
+    except OSError as exc:
+        raise no_gpu from exc
+    if proc.returncode != 0:
+        raise no_gpu
+    out = proc.stdout
     cc_text, driver = (x.strip() for x in out.splitlines()[0].split(","))
     major, minor = cc_text.split(".")
     return (int(major), int(minor)), driver
@@ -352,14 +356,14 @@ def present_gpu() -> tuple[tuple[int, int], str]:
 def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
     """Install WHEEL into a fresh directory on top of this machine's torch, then check every kernel."""
     import os
-    import subprocess
     import sys
     import tempfile
     import zipfile
     from pathlib import Path
 
     from fawheels._util.errors import ToolchainError, VerifyError
-    from fawheels._util.runner import log, run
+    from fawheels._util.files import write_atomic
+    from fawheels._util.runner import call, log, run
     from fawheels.check import compat
     from fawheels.matrix.cudafacts import Version
 
@@ -386,16 +390,15 @@ def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
         run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site),
              str(wheel)], what="pip install")
         info["_smoke_mode"] = "bench" if bench_too else ""
-        package_parent = str(Path(__file__).resolve().parent.parent)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), package_parent])}
+        package_parent = str(Path(__file__).resolve().parents[2])  # the folder that holds fawheels/
+        env = {"PYTHONPATH": os.pathsep.join([str(site), package_parent])}
         code = "import sys; from fawheels.deploy.smoke import main_in_env; sys.exit(main_in_env(sys.argv[1]))"
-        proc = subprocess.run([sys.executable, "-c", code, json.dumps(info)], env=env,
-                              capture_output=True, text=True, cwd=tmp)
+        proc = call([sys.executable, "-c", code, json.dumps(info)], env=env, cwd=tmp, quiet=True)
     sys.stderr.write(proc.stderr[-3000:])
     doc = proc.stdout if proc.stdout.strip() else json.dumps(  # the checker died: say so, as JSON too
         {"ok": False, "exit": proc.returncode, "error": proc.stderr.strip().splitlines()[-1:] or [""]}, indent=2)
     print(doc)
     if out:
-        Path(out).write_text(doc)
+        write_atomic(Path(out), doc, mode=None)
     log(f"smoke {'passed' if proc.returncode == 0 else 'FAILED'} for {wheel.name}")
     return proc.returncode

@@ -26,13 +26,12 @@ import json
 import os
 import re
 import secrets
-import signal
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.parser import HeaderParser
@@ -44,18 +43,16 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from packaging.utils import (
     InvalidWheelFilename,
-    canonicalize_name,
-    canonicalize_version,
     parse_wheel_filename,
 )
 from packaging.version import Version
 
 from fawheels._util.errors import FawheelsError, PublishError
-from fawheels._util.files import sha256_file
+from fawheels._util.files import TMP_MARK, ContentChanged, copy_atomic, fsync_dir, sha256_file, write_atomic
+from fawheels._util.wheels import metadata_disagreement
 
 MANIFEST = "wheels.json"
 LOCK = ".fawheels-publish.lock"
-TMP_MARK = ".tmp-"
 PEP691_VERSION = "1.1"
 _VARIANT = re.compile(r"cu\d+")
 _CHUNK = 1 << 20
@@ -489,12 +486,8 @@ def _read_wheel(path: Path, name: WheelName) -> tuple[bytes, dict[str, Any]]:
     except (ValueError, RecursionError, NotImplementedError, EOFError, zipfile.LargeZipFile, zlib.error) as exc:
         raise PublishError(f"{path.name}: unreadable wheel ({type(exc).__name__}: {str(exc)[:200]})",
                            hint="rebuild it; a wheel from `fawheels build` reads cleanly") from None
-    meta = HeaderParser().parsestr(metadata_text)
-    if (canonicalize_name(meta.get("Name", "")) != name.project
-            or canonicalize_version(meta.get("Version", "")) != canonicalize_version(name.version)):
-        raise PublishError(
-            f"{path.name}: METADATA says {meta.get('Name')} {meta.get('Version')}, the filename disagrees"
-        )
+    if said := metadata_disagreement(metadata_text, name.project, name.version):
+        raise PublishError(f"{path.name}: METADATA says {said[0]} {said[1]}, the filename disagrees")
     return metadata, build_info
 
 
@@ -583,18 +576,6 @@ def _check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier)
     return CheckedWheel(path, name, record, metadata, json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
-def _tmp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _mkdir_public(path: Path) -> None:
     """mkdir -p; the directories it creates get 0755 whatever the umask, so a server can walk them."""
     missing = [p for p in (path, *path.parents) if not p.exists()]
@@ -604,79 +585,18 @@ def _mkdir_public(path: Path) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never a part: write aside, fsync, rename."""
-    if path.exists() and path.read_bytes() == data:
-        return
-    tmp = _tmp_beside(path)
-    try:
-        with open(tmp, "xb") as fh:
-            os.fchmod(fh.fileno(), _PUBLIC)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # an interrupt mid-write leaves no temporary file in the index
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@contextmanager
-def _removed_if_we_die(path: Path) -> Iterator[None]:
-    """While the block runs, a forked guardian waits on a pipe; if this process dies in the block, by any
-    signal (SIGKILL included), the pipe closes without a word and the guardian removes `path`."""
-    r, w = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError:  # no process to spare: the handled-signal cleanup in _copy_atomic still applies
-        os.close(r)
-        os.close(w)
-        yield
-        return
-    if pid == 0:  # the guardian: ignores the signals meant for its parent, does one thing, exits
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                signal.signal(sig, signal.SIG_IGN)
-            os.setsid()  # out of the process group, so `kill -9 -PGID` of the publisher does not reach it
-            os.close(w)
-            if not os.read(r, 1):
-                with suppress(OSError):
-                    os.unlink(path)
-        finally:
-            os._exit(0)
-    os.close(r)
-    try:
-        yield
-    finally:
-        with suppress(OSError):  # a guardian that is already gone cannot be told; it can do no harm either
-            os.write(w, b"k")  # the block ended (well or by an exception, which cleans up itself): keep
-        os.close(w)
-        with suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+    """Readers see the old file or the new one, never a part; served to everyone, synced before the rename."""
+    write_atomic(path, data, mode=_PUBLIC, fsync=True, if_changed=True)
 
 
 def _copy_atomic(src: Path, dst: Path, sha256: str) -> None:
-    """Copy `src` to `dst` so that no partial file is left in the index, whatever stops us.
-
-    The bytes go to a temporary name beside `dst` that becomes `dst` by rename once whole and synced. An
-    exception or a handled signal (SIGINT, SIGTERM, SIGHUP) removes it on the way out; a guardian process
-    removes it if we are killed outright (SIGKILL, OOM killer)."""
-    tmp = _tmp_beside(dst)
-    h = hashlib.sha256()
-    with _removed_if_we_die(tmp):
-        try:
-            with open(src, "rb") as fin, open(tmp, "xb") as fout:
-                os.fchmod(fout.fileno(), _PUBLIC)
-                while chunk := fin.read(_CHUNK):
-                    h.update(chunk)
-                    fout.write(chunk)
-                fout.flush()
-                os.fsync(fout.fileno())
-            if h.hexdigest() != sha256:
-                raise PublishError(f"{src.name} changed while it was being published; nothing was listed")
-            os.replace(tmp, dst)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    """Copy `src` to `dst` so that no partial file is left in the index, whatever stops us: an exception or a
+    handled signal removes the temporary file on the way out, a guardian process removes it if we are killed
+    outright (SIGKILL, OOM killer)."""
+    try:
+        copy_atomic(src, dst, mode=_PUBLIC, fsync=True, guard=True, expect_sha256=sha256)
+    except ContentChanged:
+        raise PublishError(f"{src.name} changed while it was being published; nothing was listed") from None
 
 
 @contextmanager
@@ -723,7 +643,7 @@ class StaticIndex:
                 _write_atomic(manifest, render_manifest(records + added).encode())  # the commit point
             # Rendering from the manifest also repairs pages that a killed publisher left stale.
             self._write_pages(records + added)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         return plan
 
     def _dest(self, w: CheckedWheel) -> Path:
@@ -735,7 +655,7 @@ class StaticIndex:
         _copy_atomic(w.path, self._dest(w), w.record.sha256)
         _write_atomic(d / f"{w.name.filename}.metadata", w.metadata)
         _write_atomic(d / f"{w.name.filename}.verify.json", w.report.encode())
-        _fsync_dir(d)
+        fsync_dir(d)
 
     def _write_pages(self, records: Sequence[WheelRecord]) -> None:
         groups: dict[tuple[str, str], list[WheelRecord]] = {}

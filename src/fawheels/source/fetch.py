@@ -12,7 +12,6 @@ import os
 import posixpath
 import shutil
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from fawheels._util.errors import SourceError
-from fawheels._util.files import sha256_file
+from fawheels._util.files import PRIVATE, replacing, sha256_file
 from fawheels._util.paths import cache_root
 from fawheels._util.runner import log, run
 from fawheels.matrix.config import Source
@@ -70,9 +69,7 @@ def fetch_sdist(source: Source, *, offline: bool = False, cache: Path | None = N
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     log(f"fetching {source.url}")
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".partial-", delete=False) as tmp:
-        partial = Path(tmp.name)
-    try:
+    with replacing(path, mode=PRIVATE) as partial:  # a mismatch or an interrupt leaves nothing in the cache
         _download(source.url, partial)
         actual = sha256_file(partial)
         if actual != source.sha256:
@@ -81,9 +78,6 @@ def fetch_sdist(source: Source, *, offline: bool = False, cache: Path | None = N
                 f"the matrix pins {source.sha256}",
                 hint="the file changed upstream or the pin is wrong; nothing was unpacked",
             )
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

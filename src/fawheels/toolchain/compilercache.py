@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from fawheels._util.errors import ConfigError, ToolchainError
 from fawheels._util.paths import cache_root
+from fawheels._util.runner import call
 
 Backend = Literal["local", "redis"]
 # sccache's language keys for the steps of one nvcc call (sccache >= 0.9 splits nvcc into them).
@@ -200,7 +200,7 @@ class Sccache:
 
     def _run(self, *args: str) -> str:
         environ = {**clean_environ(os.environ), **self.env}
-        proc = subprocess.run([str(self.binary), *args], env=environ, capture_output=True, text=True)
+        proc = call([self.binary, *args], env=environ, inherit_env=False, quiet=True)
         if proc.returncode != 0:
             raise ToolchainError(f"sccache {' '.join(args)} failed (exit {proc.returncode}) with cache "
                                  f"{self.config.display}:\n{(proc.stdout + proc.stderr).strip()[-2000:]}")

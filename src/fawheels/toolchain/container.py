@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,8 +29,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fawheels._util.errors import ContainerError
+from fawheels._util.files import write_atomic
 from fawheels._util.paths import cache_root
-from fawheels._util.runner import format_command, log, run
+from fawheels._util.runner import Completed, TimeoutExpired, call, log, run, run_code
 
 ENGINES = ("docker", "podman")
 LABEL = "org.fawheels."
@@ -306,8 +306,8 @@ class Engine:
                 continue
             engine = cls(name, program)
             try:
-                proc = engine._call(["info"], capture=True, check=False, timeout=30)
-            except subprocess.TimeoutExpired:
+                proc = engine._call(["info"], check=False, timeout=30)
+            except TimeoutExpired:
                 tried.append(f"{name}: `{name} info` did not answer in 30 s")
                 continue
             if proc.returncode == 0:
@@ -319,19 +319,25 @@ class Engine:
             hint="start the docker daemon (`dockerd &` or `systemctl start docker`), or install podman",
         )
 
-    def _call(self, args: Sequence[str], *, capture: bool = False, check: bool = True,
-              timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-        log(f"$ {format_command([self.name, *args])}")
-        proc = subprocess.run([self.program, *args], text=True, capture_output=capture, timeout=timeout,
-                              stdout=None if capture else sys.stderr)
+    def _call(self, args: Sequence[str], *, check: bool = True, timeout: float | None = None) -> Completed:
+        """The engine's answer, captured (shown as `docker ARGS`, run by its path)."""
+        proc = call([self.program, *args], timeout=timeout, shown=[self.name, *args])
         if check and proc.returncode != 0:
-            detail = f":\n{proc.stderr.strip()[-2000:]}" if capture else ""
-            raise ContainerError(f"`{self.name} {args[0]}` failed (exit {proc.returncode}){detail}")
+            raise ContainerError(f"`{self.name} {args[0]}` failed (exit {proc.returncode}):\n"
+                                 f"{proc.stderr.strip()[-2000:]}")
         return proc
+
+    def _stream(self, args: Sequence[str], *, check: bool = True) -> int:
+        """Run with the engine's output streamed to our stderr (through the CLI's redaction); its exit code."""
+        if check:
+            run([self.program, *args], shown=[self.name, *args], what=f"`{self.name} {args[0]}`",
+                error=ContainerError)
+            return 0
+        return run_code([self.program, *args], shown=[self.name, *args], error=ContainerError)
 
     def inspect(self, ref: str) -> dict[str, Any] | None:
         """The image's id and labels, or None when there is no such image."""
-        proc = self._call(["image", "inspect", ref], capture=True, check=False)
+        proc = self._call(["image", "inspect", ref], check=False)
         if proc.returncode != 0:
             return None
         info: dict[str, Any] = json.loads(proc.stdout)[0]
@@ -342,11 +348,11 @@ class Engine:
         args = ["build", "--network", "host", "-f", str(dockerfile), "-t", tag]
         for key, value in build_args.items():
             args += ["--build-arg", f"{key}={value}"]
-        self._call([*args, str(context)])
+        self._stream([*args, str(context)])
 
     def output(self, image: str, script: str) -> str:
         """stdout+stderr of a shell script run in a throwaway container without network."""
-        proc = self._call(["run", "--rm", "--network", "none", image, "sh", "-c", script], capture=True)
+        proc = self._call(["run", "--rm", "--network", "none", image, "sh", "-c", script])
         return proc.stdout + proc.stderr
 
     def run(self, spec: RunSpec) -> int:
@@ -357,7 +363,7 @@ class Engine:
             args += ["--mount", mount.arg()]
         for key, value in spec.env.items():
             args += ["--env", f"{key}={value}"]
-        return self._call([*args, spec.image, *spec.argv], check=False).returncode
+        return self._stream([*args, spec.image, *spec.argv], check=False)
 
 
 # ----------------------------------------------------------------------------- host pip settings
@@ -576,7 +582,7 @@ def lock_images(matrix_path: Path | None = None) -> dict[str, dict[str, Any]]:
             "nvcc": facts.nvcc, "gcc": facts.gcc, "torch": facts.torch, "python": facts.python,
         }
     lock = {"version": 1, "images": images, "bases": base_pins(root)}  # base digests are kept as pinned
-    (root / LOCK_FILE).write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
+    write_atomic(root / LOCK_FILE, json.dumps(lock, indent=2, sort_keys=True) + "\n", mode=None)
     log(f"wrote {len(images)} image pin(s) to {root / LOCK_FILE}")
     return images
 

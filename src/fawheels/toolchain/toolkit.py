@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 from fawheels._util.errors import ToolchainError
 from fawheels._util.files import write_atomic
 from fawheels._util.paths import cache_root
-from fawheels._util.runner import log, run
+from fawheels._util.runner import call, log, run
 from fawheels.matrix.config import Target, Toolchain, TorchSpec
 
 # Build tools installed beside torch; pinned so two builders configure identically.
@@ -55,9 +54,12 @@ def parse_nvcc_version(output: str) -> str | None:
 
 def _nvcc_version(nvcc: Path) -> str:
     try:
-        out = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
+        proc = call([nvcc, "--version"], quiet=True)
+    except OSError as exc:
         raise ToolchainError(f"cannot run {nvcc} --version: {exc}") from exc
+    if proc.returncode != 0:
+        raise ToolchainError(f"cannot run {nvcc} --version: exit {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    out = proc.stdout
     version = parse_nvcc_version(out)
     if version is None:
         raise ToolchainError(f"cannot read the version from `{nvcc} --version`:\n{out}")
@@ -194,7 +196,7 @@ print(json.dumps(out))
 
 
 def probe_torch(python: Path) -> TorchEnv:
-    proc = subprocess.run([str(python), "-c", _PROBE], capture_output=True, text=True)
+    proc = call([python, "-c", _PROBE], quiet=True)
     if proc.returncode != 0:
         raise ToolchainError(f"{python} cannot import torch:\n{proc.stderr.strip()[-2000:]}")
     info = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -273,7 +275,7 @@ def _probe_cached_env(root: Path, python: Path) -> TorchEnv:
 
 
 def host_compiler_version() -> str:
-    out = subprocess.run(["c++", "--version"], capture_output=True, text=True).stdout
+    out = call(["c++", "--version"], quiet=True).stdout
     first = out.splitlines()[0] if out else "unknown"
     m = re.search(r"(\d+\.\d+\.\d+)", first)
     return f"{'gcc' if 'g++' in first or 'GCC' in first else 'c++'} {m.group(1) if m else first}"
