@@ -63,7 +63,8 @@ def test_build_puts_a_verified_wheel_in_dist(first_build: Path) -> None:
     assert info["torch"]["version"] == "2.14.1+cu130"
     assert info["archs"] == {"sass": ["sm_120"], "ptx": []}
     assert info["profile"]["translation_units"] == ["flash_fwd_hdim128_bf16_causal_sm80.cu"]
-    assert [p["file"] for p in info["patches"]] == ["0001-forward-only-profile-dispatch.patch"]
+    assert [p["file"] for p in info["patches"]] == ["0001-forward-only-profile-dispatch.patch",
+                                                   "0005-split-kv-parts.patch"]
     assert "Requires-Dist: torch==2.14.*" in metadata
 
 

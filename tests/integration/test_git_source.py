@@ -114,7 +114,8 @@ def test_a_git_source_goes_through_patch_build_and_verify(tmp_path: Path, monkey
         info = json.loads(zf.read("vllm_fa2-0.33.0+cu130torch2.14sm120onetu.dist-info/build-info.json"))
     assert (info["source"]["kind"], info["source"]["url"], info["source"]["commit"]) == ("git", str(repo), commit)
     assert [p["file"] for p in info["patches"]] == ["0001-forward-only-profile-dispatch.patch",
-                                                   "0002-host-api-without-pybind-module.patch"]
+                                                   "0002-host-api-without-pybind-module.patch",
+                                                   "0005-split-kv-parts.patch"]
 
 
 @pytest.mark.parametrize(("base", "url", "resolved"), [

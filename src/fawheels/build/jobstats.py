@@ -149,11 +149,16 @@ def stats_key(nvcc_version: str, archs: Sequence[str], unit: str, flags: Sequenc
 def static_estimate_s(unit: str, n_archs: int) -> float:
     """Compile seconds on one core of the GPU machine, before anything was measured: FA2 forward units measured
     with nvcc 13.0 for sm_90 (bench/gpu-smoke.md): split-KV non-causal ~305 s, split-KV causal ~187 s,
-    non-causal ~148 s, causal ~100 s; flash_api.cpp ~20 s. Only the order matters (longest first)."""
+    non-causal ~148 s, causal ~100 s; flash_api.cpp ~20 s; a split-KV part a quarter of its unit. Only the
+    order matters (longest first)."""
     if not unit.endswith(".cu"):
         return 20.0
     split, causal = "_split_" in unit, "_causal" in unit
     base = {(True, False): 305.0, (True, True): 187.0, (False, False): 148.0, (False, True): 100.0}[(split, causal)]
+    if split and "_part_split" in unit:  # one of a split-KV unit's four equal parts (build.SPLITKV_PARTS)
+        base /= 4
+    elif split and unit.endswith("_dispatch.cu"):  # its dispatch and combine kernels only
+        base = 20.0
     return base * max(1, n_archs)
 
 
