@@ -8,8 +8,11 @@ nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"  # the interpreter of the default targets (cp311)
-TEST_TOOLS = ["nvidia-cuda-cuobjdump==13.2.86",  # cuobjdump reads 12.x and 13.x binaries (docs/cuda-facts.md)
-              "cmake==4.1.3", "ninja==1.13.0"]  # the recipe's CMake project (tests/integration/test_schedule_cmake.py)
+TEST_TOOLS = [
+    "nvidia-cuda-cuobjdump==13.2.86",  # cuobjdump reads 12.x and 13.x binaries (docs/cuda-facts.md)
+    "cmake==4.1.3",
+    "ninja==1.13.0",
+]  # the recipe's CMake project (tests/integration/test_schedule_cmake.py)
 
 
 @nox.session(name="build-sm120", python=PYTHON)
@@ -33,7 +36,8 @@ def tests(session: nox.Session) -> None:
     """Lint, type-check, generated files up to date, then the test suite (unit + committed tool outputs + real
     nvcc/docker/server)."""
     session.install("-e", ".[test]", *TEST_TOOLS)
-    session.run("ruff", "check", "src", "tests", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "scripts", "bench", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "scripts", "bench", "noxfile.py")
     session.run("mypy")
     # docs/build-info.md, docs/matrix.md, build_matrix.schema.json are generated from the models: stale fails
     session.run("python", "-m", "fawheels._util.generate", "--check")
@@ -75,16 +79,26 @@ def gpu_smoke(session: nox.Session) -> None:
 def bench_gpu(session: nox.Session) -> None:
     """On a GPU machine: smoke plus throughput of ours vs torch's flash backend (medians, ratio)."""
     for wheel in _wheel_args(session):
-        session.run("python", "-m", "fawheels.cli", "smoke", wheel, "--bench", "--out", f"{wheel}.gpu.json",
-                    env={"PYTHONPATH": "src"})
+        session.run(
+            "python",
+            "-m",
+            "fawheels.cli",
+            "smoke",
+            wheel,
+            "--bench",
+            "--out",
+            f"{wheel}.gpu.json",
+            env={"PYTHONPATH": "src"},
+        )
 
 
 @nox.session(name="first-call", python=False)
 def first_call(session: nox.Session) -> None:
     """On a GPU machine: the first attention call of each wheel in a fresh process, JIT cache disabled."""
     for wheel in _wheel_args(session):
-        session.run("python", "scripts/first_call.py", wheel, "--out", f"{wheel}.first-call.json",
-                    env={"PYTHONPATH": "src"})
+        session.run(
+            "python", "scripts/first_call.py", wheel, "--out", f"{wheel}.first-call.json", env={"PYTHONPATH": "src"}
+        )
 
 
 @nox.session(python=PYTHON)

@@ -2,7 +2,7 @@
 
 A wheel is timed as whole `fawheels verify --reader fawheels|cuobjdump|both` commands (interpreter start,
 imports, hashing every member, every check). A shared object, cubin or fatbin is timed in-process: our
-parser (`inspect.read_file`), and cuobjdump as verify runs it (one `-res-usage` pass when our reading
+parser (`check/binary.py` read_file), and cuobjdump as verify runs it (one `-res-usage` pass when our reading
 expects sm_100+ SASS, `-ptx` only for PTX), and as it runs with no expectation (`-lelf -lptx` first).
 Prints a markdown table: min / median / max seconds over the runs.
 """
@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fawheels import inspect
+from fawheels.check import binary as inspect
 
 
 def timed(fn: Callable[[], object], runs: int) -> list[float]:
@@ -53,8 +53,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     tool = inspect.find_cuobjdump()
     assert tool, "cuobjdump not found"
-    print(f"cuobjdump {inspect.cuobjdump_version(tool)}; {os.cpu_count()} cores; load average "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at start; {args.runs} runs; min / median / max s\n")
+    print(
+        f"cuobjdump {inspect.cuobjdump_version(tool)}; {os.cpu_count()} cores; load average "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at start; {args.runs} runs; min / median / max s\n"
+    )
     print("| file | size | entries | ours | cuobjdump as verify runs it | cuobjdump listing first | both (verify) |")
     print("|---|---|---|---|---|---|---|")
     for path in args.files:
@@ -64,19 +66,25 @@ def main(argv: list[str]) -> int:
             ours = timed(verify_cmd(path, "fawheels"), args.runs)
             theirs = timed(verify_cmd(path, "cuobjdump"), args.runs)
             both = timed(verify_cmd(path, "both"), args.runs)
-            print(f"| `{path.name}` (`fawheels verify`) | {size} | {entries} | {cell(ours)} | {cell(theirs)} | "
-                  f"| {cell(both)} |")
+            print(
+                f"| `{path.name}` (`fawheels verify`) | {size} | {entries} | {cell(ours)} | {cell(theirs)} | "
+                f"| {cell(both)} |"
+            )
             continue
         reading = list(inspect.read_file(path).entries)
         assert inspect.disagreements(reading, inspect.cuobjdump_read(path, tool=tool, expect=reading)) == []
         ours = timed(lambda p=path: inspect.read_file(p), args.runs)  # type: ignore[misc]
-        expect = timed(lambda p=path, r=reading: inspect.cuobjdump_read(p, tool=tool, expect=r),  # type: ignore[misc]
-                       args.runs)
+        expect = timed(
+            lambda p=path, r=reading: inspect.cuobjdump_read(p, tool=tool, expect=r),  # type: ignore[misc]
+            args.runs,
+        )
         listed = timed(lambda p=path: inspect.cuobjdump_read(p, tool=tool), args.runs)  # type: ignore[misc]
         print(f"| `{path.name}` | {size} | {len(reading)} | {cell(ours)} | {cell(expect)} | {cell(listed)} | |")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
-    print(f"\nlargest cuobjdump (or verify) process: {peak:.1f} GB resident; "
-          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end")
+    print(
+        f"\nlargest cuobjdump (or verify) process: {peak:.1f} GB resident; "
+        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end"
+    )
     return 0
 
 

@@ -28,8 +28,18 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        cmd = [sys.executable, "-m", "fawheels.cli", "build", *([args.target] if args.target else []),
-               "--dist", str(Path(tmp) / "dist"), "--report", str(report), "--clean"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "fawheels.cli",
+            "build",
+            *([args.target] if args.target else []),
+            "--dist",
+            str(Path(tmp) / "dist"),
+            "--report",
+            str(report),
+            "--clean",
+        ]
         if args.jobs:
             cmd += ["--jobs", str(args.jobs)]
         env = {**os.environ, "FAWHEELS_COMPILER_LAUNCHER": ""}  # cold: no compiler cache

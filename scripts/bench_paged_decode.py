@@ -86,7 +86,7 @@ def time_events(call: Any) -> float:
         call()
     end.record()
     end.synchronize()
-    return start.elapsed_time(end) * 1e3 / CALLS  # microseconds per call
+    return float(start.elapsed_time(end)) * 1e3 / CALLS  # microseconds per call
 
 
 def time_kernels(call: Any) -> float:
@@ -96,7 +96,7 @@ def time_kernels(call: Any) -> float:
             call()
         torch.cuda.synchronize()
     total = sum(e.device_time_total for e in prof.key_averages() if "flash" in e.key.lower())
-    return total / CALLS
+    return float(total) / CALLS
 
 
 def summary(values: list[float]) -> dict[str, float]:

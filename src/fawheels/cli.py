@@ -93,11 +93,11 @@ def cmd_compat_index(args: argparse.Namespace) -> int:
     from fawheels.publish import variants
 
     if args.index is None or args.path is not None:
-        raise ConfigError("compat takes a PATH or --index URL (exactly one)",
-                          hint="fawheels compat WHEEL --gpu G --driver V, or "
-                               "fawheels compat --index URL --gpu G --driver V")
-    return variants.index_command(args.index, gpu=args.gpu, driver=args.driver, project=args.project,
-                                  as_json=args.json)
+        raise ConfigError(
+            "compat takes a PATH or --index URL (exactly one)",
+            hint="fawheels compat WHEEL --gpu G --driver V, or fawheels compat --index URL --gpu G --driver V",
+        )
+    return variants.index_command(args.index, gpu=args.gpu, driver=args.driver, project=args.project, as_json=args.json)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -159,8 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("matrix", help="list the expanded targets of the build matrix")
     MATRIX.add_to(p)
-    p.add_argument("--format", choices=["table", "json", "github"], default="table",
-                   help="a table for people (default), JSON for tools, or a GitHub Actions include matrix")
+    p.add_argument(
+        "--format",
+        choices=["table", "json", "github"],
+        default="table",
+        help="a table for people (default), JSON for tools, or a GitHub Actions include matrix",
+    )
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("build", help="build targets into dist/ (wheel + .sha256 + .verify.json)")
@@ -170,49 +174,82 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="list every CUDA code entry of a wheel, .so, cubin or fatbin")
     p.add_argument("path", type=Path, metavar="PATH", help="a wheel, .so, cubin or fatbin")
     p.add_argument("--json", action="store_true", help="one JSON document instead of the table")
-    p.add_argument("--reader", choices=["fawheels", "cuobjdump", "both"], default="fawheels",
-                   help="our fatbin parser (default), cuobjdump, or both cross-checked (exit 1 on disagreement)")
+    p.add_argument(
+        "--reader",
+        choices=["fawheels", "cuobjdump", "both"],
+        default="fawheels",
+        help="our fatbin parser (default), cuobjdump, or both cross-checked (exit 1 on disagreement)",
+    )
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("verify", help="check a wheel against the promises of its target (exit 0 pass, 1 fail)")
     p.add_argument("wheel", type=Path, metavar="WHEEL")
     p.add_argument("--json", action="store_true", help="one JSON document instead of the report")
-    p.add_argument("--write-report", action="store_true",
-                   help="also write <wheel>.verify.json beside it (what `fawheels publish` requires)")
-    p.add_argument("--reader", choices=["both", "fawheels", "cuobjdump"], default="both",
-                   help="who reads the CUDA code: our parser and cuobjdump, which must agree (default), or one")
+    p.add_argument(
+        "--write-report",
+        action="store_true",
+        help="also write <wheel>.verify.json beside it (what `fawheels publish` requires)",
+    )
+    p.add_argument(
+        "--reader",
+        choices=["both", "fawheels", "cuobjdump"],
+        default="both",
+        help="who reads the CUDA code: our parser and cuobjdump, which must agree (default), or one",
+    )
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("compat", help="predict whether each kernel image loads on a GPU with a driver")
-    p.add_argument("path", nargs="?", default=None, metavar="PATH",
-                   help="wheel, .so, fatbin, or an installed distribution name (vllm, flash-attn)")
-    p.add_argument("--index", default=None, metavar="DIR_OR_URL",
-                   help="instead of PATH: a fawheels index (directory or URL); names the wheel that suits the machine")
-    p.add_argument("--project", default=None, metavar="NAME",
-                   help="with --index: only this project (flash-attn, vllm-fa2)")
+    p.add_argument(
+        "path",
+        nargs="?",
+        default=None,
+        metavar="PATH",
+        help="wheel, .so, fatbin, or an installed distribution name (vllm, flash-attn)",
+    )
+    p.add_argument(
+        "--index",
+        default=None,
+        metavar="DIR_OR_URL",
+        help="instead of PATH: a fawheels index (directory or URL); names the wheel that suits the machine",
+    )
+    p.add_argument(
+        "--project", default=None, metavar="NAME", help="with --index: only this project (flash-attn, vllm-fa2)"
+    )
     p.add_argument("--gpu", required=True, help="GPU name (RTX PRO 6000, H100), arch (sm_120) or CC (12.0)")
     p.add_argument("--driver", required=True, metavar="VERSION", help="NVIDIA driver version, e.g. 570.195.03")
     p.add_argument("--json", action="store_true", help="one JSON document instead of the table")
     p.set_defaults(func=cmd_compat)
 
     p = sub.add_parser(
-        "publish", help="add verified wheels to a PEP 503 index (directory or URL)",
+        "publish",
+        help="add verified wheels to a PEP 503 index (directory or URL)",
         epilog="Upload credentials come from FAWHEELS_INDEX_USER/FAWHEELS_INDEX_PASSWORD, "
-               "TWINE_USERNAME/TWINE_PASSWORD or keyring, never from the command line (docs/publishing.md).")
-    p.add_argument("wheels", nargs="+", type=Path, metavar="WHEEL",
-                   help="wheels with a passing <wheel>.verify.json beside them")
-    p.add_argument("--index", required=True, metavar="DIR_OR_URL",
-                   help="index directory (DIR, or DIR/cu130 to accept only that variant) or upload URL")
-    p.add_argument("--accept-single-reader", action="store_true",
-                   help="publish a wheel whose CUDA code only our parser could read (cuobjdump could not run)")
+        "TWINE_USERNAME/TWINE_PASSWORD or keyring, never from the command line (docs/publishing.md).",
+    )
+    p.add_argument(
+        "wheels", nargs="+", type=Path, metavar="WHEEL", help="wheels with a passing <wheel>.verify.json beside them"
+    )
+    p.add_argument(
+        "--index",
+        required=True,
+        metavar="DIR_OR_URL",
+        help="index directory (DIR, or DIR/cu130 to accept only that variant) or upload URL",
+    )
+    p.add_argument(
+        "--accept-single-reader",
+        action="store_true",
+        help="publish a wheel whose CUDA code only our parser could read (cuobjdump could not run)",
+    )
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("profile", help="print the kernel profile that serves a model, from its config.json",
-                       epilog="Reads the language model (top level or text_config) and a vision_config: head dim "
-                              "(head_dim, or hidden_size / heads), dtype; prints YAML for build_matrix.yaml's "
-                              "profiles. docs/vllm.md")
-    p.add_argument("--from-config", type=Path, required=True, metavar="CONFIG_JSON",
-                   help="a Hugging Face config.json")
+    p = sub.add_parser(
+        "profile",
+        help="print the kernel profile that serves a model, from its config.json",
+        epilog="Reads the language model (top level or text_config) and a vision_config: head dim "
+        "(head_dim, or hidden_size / heads), dtype; prints YAML for build_matrix.yaml's "
+        "profiles. docs/vllm.md",
+    )
+    p.add_argument("--from-config", type=Path, required=True, metavar="CONFIG_JSON", help="a Hugging Face config.json")
     p.add_argument("--name", default=None, help="profile name (default: the config's model_type)")
     p.set_defaults(func=cmd_profile)
 
@@ -227,12 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_smoke)
 
     p = sub.add_parser(
-        "overlay", help="put a vllm-fa2 wheel's _vllm_fa2_C into an installed vLLM of its release (--undo restores)",
+        "overlay",
+        help="put a vllm-fa2 wheel's _vllm_fa2_C into an installed vLLM of its release (--undo restores)",
         epilog="Checks the vLLM release, the torch version and the op schemas first; keeps the original beside it "
-               "(<name>.fawheels-original) so --undo restores it byte for byte. docs/vllm.md")
+        "(<name>.fawheels-original) so --undo restores it byte for byte. docs/vllm.md",
+    )
     p.add_argument("wheel", type=Path, metavar="WHEEL")
-    p.add_argument("--into-site-packages", action="store_true", required=True,
-                   help="replace the extension inside the site-packages of --python (required: it edits an install)")
+    p.add_argument(
+        "--into-site-packages",
+        action="store_true",
+        required=True,
+        help="replace the extension inside the site-packages of --python (required: it edits an install)",
+    )
     p.add_argument("--python", default=None, help="interpreter whose vLLM to change (default: the one running)")
     p.add_argument("--undo", action="store_true", help="put the original extension back")
     p.set_defaults(func=cmd_overlay)
@@ -249,8 +292,14 @@ MAX_MESSAGE = 8000  # characters of one error message: enough for every field pa
 
 # Which error class an OS error (a path that cannot be read or written) belongs to, per command.
 _OS_ERROR_CLASS: dict[str, type[FawheelsError]] = {
-    "matrix": ConfigError, "build": BuildError, "nightly": BuildError, "inspect": InspectError,
-    "verify": InspectError, "compat": InspectError, "publish": PublishError, "overlay": OverlayError,
+    "matrix": ConfigError,
+    "build": BuildError,
+    "nightly": BuildError,
+    "inspect": InspectError,
+    "verify": InspectError,
+    "compat": InspectError,
+    "publish": PublishError,
+    "overlay": OverlayError,
     "smoke": UsageError,
 }
 _OS_HINTS = {
@@ -316,8 +365,11 @@ def _run(args: argparse.Namespace) -> int:
         if os.environ.get("FAWHEELS_DEBUG"):
             traceback.print_exc()
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:500]
-        _say_error("internal", f"{detail}\n  this is a bug in fawheels, not in your input; rerun with "
-                               "FAWHEELS_DEBUG=1 for the traceback and report it (docs/errors.md)")
+        _say_error(
+            "internal",
+            f"{detail}\n  this is a bug in fawheels, not in your input; rerun with "
+            "FAWHEELS_DEBUG=1 for the traceback and report it (docs/errors.md)",
+        )
         return InternalError.exit_code
 
 

@@ -69,11 +69,20 @@ class Outcome:
 
     def to_json(self) -> dict[str, Any]:
         rate = self.hit_rate
-        return {"target": self.target, "status": self.status, "stage": self.stage, "error": self.error_head,
-                "exit_code": self.exit_code, "wall_s": round(self.wall_s, 1),
-                "cache_hit_rate": None if rate is None else round(rate, 3),
-                "cache": self.cache.to_json() if self.cache else None, "wheel": self.wheel, "size": self.size,
-                "sha256": self.sha256, "published": self.published}
+        return {
+            "target": self.target,
+            "status": self.status,
+            "stage": self.stage,
+            "error": self.error_head,
+            "exit_code": self.exit_code,
+            "wall_s": round(self.wall_s, 1),
+            "cache_hit_rate": None if rate is None else round(rate, 3),
+            "cache": self.cache.to_json() if self.cache else None,
+            "wheel": self.wheel,
+            "size": self.size,
+            "sha256": self.sha256,
+            "published": self.published,
+        }
 
 
 class CacheProbe(Protocol):
@@ -104,25 +113,44 @@ def render_table(outcomes: Sequence[Outcome]) -> str:
     rows = []
     for o in outcomes:
         rate = o.hit_rate
-        rows.append((o.target, o.status, o.stage, f"{o.wall_s:.0f} s", "-" if rate is None else f"{100 * rate:.0f}%",
-                     f"{o.size / 1e6:.1f} MB" if o.size else "-", o.sha256[:12] or "-",
-                     "yes" if o.published else "no"))
+        rows.append(
+            (
+                o.target,
+                o.status,
+                o.stage,
+                f"{o.wall_s:.0f} s",
+                "-" if rate is None else f"{100 * rate:.0f}%",
+                f"{o.size / 1e6:.1f} MB" if o.size else "-",
+                o.sha256[:12] or "-",
+                "yes" if o.published else "no",
+            )
+        )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [head, *rows]]
     failed = [o for o in outcomes if o.status != "ok"]
     for o in failed:
-        lines += ["", f"{o.target} failed at {o.stage} (exit {o.exit_code}):",
-                  *(f"    {line}" for line in o.error_head)]
+        lines += [
+            "",
+            f"{o.target} failed at {o.stage} (exit {o.exit_code}):",
+            *(f"    {line}" for line in o.error_head),
+        ]
     lines += ["", f"{len(outcomes) - len(failed)} passed, {len(failed)} failed"]
     return "\n".join(lines)
 
 
-def report_doc(outcomes: Sequence[Outcome], *, cache: str | None, index: str | None, started: float,
-               wall_s: float) -> dict[str, Any]:
-    return {"schema": REPORT_SCHEMA, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-            "wall_s": round(wall_s, 1), "compiler_cache": cache, "index": index,
-            "passed": sum(o.status == "ok" for o in outcomes), "failed": sum(o.status != "ok" for o in outcomes),
-            "targets": [o.to_json() for o in outcomes]}
+def report_doc(
+    outcomes: Sequence[Outcome], *, cache: str | None, index: str | None, started: float, wall_s: float
+) -> dict[str, Any]:
+    return {
+        "schema": REPORT_SCHEMA,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_s": round(wall_s, 1),
+        "compiler_cache": cache,
+        "index": index,
+        "passed": sum(o.status == "ok" for o in outcomes),
+        "failed": sum(o.status != "ok" for o in outcomes),
+        "targets": [o.to_json() for o in outcomes],
+    }
 
 
 def exit_code(outcomes: Sequence[Outcome]) -> int:
@@ -143,12 +171,19 @@ def _build_one(target: Target, build: BuildFn) -> Result:
         raise
     except Exception as exc:  # a failing target never stops the others, whatever it raised
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        return Result(target.id, "failed", "internal", f"{detail}\n{traceback.format_exc()}",
-                      InternalError.exit_code, wall_s=time.monotonic() - start)
+        return Result(
+            target.id,
+            "failed",
+            "internal",
+            f"{detail}\n{traceback.format_exc()}",
+            InternalError.exit_code,
+            wall_s=time.monotonic() - start,
+        )
 
 
-def run_targets(targets: Sequence[Target], *, build: BuildFn, cache: CacheProbe | None,
-                publish: PublishFn | None) -> list[Outcome]:
+def run_targets(
+    targets: Sequence[Target], *, build: BuildFn, cache: CacheProbe | None, publish: PublishFn | None
+) -> list[Outcome]:
     """Build every target (each one's cache stats on their own), then publish the ones that passed."""
     outcomes: list[Outcome] = []
     for target in targets:
@@ -156,8 +191,21 @@ def run_targets(targets: Sequence[Target], *, build: BuildFn, cache: CacheProbe 
             cache.zero()
         built = _build_one(target, build)
         stats = cache.stats() if cache is not None else None
-        outcomes.append(Outcome(target.id, built.status, built.stage, built.error, built.exit_code, built.wall_s,
-                                stats, str(built.wheel) if built.wheel else None, built.size, built.sha256, False))
+        outcomes.append(
+            Outcome(
+                target.id,
+                built.status,
+                built.stage,
+                built.error,
+                built.exit_code,
+                built.wall_s,
+                stats,
+                str(built.wheel) if built.wheel else None,
+                built.size,
+                built.sha256,
+                False,
+            )
+        )
     if publish is None:
         return outcomes
     for i, o in enumerate(outcomes):
@@ -244,15 +292,26 @@ def check_outputs(out: Path, report: Path | None) -> None:
     for what, d in (("--out", out), ("--report's directory", (report or out / "nightly-report.json").parent)):
         why = writable_dir(d)
         if why is not None:
-            raise UsageError(f"{what} {d}: cannot write there: {why}",
-                             hint="pass a directory this user can write (--out DIR, --report FILE)")
+            raise UsageError(
+                f"{what} {d}: cannot write there: {why}",
+                hint="pass a directory this user can write (--out DIR, --report FILE)",
+            )
     if report is not None and report.is_dir():
         raise UsageError(f"--report {report} is a directory", hint="pass a file path, e.g. --report night.json")
 
 
-def nightly_command(*, matrix_path: Path | None, ids: Sequence[str], keywords: Sequence[str], out: Path,
-                    index: str | None, cache_spec: str | None, jobs: int | None, offline: bool,
-                    report: Path | None) -> int:
+def nightly_command(
+    *,
+    matrix_path: Path | None,
+    ids: Sequence[str],
+    keywords: Sequence[str],
+    out: Path,
+    index: str | None,
+    cache_spec: str | None,
+    jobs: int | None,
+    offline: bool,
+    report: Path | None,
+) -> int:
     matrix = load_matrix_file(matrix_path)
     targets = select_targets(matrix, ids, keywords)
     check_outputs(out, report)  # before an hour of builds, not after
@@ -266,8 +325,12 @@ def nightly_command(*, matrix_path: Path | None, ids: Sequence[str], keywords: S
     log(f"nightly: {len(targets)} target(s): {', '.join(t.id for t in targets)}")
     started, t0 = time.time(), time.monotonic()
     with compiler_cache(config) as cache:
-        outcomes = run_targets(targets, build=build_with_pipeline(matrix, out.resolve(), jobs, offline), cache=cache,
-                               publish=publisher(index) if index else None)
+        outcomes = run_targets(
+            targets,
+            build=build_with_pipeline(matrix, out.resolve(), jobs, offline),
+            cache=cache,
+            publish=publisher(index) if index else None,
+        )
         used = f"{cache.config.backend} {cache.config.display}" if cache else None
     doc = report_doc(outcomes, cache=used, index=index, started=started, wall_s=time.monotonic() - t0)
     report_path = report or out / "nightly-report.json"
@@ -281,6 +344,14 @@ def nightly_command(*, matrix_path: Path | None, ids: Sequence[str], keywords: S
 
 def command(args: argparse.Namespace) -> int:
     """`fawheels nightly`, its options as options.NIGHTLY declares them."""
-    return nightly_command(matrix_path=args.matrix, ids=args.targets, keywords=args.keywords, out=args.out,
-                           index=args.index, cache_spec=args.cache, jobs=args.jobs, offline=args.offline,
-                           report=args.report)
+    return nightly_command(
+        matrix_path=args.matrix,
+        ids=args.targets,
+        keywords=args.keywords,
+        out=args.out,
+        index=args.index,
+        cache_spec=args.cache,
+        jobs=args.jobs,
+        offline=args.offline,
+        report=args.report,
+    )

@@ -88,35 +88,59 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> N
 
 # ----------------------------------------------------------------------------- shared by several commands
 
-MATRIX = Option(("--matrix",), "build matrix file (default: build_matrix.yaml in the current directory)",
-                forward=True, type=Path, metavar="PATH")
-JOBS = Option(("--jobs", "-j"), "concurrent nvcc jobs per build (default: MAX_JOBS, else as many as cores and "
-              "memory allow)", forward=True, type=positive_int, metavar="N")
-OFFLINE = switch("--offline", "never touch a package index: only cached sources, and the host toolchain and torch "
-                 "(a target built in its toolchain image: the source and the image must already be here)",
-                 forward=True)
+MATRIX = Option(
+    ("--matrix",),
+    "build matrix file (default: build_matrix.yaml in the current directory)",
+    forward=True,
+    type=Path,
+    metavar="PATH",
+)
+JOBS = Option(
+    ("--jobs", "-j"),
+    "concurrent nvcc jobs per build (default: MAX_JOBS, else as many as cores and memory allow)",
+    forward=True,
+    type=positive_int,
+    metavar="N",
+)
+OFFLINE = switch(
+    "--offline",
+    "never touch a package index: only cached sources, and the host toolchain and torch "
+    "(a target built in its toolchain image: the source and the image must already be here)",
+    forward=True,
+)
 
 # ----------------------------------------------------------------------------- fawheels build
 
 # Order: the forwarded ones first, in the order the nested argv names them.
 BUILD: tuple[Option, ...] = (
-    Option(("targets",), "target ids (default: the default target)", forward=True, nargs="*", default=[],
-           metavar="TARGET_ID"),
+    Option(
+        ("targets",),
+        "target ids (default: the default target)",
+        forward=True,
+        nargs="*",
+        default=[],
+        metavar="TARGET_ID",
+    ),
     MATRIX,
-    Option(("--dist",), "output directory (default: dist)", forward=True, type=Path, default=Path("dist"),
-           metavar="DIR"),
+    Option(
+        ("--dist",), "output directory (default: dist)", forward=True, type=Path, default=Path("dist"), metavar="DIR"
+    ),
     OFFLINE,
     JOBS,
-    switch("--clean", "compile everything afresh (by default unchanged objects of the last build are reused)",
-           forward=True),
+    switch(
+        "--clean", "compile everything afresh (by default unchanged objects of the last build are reused)", forward=True
+    ),
     # Meaningful only to the outer run: the build inside is already in its image, builds one target, and its
     # result is reported by the run that started it; a dry run starts nothing.
     switch("--container", "build inside the target's toolchain image"),
     switch("--keep-going", "build the remaining targets after a failure"),
-    Option(("--report",), "write a JSON report (per target: status, stage, wall time, per-job compile times, "
-           "sha256)", type=Path, metavar="FILE"),
-    switch("--dry-run", "print the whole plan (image, toolkit, torch, nvcc command per unit, wheel name); run "
-           "nothing"),
+    Option(
+        ("--report",),
+        "write a JSON report (per target: status, stage, wall time, per-job compile times, sha256)",
+        type=Path,
+        metavar="FILE",
+    ),
+    switch("--dry-run", "print the whole plan (image, toolkit, torch, nvcc command per unit, wheel name); run nothing"),
 )
 
 
@@ -135,13 +159,29 @@ def nested_build_argv(values: Mapping[str, Any]) -> list[str]:
 NIGHTLY: tuple[Option, ...] = (
     MATRIX,
     Option(("--targets",), "only these target ids", nargs="+", default=[], metavar="ID"),
-    Option(("-k",), "only targets whose id contains TEXT (repeat: all must match)", dest="keywords",
-           action="append", default=[], metavar="TEXT"),
-    Option(("--out",), "per-target dist directories and the report (default: dist/nightly/)", type=Path,
-           default=Path("dist/nightly"), metavar="DIR"),
+    Option(
+        ("-k",),
+        "only targets whose id contains TEXT (repeat: all must match)",
+        dest="keywords",
+        action="append",
+        default=[],
+        metavar="TEXT",
+    ),
+    Option(
+        ("--out",),
+        "per-target dist directories and the report (default: dist/nightly/)",
+        type=Path,
+        default=Path("dist/nightly"),
+        metavar="DIR",
+    ),
     Option(("--index",), "publish passing wheels to this index (directory or URL)", metavar="DIR_OR_URL"),
-    Option(("--compiler-cache",), "off | local (<cache>/sccache, the default) | DIR | redis://HOST:PORT "
-           "(default from FAWHEELS_COMPILER_CACHE or SCCACHE_REDIS_ENDPOINT)", dest="cache", metavar="SPEC"),
+    Option(
+        ("--compiler-cache",),
+        "off | local (<cache>/sccache, the default) | DIR | redis://HOST:PORT "
+        "(default from FAWHEELS_COMPILER_CACHE or SCCACHE_REDIS_ENDPOINT)",
+        dest="cache",
+        metavar="SPEC",
+    ),
     JOBS,
     OFFLINE,
     Option(("--report",), "JSON report (default: <out>/nightly-report.json)", type=Path, metavar="FILE"),

@@ -20,8 +20,10 @@ from fawheels.matrix.cudafacts import Version
 
 pytestmark = [
     pytest.mark.gpu,
-    pytest.mark.skipif(not (os.environ.get("FAWHEELS_SEED_WHEEL") and os.environ.get("FAWHEELS_CURE_WHEEL")),
-                       reason="set FAWHEELS_SEED_WHEEL and FAWHEELS_CURE_WHEEL (on a GPU machine)"),
+    pytest.mark.skipif(
+        not (os.environ.get("FAWHEELS_SEED_WHEEL") and os.environ.get("FAWHEELS_CURE_WHEEL")),
+        reason="set FAWHEELS_SEED_WHEEL and FAWHEELS_CURE_WHEEL (on a GPU machine)",
+    ),
 ]
 
 FIRST_CALL = """
@@ -45,10 +47,17 @@ def gpu() -> tuple[tuple[int, int], str]:
 
 def first_call(wheel: str, tmp: Path) -> str:
     site = tmp / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(site),
-                    wheel], check=True)
-    proc = subprocess.run([sys.executable, "-c", FIRST_CALL], env={**os.environ, "PYTHONPATH": str(site)},
-                          capture_output=True, text=True, cwd=tmp)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(site), wheel],
+        check=True,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", FIRST_CALL],
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+    )
     return (proc.stdout.strip().splitlines() or [f"CRASH {proc.returncode}: {proc.stderr[-300:]}"])[-1]
 
 
@@ -65,8 +74,10 @@ def test_the_seed_wheel_fails_at_the_first_call_as_compat_predicted(tmp_path: Pa
     wheel = os.environ["FAWHEELS_SEED_WHEEL"]
     report = compat.predict(compat.load_objects(wheel), cc, Version.parse(driver))
     observed = first_call(wheel, tmp_path)
-    record("seed", {"wheel": Path(wheel).name, "gpu": cc, "driver": driver, "predicted": report.to_json(),
-                    "observed": observed})
+    record(
+        "seed",
+        {"wheel": Path(wheel).name, "gpu": cc, "driver": driver, "predicted": report.to_json(), "observed": observed},
+    )
     assert not report.ok
     assert {p.error for p in report.predictions if not p.ok} == {"cudaErrorUnsupportedPtxVersion"}
     assert observed.startswith("ERROR") and "the provided PTX was compiled with an unsupported toolchain" in observed
@@ -80,8 +91,17 @@ def test_the_cure_loads_as_predicted_and_passes_smoke(tmp_path: Path) -> None:
     report = compat.predict(compat.load_objects(wheel), cc, Version.parse(driver))
     observed = first_call(wheel, tmp_path)
     code = smoke_command(wheel, bench_too=False, out=str(tmp_path / "smoke.json"))
-    record("cure", {"wheel": Path(wheel).name, "gpu": cc, "driver": driver, "predicted": report.to_json(),
-                    "observed": observed, "smoke": json.loads((tmp_path / "smoke.json").read_text())})
+    record(
+        "cure",
+        {
+            "wheel": Path(wheel).name,
+            "gpu": cc,
+            "driver": driver,
+            "predicted": report.to_json(),
+            "observed": observed,
+            "smoke": json.loads((tmp_path / "smoke.json").read_text()),
+        },
+    )
     assert report.ok
     assert observed.startswith("OK")
     assert code == 0

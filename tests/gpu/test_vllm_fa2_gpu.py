@@ -49,8 +49,9 @@ def judge(name: str, dtype: str, out: Any, ref32: Any, reflow: Any, **extra: Any
     err = (out.float() - ref32).abs().max().item()
     base = (reflow - ref32).abs().max().item()
     ok = err <= 2 * base + 1e-5
-    FIGURES.append({"case": name, "dtype": dtype, "max_abs_err": err, "torch_same_precision_err": base, "ok": ok,
-                    **extra})
+    FIGURES.append(
+        {"case": name, "dtype": dtype, "max_abs_err": err, "torch_same_precision_err": base, "ok": ok, **extra}
+    )
     print(f"{name:44s} {dtype}  max|out-ref32| {err:.2e}  (torch in {dtype}: {base:.2e})  {'ok' if ok else 'FAIL'}")
     assert ok, f"{name} {dtype}: max abs error {err} > 2 x {base} + 1e-5"
 
@@ -60,12 +61,49 @@ def paged(ks: list[Any], vs: list[Any], gen: Any, page: int = 256) -> tuple[Any,
     return paged_cache(ks, vs, page, sum(math.ceil(k.shape[0] / page) for k in ks) + 2, gen)
 
 
-def vllm_varlen(ops: Any, q: Any, k: Any, v: Any, out: Any, cu_q: Any, cu_k: Any, seqused_k: Any, block_table: Any,
-                alibi: Any, max_q: int, max_k: int, scale: float, causal: bool, window: tuple[int, int],
-                softcap: float) -> Any:
+def vllm_varlen(
+    ops: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    out: Any,
+    cu_q: Any,
+    cu_k: Any,
+    seqused_k: Any,
+    block_table: Any,
+    alibi: Any,
+    max_q: int,
+    max_k: int,
+    scale: float,
+    causal: bool,
+    window: tuple[int, int],
+    softcap: float,
+) -> Any:
     """Exactly vLLM's call (flash_attn_interface.flash_attn_varlen_func, fa_version=2)."""
-    return ops.varlen_fwd(q, k, v, out, cu_q, cu_k, seqused_k, None, block_table, alibi, max_q, max_k, 0.0, scale,
-                          False, causal, window[0], window[1], softcap, False, 0, None)
+    return ops.varlen_fwd(
+        q,
+        k,
+        v,
+        out,
+        cu_q,
+        cu_k,
+        seqused_k,
+        None,
+        block_table,
+        alibi,
+        max_q,
+        max_k,
+        0.0,
+        scale,
+        False,
+        causal,
+        window[0],
+        window[1],
+        softcap,
+        False,
+        0,
+        None,
+    )
 
 
 CASES = [  # name, q lens, k lens, hq, hk, causal, window, paged, alibi, softcap
@@ -103,13 +141,18 @@ def test_varlen_fwd_matches_float32(ops: Any, case: tuple[Any, ...], dtype: str,
         k, v, table, seqused = torch.cat(ks), torch.cat(vs), None, None
         cu_k = torch.tensor([0, *accumulate(klens)], dtype=torch.int32, device="cuda")
     out = torch.full_like(q, float("nan"))
-    result, lse = vllm_varlen(ops, q, k, v, out, cu_q, cu_k, seqused, table, alibi, max(qlens), max(klens),
-                              d ** -0.5, causal, window, softcap)
+    result, lse = vllm_varlen(
+        ops, q, k, v, out, cu_q, cu_k, seqused, table, alibi, max(qlens), max(klens), d**-0.5, causal, window, softcap
+    )
     assert result.data_ptr() == out.data_ptr()  # out= is written in place, as vLLM relies on
-    refs = [reference(qi, ki, vi, causal=causal, window=window, alibi=alibi, softcap=softcap)
-            for qi, ki, vi in zip(qs, ks, vs, strict=True)]
-    lows = [reference(qi, ki, vi, causal=causal, window=window, alibi=alibi, softcap=softcap, dtype=dt)[0]
-            for qi, ki, vi in zip(qs, ks, vs, strict=True)]
+    refs = [
+        reference(qi, ki, vi, causal=causal, window=window, alibi=alibi, softcap=softcap)
+        for qi, ki, vi in zip(qs, ks, vs, strict=True)
+    ]
+    lows = [
+        reference(qi, ki, vi, causal=causal, window=window, alibi=alibi, softcap=softcap, dtype=dt)[0]
+        for qi, ki, vi in zip(qs, ks, vs, strict=True)
+    ]
     ref32 = torch.cat([r[0] for r in refs])
     lse_err = None
     # Decode with GQA returns lse in FA2's swapped layout (vLLM reads it for prefill only); with causal ALiBi
@@ -117,8 +160,14 @@ def test_varlen_fwd_matches_float32(ops: Any, case: tuple[Any, ...], dtype: str,
     if max(qlens) > 1 and alibi is None:
         lse_err = (lse - torch.cat([r[1] for r in refs], dim=1)).abs().max().item()
         assert lse_err < 1e-2
-    judge(f"varlen_fwd {name}" + (f" page {page}" if is_paged else ""), dtype, out, ref32, torch.cat(lows),
-          lse_max_abs_err=lse_err)
+    judge(
+        f"varlen_fwd {name}" + (f" page {page}" if is_paged else ""),
+        dtype,
+        out,
+        ref32,
+        torch.cat(lows),
+        lse_max_abs_err=lse_err,
+    )
 
 
 KV_CASES = [  # name, batch, seqlen_q, cache lens, hq, hk, causal, window, paged
@@ -148,15 +197,34 @@ def test_fwd_kvcache_matches_float32(ops: Any, case: tuple[Any, ...], dtype: str
         kcache = torch.zeros(batch, max(lens), hk, d, dtype=dt, device="cuda")
         vcache = torch.zeros_like(kcache)
         for b in range(batch):
-            kcache[b, :lens[b]], vcache[b, :lens[b]] = ks[b], vs[b]
+            kcache[b, : lens[b]], vcache[b, : lens[b]] = ks[b], vs[b]
     seqlens = torch.tensor(lens, dtype=torch.int32, device="cuda")
     out = torch.full_like(q, float("nan"))
-    result, _lse = ops.fwd_kvcache(q, kcache, vcache, None, None, seqlens, None, None, None, None, table, None, out,
-                                   d ** -0.5, causal, window[0], window[1], 0.0, False, 0)
+    result, _lse = ops.fwd_kvcache(
+        q,
+        kcache,
+        vcache,
+        None,
+        None,
+        seqlens,
+        None,
+        None,
+        None,
+        None,
+        table,
+        None,
+        out,
+        d**-0.5,
+        causal,
+        window[0],
+        window[1],
+        0.0,
+        False,
+        0,
+    )
     assert result.data_ptr() == out.data_ptr()
     ref32 = torch.stack([reference(q[b], ks[b], vs[b], causal=causal, window=window)[0] for b in range(batch)])
-    low = torch.stack([reference(q[b], ks[b], vs[b], causal=causal, window=window, dtype=dt)[0]
-                       for b in range(batch)])
+    low = torch.stack([reference(q[b], ks[b], vs[b], causal=causal, window=window, dtype=dt)[0] for b in range(batch)])
     judge(f"fwd_kvcache {name}" + (f" page {page}" if is_paged else ""), dtype, out, ref32, low)
 
 

@@ -24,8 +24,9 @@ SO_NAME = "flash_attn_2_cuda.cpython-311-x86_64-linux-gnu.so"
 
 pytestmark = [
     pytest.mark.nvcc,
-    pytest.mark.skipif(shutil.which("nvcc") is None and not Path("/usr/local/cuda-13.0/bin/nvcc").exists(),
-                       reason="needs nvcc 13.0"),
+    pytest.mark.skipif(
+        shutil.which("nvcc") is None and not Path("/usr/local/cuda-13.0/bin/nvcc").exists(), reason="needs nvcc 13.0"
+    ),
 ]
 
 
@@ -46,7 +47,8 @@ def test_build_puts_a_verified_wheel_in_dist(first_build: Path) -> None:
     dist = first_build.parent
     assert first_build.name == "flash_attn-2.8.3+cu130torch2.14sm120onetu-cp311-cp311-linux_x86_64.whl"
     assert sorted(p.name for p in dist.iterdir()) == sorted(
-        [first_build.name, *(first_build.name + s for s in (".sha256", ".verify.json", ".provenance.json"))])
+        [first_build.name, *(first_build.name + s for s in (".sha256", ".verify.json", ".provenance.json"))]
+    )
     digest = hashlib.sha256(first_build.read_bytes()).hexdigest()
     assert (dist / (first_build.name + ".sha256")).read_text() == f"{digest}  {first_build.name}\n"
     report = json.loads((dist / (first_build.name + ".verify.json")).read_text())
@@ -63,8 +65,10 @@ def test_build_puts_a_verified_wheel_in_dist(first_build: Path) -> None:
     assert info["torch"]["version"] == "2.14.1+cu130"
     assert info["archs"] == {"sass": ["sm_120"], "ptx": []}
     assert info["profile"]["translation_units"] == ["flash_fwd_hdim128_bf16_causal_sm80.cu"]
-    assert [p["file"] for p in info["patches"]] == ["0001-forward-only-profile-dispatch.patch",
-                                                   "0005-split-kv-parts.patch"]
+    assert [p["file"] for p in info["patches"]] == [
+        "0001-forward-only-profile-dispatch.patch",
+        "0005-split-kv-parts.patch",
+    ]
     assert "Requires-Dist: torch==2.14.*" in metadata
 
 
@@ -83,8 +87,9 @@ def test_cuobjdump_sees_sm120_sass_and_no_fallback(first_build: Path, tmp_path: 
     assert "PTX file" not in ptx
 
 
-def test_second_directory_gives_a_byte_identical_wheel(first_build: Path,
-                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_second_directory_gives_a_byte_identical_wheel(
+    first_build: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     second = built_wheel(copy_repo(tmp_path_factory.mktemp("another-dir") / "nested" / "clone-b"))
     assert second.name == first_build.name
     assert hashlib.sha256(second.read_bytes()).hexdigest() == hashlib.sha256(first_build.read_bytes()).hexdigest()
@@ -93,7 +98,7 @@ def test_second_directory_gives_a_byte_identical_wheel(first_build: Path,
 def test_patch_that_no_longer_applies_stops_the_build(tmp_path: Path) -> None:
     checkout = copy_repo(tmp_path / "clone")
     patch = checkout / "patches/flash-attn-2.8.3/0001-forward-only-profile-dispatch.patch"
-    patch.write_text(patch.read_text().replace(" #include \"static_switch.h\"", " #include \"static_switch.hpp\""))
+    patch.write_text(patch.read_text().replace(' #include "static_switch.h"', ' #include "static_switch.hpp"'))
     (checkout / "dist").mkdir()
     (checkout / "dist" / "keep.txt").write_text("untouched")
     proc = fawheels(checkout, "build", TARGET)
@@ -109,8 +114,9 @@ def test_toolkit_that_does_not_match_is_refused_before_compiling(tmp_path: Path)
     env_nvcc.write_text("#!/bin/sh\necho 'Cuda compilation tools, release 12.8, V12.8.93'\n")
     env_nvcc.chmod(0o755)
     env = {**os.environ, "PYTHONPATH": str(checkout / "src"), "CUDA_HOME": str(tmp_path / "fakecuda")}
-    proc = subprocess.run([sys.executable, "-m", "fawheels.cli", "build", TARGET], cwd=checkout, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fawheels.cli", "build", TARGET], cwd=checkout, env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 4, proc.stderr[-3000:]
     assert "wants CUDA 13.0 but" in proc.stderr and "is 12.8.93" in proc.stderr
     assert not (checkout / "dist").exists()
@@ -120,8 +126,13 @@ def test_interrupted_build_leaves_dist_as_it_was(tmp_path: Path) -> None:
     checkout = copy_repo(tmp_path / "clone")
     build_root = tmp_path / "build-root"  # private, so the compilers of this build alone can be found
     env = {**os.environ, "PYTHONPATH": str(checkout / "src"), "FAWHEELS_BUILD_ROOT": str(build_root)}
-    proc = subprocess.Popen([sys.executable, "-m", "fawheels.cli", "build", TARGET], cwd=checkout, env=env,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fawheels.cli", "build", TARGET],
+        cwd=checkout,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     seen = []
     deadline = time.monotonic() + 300

@@ -51,12 +51,18 @@ class Compiles:
     def header(self, scale: str) -> None:
         (self.workdir / "scale.h").write_text(f"#define SCALE {scale}\n")
 
-    def __call__(self, out: str, *flags: str, factor: str = "1.0f",
-                 nvcc: Path = CUDA_HOME / "bin" / "nvcc") -> tuple[bytes, CacheStats]:
+    def __call__(
+        self, out: str, *flags: str, factor: str = "1.0f", nvcc: Path = CUDA_HOME / "bin" / "nvcc"
+    ) -> tuple[bytes, CacheStats]:
         self.cache.zero()
         env = {**clean_environ(os.environ), **self.cache.env}
-        subprocess.run([str(self.cache.binary), str(nvcc), *flags, f"-DFACTOR={factor}", "-c", "k.cu", "-o", out],
-                       cwd=self.workdir, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [str(self.cache.binary), str(nvcc), *flags, f"-DFACTOR={factor}", "-c", "k.cu", "-o", out],
+            cwd=self.workdir,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         return (self.workdir / out).read_bytes(), self.cache.stats()
 
 

@@ -56,8 +56,9 @@ def _recipe() -> ImageRecipe:
 def test_an_image_that_promises_another_nvcc_is_refused(engine: Engine, base: str, tmp_path: Path) -> None:
     recipe = _recipe()
     labels = {**recipe.labels, "org.fawheels.nvcc": "13.2.78"}
-    (tmp_path / "Dockerfile").write_text(f"FROM {base}\nLABEL " + " ".join(f'{k}="{v}"' for k, v in labels.items())
-                                         + "\n")
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {base}\nLABEL " + " ".join(f'{k}="{v}"' for k, v in labels.items()) + "\n"
+    )
     tag = "fawheels/test-wrong-nvcc:latest"
     engine.build(context=tmp_path, dockerfile=tmp_path / "Dockerfile", tag=tag, build_args={})
     with pytest.raises(ContainerError, match=r"label org.fawheels.nvcc='13.2.78', wanted '13.0.88'"):
@@ -65,8 +66,12 @@ def test_an_image_that_promises_another_nvcc_is_refused(engine: Engine, base: st
 
 
 def _inspect(wheel: Path) -> list[dict[str, object]]:
-    out = subprocess.run([sys.executable, "-m", "fawheels.cli", "inspect", "--json", str(wheel)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "fawheels.cli", "inspect", "--json", str(wheel)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     entries: list[dict[str, object]] = json.loads(out)
     return entries
 
@@ -84,8 +89,9 @@ def _one_wheel(dist: Path) -> Path:
     return wheels[0]
 
 
-def test_container_build_equals_host_build(engine: Engine, base: str, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_container_build_equals_host_build(
+    engine: Engine, base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from fawheels.build.execute import build_target
     from fawheels.check.verify import verify_wheel
     from fawheels.matrix.config import load_matrix_file
@@ -100,8 +106,13 @@ def test_container_build_equals_host_build(engine: Engine, base: str, tmp_path: 
     target = matrix.target(TARGET)
 
     start = time.monotonic()
-    code = container.build_in_container(target_id=TARGET, matrix_path=tmp_path / "build_matrix.yaml",
-                                        dist=tmp_path / "dist-container", jobs=1, toolchain=target.toolchain)
+    code = container.build_in_container(
+        target_id=TARGET,
+        matrix_path=tmp_path / "build_matrix.yaml",
+        dist=tmp_path / "dist-container",
+        jobs=1,
+        toolchain=target.toolchain,
+    )
     assert code == 0
     container_s = time.monotonic() - start
     in_container = _one_wheel(tmp_path / "dist-container")
@@ -120,12 +131,16 @@ def test_container_build_equals_host_build(engine: Engine, base: str, tmp_path: 
     c_info, h_info = _build_info(in_container), _build_info(on_host)
     same_tools = (c_info["toolchain"], c_info["torch"]) == (h_info["toolchain"], h_info["torch"])
     if not same_tools:
-        pytest.skip(f"toolchains differ, byte-identity not expected: {c_info['toolchain']} {c_info['torch']} vs "
-                    f"{h_info['toolchain']} {h_info['torch']}")
+        pytest.skip(
+            f"toolchains differ, byte-identity not expected: {c_info['toolchain']} {c_info['torch']} vs "
+            f"{h_info['toolchain']} {h_info['torch']}"
+        )
     if in_container.read_bytes() != on_host.read_bytes() and _only_pid_module_ids_differ(in_container, on_host):
-        pytest.xfail("the wheels differ only in nvcc module ids that carry the compiling process id "
-                     "(_INTERNAL_<hash>_<len>_<file>_<hash>_<pid>, in a TU with no non-template external "
-                     "definition); bench/container.md")
+        pytest.xfail(
+            "the wheels differ only in nvcc module ids that carry the compiling process id "
+            "(_INTERNAL_<hash>_<len>_<file>_<hash>_<pid>, in a TU with no non-template external "
+            "definition); bench/container.md"
+        )
     assert in_container.read_bytes() == on_host.read_bytes()
 
 
@@ -142,6 +157,7 @@ _MODULE_ID = re.compile(rb"\d*(?:_INTERNAL|_GLOBAL__N_)_[0-9a-f]{8}_\d+_\w+?_[0-
 def _only_pid_module_ids_differ(a: Path, b: Path) -> bool:
     """True when the extension modules become equal once nvcc's pid-bearing module ids are blanked
     (their length prefixes and the section sizes they shift aside, every printable string agrees)."""
+
     def strings(wheel: Path) -> list[bytes]:
         with zipfile.ZipFile(wheel) as zf:
             data = b"".join(zf.read(n) for n in sorted(zf.namelist()) if n.endswith(".so"))

@@ -21,12 +21,14 @@ from support.gitrepos import GIT_ENV, commit_all, git
 pytestmark = pytest.mark.tools
 
 
-def test_a_pinned_commit_is_exported_with_its_submodule_at_the_pinned_commit(repos: tuple[Path, str, str],
-                                                                             tmp_path: Path) -> None:
+def test_a_pinned_commit_is_exported_with_its_submodule_at_the_pinned_commit(
+    repos: tuple[Path, str, str], tmp_path: Path
+) -> None:
     sup, pinned, _ = repos
     patch = tmp_path / "0001-bump.patch"
-    patch.write_text("--- a/third_party/lib.h\n+++ b/third_party/lib.h\n@@ -1 +1 @@\n-#define VERSION 1\n"
-                     "+#define VERSION 3\n")
+    patch.write_text(
+        "--- a/third_party/lib.h\n+++ b/third_party/lib.h\n@@ -1 +1 @@\n-#define VERSION 1\n+#define VERSION 3\n"
+    )
     source = Source("super", "git", str(sup), commit=pinned)
     tree, applied = prepare_tree(source, [patch], tmp_path / "work")
     assert tree == tmp_path / "work" / "src" / "super"
@@ -37,8 +39,9 @@ def test_a_pinned_commit_is_exported_with_its_submodule_at_the_pinned_commit(rep
     assert source_epoch(source) == 1741064767  # the pinned commit's committer time (2025-03-04T05:06:07Z)
 
 
-def test_a_cached_pin_builds_offline_and_an_uncached_one_is_refused(repos: tuple[Path, str, str],
-                                                                   tmp_path: Path) -> None:
+def test_a_cached_pin_builds_offline_and_an_uncached_one_is_refused(
+    repos: tuple[Path, str, str], tmp_path: Path
+) -> None:
     sup, pinned, _ = repos
     prepare_tree(Source("super", "git", str(sup), commit=pinned), [], tmp_path / "online")
     moved = tmp_path / "gone"
@@ -73,8 +76,9 @@ def test_a_submodule_commit_missing_upstream_is_refused(repos: tuple[Path, str, 
 
 
 @pytest.mark.nvcc
-@pytest.mark.skipif(shutil.which("nvcc") is None and not Path("/usr/local/cuda-13.0/bin/nvcc").exists(),
-                    reason="needs nvcc 13.0")
+@pytest.mark.skipif(
+    shutil.which("nvcc") is None and not Path("/usr/local/cuda-13.0/bin/nvcc").exists(), reason="needs nvcc 13.0"
+)
 def test_a_git_source_goes_through_patch_build_and_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """flash-attn 2.8.3 as a git repository (named like the sdist's top directory, so the build sees the
     same paths) with csrc/cutlass as a submodule; the vllm-fa2 one-TU target built from it."""
@@ -103,8 +107,9 @@ def test_a_git_source_goes_through_patch_build_and_verify(tmp_path: Path, monkey
     text = matrix.read_text()
     start = text.index("  flash-attn-2.8.3-vllm:")
     end = text.index("    patches:", start)  # same patches, now applied to the git export
-    matrix.write_text(f"{text[:start]}  flash-attn-2.8.3-vllm:\n    kind: git\n    url: {repo}\n"
-                      f"    commit: {commit}\n{text[end:]}")
+    matrix.write_text(
+        f"{text[:start]}  flash-attn-2.8.3-vllm:\n    kind: git\n    url: {repo}\n    commit: {commit}\n{text[end:]}"
+    )
     proc = fawheels(checkout, "build", "vllm-fa2-cu130-torch2.14-sm120-cp311-one-tu")
     assert proc.returncode == 0, proc.stderr[-4000:]
     (wheel,) = (checkout / "dist").glob("*.whl")
@@ -113,16 +118,25 @@ def test_a_git_source_goes_through_patch_build_and_verify(tmp_path: Path, monkey
     with zipfile.ZipFile(wheel) as zf:
         info = json.loads(zf.read("vllm_fa2-0.33.0+cu130torch2.14sm120onetu.dist-info/build-info.json"))
     assert (info["source"]["kind"], info["source"]["url"], info["source"]["commit"]) == ("git", str(repo), commit)
-    assert [p["file"] for p in info["patches"]] == ["0001-forward-only-profile-dispatch.patch",
-                                                   "0002-host-api-without-pybind-module.patch",
-                                                   "0005-split-kv-parts.patch"]
+    assert [p["file"] for p in info["patches"]] == [
+        "0001-forward-only-profile-dispatch.patch",
+        "0002-host-api-without-pybind-module.patch",
+        "0005-split-kv-parts.patch",
+    ]
 
 
-@pytest.mark.parametrize(("base", "url", "resolved"), [
-    ("https://github.com/vllm-project/flash-attention.git", "../cutlass.git", "https://github.com/vllm-project/cutlass.git"),
-    ("/srv/git/super.git", "./sub", "/srv/git/super.git/sub"),
-    ("/srv/git/super.git", "https://example.org/x.git", "https://example.org/x.git"),
-])
+@pytest.mark.parametrize(
+    ("base", "url", "resolved"),
+    [
+        (
+            "https://github.com/vllm-project/flash-attention.git",
+            "../cutlass.git",
+            "https://github.com/vllm-project/cutlass.git",
+        ),
+        ("/srv/git/super.git", "./sub", "/srv/git/super.git/sub"),
+        ("/srv/git/super.git", "https://example.org/x.git", "https://example.org/x.git"),
+    ],
+)
 def test_relative_submodule_urls_resolve_against_the_superproject(base: str, url: str, resolved: str) -> None:
     from fawheels.source.fetch import _submodule_url
 

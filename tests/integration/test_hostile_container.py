@@ -21,9 +21,20 @@ from support.matrices import BASE
 
 
 def plan(**kw: Any) -> container.RunSpec:
-    return container.plan_run(image="i", target_id="t", matrix_file=Path("/m/build_matrix.yaml"), dist=Path("/d"),
-                              jobs=None, cache=Path("/c"), private=Path("/p"), build_root=Path("/b"), environ={},
-                              uid=0, gid=0, **kw)
+    return container.plan_run(
+        image="i",
+        target_id="t",
+        matrix_file=Path("/m/build_matrix.yaml"),
+        dist=Path("/d"),
+        jobs=None,
+        cache=Path("/c"),
+        private=Path("/p"),
+        build_root=Path("/b"),
+        environ={},
+        uid=0,
+        gid=0,
+        **kw,
+    )
 
 
 def test_clean_reaches_the_build_inside() -> None:
@@ -33,8 +44,9 @@ def test_clean_reaches_the_build_inside() -> None:
 
 
 @pytest.mark.parametrize(("clean", "offline"), [(True, False), (False, True), (True, True)])
-def test_build_command_passes_clean_and_offline_to_the_container(clean: bool, offline: bool, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_command_passes_clean_and_offline_to_the_container(
+    clean: bool, offline: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     matrix = tmp_path / "build_matrix.yaml"
     matrix.write_text(BASE)
     calls: list[dict[str, Any]] = []
@@ -47,8 +59,19 @@ def test_build_command_passes_clean_and_offline_to_the_container(clean: bool, of
 
     monkeypatch.setattr(container, "build_in_container", fake)
     monkeypatch.delenv(build.IN_CONTAINER, raising=False)
-    assert build.build_command(matrix_path=matrix, target_ids=[], dist=tmp_path / "dist", jobs=3, container=True,
-                               offline=offline, keep_going=False, clean=clean) == 0
+    assert (
+        build.build_command(
+            matrix_path=matrix,
+            target_ids=[],
+            dist=tmp_path / "dist",
+            jobs=3,
+            container=True,
+            offline=offline,
+            keep_going=False,
+            clean=clean,
+        )
+        == 0
+    )
     (call,) = calls
     assert (call["clean"], call["offline"], call["jobs"]) == (clean, offline, 3)
 
@@ -60,7 +83,8 @@ def test_a_git_source_has_no_sdist_path_and_says_so() -> None:
 
 @pytest.mark.tools
 def test_prefetch_of_a_git_source_caches_it_and_its_submodules_for_an_offline_build(
-        repos: tuple[Path, str, str], tmp_path: Path) -> None:
+    repos: tuple[Path, str, str], tmp_path: Path
+) -> None:
     sup, pinned, _ = repos
     src = Source("super", "git", str(sup), commit=pinned)
     prefetch(src)  # what the host does before the container starts
@@ -95,13 +119,17 @@ class FakeEngine:
 
 @pytest.mark.tools
 def test_a_container_build_of_a_git_source_fetches_it_on_the_host_and_passes_clean(
-        repos: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repos: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sup, pinned, _ = repos
     matrix = tmp_path / "build_matrix.yaml"
-    matrix.write_text(BASE.replace(
-        "    kind: sdist\n    url: https://example.invalid/flash_attn-2.8.3.tar.gz\n"
-        "    sha256: 1e71dd64a9e0280e0447b8a0c2541bad4bf6ac65bdeaa2f90e51a9e57de0370d\n",
-        f"    kind: git\n    url: {sup}\n    commit: {pinned}\n"))
+    matrix.write_text(
+        BASE.replace(
+            "    kind: sdist\n    url: https://example.invalid/flash_attn-2.8.3.tar.gz\n"
+            "    sha256: 1e71dd64a9e0280e0447b8a0c2541bad4bf6ac65bdeaa2f90e51a9e57de0370d\n",
+            f"    kind: git\n    url: {sup}\n    commit: {pinned}\n",
+        )
+    )
     engine = FakeEngine()
     monkeypatch.setattr(container.Engine, "find", classmethod(lambda cls, environ=None: engine))
     facts = SimpleNamespace(nvcc="13.0.88", gcc="12", torch="2.14.1", python="3.11")
@@ -111,8 +139,9 @@ def test_a_container_build_of_a_git_source_fetches_it_on_the_host_and_passes_cle
     from fawheels.matrix.config import load_matrix_file
 
     tc = load_matrix_file(matrix).target(target).toolchain
-    code = container.build_in_container(target_id=target, matrix_path=matrix, dist=tmp_path / "dist", jobs=None,
-                                        toolchain=tc, clean=True)
+    code = container.build_in_container(
+        target_id=target, matrix_path=matrix, dist=tmp_path / "dist", jobs=None, toolchain=tc, clean=True
+    )
     assert code == 0
     (spec,) = engine.runs
     assert "--clean" in spec.argv and "--offline" in spec.argv

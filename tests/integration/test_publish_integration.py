@@ -41,8 +41,11 @@ PASSWORD = "s3cret-Upload-Pw"
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment of a publisher: no index credentials unless a test passes them."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("FAWHEELS_INDEX_USER", "FAWHEELS_INDEX_PASSWORD", "TWINE_USERNAME", "TWINE_PASSWORD")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("FAWHEELS_INDEX_USER", "FAWHEELS_INDEX_PASSWORD", "TWINE_USERNAME", "TWINE_PASSWORD")
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
     return {**env, **extra}
 
@@ -149,14 +152,14 @@ def assert_index_valid(root: Path, settled: bool = True) -> set[str]:
 
 def venv(path: Path, pip: bool = True) -> Path:
     """A fresh venv; uv installs into one without pip, which is quicker to make."""
-    subprocess.run([sys.executable, "-m", "venv", *([] if pip else ["--without-pip"]), str(path)],
-                   check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "venv", *([] if pip else ["--without-pip"]), str(path)], check=True, timeout=300
+    )
     return path / "bin" / "python"
 
 
 def installed(python: Path) -> tuple[str, str, str]:
-    code = ("import importlib.metadata as m, fatoy; "
-            "print(m.version('fatoy'), fatoy.VARIANT, fatoy.kernel_name())")
+    code = "import importlib.metadata as m, fatoy; print(m.version('fatoy'), fatoy.VARIANT, fatoy.kernel_name())"
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, cwd="/")
     version, variant, kernel = out.stdout.split()
     return version, variant, kernel
@@ -164,16 +167,34 @@ def installed(python: Path) -> tuple[str, str, str]:
 
 def pip_install(python: Path, index_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-deps", "--no-cache-dir", "--disable-pip-version-check",
-         "--index-url", index_url, *args], capture_output=True, text=True, timeout=300)
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--index-url",
+            index_url,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def uv_install(python: Path, index_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     uv = shutil.which("uv")
     if uv is None:
         pytest.skip("uv not installed (pip install uv)")
-    return subprocess.run([uv, "pip", "install", "--python", str(python), "--no-deps", "--no-cache",
-                           "--index-url", index_url, *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [uv, "pip", "install", "--python", str(python), "--no-deps", "--no-cache", "--index-url", index_url, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def free_port() -> int:
@@ -224,8 +245,11 @@ def http_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     root = tmp_path / "idx"
     root.mkdir()
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", _STATIC_SERVER, str(port), str(root), str(tmp_path / "pep691.log")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STATIC_SERVER, str(port), str(root), str(tmp_path / "pep691.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/", proc)
         yield root, f"http://127.0.0.1:{port}"
@@ -239,16 +263,16 @@ def published(http_dir: tuple[Path, str], dist: dict[str, Path]) -> tuple[Path, 
     root, _ = http_dir
     r = fawheels("publish", *[str(w) for w in dist.values()], "--index", str(root))
     assert r.returncode == 0, r.stderr
-    assert assert_index_valid(root) == {f"{k.split('-')[0] if k != 'other-cu130' else 'cu130'}/{w.name}"
-                                        for k, w in dist.items()}
+    assert assert_index_valid(root) == {
+        f"{k.split('-')[0] if k != 'other-cu130' else 'cu130'}/{w.name}" for k, w in dist.items()
+    }
     return http_dir
 
 
 # ------------------------------------------------------------------------------------- static index
 
 
-def test_pip_and_uv_install_the_right_wheel_from_the_static_index(
-        published: tuple[Path, str], tmp_path: Path) -> None:
+def test_pip_and_uv_install_the_right_wheel_from_the_static_index(published: tuple[Path, str], tmp_path: Path) -> None:
     """Over file:// installers read the PEP 503 HTML pages; over http they ask for (and get) PEP 691 JSON."""
     root, url = published
     py = venv(tmp_path / "pip-venv")
@@ -273,8 +297,9 @@ def test_pip_and_uv_install_the_right_wheel_from_the_static_index(
     assert json_served(root)[1:] == ["/cu130/simple/fatoy/"]
 
 
-def test_installers_check_the_listed_hashes(published: tuple[Path, str], dist: dict[str, Path], ext: Path,
-                                            tmp_path: Path, verify: ModuleType) -> None:
+def test_installers_check_the_listed_hashes(
+    published: tuple[Path, str], dist: dict[str, Path], ext: Path, tmp_path: Path, verify: ModuleType
+) -> None:
     """Swap a listed wheel for other (valid) bytes behind the index's back: pip and uv refuse it."""
     root, url = published
     listed = root / "cu130" / "simple" / "fatoy" / dist["cu130-1.0"].name
@@ -286,8 +311,9 @@ def test_installers_check_the_listed_hashes(published: tuple[Path, str], dist: d
     assert r.returncode != 0 and "hash" in r.stderr.lower(), r.stderr
 
 
-def test_cli_refusals_leave_the_index_untouched(published: tuple[Path, str], dist: dict[str, Path], ext: Path,
-                                                tmp_path: Path, verify: ModuleType) -> None:
+def test_cli_refusals_leave_the_index_untouched(
+    published: tuple[Path, str], dist: dict[str, Path], ext: Path, tmp_path: Path, verify: ModuleType
+) -> None:
     root, _ = published
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     other = rebuilt(dist["cu130-1.0"], ext, tmp_path, verify)
@@ -323,24 +349,33 @@ sys.exit(main(sys.argv[3:]))
 
 @pytest.mark.parametrize("point", [".whl", "wheels.json", "index.html"])
 def test_killed_publisher_leaves_a_valid_index_and_the_next_one_waits(
-        point: str, published: tuple[Path, str], ext: Path, tmp_path: Path, verify: ModuleType) -> None:
+    point: str, published: tuple[Path, str], ext: Path, tmp_path: Path, verify: ModuleType
+) -> None:
     root, _ = published
     new_a = toy_wheel(tmp_path / "a", version="1.1", extension=ext)
     new_b = toy_wheel(tmp_path / "b", version="1.2", extension=ext)
     for w in (new_a, new_b):
         verify.write_report(w)
     flag = tmp_path / "paused"
-    a = subprocess.Popen([sys.executable, "-c", _PAUSING_PUBLISHER, point, str(flag),
-                          "publish", str(new_a), "--index", str(root)], env=clean_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    a = subprocess.Popen(
+        [sys.executable, "-c", _PAUSING_PUBLISHER, point, str(flag), "publish", str(new_a), "--index", str(root)],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 60
         while not flag.exists():
             assert a.poll() is None, a.communicate()
             assert time.monotonic() < deadline, "the publisher never reached the kill point"
             time.sleep(0.05)
-        b = subprocess.Popen([*CLI, "publish", str(new_b), "--index", str(root)], env=clean_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        b = subprocess.Popen(
+            [*CLI, "publish", str(new_b), "--index", str(root)],
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert b.stdout is not None
         ready, _, _ = select.select([b.stdout], [], [], 120)
         assert ready, "the second publisher said nothing"
@@ -364,15 +399,24 @@ def test_killed_publisher_leaves_a_valid_index_and_the_next_one_waits(
     assert not list(root.rglob(f".*{TMP_MARK}*")), "temp files of the killed publisher remain"
 
 
-def test_two_publishers_at_once(published: tuple[Path, str], ext: Path, tmp_path: Path, verify: ModuleType
-                                ) -> None:
+def test_two_publishers_at_once(published: tuple[Path, str], ext: Path, tmp_path: Path, verify: ModuleType) -> None:
     root, _ = published
-    batches = [[toy_wheel(tmp_path / f"{i}-{j}", name=f"fatoy_c{i}", version=f"1.{j}", extension=ext)
-                for j in range(3)] for i in range(2)]
+    batches = [
+        [toy_wheel(tmp_path / f"{i}-{j}", name=f"fatoy_c{i}", version=f"1.{j}", extension=ext) for j in range(3)]
+        for i in range(2)
+    ]
     for w in (w for batch in batches for w in batch):
         verify.write_report(w)
-    procs = [subprocess.Popen([*CLI, "publish", *map(str, batch), "--index", str(root)], env=clean_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for batch in batches]
+    procs = [
+        subprocess.Popen(
+            [*CLI, "publish", *map(str, batch), "--index", str(root)],
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for batch in batches
+    ]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
@@ -396,9 +440,25 @@ def pypiserver(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     packages.mkdir()
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1", "-P", str(htpasswd),
-         "-a", "update", "--disable-fallback", str(packages)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "pypiserver",
+            "run",
+            "-p",
+            str(port),
+            "-i",
+            "127.0.0.1",
+            "-P",
+            str(htpasswd),
+            "-a",
+            "update",
+            "--disable-fallback",
+            str(packages),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc)
         yield f"http://127.0.0.1:{port}/", packages
@@ -441,15 +501,16 @@ def keyring_env(tmp_path: Path, url: str) -> dict[str, str]:
     pytest.importorskip("keyring", reason="pip install keyring")
     (tmp_path / "testkeyring.py").write_text(_TEST_KEYRING)
     (tmp_path / "keyring.json").write_text(json.dumps({url: {"ci": PASSWORD}}))
-    env = clean_env(PYTHON_KEYRING_BACKEND="testkeyring.FileKeyring",
-                    FAWHEELS_TEST_KEYRING=str(tmp_path / "keyring.json"))
+    env = clean_env(
+        PYTHON_KEYRING_BACKEND="testkeyring.FileKeyring", FAWHEELS_TEST_KEYRING=str(tmp_path / "keyring.json")
+    )
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
     return env
 
 
 @pytest.mark.server
 def test_upload_to_pypiserver_then_pip_installs_from_it(
-        pypiserver: tuple[str, Path], dist: dict[str, Path], ext: Path, tmp_path: Path, verify: ModuleType
+    pypiserver: tuple[str, Path], dist: dict[str, Path], ext: Path, tmp_path: Path, verify: ModuleType
 ) -> None:
     url, packages = pypiserver
     w = dist["cu130-1.0"]
@@ -458,8 +519,13 @@ def test_upload_to_pypiserver_then_pip_installs_from_it(
 
     r = fawheels("publish", str(w), "--index", url)
     assert r.returncode == 8 and "refused anonymous upload" in r.stderr, r.stderr
-    r = fawheels("publish", str(w), "--index", url,
-                 env=clean_env(FAWHEELS_INDEX_USER="ci", FAWHEELS_INDEX_PASSWORD="Wrong-Pw-0451"))
+    r = fawheels(
+        "publish",
+        str(w),
+        "--index",
+        url,
+        env=clean_env(FAWHEELS_INDEX_USER="ci", FAWHEELS_INDEX_PASSWORD="Wrong-Pw-0451"),
+    )
     assert r.returncode == 8 and "refused the credentials" in r.stderr, r.stderr
     assert "Wrong-Pw-0451" not in r.stdout + r.stderr
     r = fawheels("publish", str(w), "--index", url + "cu128/", env=clean_env(**creds))
@@ -503,14 +569,25 @@ def chromium() -> str:
 
 def headless(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=120)
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.browser
-def test_root_page_in_headless_chromium(published: tuple[Path, str], dist: dict[str, Path],
-                                        tmp_path: Path) -> None:
+def test_root_page_in_headless_chromium(published: tuple[Path, str], dist: dict[str, Path], tmp_path: Path) -> None:
     _, url = published
     r = headless("--dump-dom", f"{url}/index.html", profile=tmp_path / "profile")
     assert r.returncode == 0, r.stderr
@@ -519,8 +596,13 @@ def test_root_page_in_headless_chromium(published: tuple[Path, str], dist: dict[
         assert w.name in dom, f"{w.name} is not on the root page"
     assert "fatoy-cu130-torch2.14-sm120-cp311" in dom and "torch==2.14.*" in dom and "sm_120" in dom
     shot = tmp_path / "index-page.png"
-    r = headless(f"--screenshot={shot}", "--window-size=1600,600", "--hide-scrollbars", f"{url}/index.html",
-                 profile=tmp_path / "profile")
+    r = headless(
+        f"--screenshot={shot}",
+        "--window-size=1600,600",
+        "--hide-scrollbars",
+        f"{url}/index.html",
+        profile=tmp_path / "profile",
+    )
     assert r.returncode == 0, r.stderr
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # FAWHEELS_SCREENSHOT=docs/index-page.png refreshes the picture in the docs.

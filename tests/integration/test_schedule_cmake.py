@@ -15,8 +15,10 @@ import pytest
 NVCC = shutil.which("nvcc") or "/usr/local/cuda-13.0/bin/nvcc"
 CMAKE, NINJA = shutil.which("cmake") or "", shutil.which("ninja") or ""  # "" when absent: skipped below
 
-pytestmark = [pytest.mark.nvcc,
-              pytest.mark.skipif(not (Path(NVCC).exists() and CMAKE and NINJA), reason="needs nvcc, cmake, ninja")]
+pytestmark = [
+    pytest.mark.nvcc,
+    pytest.mark.skipif(not (Path(NVCC).exists() and CMAKE and NINJA), reason="needs nvcc, cmake, ninja"),
+]
 
 UNITS = ["a_unit", "b_unit", "c_unit", "d_unit"]
 SCHEDULE = ["c_unit", "a_unit", "d_unit", "b_unit"]
@@ -30,12 +32,28 @@ def configure(tmp: Path) -> str:
     for u in UNITS:
         (tmp / "units" / f"{u}.cu").write_text(f"__global__ void k_{u}() {{}}\n")
     with resources.as_file(resources.files("fawheels.matrix.recipes").joinpath("fa2")) as recipe:
-        subprocess.run([CMAKE, "-S", str(recipe), "-B", str(tmp / "b"), "-G", "Ninja",
-                        f"-DCMAKE_MAKE_PROGRAM={NINJA}", f"-DCMAKE_CUDA_COMPILER={NVCC}", "-DFA_EXT_NAME=ext",
-                        "-DFA_EXT_SUFFIX=.so", "-DFA_CXX_STD=17", f"-DFA_SOURCE_DIR={src}",
-                        "-DFA_KERNEL_SOURCES=" + ";".join(str(tmp / "units" / f"{u}.cu") for u in UNITS),
-                        "-DFA_KERNEL_SCHEDULE=" + ";".join(str(tmp / "units" / f"{u}.cu") for u in SCHEDULE),
-                        "-DFA_CUDA_FLAGS=-O0"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                CMAKE,
+                "-S",
+                str(recipe),
+                "-B",
+                str(tmp / "b"),
+                "-G",
+                "Ninja",
+                f"-DCMAKE_MAKE_PROGRAM={NINJA}",
+                f"-DCMAKE_CUDA_COMPILER={NVCC}",
+                "-DFA_EXT_NAME=ext",
+                "-DFA_EXT_SUFFIX=.so",
+                "-DFA_CXX_STD=17",
+                f"-DFA_SOURCE_DIR={src}",
+                "-DFA_KERNEL_SOURCES=" + ";".join(str(tmp / "units" / f"{u}.cu") for u in UNITS),
+                "-DFA_KERNEL_SCHEDULE=" + ";".join(str(tmp / "units" / f"{u}.cu") for u in SCHEDULE),
+                "-DFA_CUDA_FLAGS=-O0",
+            ],
+            check=True,
+            capture_output=True,
+        )
     return (tmp / "b" / "build.ninja").read_text()
 
 

@@ -31,8 +31,24 @@ def compile_ext(workdir: Path, archs: list[str], cudart: str) -> Path:
     src.write_text(wheelfactory._KERNEL)
     out = workdir / f"_C{wheelfactory.EXT_SUFFIX}"
     gencodes = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
-    subprocess.run([compiler, "-shared", "-Xcompiler", "-fPIC", "-O2", *gencodes, "-cudart", cudart,
-                    f"-I{sysconfig.get_paths()['include']}", str(src), "-o", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            compiler,
+            "-shared",
+            "-Xcompiler",
+            "-fPIC",
+            "-O2",
+            *gencodes,
+            "-cudart",
+            cudart,
+            f"-I{sysconfig.get_paths()['include']}",
+            str(src),
+            "-o",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     subprocess.run(["strip", "--strip-unneeded", str(out)], check=True)
     return out
 
@@ -51,10 +67,12 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Pat
     sm120_12 = compile_ext(base / "e3", ["120"], "static")
     wheels = {
         "cu130": wheelfactory.toy_wheel(base / "a", name="flash_attn", version="2.8.3", extension=sm120_13),
-        "cu130-h": wheelfactory.toy_wheel(base / "b", name="flash_attn", version="2.8.3", torch="2.11",
-                                          extension=sm90_120_13),
-        "cu128": wheelfactory.toy_wheel(base / "c", name="flash_attn", version="2.8.3", cuda="12.8", torch="2.9",
-                                        extension=sm120_12),
+        "cu130-h": wheelfactory.toy_wheel(
+            base / "b", name="flash_attn", version="2.8.3", torch="2.11", extension=sm90_120_13
+        ),
+        "cu128": wheelfactory.toy_wheel(
+            base / "c", name="flash_attn", version="2.8.3", cuda="12.8", torch="2.9", extension=sm120_12
+        ),
     }
     for w in wheels.values():
         info = json.loads(zipfile.ZipFile(w).read(f"flash_attn-{w.name.split('-')[1]}.dist-info/build-info.json"))
@@ -86,11 +104,14 @@ def test_published_index_carries_variant_facts(index: tuple[Path, dict[str, Path
     assert all(w["facts"]["variant_label"].startswith("fw") for w in manifest["wheels"])
 
 
-@pytest.mark.parametrize(("gpu", "driver", "key"), [
-    ("RTX PRO 6000", "570.195.03", "cu128"),
-    ("RTX 5090", "580.65.06", "cu130"),  # exact SASS, CUDA the driver supports: the newest torch sorts last
-    ("H100", "580.159.04", "cu130-h"),
-])
+@pytest.mark.parametrize(
+    ("gpu", "driver", "key"),
+    [
+        ("RTX PRO 6000", "570.195.03", "cu128"),
+        ("RTX 5090", "580.65.06", "cu130"),  # exact SASS, CUDA the driver supports: the newest torch sorts last
+        ("H100", "580.159.04", "cu130-h"),
+    ],
+)
 def test_compat_index_picks_the_wheel(index: tuple[Path, dict[str, Path]], gpu: str, driver: str, key: str) -> None:
     root, wheels = index
     proc = fawheels("compat", "--index", str(root), "--gpu", gpu, "--driver", driver, "--json")
@@ -113,7 +134,8 @@ def test_compat_index_says_why_none_fits_on_driver_525(index: tuple[Path, dict[s
 
 
 def test_compat_on_the_seed_configuration_names_the_runtime_floor_and_the_serving_targets(
-        index: tuple[Path, dict[str, Path]]) -> None:
+    index: tuple[Path, dict[str, Path]],
+) -> None:
     _, wheels = index
     proc = fawheels("compat", str(wheels["cu130"]), "--gpu", "RTX PRO 6000", "--driver", "570.195.03")
     assert proc.returncode == 1

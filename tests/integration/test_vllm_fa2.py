@@ -45,9 +45,9 @@ HAS_NVCC = shutil.which("nvcc") is not None or Path("/usr/local/cuda-13.0/bin/nv
 
 def matrix_text(group: str, torch: str = "2.14", python: str = "3.11") -> str:
     return f"""
-default_target: vllm-fa2-cu130-torch{torch}-sm120-cp{python.replace('.', '')}
+default_target: vllm-fa2-cu130-torch{torch}-sm120-cp{python.replace(".", "")}
 sources:
-  fa: {{kind: sdist, url: https://x/flash_attn-2.8.3.tar.gz, sha256: "{'a' * 64}"}}
+  fa: {{kind: sdist, url: https://x/flash_attn-2.8.3.tar.gz, sha256: "{"a" * 64}"}}
 toolchains:
   cu130: {{cuda: "13.0", provision: host}}
 torch:
@@ -71,28 +71,45 @@ def test_a_target_carries_the_release_it_serves() -> None:
     assert {t.serves for t in MATRIX.targets if t.recipe == "vllm-fa2"} == {"vllm==0.33.0", "vllm==0.26.0"}
 
 
-@pytest.mark.parametrize(("group", "torch", "python", "message"), [
-    ("", "2.14", "3.11", "targets[0].serves: recipe 'vllm-fa2' builds for an installed vllm; name its release"),
-    ("    serves: vllm==0.34.0\n", "2.14", "3.11",
-     "targets[0].serves: vllm 0.34.0 is not a release fawheels has the op schemas of (did you mean '0.33.0'?)"),
-    ("    serves: vllm>=0.33\n", "2.14", "3.11", "targets[0].serves: expected vllm==<release>, got 'vllm>=0.33'"),
-    ("    serves: sglang==0.33.0\n", "2.14", "3.11", "targets[0].serves: expected vllm==<release>"),
-    ("    serves: vllm==0.33.0\n", "2.11", "3.11",
-     "targets[0] (toolchain=cu130, torch=2.11, archs=['sm_120'], python=3.11, profile=p): vllm==0.33.0 pins "
-     "torch==2.14.0, the target builds against torch 2.11.0"),
-    ("    serves: vllm==0.33.0\n", "2.14", "3.10",
-     "vllm==0.33.0 requires Python >=3.11,<3.15, the target is Python 3.10"),
-])
-def test_the_served_release_is_validated_with_its_field_path(group: str, torch: str, python: str,
-                                                             message: str) -> None:
+@pytest.mark.parametrize(
+    ("group", "torch", "python", "message"),
+    [
+        ("", "2.14", "3.11", "targets[0].serves: recipe 'vllm-fa2' builds for an installed vllm; name its release"),
+        (
+            "    serves: vllm==0.34.0\n",
+            "2.14",
+            "3.11",
+            "targets[0].serves: vllm 0.34.0 is not a release fawheels has the op schemas of (did you mean '0.33.0'?)",
+        ),
+        ("    serves: vllm>=0.33\n", "2.14", "3.11", "targets[0].serves: expected vllm==<release>, got 'vllm>=0.33'"),
+        ("    serves: sglang==0.33.0\n", "2.14", "3.11", "targets[0].serves: expected vllm==<release>"),
+        (
+            "    serves: vllm==0.33.0\n",
+            "2.11",
+            "3.11",
+            "targets[0] (toolchain=cu130, torch=2.11, archs=['sm_120'], python=3.11, profile=p): vllm==0.33.0 pins "
+            "torch==2.14.0, the target builds against torch 2.11.0",
+        ),
+        (
+            "    serves: vllm==0.33.0\n",
+            "2.14",
+            "3.10",
+            "vllm==0.33.0 requires Python >=3.11,<3.15, the target is Python 3.10",
+        ),
+    ],
+)
+def test_the_served_release_is_validated_with_its_field_path(group: str, torch: str, python: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_matrix(matrix_text(group, torch, python))
     assert message in str(err.value)
 
 
 def test_a_standalone_recipe_serves_nothing() -> None:
-    text = matrix_text("    serves: vllm==0.33.0\n").replace("recipe: vllm-fa2", "recipe: fa2").replace(
-        "default_target: vllm-fa2", "default_target: fa2")
+    text = (
+        matrix_text("    serves: vllm==0.33.0\n")
+        .replace("recipe: vllm-fa2", "recipe: fa2")
+        .replace("default_target: vllm-fa2", "default_target: fa2")
+    )
     with pytest.raises(ConfigError, match=r"targets\[0\]\.serves: recipe 'fa2' builds a standalone wheel"):
         load_matrix(text)
 
@@ -124,8 +141,9 @@ def test_op_schemas_pass_when_identical_and_name_the_differing_argument_otherwis
     assert old is not None
     check = check_op_schemas(facts(dict(zip(old.op_names, old.ops, strict=True))), INFO)
     assert not check.ok
-    assert (f"{SO}: varlen_fwd: argument 21 is `Generator? gen`, vllm==0.33.0 calls it with `Tensor? gen`"
-            in check.detail)
+    assert (
+        f"{SO}: varlen_fwd: argument 21 is `Generator? gen`, vllm==0.33.0 calls it with `Tensor? gen`" in check.detail
+    )
     ours.pop("fwd_kvcache")
     assert "fwd_kvcache: not registered (needed by vllm==0.33.0)" in check_op_schemas(facts(ours), INFO).detail
     assert check_op_schemas(facts({}), replace(INFO, serves=None)).ok  # a wheel that serves nothing promises no ops
@@ -148,15 +166,21 @@ def served(tmp_path: Path) -> Served:
     return Served(tmp_path / SERVED_WHEEL, "vllm", RELEASE, SO, "_vllm_fa2_C", Requirement("torch==2.14.*"), b"")
 
 
-@pytest.mark.parametrize(("version", "torch", "message"), [
-    (None, "2.14.1", "has no vllm installed"),
-    ("0.32.0", "2.14.0", f"has vllm 0.32.0; {SERVED_WHEEL} is built for "
-                         "vllm==0.33.0 and its op schemas may differ: refusing"),
-    ("0.33.0", "2.13.0", f"has torch 2.13.0; {SERVED_WHEEL} links "
-                         "against torch==2.14.*: refusing"),
-])
-def test_overlay_refuses_another_release_or_torch(tmp_path: Path, version: str | None, torch: str,
-                                                 message: str) -> None:
+@pytest.mark.parametrize(
+    ("version", "torch", "message"),
+    [
+        (None, "2.14.1", "has no vllm installed"),
+        (
+            "0.32.0",
+            "2.14.0",
+            f"has vllm 0.32.0; {SERVED_WHEEL} is built for vllm==0.33.0 and its op schemas may differ: refusing",
+        ),
+        ("0.33.0", "2.13.0", f"has torch 2.13.0; {SERVED_WHEEL} links against torch==2.14.*: refusing"),
+    ],
+)
+def test_overlay_refuses_another_release_or_torch(
+    tmp_path: Path, version: str | None, torch: str, message: str
+) -> None:
     so = tmp_path / "x.so"
     so.write_bytes(b"")
     with pytest.raises(OverlayError) as err:
@@ -183,8 +207,11 @@ def test_recorded_schemas_are_what_the_release_registers_and_calls(release: Rele
     assert registered == dict(zip(release.op_names, release.ops, strict=True))
     assert f"Requires-Dist: torch=={release.torch}\n" in metadata
     # Every call the interface makes passes exactly as many arguments as the schema has.
-    calls = [node for node in ast.walk(ast.parse(interface)) if isinstance(node, ast.Call)
-             and ast.unparse(node.func).startswith("torch.ops._vllm_fa2_C.")]
+    calls = [
+        node
+        for node in ast.walk(ast.parse(interface))
+        if isinstance(node, ast.Call) and ast.unparse(node.func).startswith("torch.ops._vllm_fa2_C.")
+    ]
     assert {ast.unparse(c.func).rsplit(".", 1)[1] for c in calls} >= {"varlen_fwd"}
     for call in calls:
         name = ast.unparse(call.func).rsplit(".", 1)[1]
@@ -212,14 +239,17 @@ def torch_python() -> Path:
 
 def registered_under_torch(python: Path, so: Path, names: tuple[str, ...], stub_dir: Path) -> dict[str, str]:
     """Load the library into torch (no GPU needed) and print the schemas torch registered, as torch prints them."""
-    script = ("import json, sys, torch; torch.ops.load_library(sys.argv[1]); ns = torch.ops._vllm_fa2_C; "
-              "print(json.dumps({n: str(getattr(ns, n).default._schema) for n in sys.argv[2:]}))")
+    script = (
+        "import json, sys, torch; torch.ops.load_library(sys.argv[1]); ns = torch.ops._vllm_fa2_C; "
+        "print(json.dumps({n: str(getattr(ns, n).default._schema) for n in sys.argv[2:]}))"
+    )
     env = dict(os.environ)
     if ctypes.util.find_library("cuda") is None:
         # vLLM's extension links the driver library; an empty stand-in lets it load where no driver is.
         stub = stub_dir / "libcuda.so.1"
-        subprocess.run(["gcc", "-shared", "-x", "c", "/dev/null", "-o", str(stub), "-Wl,-soname,libcuda.so.1"],
-                       check=True)
+        subprocess.run(
+            ["gcc", "-shared", "-x", "c", "/dev/null", "-o", str(stub), "-Wl,-soname,libcuda.so.1"], check=True
+        )
         env["LD_LIBRARY_PATH"] = f"{stub_dir}:{env.get('LD_LIBRARY_PATH', '')}"
     proc = subprocess.run([str(python), "-c", script, str(so), *names], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -230,8 +260,9 @@ def registered_under_torch(python: Path, so: Path, names: tuple[str, ...], stub_
 @pytest.mark.nvcc
 @pytest.mark.network
 @pytest.mark.skipif(not HAS_NVCC, reason="needs nvcc 13.0")
-def test_the_build_registers_exactly_the_ops_of_vllms_own_extension(decode_wheel: Path, torch_python: Path,
-                                                                   tmp_path: Path) -> None:
+def test_the_build_registers_exactly_the_ops_of_vllms_own_extension(
+    decode_wheel: Path, torch_python: Path, tmp_path: Path
+) -> None:
     assert decode_wheel.name == "vllm_fa2-0.33.0+cu130torch2.14sm120decode-cp311-abi3-linux_x86_64.whl"
     report = json.loads(decode_wheel.with_name(decode_wheel.name + ".verify.json").read_text())
     assert report["ok"] and {c["name"]: c["ok"] for c in report["checks"]}["op-schemas"]
@@ -255,7 +286,8 @@ def test_the_build_registers_exactly_the_ops_of_vllms_own_extension(decode_wheel
         theirs.write_bytes(zf.read(SO))
     # Both libraries loaded by the same torch, which parses and prints each registered schema.
     assert registered_under_torch(torch_python, ours, RELEASE.op_names, tmp_path) == registered_under_torch(
-        torch_python, theirs, RELEASE.op_names, tmp_path)
+        torch_python, theirs, RELEASE.op_names, tmp_path
+    )
 
 
 @pytest.fixture
@@ -264,10 +296,27 @@ def vllm_venv(tmp_path: Path, torch_python: Path) -> Path:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-                    "--no-compile", str(vllm_wheel(RELEASE))], check=True)
-    torch_site = subprocess.run([str(torch_python), "-c", "import torch, os; print(os.path.dirname(os.path.dirname("
-                                 "torch.__file__)))"], capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-compile",
+            str(vllm_wheel(RELEASE)),
+        ],
+        check=True,
+    )
+    torch_site = subprocess.run(
+        [str(torch_python), "-c", "import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     site = next((venv / "lib").glob("python3.*/site-packages"))
     (site / "torch-env.pth").write_text(torch_site + "\n")
     return python
@@ -294,9 +343,11 @@ def test_overlay_into_a_venv_with_that_vllm_and_undo_byte_for_byte(decode_wheel:
     state = json.loads((site / (SO + STATE_SUFFIX)).read_text())
     assert state["original_sha256"] == hashlib.sha256(original).hexdigest()
     # vLLM's `from . import _vllm_fa2_C` now loads ours (limited-API module init) and registers its ops.
-    script = ("import importlib.util as u, sys, torch; s = u.spec_from_file_location('vllm.vllm_flash_attn."
-              "_vllm_fa2_C', sys.argv[1]); m = u.module_from_spec(s); s.loader.exec_module(m); "
-              "print(torch.ops._vllm_fa2_C.varlen_fwd.default._schema.name)")
+    script = (
+        "import importlib.util as u, sys, torch; s = u.spec_from_file_location('vllm.vllm_flash_attn."
+        "_vllm_fa2_C', sys.argv[1]); m = u.module_from_spec(s); s.loader.exec_module(m); "
+        "print(torch.ops._vllm_fa2_C.varlen_fwd.default._schema.name)"
+    )
     imported = subprocess.run([str(vllm_venv), "-c", script, str(installed)], capture_output=True, text=True)
     assert imported.stdout.strip() == "_vllm_fa2_C::varlen_fwd", imported.stderr[-2000:]
 

@@ -13,8 +13,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 def copy_repo(dest: Path) -> Path:
     """A checkout of this repo in another directory: tracked and untracked-but-not-ignored files."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         src = REPO / name
         if src.is_file():
@@ -25,5 +33,6 @@ def copy_repo(dest: Path) -> Path:
 
 def fawheels(checkout: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
-    return subprocess.run([sys.executable, "-m", "fawheels.cli", *args], cwd=checkout, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "fawheels.cli", *args], cwd=checkout, env=env, capture_output=True, text=True
+    )

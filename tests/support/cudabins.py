@@ -34,18 +34,22 @@ extern "C" __global__ void add(float *x, float a, int n) {
 }
 """
 # a host entry point, so a shared object links the CUDA runtime like a torch extension does
-HOST = KERNEL + r"""
+HOST = (
+    KERNEL
+    + r"""
 extern "C" int launch_add(float *x, float a, int n) {
   add<<<(n + 255) / 256, 256>>>(x, a, n);
   return 0;
 }
 """
+)
 
 
 def find_nvcc() -> str | None:
     found = shutil.which("nvcc")
-    return found or next((p for p in ("/usr/local/cuda/bin/nvcc", "/usr/local/cuda-13.0/bin/nvcc")
-                          if Path(p).exists()), None)
+    return found or next(
+        (p for p in ("/usr/local/cuda/bin/nvcc", "/usr/local/cuda-13.0/bin/nvcc") if Path(p).exists()), None
+    )
 
 
 def gencode(target: str) -> str:
@@ -54,8 +58,9 @@ def gencode(target: str) -> str:
     return f"-gencode=arch={arch},code={target}"
 
 
-def compile_fatbin(out: Path, targets: Sequence[str], *, compress: str | None = None,
-                   nvcc: str | None = None, source: str = KERNEL) -> Path:
+def compile_fatbin(
+    out: Path, targets: Sequence[str], *, compress: str | None = None, nvcc: str | None = None, source: str = KERNEL
+) -> Path:
     """A raw fatbin of the tiny kernel for `targets` (sm_XY = SASS, compute_XY = PTX)."""
     compiler = nvcc or find_nvcc()
     assert compiler, "nvcc not found"
@@ -69,8 +74,9 @@ def compile_fatbin(out: Path, targets: Sequence[str], *, compress: str | None = 
     return out
 
 
-def compile_so(out: Path, sources: Sequence[str], targets: Sequence[str], *, cudart: str = "shared",
-               libs: Sequence[str] = ()) -> Path:
+def compile_so(
+    out: Path, sources: Sequence[str], targets: Sequence[str], *, cudart: str = "shared", libs: Sequence[str] = ()
+) -> Path:
     """A shared object, one translation unit (= one fatbin container) per source."""
     compiler = find_nvcc()
     assert compiler, "nvcc not found"
@@ -80,16 +86,31 @@ def compile_so(out: Path, sources: Sequence[str], targets: Sequence[str], *, cud
         f.write_text(text.replace("add", f"add{i}"))
         files.append(str(f))
     link = ["-Xlinker", "--no-as-needed", *[f"-l{lib}" for lib in libs]] if libs else []
-    subprocess.run([compiler, "-shared", "-Xcompiler", "-fPIC", "-cudart", cudart, *map(gencode, targets),
-                    *files, *link, "-o", str(out)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            compiler,
+            "-shared",
+            "-Xcompiler",
+            "-fPIC",
+            "-cudart",
+            cudart,
+            *map(gencode, targets),
+            *files,
+            *link,
+            "-o",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out
 
 
 def cuobjdump_text(path: Path) -> str:
     exe = inspect.find_cuobjdump()
     assert exe, "cuobjdump not found"
-    return subprocess.run([str(exe), "-elf", "-ptx", str(path)], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run([str(exe), "-elf", "-ptx", str(path)], check=True, capture_output=True, text=True).stdout
 
 
 # --- wheels ------------------------------------------------------------------------------------------
@@ -103,30 +124,46 @@ EXT = f"{PKG}/_C.cpython-311-x86_64-linux-gnu.so"
 def build_info(**changes: object) -> dict[str, object]:
     """A schema-1 build-info.json (docs/build-info.md) for an sm_120 CUDA 13.0 target."""
     info: dict[str, object] = {
-        "schema": 1, "target": "fa2toy-cu130-torch2.14-sm120-cp311", "recipe": "fa2", "distribution": PKG,
+        "schema": 1,
+        "target": "fa2toy-cu130-torch2.14-sm120-cp311",
+        "recipe": "fa2",
+        "distribution": PKG,
         "version": VERSION,
         "source": {"name": "fa2toy-1.0", "kind": "sdist", "url": "file:///dev/null", "sha256": "0" * 64},
-        "patches": [], "toolchain": {"cuda": "13.0", "nvcc": "13.0.88", "provision": "host"},
+        "patches": [],
+        "toolchain": {"cuda": "13.0", "nvcc": "13.0.88", "provision": "host"},
         "torch": {"version": "2.14.1+cu130", "cuda": "13.0", "requirement": "torch==2.14.*", "cxx_std": 20},
-        "python": "3.11", "archs": {"sass": ["sm_120"], "ptx": []}, "min_driver": "580.65.06",
-        "cuda_runtime_major": 13, "extensions": [EXT], "source_date_epoch": 1755000000,
+        "python": "3.11",
+        "archs": {"sass": ["sm_120"], "ptx": []},
+        "min_driver": "580.65.06",
+        "cuda_runtime_major": 13,
+        "extensions": [EXT],
+        "source_date_epoch": 1755000000,
     }
     info.update(changes)
     return info
 
 
-
-def write_wheel(directory: Path, files: Mapping[str, bytes], *, info: Mapping[str, object] | None,
-                requires: Sequence[str] = ("torch==2.14.*",), wheel_tag: str = TAG,
-                filename_tag: str = TAG, tamper: Mapping[str, bytes] | None = None) -> Path:
+def write_wheel(
+    directory: Path,
+    files: Mapping[str, bytes],
+    *,
+    info: Mapping[str, object] | None,
+    requires: Sequence[str] = ("torch==2.14.*",),
+    wheel_tag: str = TAG,
+    filename_tag: str = TAG,
+    tamper: Mapping[str, bytes] | None = None,
+) -> Path:
     """A wheel with a correct RECORD; `tamper` replaces members after RECORD was written."""
     dist_info = f"{PKG}-{VERSION}.dist-info"
     meta = f"Metadata-Version: 2.1\nName: {PKG}\nVersion: {VERSION}\n" + "".join(
-        f"Requires-Dist: {r}\n" for r in requires)
+        f"Requires-Dist: {r}\n" for r in requires
+    )
     members = dict(files)
     members[f"{dist_info}/METADATA"] = meta.encode()
-    members[f"{dist_info}/WHEEL"] = (f"Wheel-Version: 1.0\nGenerator: cudabins\nRoot-Is-Purelib: false\n"
-                                     f"Tag: {wheel_tag}\n").encode()
+    members[f"{dist_info}/WHEEL"] = (
+        f"Wheel-Version: 1.0\nGenerator: cudabins\nRoot-Is-Purelib: false\nTag: {wheel_tag}\n"
+    ).encode()
     if info is not None:
         members[f"{dist_info}/build-info.json"] = json.dumps(info, indent=2).encode()
     record = "".join(f"{n},{record_hash(d)},{len(d)}\n" for n, d in members.items())
@@ -208,9 +245,16 @@ def gpu_cc_and_driver() -> tuple[str, str]:
     cuda.cuDeviceGetAttribute(ctypes.byref(minor), 76, 0)
     proc = Path("/proc/driver/nvidia/version")
     m = re.search(r"Kernel Module\s+(\d+\.\d+(\.\d+)?)", proc.read_text()) if proc.exists() else None
-    driver = m.group(1) if m else subprocess.run(
-        ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], check=True,
-        capture_output=True, text=True).stdout.split()[0]
+    driver = (
+        m.group(1)
+        if m
+        else subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()[0]
+    )
     return f"{major.value}.{minor.value}", driver
 
 
@@ -233,15 +277,20 @@ def gpu_table() -> tuple[str, dict[str, object], list[tuple[GpuCase, compat.Pred
     """Predicted vs observed for every GPU case on this machine's GPU and driver: markdown, JSON, rows."""
     gpu, driver = gpu_cc_and_driver()
     rows = [(c, predicted(c, gpu, driver), driver_load(gpu_fatbin(c).read_bytes())) for c in GPU_CASES]
-    lines = [f"GPU compute capability {gpu}, driver {driver}", "",
-             "| fatbin | contents | nvcc | compat predicts | image | cuModuleLoadData | agree |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"GPU compute capability {gpu}, driver {driver}",
+        "",
+        "| fatbin | contents | nvcc | compat predicts | image | cuModuleLoadData | agree |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for case, pred, result in rows:
         want = "loads" if pred.ok else pred.error
         got = "0 (loaded)" if result == 0 else f"{result} ({DRIVER_RESULTS.get(result, 'other')})"
         agree = DRIVER_RESULTS.get(result, "other") == pred.error
-        lines.append(f"| {case.name}.fatbin | {' + '.join(case.targets)} | {case.nvcc} | {want} "
-                     f"| {pred.image or '-'} | {got} | {'yes' if agree else 'NO'} |")
+        lines.append(
+            f"| {case.name}.fatbin | {' + '.join(case.targets)} | {case.nvcc} | {want} "
+            f"| {pred.image or '-'} | {got} | {'yes' if agree else 'NO'} |"
+        )
     observed: dict[str, object] = {"gpu": gpu, "driver": driver, "results": {c.name: r for c, _, r in rows}}
     return "\n".join(lines) + "\n", observed, rows
 
@@ -258,8 +307,10 @@ def regen(data: Path, nvcc132: str | None) -> None:
         if case.nvcc == "13.2" and not nvcc132:
             continue
         compile_fatbin(data / "gpu" / f"{case.name}.fatbin", case.targets, compress=case.compress, nvcc=compiler)
-    compile_fatbin(data / "multi.fatbin", ("sm_90a", "compute_90a", "sm_100f", "compute_100f", "compute_120a",
-                                           "compute_120f", "sm_110", "sm_90"))
+    compile_fatbin(
+        data / "multi.fatbin",
+        ("sm_90a", "compute_90a", "sm_100f", "compute_100f", "compute_120a", "compute_120f", "sm_110", "sm_90"),
+    )
     for mode in ("none", "speed", "size"):
         compile_fatbin(data / f"sm80+ptx80-{mode}.fatbin", ("sm_80", "compute_80"), compress=mode)
     so = compile_so(data / "libtwo.so", [HOST, HOST], ("sm_120", "compute_80"))
@@ -271,16 +322,19 @@ def regen(data: Path, nvcc132: str | None) -> None:
     src = data / "k.cu"
     src.write_text(KERNEL)
     subprocess.run([nvcc, "-cubin", "-arch=sm_120f", "-o", str(data / "sm_120f.cubin"), str(src)], check=True)
-    subprocess.run([nvcc, "-fatbin", "-gencode=arch=compute_80,code=lto_80", "-o", str(data / "lto80.fatbin"),
-                    str(src)], check=True)
+    subprocess.run(
+        [nvcc, "-fatbin", "-gencode=arch=compute_80,code=lto_80", "-o", str(data / "lto80.fatbin"), str(src)],
+        check=True,
+    )
     src.unlink()
     for f in ("multi.fatbin", "sm80+ptx80-size.fatbin", "libtwo.so", "sm_120f.cubin"):
         (data / f"{f}.cuobjdump.txt").write_text(cuobjdump_text(data / f))
     exe = inspect.find_cuobjdump()
     assert exe, "cuobjdump not found"
     for f in ("multi.fatbin", "libtwo.so"):  # the listing verify starts from
-        listing = subprocess.run([str(exe), "-all", "-lelf", "-lptx", f], cwd=data, check=True,
-                                 capture_output=True, text=True).stdout
+        listing = subprocess.run(
+            [str(exe), "-all", "-lelf", "-lptx", f], cwd=data, check=True, capture_output=True, text=True
+        ).stdout
         (data / f"{f}.cuobjdump-list.txt").write_text(listing)
 
 

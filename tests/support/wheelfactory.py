@@ -51,9 +51,23 @@ def compile_extension(workdir: Path) -> Path:
     src.write_text(_KERNEL)
     out = workdir / f"_C{EXT_SUFFIX}"
     subprocess.run(
-        [compiler, "-shared", "-Xcompiler", "-fPIC", "-O2", "-gencode", "arch=compute_120,code=sm_120",
-         "-cudart", "static", f"-I{sysconfig.get_paths()['include']}", str(src), "-o", str(out)],
-        check=True, capture_output=True,
+        [
+            compiler,
+            "-shared",
+            "-Xcompiler",
+            "-fPIC",
+            "-O2",
+            "-gencode",
+            "arch=compute_120,code=sm_120",
+            "-cudart",
+            "static",
+            f"-I{sysconfig.get_paths()['include']}",
+            str(src),
+            "-o",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
     )
     # nvcc's tmpxft_<pid> names land in the symbol table; stripping keeps the wheel reproducible.
     subprocess.run(["strip", "--strip-unneeded", str(out)], check=True)
@@ -81,17 +95,21 @@ def toy_wheel(
     files: dict[str, bytes] = {
         f"{name}/__init__.py": (
             f'"""Toy package for fawheels publish tests{salt}."""\n'
-            f'VARIANT = "{cu}"\n'
-            + ("from ._C import kernel_name  # noqa: F401\n" if extension else "")
+            f'VARIANT = "{cu}"\n' + ("from ._C import kernel_name  # noqa: F401\n" if extension else "")
         ).encode(),
     }
     if extension:
         files[ext_name] = extension.read_bytes()
-    metadata = render_metadata([
-        ("Metadata-Version", "2.1"), ("Name", name), ("Version", full_version),
-        ("Summary", "toy CUDA extension for fawheels publish tests"), ("Requires-Python", ">=3.10"),
-        ("Requires-Dist", f"torch=={torch}.*"),
-    ])
+    metadata = render_metadata(
+        [
+            ("Metadata-Version", "2.1"),
+            ("Name", name),
+            ("Version", full_version),
+            ("Summary", "toy CUDA extension for fawheels publish tests"),
+            ("Requires-Python", ">=3.10"),
+            ("Requires-Dist", f"torch=={torch}.*"),
+        ]
+    )
     build_info = {
         "schema": 1,
         "target": f"{name}-{cu}-torch{torch}-sm120-{PY_TAG}",
@@ -99,8 +117,7 @@ def toy_wheel(
         "distribution": name,
         "version": full_version,
         "toolchain": {"cuda": cuda, "nvcc": "13.0.88", "provision": "host", "host_compiler": "gcc"},
-        "torch": {"version": f"{torch}.1+{cu}", "cuda": cuda, "requirement": f"torch=={torch}.*",
-                  "cxx_std": 20},
+        "torch": {"version": f"{torch}.1+{cu}", "cuda": cuda, "requirement": f"torch=={torch}.*", "cxx_std": 20},
         "python": sysconfig.get_python_version(),
         "archs": {"sass": ["sm_120"] if extension else [], "ptx": []},
         "min_driver": str(cudafacts.toolkit(cuda).min_driver),

@@ -25,12 +25,25 @@ from support.cudabins import DATA, EXT, build_info, write_wheel
 
 pytestmark = pytest.mark.fuzz
 
-SEEDS = {name: (DATA / name).read_bytes() for name in (
-    "libtwo.so", "sm_120f.cubin", "multi.fatbin", "sm80+ptx80-speed.fatbin", "sm80+ptx80-size.fatbin",
-    "lto80.fatbin")}
+SEEDS = {
+    name: (DATA / name).read_bytes()
+    for name in (
+        "libtwo.so",
+        "sm_120f.cubin",
+        "multi.fatbin",
+        "sm80+ptx80-speed.fatbin",
+        "sm80+ptx80-size.fatbin",
+        "lto80.fatbin",
+    )
+}
 MEMORY_CAP = 32 << 20  # far above what any of these (< 50 KB) inputs needs
-BUDGET = settings(max_examples=150, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+BUDGET = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def bounded(read: Callable[[], object]) -> None:
@@ -53,14 +66,18 @@ def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
     data = bytearray(SEEDS[name])
     for _ in range(draw(st.integers(1, 4))):
         # headers live at the start of fatbins and at both ends of ELF files: bias towards them
-        pos = draw(st.one_of(st.integers(0, min(255, len(data) - 1)),
-                             st.integers(max(0, len(data) - 2048), len(data) - 1),
-                             st.integers(0, len(data) - 1)))
+        pos = draw(
+            st.one_of(
+                st.integers(0, min(255, len(data) - 1)),
+                st.integers(max(0, len(data) - 2048), len(data) - 1),
+                st.integers(0, len(data) - 1),
+            )
+        )
         width = draw(st.sampled_from([1, 1, 2, 4, 8]))
         value = draw(st.sampled_from([b"\x00", b"\xff", b"\x7f", b"\x80"]) | st.binary(min_size=1, max_size=1))
-        data[pos:pos + width] = (value * width)[:width]
+        data[pos : pos + width] = (value * width)[:width]
     if draw(st.booleans()):
-        data = data[:draw(st.integers(0, len(data)))]
+        data = data[: draw(st.integers(0, len(data)))]
     return name, bytes(data)
 
 
@@ -99,8 +116,9 @@ def wheel_seed(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 @BUDGET
 @given(data=st.data())
-def test_zip_readers_on_mutated_wheels(wheel_seed: bytes, tmp_path_factory: pytest.TempPathFactory,
-                                       data: st.DataObject) -> None:
+def test_zip_readers_on_mutated_wheels(
+    wheel_seed: bytes, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
     """A real wheel with bytes overwritten anywhere (local headers, deflate streams, central directory)."""
     whole = bytearray(wheel_seed)
     for _ in range(data.draw(st.integers(1, 3))):
@@ -113,12 +131,21 @@ def test_zip_readers_on_mutated_wheels(wheel_seed: bytes, tmp_path_factory: pyte
 
 
 @BUDGET
-@given(members=st.lists(st.tuples(
-    st.sampled_from(["a.so", "x.dist-info/WHEEL", "x.dist-info/RECORD", "x.dist-info/build-info.json", "d/e.bin"]),
-    st.binary(max_size=512) | st.sampled_from(sorted(SEEDS.values()))), max_size=5))
+@given(
+    members=st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["a.so", "x.dist-info/WHEEL", "x.dist-info/RECORD", "x.dist-info/build-info.json", "d/e.bin"]
+            ),
+            st.binary(max_size=512) | st.sampled_from(sorted(SEEDS.values())),
+        ),
+        max_size=5,
+    )
+)
 @pytest.mark.filterwarnings("ignore:Duplicate name")
-def test_zip_readers_on_random_wheels(tmp_path_factory: pytest.TempPathFactory,
-                                      members: list[tuple[str, bytes]]) -> None:
+def test_zip_readers_on_random_wheels(
+    tmp_path_factory: pytest.TempPathFactory, members: list[tuple[str, bytes]]
+) -> None:
     """Random members, duplicate names included, some of them real binaries."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:

@@ -67,7 +67,8 @@ def _zip_with_lying_size(path: Path, claimed: int) -> Path:
 
 
 def test_a_member_claiming_gigabytes_is_refused_before_inflating(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], peak_memory: list[int]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], peak_memory: list[int]
+) -> None:
     bomb = _zip_with_lying_size(tmp_path / f"{PKG}-{VERSION}-cp311-cp311-linux_x86_64.whl", 0xFFFF0000)
     err = cli_error(["verify", str(bomb)], capsys)
     assert f"member {EXT} inflates" in err and bomb.name in err
@@ -75,7 +76,8 @@ def test_a_member_claiming_gigabytes_is_refused_before_inflating(
 
 
 def test_a_deflate_bomb_is_refused_with_bounded_memory(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], peak_memory: list[int]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], peak_memory: list[int]
+) -> None:
     bomb = tmp_path / "bomb-1.0-py3-none-any.whl"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("bomb-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n")
@@ -132,8 +134,9 @@ def test_a_raw_fatbin_member_is_read_whatever_its_name(tmp_path: Path, name: str
 
 
 def test_a_cubin_named_like_text_is_read(tmp_path: Path) -> None:
-    report = ours(write_wheel(tmp_path, {**FILES, "fa2toy/notes.txt": (DATA / "sm_120f.cubin").read_bytes()},
-                              info=build_info()))
+    report = ours(
+        write_wheel(tmp_path, {**FILES, "fa2toy/notes.txt": (DATA / "sm_120f.cubin").read_bytes()}, info=build_info())
+    )
     assert "fa2toy/notes.txt carries CUDA code" in failing(report)["extensions"]
 
 
@@ -161,7 +164,7 @@ def test_a_listed_extension_that_is_a_raw_fatbin_fails(tmp_path: Path) -> None:
 
 def _elf_header_positions(data: bytes) -> list[int]:
     """Every byte of the ELF header and of the section header table (where corruption bites)."""
-    shoff, = struct.unpack_from("<Q", data, 0x28)
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
     return list(range(64)) + list(range(shoff, min(len(data), shoff + 64 * 40), 11))
 
 
@@ -187,21 +190,29 @@ def _entry(data: bytes) -> tuple[bytearray, int]:
     return bytearray(data), header_size
 
 
-@pytest.mark.parametrize(("field", "value", "says"), [
-    ("container size", 1 << 62, "truncated fatbin container"),
-    ("container header", 0xFFFF, "truncated fatbin container"),
-    ("entry header", 0xFFFFFFFF, "corrupt entry header"),
-    ("entry payload", 1 << 62, "corrupt entry header"),
-    ("entry decompressed", 1 << 28, "claims"),  # below any fixed cap: the bound is 255x what is stored
-    ("entry compressed", 0xFFFFFFFF, "compressed size"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("container size", 1 << 62, "truncated fatbin container"),
+        ("container header", 0xFFFF, "truncated fatbin container"),
+        ("entry header", 0xFFFFFFFF, "corrupt entry header"),
+        ("entry payload", 1 << 62, "corrupt entry header"),
+        ("entry decompressed", 1 << 28, "claims"),  # below any fixed cap: the bound is 255x what is stored
+        ("entry compressed", 0xFFFFFFFF, "compressed size"),
+    ],
+)
 def test_absurd_fatbin_sizes_are_refused_without_allocating_them(
-        field: str, value: int, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        peak_memory: list[int]) -> None:
+    field: str, value: int, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], peak_memory: list[int]
+) -> None:
     data, at = _entry((DATA / "sm80+ptx80-speed.fatbin").read_bytes())  # lz4-compressed PTX first
-    offsets = {"container size": (8, "<Q"), "container header": (6, "<H"), "entry header": (at + 4, "<I"),
-               "entry payload": (at + 8, "<Q"), "entry decompressed": (at + 56, "<Q"),
-               "entry compressed": (at + 16, "<I")}
+    offsets = {
+        "container size": (8, "<Q"),
+        "container header": (6, "<H"),
+        "entry header": (at + 4, "<I"),
+        "entry payload": (at + 8, "<Q"),
+        "entry decompressed": (at + 56, "<Q"),
+        "entry compressed": (at + 16, "<I"),
+    }
     off, fmt = offsets[field]
     kinds = [struct.unpack_from("<H", data, at)[0], struct.unpack_from("<Q", data, at + 40)[0]]
     assert kinds[0] in (1, 2) and kinds[1] & 0x2000  # the first entry is lz4-compressed
@@ -216,8 +227,9 @@ def test_absurd_fatbin_sizes_are_refused_without_allocating_them(
 # --- metadata ------------------------------------------------------------------------------------------------
 
 
-def test_a_200000_deep_build_info_fails_its_check_not_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                                               ) -> None:
+def test_a_200000_deep_build_info_fails_its_check_not_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     deep = "[" * 200_000 + "]" * 200_000
     path = write_wheel(tmp_path, FILES, info=None, tamper={f"{DIST_INFO}/build-info.json": deep.encode()})
     report = ours(path)
@@ -234,8 +246,9 @@ def test_deep_json_elsewhere_in_the_wheel_is_just_data(tmp_path: Path) -> None:
     assert report.ok, failing(report)
 
 
-def test_metadata_texts_are_size_capped(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_metadata_texts_are_size_capped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(verify, "MAX_TEXT_BYTES", 1000)
     path = write_wheel(tmp_path, FILES, info=build_info(padding="x" * 2000))
     err = cli_error(["verify", "--reader", "fawheels", str(path)], capsys)

@@ -41,16 +41,19 @@ def committed_cuobjdump(name: str) -> list[CodeEntry]:
 def test_multi_arch_fatbin_with_a_and_f_targets() -> None:
     obj = read("multi.fatbin")
     assert obj.format == "fatbin"
-    assert sorted(kinds(list(obj.entries)), key=str) == sorted([
-        ("sass", "sm_90a", None, "none"),
-        ("ptx", "sm_90a", "9.0", "zstd"),
-        ("sass", "sm_100f", None, "none"),
-        ("ptx", "sm_100f", "9.0", "zstd"),
-        ("ptx", "sm_120a", "9.0", "zstd"),
-        ("ptx", "sm_120f", "9.0", "zstd"),
-        ("sass", "sm_110", None, "none"),
-        ("sass", "sm_90", None, "none"),
-    ], key=str)
+    assert sorted(kinds(list(obj.entries)), key=str) == sorted(
+        [
+            ("sass", "sm_90a", None, "none"),
+            ("ptx", "sm_90a", "9.0", "zstd"),
+            ("sass", "sm_100f", None, "none"),
+            ("ptx", "sm_100f", "9.0", "zstd"),
+            ("ptx", "sm_120a", "9.0", "zstd"),
+            ("ptx", "sm_120f", "9.0", "zstd"),
+            ("sass", "sm_110", None, "none"),
+            ("sass", "sm_90", None, "none"),
+        ],
+        key=str,
+    )
     assert all(e.code_version == "1.8" for e in obj.entries if e.kind == "sass")
 
 
@@ -62,8 +65,9 @@ def test_parser_agrees_with_committed_cuobjdump_output(name: str) -> None:
     assert inspect.disagreements(ours, theirs) == []
 
 
-@pytest.mark.parametrize(("mode", "ptx", "sass"), [("none", "none", "none"), ("speed", "lz4", "none"),
-                                                   ("size", "zstd", "zstd")])
+@pytest.mark.parametrize(
+    ("mode", "ptx", "sass"), [("none", "none", "none"), ("speed", "lz4", "none"), ("size", "zstd", "zstd")]
+)
 def test_compress_modes(mode: str, ptx: str, sass: str) -> None:
     entries = read(f"sm80+ptx80-{mode}.fatbin").entries
     assert sorted(kinds(list(entries)), key=str) == [("ptx", "sm_80", "9.0", ptx), ("sass", "sm_80", None, sass)]
@@ -77,7 +81,9 @@ def test_shared_object_has_one_container_per_translation_unit_and_its_needed_lib
     # container 0 is what nvcc's device-link step adds; then one per .cu file
     assert sorted({e.container for e in obj.entries}) == [0, 1, 2]
     assert {(e.kind, e.arch, e.ptx_isa) for e in obj.entries if e.container == 2} == {
-        ("sass", "sm_120", None), ("ptx", "sm_80", "9.0")}
+        ("sass", "sm_120", None),
+        ("ptx", "sm_80", "9.0"),
+    }
 
 
 def test_cubin_suffix_comes_from_the_recorded_ptxas_arguments() -> None:
@@ -96,8 +102,9 @@ def test_lto_ir_is_listed_but_is_neither_sass_nor_ptx() -> None:
 
 
 def test_wheel_members_are_read_in_memory(tmp_path: Path) -> None:
-    wheel = cudabins.write_wheel(tmp_path, {cudabins.EXT: (DATA / "libtwo.so").read_bytes()},
-                                 info=cudabins.build_info())
+    wheel = cudabins.write_wheel(
+        tmp_path, {cudabins.EXT: (DATA / "libtwo.so").read_bytes()}, info=cudabins.build_info()
+    )
     before = set(tmp_path.iterdir())
     (obj,) = inspect.read_path(wheel)
     assert obj.file == cudabins.EXT and len(obj.entries) == 5
@@ -173,8 +180,10 @@ def test_zip_path_traversal_is_refused_and_nothing_is_written(
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    wheel = _zip(tmp_path / "evil-1.0-py3-none-any.whl",
-                 {"evil-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\n", evil: (DATA / "libtwo.so").read_bytes()})
+    wheel = _zip(
+        tmp_path / "evil-1.0-py3-none-any.whl",
+        {"evil-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\n", evil: (DATA / "libtwo.so").read_bytes()},
+    )
     before = sorted(tmp_path.rglob("*"))
     assert "path traversal" in assert_clean_error(wheel, capsys)
     assert sorted(tmp_path.rglob("*")) == before
@@ -200,7 +209,7 @@ def test_symlink_member_is_refused(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr("s-1.0.dist-info/WHEEL", b"Wheel-Version: 1.0\n")
         link = zipfile.ZipInfo("s/link.so")
-        link.external_attr = (0o120777 << 16)
+        link.external_attr = 0o120777 << 16
         zf.writestr(link, "/etc/passwd")
     with pytest.raises(InspectError, match="symbolic link"):
         inspect.read_path(wheel)
@@ -214,8 +223,10 @@ def test_cuobjdump_output_parser_handles_no_device_code() -> None:
 
 NVCC_TARGETS = ("sm_80", "sm_90a", "sm_100", "sm_120a", "sm_120f", "compute_80", "compute_120f")
 COMPRESS_MODES = ("default", "size", "speed", "balance", "none")
-needs_tools = pytest.mark.skipif(cudabins.find_nvcc() is None or inspect.find_cuobjdump() is None,
-                                 reason="needs nvcc and cuobjdump (pip install nvidia-cuda-cuobjdump)")
+needs_tools = pytest.mark.skipif(
+    cudabins.find_nvcc() is None or inspect.find_cuobjdump() is None,
+    reason="needs nvcc and cuobjdump (pip install nvidia-cuda-cuobjdump)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -224,10 +235,12 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("nvcc")
     jobs: dict[str, Callable[[], Path]] = {
         f"mode-{m}": functools.partial(cudabins.compile_fatbin, out / f"{m}.fatbin", NVCC_TARGETS, compress=m)
-        for m in COMPRESS_MODES}
+        for m in COMPRESS_MODES
+    }
     jobs["ptx-only"] = lambda: cudabins.compile_fatbin(out / "ptx.fatbin", ("compute_90a", "compute_100"))
-    jobs["so"] = lambda: cudabins.compile_so(out / "libtwo.so", [cudabins.HOST, cudabins.HOST],
-                                             ("sm_120", "sm_90a", "compute_80"))
+    jobs["so"] = lambda: cudabins.compile_so(
+        out / "libtwo.so", [cudabins.HOST, cudabins.HOST], ("sm_120", "sm_90a", "compute_80")
+    )
     with ThreadPoolExecutor(2) as pool:
         futures = {name: pool.submit(job) for name, job in jobs.items()}
         return {name: f.result() for name, f in futures.items()}
@@ -240,8 +253,14 @@ def test_each_compress_mode_parses_like_cuobjdump(mode: str, compiled: dict[str,
     path = compiled[f"mode-{mode}"]
     ours = list(inspect.read_file(path).entries)
     assert {(e.kind, e.arch) for e in ours} == {
-        ("sass", "sm_80"), ("sass", "sm_90a"), ("sass", "sm_100"), ("sass", "sm_120a"), ("sass", "sm_120f"),
-        ("ptx", "sm_80"), ("ptx", "sm_120f")}
+        ("sass", "sm_80"),
+        ("sass", "sm_90a"),
+        ("sass", "sm_100"),
+        ("sass", "sm_120a"),
+        ("sass", "sm_120f"),
+        ("ptx", "sm_80"),
+        ("ptx", "sm_120f"),
+    }
     assert {e.ptx_isa for e in ours if e.kind == "ptx"} == {"9.0"}
     expected = {"none": {"none"}, "speed": {"lz4", "none"}}.get(mode, {"zstd", "none"})
     assert {e.compression for e in ours} <= expected
@@ -259,8 +278,9 @@ def test_ptx_only_and_shared_object_agree_with_cuobjdump(compiled: dict[str, Pat
 
 @pytest.mark.nvcc
 @needs_tools
-def test_wheel_readers_agree_through_the_cli(compiled: dict[str, Path], tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_wheel_readers_agree_through_the_cli(
+    compiled: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     wheel = cudabins.write_wheel(tmp_path, {cudabins.EXT: compiled["so"].read_bytes()}, info=cudabins.build_info())
     assert cli.main(["inspect", "--reader", "both", str(wheel)]) == 0
     assert cli.main(["inspect", "--reader", "cuobjdump", "--json", str(wheel)]) == 0
@@ -271,8 +291,9 @@ def test_wheel_readers_agree_through_the_cli(compiled: dict[str, Path], tmp_path
 
 @pytest.mark.nvcc
 @needs_tools
-def test_readers_disagreeing_is_exit_1(compiled: dict[str, Path], tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readers_disagreeing_is_exit_1(
+    compiled: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = inspect.parse_cuobjdump
 
     def drop_first(lines: Iterable[str], file: str) -> list[CodeEntry]:

@@ -41,8 +41,18 @@ def failing(report: verify.VerifyReport) -> dict[str, str]:
 
 def test_listing_drops_the_f_suffix_of_sass_and_keeps_ptx_suffixes() -> None:
     listed = inspect.parse_cuobjdump_listing((DATA / "multi.fatbin.cuobjdump-list.txt").read_text().splitlines())
-    assert sorted(listed) == sorted([("ptx", "sm_90a"), ("sass", "sm_90a"), ("ptx", "sm_100f"), ("sass", "sm_100"),
-                                     ("ptx", "sm_120a"), ("ptx", "sm_120f"), ("sass", "sm_110"), ("sass", "sm_90")])
+    assert sorted(listed) == sorted(
+        [
+            ("ptx", "sm_90a"),
+            ("sass", "sm_90a"),
+            ("ptx", "sm_100f"),
+            ("sass", "sm_100"),
+            ("ptx", "sm_120a"),
+            ("ptx", "sm_120f"),
+            ("sass", "sm_110"),
+            ("sass", "sm_90"),
+        ]
+    )
     # which is why verify dumps the entry headers when family-capable SASS (sm_100 and later) is listed
     ours = inspect.read_file(DATA / "multi.fatbin").entries
     assert ("sass", "sm_100f") in {(e.kind, e.arch) for e in ours}
@@ -51,20 +61,33 @@ def test_listing_drops_the_f_suffix_of_sass_and_keeps_ptx_suffixes() -> None:
 def test_ptx_isa_comes_from_the_dumped_text() -> None:
     (ptx,) = [e for e in committed_dump("sm80+ptx80-size.fatbin", "x") if e.kind == "ptx"]
     assert ptx.ptx_isa == "9.0"
-    (edited,) = [e for e in committed_dump("sm80+ptx80-size.fatbin", "x", (".version 9.0", ".version 9.2"))
-                 if e.kind == "ptx"]
+    (edited,) = [
+        e for e in committed_dump("sm80+ptx80-size.fatbin", "x", (".version 9.0", ".version 9.2")) if e.kind == "ptx"
+    ]
     assert edited.ptx_isa == "9.2"
 
 
-@pytest.mark.parametrize(("name", "edit", "ours_says", "theirs_says"), [
-    ("multi.fatbin", ("arch = sm_100f\ncode version = [1,8]", "arch = sm_100\ncode version = [1,8]"),
-     "sass sm_100f", "sass sm_100,"),
-    ("libtwo.so", (".version 9.0", ".version 9.2"), "ptx sm_80 (ISA 9.0) x2",
-     "ptx sm_80 (ISA 9.0), ptx sm_80 (ISA 9.2)"),
-    ("sm_120f.cubin", ("-arch sm_120f", "-arch sm_120a"), "sass sm_120f", "sass sm_120a"),
-])
+@pytest.mark.parametrize(
+    ("name", "edit", "ours_says", "theirs_says"),
+    [
+        (
+            "multi.fatbin",
+            ("arch = sm_100f\ncode version = [1,8]", "arch = sm_100\ncode version = [1,8]"),
+            "sass sm_100f",
+            "sass sm_100,",
+        ),
+        (
+            "libtwo.so",
+            (".version 9.0", ".version 9.2"),
+            "ptx sm_80 (ISA 9.0) x2",
+            "ptx sm_80 (ISA 9.0), ptx sm_80 (ISA 9.2)",
+        ),
+        ("sm_120f.cubin", ("-arch sm_120f", "-arch sm_120a"), "sass sm_120f", "sass sm_120a"),
+    ],
+)
 def test_one_altered_reading_is_a_disagreement_naming_the_member_and_both_readings(
-        name: str, edit: tuple[str, str], ours_says: str, theirs_says: str) -> None:
+    name: str, edit: tuple[str, str], ours_says: str, theirs_says: str
+) -> None:
     ours = list(inspect.read_file(DATA / name).entries)
     label = str(DATA / name)
     assert inspect.disagreements(ours, committed_dump(name, label)) == []
@@ -77,8 +100,10 @@ def test_one_altered_reading_is_a_disagreement_naming_the_member_and_both_readin
 def test_an_entry_only_one_reader_sees_is_a_disagreement() -> None:
     ours = list(inspect.read_file(DATA / "multi.fatbin").entries)
     theirs = committed_dump("multi.fatbin", "m")
-    ours = [CodeEntry("m", e.kind, e.arch, e.ptx_isa, e.code_version, e.compression, e.size,
-                      e.uncompressed_size) for e in ours]
+    ours = [
+        CodeEntry("m", e.kind, e.arch, e.ptx_isa, e.code_version, e.compression, e.size, e.uncompressed_size)
+        for e in ours
+    ]
     assert inspect.disagreements(ours, theirs) == []
     (problem,) = inspect.disagreements(ours, theirs[1:])
     assert problem.startswith("m: fawheels reads ") and theirs[0].arch in problem.split(";")[0]
@@ -108,12 +133,14 @@ def test_readers_check_fails_on_real_output_with_one_view_altered() -> None:
 
 @pytest.fixture
 def no_cuobjdump(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(verify, "_cuobjdump",
-                        lambda toolkit, install=True: (None, "no wheel of nvidia-cuda-cuobjdump here"))
+    monkeypatch.setattr(
+        verify, "_cuobjdump", lambda toolkit, install=True: (None, "no wheel of nvidia-cuda-cuobjdump here")
+    )
 
 
 def test_without_cuobjdump_verify_says_read_by_our_parser_only(
-        no_cuobjdump: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    no_cuobjdump: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write_wheel(tmp_path, FILES, info=build_info())
     assert cli.main(["verify", str(path)]) == 0
     out = capsys.readouterr().out
@@ -136,8 +163,9 @@ def test_publish_refuses_a_single_reader_report_unless_accepted(no_cuobjdump: No
     assert list(index.rglob(path.name))
 
 
-def test_reader_cuobjdump_alone_needs_cuobjdump(no_cuobjdump: None, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_reader_cuobjdump_alone_needs_cuobjdump(
+    no_cuobjdump: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write_wheel(tmp_path, FILES, info=build_info())
     assert cli.main(["verify", "--reader", "cuobjdump", str(path)]) == InspectError.exit_code
     assert "cuobjdump cannot run here" in capsys.readouterr().err
@@ -160,10 +188,10 @@ def test_locate_reports_why_no_cuobjdump(tmp_path: Path, monkeypatch: pytest.Mon
 # --- tools: the real cuobjdump ---------------------------------------------------------------------------
 
 
-needs_cuobjdump = pytest.mark.skipif(inspect.find_cuobjdump() is None,
-                                     reason="needs cuobjdump (pip install nvidia-cuda-cuobjdump==13.2.86)")
-BINARIES = sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*")
-                  if p.suffix in (".fatbin", ".so", ".cubin"))
+needs_cuobjdump = pytest.mark.skipif(
+    inspect.find_cuobjdump() is None, reason="needs cuobjdump (pip install nvidia-cuda-cuobjdump==13.2.86)"
+)
+BINARIES = sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*") if p.suffix in (".fatbin", ".so", ".cubin"))
 
 
 @pytest.mark.tools
@@ -181,14 +209,25 @@ def test_real_cuobjdump_reads_every_committed_binary_like_our_parser(name: str) 
 @pytest.mark.tools
 @needs_cuobjdump
 def test_real_cuobjdump_with_one_view_altered_fails_verification(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The real tool reads the real binary; then its PTX reading is altered the way a reader bug would."""
     real = inspect.parse_cuobjdump
 
     def ptx_isa_misread(lines: Iterable[str], file: str) -> list[CodeEntry]:
-        return [CodeEntry(e.file, e.kind, e.arch, "9.1" if e.kind == "ptx" else e.ptx_isa, e.code_version,
-                          e.compression, e.size, e.uncompressed_size)
-                for e in real(lines, file)]
+        return [
+            CodeEntry(
+                e.file,
+                e.kind,
+                e.arch,
+                "9.1" if e.kind == "ptx" else e.ptx_isa,
+                e.code_version,
+                e.compression,
+                e.size,
+                e.uncompressed_size,
+            )
+            for e in real(lines, file)
+        ]
 
     path = write_wheel(tmp_path, FILES, info=build_info())
     assert verify.verify_wheel(path).ok
@@ -254,7 +293,6 @@ def test_cuobjdump_is_provisioned_once_into_the_cache(tmp_path: Path, monkeypatc
     stamp = (exe.parents[3] / ".fawheels-complete").stat().st_mtime_ns
     assert inspect.provision_cuobjdump() == exe  # cached: not installed again
     assert (exe.parents[3] / ".fawheels-complete").stat().st_mtime_ns == stamp
-
 
 
 @pytest.mark.tools

@@ -31,8 +31,9 @@ def failing(report: verify.VerifyReport) -> dict[str, str]:
     return {c.name: c.detail for c in report.checks if not c.ok}
 
 
-def wheel(tmp_path: Path, files: dict[str, bytes] | None = None, info: dict[str, object] | None = GOOD_INFO,
-          **kwargs: Any) -> verify.VerifyReport:
+def wheel(
+    tmp_path: Path, files: dict[str, bytes] | None = None, info: dict[str, object] | None = GOOD_INFO, **kwargs: Any
+) -> verify.VerifyReport:
     return verify.verify_wheel(write_wheel(tmp_path, FILES if files is None else files, info=info, **kwargs))
 
 
@@ -40,8 +41,13 @@ def wheel(tmp_path: Path, files: dict[str, bytes] | None = None, info: dict[str,
 
 
 def facts(entries: list[CodeEntry], needed: tuple[str, ...] = ("libcudart.so.13", "libc.so.6")) -> verify.WheelFacts:
-    return verify.WheelFacts(filename="x.whl", members={EXT: ("", 0)}, dist_info="x.dist-info", texts={},
-                             objects=(CodeObject(EXT, "shared-object", needed, tuple(entries)),))
+    return verify.WheelFacts(
+        filename="x.whl",
+        members={EXT: ("", 0)},
+        dist_info="x.dist-info",
+        texts={},
+        objects=(CodeObject(EXT, "shared-object", needed, tuple(entries)),),
+    )
 
 
 def e(kind: str, arch: str, isa: str | None = None, container: int = 0) -> CodeEntry:
@@ -60,8 +66,7 @@ def test_sass_check_per_module() -> None:
     info = BuildInfo.from_json(build_info(archs={"sass": ["sm_120", "sm_90"], "ptx": []}))
     ok = verify.check_sass(facts([e("sass", "sm_120"), e("sass", "sm_90")]), info)
     assert ok.ok and "12.1" in ok.detail
-    bad = verify.check_sass(facts([e("sass", "sm_120"), e("sass", "sm_90"), e("sass", "sm_120a", container=1)]),
-                            info)
+    bad = verify.check_sass(facts([e("sass", "sm_120"), e("sass", "sm_90"), e("sass", "sm_120a", container=1)]), info)
     assert not bad.ok and "module 1: nothing runs on 9.0, 12.1" in bad.detail
     assert not verify.check_sass(facts([]), info).ok
 
@@ -79,14 +84,34 @@ def test_ptx_check_against_min_driver() -> None:
     assert verify.check_ptx(facts([e("ptx", "sm_80", "8.7")]), info128).ok
 
 
-@pytest.mark.parametrize(("needed", "ok"), [
-    (("libc10.so", "libc10_cuda.so", "libtorch.so", "libtorch_cpu.so", "libtorch_cuda.so", "libtorch_python.so",
-      "libcudart.so.13", "libstdc++.so.6", "libm.so.6", "libgcc_s.so.1", "libc.so.6", "libpthread.so.0",
-      "libdl.so.2", "librt.so.1", "ld-linux-x86-64.so.2"), True),
-    (("libcudart.so.12",), False),
-    (("libcuda.so.1",), False),
-    (("libpython3.11.so.1.0",), False),
-])
+@pytest.mark.parametrize(
+    ("needed", "ok"),
+    [
+        (
+            (
+                "libc10.so",
+                "libc10_cuda.so",
+                "libtorch.so",
+                "libtorch_cpu.so",
+                "libtorch_cuda.so",
+                "libtorch_python.so",
+                "libcudart.so.13",
+                "libstdc++.so.6",
+                "libm.so.6",
+                "libgcc_s.so.1",
+                "libc.so.6",
+                "libpthread.so.0",
+                "libdl.so.2",
+                "librt.so.1",
+                "ld-linux-x86-64.so.2",
+            ),
+            True,
+        ),
+        (("libcudart.so.12",), False),
+        (("libcuda.so.1",), False),
+        (("libpython3.11.so.1.0",), False),
+    ],
+)
 def test_needed_libraries(needed: tuple[str, ...], ok: bool) -> None:
     assert verify.check_needed(facts([], needed), BuildInfo.from_json(build_info())).ok == ok
 
@@ -98,8 +123,18 @@ def test_a_good_wheel_passes_and_the_report_lands_beside_it(tmp_path: Path) -> N
     path = write_wheel(tmp_path, FILES, info=build_info())
     report = verify.verify_wheel(path)
     assert report.ok, failing(report)
-    assert [c.name for c in report.checks] == ["format", "record", "readers", "build-info", "extensions", "sass", "ptx",
-                                               "dt-needed", "requires-torch", "op-schemas"]
+    assert [c.name for c in report.checks] == [
+        "format",
+        "record",
+        "readers",
+        "build-info",
+        "extensions",
+        "sass",
+        "ptx",
+        "dt-needed",
+        "requires-torch",
+        "op-schemas",
+    ]
     assert report.target == "fa2toy-cu130-torch2.14-sm120-cp311"
     written = verify.write_report(path)
     assert written == tmp_path / (path.name + ".verify.json")
@@ -120,24 +155,30 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert doc["ok"] is False and any(c["name"] == "sass" and not c["ok"] for c in doc["checks"])
 
 
-@pytest.mark.parametrize(("kwargs", "check", "says"), [
-    ({"info": build_info(archs={"sass": ["sm_120", "sm_90"], "ptx": []})}, "sass", "nothing runs on 9.0"),
-    ({"info": build_info(archs={"sass": ["sm_120"], "ptx": ["compute_90"]})}, "ptx", "no compute_90 PTX"),
-    ({"requires": ("torch==2.13.*",)}, "requires-torch", "build-info says torch==2.14.*"),
-    ({"requires": ()}, "requires-torch", "no torch"),
-    ({"requires": ("torch==2.14.*", "torch>=2")}, "requires-torch", "Requires-Dist has"),
-    ({"wheel_tag": "cp312-cp312-linux_x86_64"}, "format", "WHEEL tags"),
-    ({"tamper": {"fa2toy/__init__.py": b"print('changed')"}}, "record", "hash or size differs"),
-    ({"info": build_info(min_driver="570.26")}, "build-info", "is not CUDA 13.0's minimum 580.65.06"),
-    ({"info": build_info(python="3.12")}, "build-info", "tagged cp311"),
-    ({"info": build_info(torch={"version": "2.13.0+cu130", "cuda": "13.0", "requirement": "torch==2.14.*"})},
-     "requires-torch", "which torch==2.14.* excludes"),
-    ({"info": build_info(extensions=[EXT, "fa2toy/_D.so"])}, "build-info", "fa2toy/_D.so is not in the wheel"),
-    ({"info": build_info(extensions=[])}, "extensions", "not listed in build-info.json"),
-    ({"info": build_info(archs={"sass": ["sm_101"], "ptx": []})}, "build-info", "cannot compile sm_101"),
-    ({"info": None}, "build-info", "no fa2toy-1.0+cu130torch2.14.dist-info/build-info.json"),
-    ({"info": build_info(schema=2)}, "sass", "schema 2"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "check", "says"),
+    [
+        ({"info": build_info(archs={"sass": ["sm_120", "sm_90"], "ptx": []})}, "sass", "nothing runs on 9.0"),
+        ({"info": build_info(archs={"sass": ["sm_120"], "ptx": ["compute_90"]})}, "ptx", "no compute_90 PTX"),
+        ({"requires": ("torch==2.13.*",)}, "requires-torch", "build-info says torch==2.14.*"),
+        ({"requires": ()}, "requires-torch", "no torch"),
+        ({"requires": ("torch==2.14.*", "torch>=2")}, "requires-torch", "Requires-Dist has"),
+        ({"wheel_tag": "cp312-cp312-linux_x86_64"}, "format", "WHEEL tags"),
+        ({"tamper": {"fa2toy/__init__.py": b"print('changed')"}}, "record", "hash or size differs"),
+        ({"info": build_info(min_driver="570.26")}, "build-info", "is not CUDA 13.0's minimum 580.65.06"),
+        ({"info": build_info(python="3.12")}, "build-info", "tagged cp311"),
+        (
+            {"info": build_info(torch={"version": "2.13.0+cu130", "cuda": "13.0", "requirement": "torch==2.14.*"})},
+            "requires-torch",
+            "which torch==2.14.* excludes",
+        ),
+        ({"info": build_info(extensions=[EXT, "fa2toy/_D.so"])}, "build-info", "fa2toy/_D.so is not in the wheel"),
+        ({"info": build_info(extensions=[])}, "extensions", "not listed in build-info.json"),
+        ({"info": build_info(archs={"sass": ["sm_101"], "ptx": []})}, "build-info", "cannot compile sm_101"),
+        ({"info": None}, "build-info", "no fa2toy-1.0+cu130torch2.14.dist-info/build-info.json"),
+        ({"info": build_info(schema=2)}, "sass", "schema 2"),
+    ],
+)
 def test_each_failure_mode(tmp_path: Path, kwargs: dict[str, Any], check: str, says: str) -> None:
     report = wheel(tmp_path, **kwargs)
     assert not report.ok
@@ -146,9 +187,12 @@ def test_each_failure_mode(tmp_path: Path, kwargs: dict[str, Any], check: str, s
 
 def test_ptx_too_new_for_the_targets_oldest_driver(tmp_path: Path) -> None:
     # the same ISA 9.0 PTX, promised to a CUDA 12.9 target whose oldest driver (575.51.03) cannot JIT it
-    info = build_info(toolchain={"cuda": "12.9"}, torch={"version": "2.14.1+cu129", "cuda": "12.9",
-                                                        "requirement": "torch==2.14.*"},
-                      min_driver="575.51.03", cuda_runtime_major=12)
+    info = build_info(
+        toolchain={"cuda": "12.9"},
+        torch={"version": "2.14.1+cu129", "cuda": "12.9", "requirement": "torch==2.14.*"},
+        min_driver="575.51.03",
+        cuda_runtime_major=12,
+    )
     report = wheel(tmp_path, info=info)
     assert "needs driver >= 580.65.06, the target supports 575.51.03" in failing(report)["ptx"]
     assert "libcudart.so.13" in failing(report)["dt-needed"]
@@ -193,8 +237,7 @@ def extensions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     jobs = {
         "sm120": lambda: cudabins.compile_so(out / "sm120.so", [cudabins.HOST], ("sm_120",)),
         # static runtime, so only the PTX decides the outcome
-        "ptx-static": lambda: cudabins.compile_so(out / "ptx.so", [cudabins.HOST], ("compute_120",),
-                                                  cudart="static"),
+        "ptx-static": lambda: cudabins.compile_so(out / "ptx.so", [cudabins.HOST], ("compute_120",), cudart="static"),
         "extra-lib": lambda: cudabins.compile_so(out / "z.so", [cudabins.HOST], ("sm_120",), libs=("z",)),
     }
     with ThreadPoolExecutor(2) as pool:
@@ -215,14 +258,19 @@ def test_fresh_extension_passes(extensions: dict[str, bytes], tmp_path: Path) ->
 @pytest.mark.nvcc
 @needs_nvcc
 def test_fresh_ptx_only_extension_on_a_12_9_target(extensions: dict[str, bytes], tmp_path: Path) -> None:
-    info = build_info(toolchain={"cuda": "12.9"}, torch={"version": "2.14.1+cu129", "cuda": "12.9",
-                                                        "requirement": "torch==2.14.*"},
-                      min_driver="575.51.03", cuda_runtime_major=12, archs={"sass": [], "ptx": ["compute_120"]})
+    info = build_info(
+        toolchain={"cuda": "12.9"},
+        torch={"version": "2.14.1+cu129", "cuda": "12.9", "requirement": "torch==2.14.*"},
+        min_driver="575.51.03",
+        cuda_runtime_major=12,
+        archs={"sass": [], "ptx": ["compute_120"]},
+    )
     report = wheel(tmp_path, {EXT: extensions["ptx-static"]}, info=info)
     assert set(failing(report)) == {"ptx"}, failing(report)
     (tmp_path / "13").mkdir()
-    same_on_13 = wheel(tmp_path / "13", {EXT: extensions["ptx-static"]},
-                       info=build_info(archs={"sass": [], "ptx": ["compute_120"]}))
+    same_on_13 = wheel(
+        tmp_path / "13", {EXT: extensions["ptx-static"]}, info=build_info(archs={"sass": [], "ptx": ["compute_120"]})
+    )
     assert same_on_13.ok, failing(same_on_13)
 
 
@@ -237,7 +285,7 @@ def test_malformed_wheel_metadata_fails_checks_not_the_run(tmp_path: Path) -> No
     report = wheel(tmp_path, wheel_tag="not-a-tag-at-all")
     assert "unusable" in failing(report)["format"]
     (tmp_path / "r").mkdir()
-    broken_record = {f"{cudabins.PKG}-{cudabins.VERSION}.dist-info/RECORD": b"a,b\n\x00\"unterminated"}
+    broken_record = {f"{cudabins.PKG}-{cudabins.VERSION}.dist-info/RECORD": b'a,b\n\x00"unterminated'}
     report = wheel(tmp_path / "r", tamper=broken_record)
     assert "record" in failing(report)
 

@@ -28,10 +28,18 @@ MATRIX = load_matrix_file(Path(__file__).parents[2] / "build_matrix.yaml")
 
 
 def fake_torch(root: Path) -> TorchEnv:
-    return TorchEnv(python=root / "bin/python", torch_version="2.14.1+cu130", torch_cuda="13.0", cxx11_abi=True,
-                    torch_dir=root / "site/torch", python_include="/py/include/python3.11",
-                    ext_suffix=".cpython-311-x86_64-linux-gnu.so", python_version="3.11",
-                    cmake=root / "bin/cmake", ninja=root / "bin/ninja")
+    return TorchEnv(
+        python=root / "bin/python",
+        torch_version="2.14.1+cu130",
+        torch_cuda="13.0",
+        cxx11_abi=True,
+        torch_dir=root / "site/torch",
+        python_include="/py/include/python3.11",
+        ext_suffix=".cpython-311-x86_64-linux-gnu.so",
+        python_version="3.11",
+        cmake=root / "bin/cmake",
+        ninja=root / "bin/ninja",
+    )
 
 
 def fake_toolkit() -> CudaToolkit:
@@ -44,9 +52,20 @@ def test_nvcc_parallelism_is_a_function_of_the_target_not_the_machine(tmp_path: 
     assert nvcc_parallel_flags(1) == ["--threads=1"]
     assert nvcc_parallel_flags(2) == ["--threads=2"]
     target = MATRIX.target("fa2-cu130-torch2.14-sm90-sm120-cp311")
-    plans = [plan_build(target, tmp_path / "w/src/t", tmp_path / "w", fake_toolkit(), fake_torch(tmp_path),
-                        jobs=jobs, cpus=cpus, recipe_dir=tmp_path / "w/recipe", source_date_epoch=1)
-             for jobs, cpus in [(2, 2), (16, 16), (1, 128)]]
+    plans = [
+        plan_build(
+            target,
+            tmp_path / "w/src/t",
+            tmp_path / "w",
+            fake_toolkit(),
+            fake_torch(tmp_path),
+            jobs=jobs,
+            cpus=cpus,
+            recipe_dir=tmp_path / "w/recipe",
+            source_date_epoch=1,
+        )
+        for jobs, cpus in [(2, 2), (16, 16), (1, 128)]
+    ]
     assert plans[0].recorded_flags == plans[1].recorded_flags == plans[2].recorded_flags
     assert configure_identity(plans[0].configure) == configure_identity(plans[1].configure)
 
@@ -55,9 +74,18 @@ def test_schedule_reorders_compiles_but_not_the_link(tmp_path: Path) -> None:
     target = MATRIX.target(MATRIX.default_target)
     units = target.profile.translation_units()
     longest_first = sorted(units, key=lambda u: ("_split_" not in u, "_causal" in u, u))
-    plan = functools.partial(plan_build, target, tree=tmp_path / "w/src/t", workdir=tmp_path / "w", tk=fake_toolkit(),
-                             torch=fake_torch(tmp_path), jobs=2, cpus=2, recipe_dir=tmp_path / "w/recipe",
-                             source_date_epoch=1)
+    plan = functools.partial(
+        plan_build,
+        target,
+        tree=tmp_path / "w/src/t",
+        workdir=tmp_path / "w",
+        tk=fake_toolkit(),
+        torch=fake_torch(tmp_path),
+        jobs=2,
+        cpus=2,
+        recipe_dir=tmp_path / "w/recipe",
+        source_date_epoch=1,
+    )
     plain = plan()
     ordered = plan(schedule=longest_first)
 
@@ -76,9 +104,19 @@ def test_schedule_reorders_compiles_but_not_the_link(tmp_path: Path) -> None:
 
 def test_job_meter_goes_in_front_of_the_compiler_cache(tmp_path: Path) -> None:
     target = MATRIX.target(MATRIX.default_target)
-    plan = plan_build(target, tmp_path / "t", tmp_path / "w", fake_toolkit(), fake_torch(tmp_path), jobs=2, cpus=2,
-                      recipe_dir=tmp_path / "r", source_date_epoch=1, launcher="/usr/bin/sccache",
-                      job_launcher=["/py", "/w/tools/fawheels-job.py", "/w/jobstats"])
+    plan = plan_build(
+        target,
+        tmp_path / "t",
+        tmp_path / "w",
+        fake_toolkit(),
+        fake_torch(tmp_path),
+        jobs=2,
+        cpus=2,
+        recipe_dir=tmp_path / "r",
+        source_date_epoch=1,
+        launcher="/usr/bin/sccache",
+        job_launcher=["/py", "/w/tools/fawheels-job.py", "/w/jobstats"],
+    )
     assert "-DCMAKE_CUDA_COMPILER_LAUNCHER=/py;/w/tools/fawheels-job.py;/w/jobstats;/usr/bin/sccache" in plan.configure
     assert "-DCMAKE_CXX_COMPILER_LAUNCHER=/py;/w/tools/fawheels-job.py;/w/jobstats;/usr/bin/sccache" in plan.configure
 
@@ -106,8 +144,17 @@ def test_kernels_header_lists_exactly_the_profile() -> None:
 def test_plan_compiles_only_the_profile_with_path_free_recorded_flags(tmp_path: Path) -> None:
     target = MATRIX.target("fa2-cu130-torch2.14-sm90-sm120-cp311")
     tree = tmp_path / "w/src/flash_attn-2.8.3"
-    plan = plan_build(target, tree, tmp_path / "w", fake_toolkit(), fake_torch(tmp_path), jobs=4, cpus=16,
-                      recipe_dir=tmp_path / "w/recipe", source_date_epoch=1755000000)
+    plan = plan_build(
+        target,
+        tree,
+        tmp_path / "w",
+        fake_toolkit(),
+        fake_torch(tmp_path),
+        jobs=4,
+        cpus=16,
+        recipe_dir=tmp_path / "w/recipe",
+        source_date_epoch=1755000000,
+    )
     sources = next(a for a in plan.configure if a.startswith("-DFA_KERNEL_SOURCES=")).split("=", 1)[1].split(";")
     assert [Path(s).name for s in sources] == target.profile.translation_units()
     cuda_flags = next(a for a in plan.configure if a.startswith("-DFA_CUDA_FLAGS="))
@@ -123,14 +170,17 @@ def test_plan_compiles_only_the_profile_with_path_free_recorded_flags(tmp_path: 
     wrapper = plan.generated["units/flash_fwd_hdim128_bf16_causal_sm80.cu"]
     assert "int fawheels_module_anchor_flash_fwd_hdim128_bf16_causal_sm80 = 0;" in wrapper
     assert f'#include "{tree}/csrc/flash_attn/src/flash_fwd_hdim128_bf16_causal_sm80.cu"' in wrapper
-    assert set(plan.generated) == {"include/fawheels_kernels.h",
-                                   *(f"units/{u}" for u in target.profile.translation_units())}
+    assert set(plan.generated) == {
+        "include/fawheels_kernels.h",
+        *(f"units/{u}" for u in target.profile.translation_units()),
+    }
 
 
 def test_ninja_log_gives_per_job_seconds(tmp_path: Path) -> None:
     (tmp_path / ".ninja_log").write_text(
         "# ninja log v6\n0\t155000\t1\tCMakeFiles/x.dir/a/flash_fwd_hdim128_bf16_causal_sm80.cu.o\tabc\n"
-        "10\t9010\t1\tCMakeFiles/x.dir/flash_api.cpp.o\tdef\n")
+        "10\t9010\t1\tCMakeFiles/x.dir/flash_api.cpp.o\tdef\n"
+    )
     assert ninja_job_times(tmp_path) == {"flash_fwd_hdim128_bf16_causal_sm80.cu.o": 155.0, "flash_api.cpp.o": 9.0}
     assert ninja_job_times(tmp_path, skip_lines=2) == {"flash_api.cpp.o": 9.0}  # only this run's jobs
 
@@ -140,8 +190,12 @@ def test_nvcc_version_and_pip_requirements() -> None:
     assert parse_nvcc_version(out) == "13.0.88"
     assert parse_nvcc_version("garbage") is None
     assert pip_toolkit_requirements("13.0.88") == [
-        "nvidia-cuda-nvcc==13.0.88", "nvidia-nvvm==13.0.88", "nvidia-cuda-crt==13.0.88",
-        "nvidia-cuda-runtime==13.0.88", "nvidia-cuda-cccl==13.0.*"]
+        "nvidia-cuda-nvcc==13.0.88",
+        "nvidia-nvvm==13.0.88",
+        "nvidia-cuda-crt==13.0.88",
+        "nvidia-cuda-runtime==13.0.88",
+        "nvidia-cuda-cccl==13.0.*",
+    ]
 
 
 def _wheel(dest: Path, files: dict[str, bytes]) -> Path:

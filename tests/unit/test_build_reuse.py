@@ -27,15 +27,17 @@ def test_sync_dir_rewrites_only_what_changed(tmp_path: Path) -> None:
     assert sorted(p.name for p in d.iterdir()) == ["CMakeLists.txt", "binding.cpp"]
 
 
-def test_patched_tree_is_reused_only_for_the_same_pin_and_patches(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_patched_tree_is_reused_only_for_the_same_pin_and_patches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source = MATRIX.target(MATRIX.default_target).source
     patch = tmp_path / "0001-x.patch"
     patch.write_text("one\n")
     calls: list[int] = []
 
-    def fake_prepare(src: object, patches: list[Path], workdir: Path, offline: bool = False
-                     ) -> tuple[Path, list[AppliedPatch]]:
+    def fake_prepare(
+        src: object, patches: list[Path], workdir: Path, offline: bool = False
+    ) -> tuple[Path, list[AppliedPatch]]:
         calls.append(1)
         tree = workdir / "src" / "flash_attn-2.8.3"
         tree.mkdir(parents=True, exist_ok=True)
@@ -69,8 +71,9 @@ def test_stage_times_accumulate_and_reach_the_report() -> None:
     assert {"jobs_reason", "schedule", "job_stats", "reused"} <= set(doc)
 
 
-def test_torch_probe_is_reused_while_the_env_marker_is_the_same(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torch_probe_is_reused_while_the_env_marker_is_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from fawheels.toolchain import toolkit as toolchain
 
     root = tmp_path / "env"
@@ -80,9 +83,18 @@ def test_torch_probe_is_reused_while_the_env_marker_is_the_same(tmp_path: Path,
 
     def fake_probe(python: Path) -> toolchain.TorchEnv:
         probes.append(python)
-        return toolchain.TorchEnv(python=python, torch_version="2.14.1+cu130", torch_cuda="13.0", cxx11_abi=True,
-                                  torch_dir=root / "torch", python_include="/inc", ext_suffix=".so",
-                                  python_version="3.11", cmake=root / "cmake", ninja=root / "ninja")
+        return toolchain.TorchEnv(
+            python=python,
+            torch_version="2.14.1+cu130",
+            torch_cuda="13.0",
+            cxx11_abi=True,
+            torch_dir=root / "torch",
+            python_include="/inc",
+            ext_suffix=".so",
+            python_version="3.11",
+            cmake=root / "cmake",
+            ninja=root / "ninja",
+        )
 
     monkeypatch.setattr(toolchain, "probe_torch", fake_probe)
     first = toolchain._probe_cached_env(root, root / "bin/python")

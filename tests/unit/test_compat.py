@@ -24,13 +24,24 @@ from support.cudabins import DATA, DRIVER_RESULTS, GPU_CASES
 
 
 def entry(kind: str, arch: str, isa: str | None = None, container: int = 0, section: str = ".nv_fatbin") -> CodeEntry:
-    return CodeEntry(file="ext.so", kind=kind, arch=arch, ptx_isa=isa, code_version=isa or "1.8",
-                     compression="none", size=1, uncompressed_size=1, container=container, section=section)
+    return CodeEntry(
+        file="ext.so",
+        kind=kind,
+        arch=arch,
+        ptx_isa=isa,
+        code_version=isa or "1.8",
+        compression="none",
+        size=1,
+        uncompressed_size=1,
+        container=container,
+        section=section,
+    )
 
 
 def one(entries: list[CodeEntry], gpu: str, driver: str, needed: tuple[str, ...] = ()) -> compat.Prediction:
-    report = predict([CodeObject("ext.so", "shared-object", needed, tuple(entries))], parse_gpu(gpu),
-                     Version.parse(driver))
+    report = predict(
+        [CodeObject("ext.so", "shared-object", needed, tuple(entries))], parse_gpu(gpu), Version.parse(driver)
+    )
     (p,) = report.predictions
     return p
 
@@ -38,16 +49,19 @@ def one(entries: list[CodeEntry], gpu: str, driver: str, needed: tuple[str, ...]
 # --- pure rules ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("isa", "driver", "ok", "needed"), [
-    ("8.7", "570.26", True, None),          # CUDA 12.8 PTX on its own GA driver
-    ("8.7", "560.28.03", False, "570.26"),
-    ("8.8", "570.195.03", False, "575.51.03"),  # the seed failure: a 12.9 build on a 570 driver
-    ("8.8", "575.51.03", True, None),
-    ("9.0", "575.51.03", False, "580.65.06"),
-    ("9.0", "580.65.06", True, None),
-    ("9.2", "580.159.04", False, "595.45.04"),
-    ("9.2", "595.45.04", True, None),
-])
+@pytest.mark.parametrize(
+    ("isa", "driver", "ok", "needed"),
+    [
+        ("8.7", "570.26", True, None),  # CUDA 12.8 PTX on its own GA driver
+        ("8.7", "560.28.03", False, "570.26"),
+        ("8.8", "570.195.03", False, "575.51.03"),  # the seed failure: a 12.9 build on a 570 driver
+        ("8.8", "575.51.03", True, None),
+        ("9.0", "575.51.03", False, "580.65.06"),
+        ("9.0", "580.65.06", True, None),
+        ("9.2", "580.159.04", False, "595.45.04"),
+        ("9.2", "595.45.04", True, None),
+    ],
+)
 def test_ptx_isa_rule(isa: str, driver: str, ok: bool, needed: str | None) -> None:
     p = one([entry("ptx", "sm_80", isa)], "sm_120", driver)
     assert (p.ok, p.needed_driver) == (ok, needed)
@@ -62,11 +76,23 @@ def test_ptx_newer_than_every_known_toolkit() -> None:
     assert not p.ok and p.needed_driver is None and "newer than any" in p.reason
 
 
-@pytest.mark.parametrize(("sass", "gpu", "ok"), [
-    ("sm_120", "12.0", True), ("sm_120", "12.1", True), ("sm_120a", "12.0", True), ("sm_120a", "12.1", False),
-    ("sm_120f", "12.1", True), ("sm_121", "12.0", False), ("sm_100", "12.0", False), ("sm_100f", "10.3", True),
-    ("sm_90a", "9.0", True), ("sm_90", "10.0", False), ("sm_80", "8.6", True), ("sm_86", "8.0", False),
-])
+@pytest.mark.parametrize(
+    ("sass", "gpu", "ok"),
+    [
+        ("sm_120", "12.0", True),
+        ("sm_120", "12.1", True),
+        ("sm_120a", "12.0", True),
+        ("sm_120a", "12.1", False),
+        ("sm_120f", "12.1", True),
+        ("sm_121", "12.0", False),
+        ("sm_100", "12.0", False),
+        ("sm_100f", "10.3", True),
+        ("sm_90a", "9.0", True),
+        ("sm_90", "10.0", False),
+        ("sm_80", "8.6", True),
+        ("sm_86", "8.0", False),
+    ],
+)
 def test_sass_binary_compatibility(sass: str, gpu: str, ok: bool) -> None:
     p = one([entry("sass", sass)], gpu, "580.65.06")
     assert p.ok == ok
@@ -85,10 +111,17 @@ def test_sass_is_preferred_to_ptx_and_exact_to_compatible() -> None:
     assert (p.image, p.how) == ("sm_86 SASS", "compatible-sass") and "runs on" in p.reason
 
 
-@pytest.mark.parametrize(("ptx", "gpu", "ok"), [
-    ("sm_80", "12.0", True), ("sm_90a", "9.0", True), ("sm_90a", "10.0", False), ("sm_100", "9.0", False),
-    ("sm_120f", "12.1", True), ("sm_120f", "10.0", False),
-])
+@pytest.mark.parametrize(
+    ("ptx", "gpu", "ok"),
+    [
+        ("sm_80", "12.0", True),
+        ("sm_90a", "9.0", True),
+        ("sm_90a", "10.0", False),
+        ("sm_100", "9.0", False),
+        ("sm_120f", "12.1", True),
+        ("sm_120f", "10.0", False),
+    ],
+)
 def test_ptx_jit_targets(ptx: str, gpu: str, ok: bool) -> None:
     assert one([entry("ptx", ptx, "9.0")], gpu, "580.65.06").ok == ok
 
@@ -99,9 +132,20 @@ def test_the_newest_jit_able_ptx_is_chosen() -> None:
 
 
 def test_each_container_is_its_own_module() -> None:
-    objects = [CodeObject("ext.so", "shared-object", (), (
-        entry("sass", "sm_120", container=0), entry("sass", "sm_80", container=1), entry("ptx", "sm_80", "9.0", 1),
-        entry("ptx", "sm_80", "9.0", 2, section="__nv_relfatbin"), entry("lto", "sm_80", container=3)))]
+    objects = [
+        CodeObject(
+            "ext.so",
+            "shared-object",
+            (),
+            (
+                entry("sass", "sm_120", container=0),
+                entry("sass", "sm_80", container=1),
+                entry("ptx", "sm_80", "9.0", 1),
+                entry("ptx", "sm_80", "9.0", 2, section="__nv_relfatbin"),
+                entry("lto", "sm_80", container=3),
+            ),
+        )
+    ]
     report = predict(objects, (12, 0), Version.parse("575.51.03"))
     assert [(p.container, p.ok) for p in report.predictions] == [(0, True), (1, False)]
     assert not report.ok
@@ -109,12 +153,18 @@ def test_each_container_is_its_own_module() -> None:
 
 def test_cuda_runtime_newer_than_the_driver() -> None:
     entries = [entry("sass", "sm_120")]
-    blocked = predict([CodeObject("ext.so", "shared-object", ("libcudart.so.13",), tuple(entries))], (12, 0),
-                      Version.parse("575.51.03"))
+    blocked = predict(
+        [CodeObject("ext.so", "shared-object", ("libcudart.so.13",), tuple(entries))],
+        (12, 0),
+        Version.parse("575.51.03"),
+    )
     assert [p.error for p in blocked.predictions] == ["cudaErrorInsufficientDriver", None]
     assert blocked.predictions[0].needed_driver == "580.65.06"
-    fine = predict([CodeObject("ext.so", "shared-object", ("libcudart.so.12",), tuple(entries))], (12, 0),
-                   Version.parse("575.51.03"))
+    fine = predict(
+        [CodeObject("ext.so", "shared-object", ("libcudart.so.12",), tuple(entries))],
+        (12, 0),
+        Version.parse("575.51.03"),
+    )
     assert fine.ok
 
 
@@ -124,8 +174,11 @@ def test_objects_without_cuda_code_are_not_entries() -> None:
 
 
 def test_json_contract() -> None:
-    report = predict([CodeObject("ext.so", "shared-object", (), (entry("ptx", "sm_80", "9.0"),))], (12, 0),
-                     Version.parse("575.51.03"))
+    report = predict(
+        [CodeObject("ext.so", "shared-object", (), (entry("ptx", "sm_80", "9.0"),))],
+        (12, 0),
+        Version.parse("575.51.03"),
+    )
     doc = report.to_json()
     assert doc["ok"] is False and doc["driver"] == "575.51.03" and doc["driver_cuda"] == "12.9"
     (e,) = doc["entries"]
@@ -209,15 +262,25 @@ def table_binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.nvcc
 @pytest.mark.skipif(cudabins.find_nvcc() is None, reason="needs nvcc")
-@pytest.mark.parametrize(("binary", "gpu", "driver", "error", "needed"), [
-    ("ptx120", "sm_120", "575.51.03", "cudaErrorUnsupportedPtxVersion", "580.65.06"),
-    ("ptx120", "sm_120", "580.65.06", None, None),
-    ("sm120", "sm_121", "580.65.06", None, None),
-    ("sm120a", "sm_121", "580.65.06", "cudaErrorNoKernelImageForDevice", None),
-    ("sm100", "sm_120", "580.65.06", "cudaErrorNoKernelImageForDevice", None),
-])
-def test_prediction_table(binary: str, gpu: str, driver: str, error: str | None, needed: str | None,
-                          table_binaries: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("binary", "gpu", "driver", "error", "needed"),
+    [
+        ("ptx120", "sm_120", "575.51.03", "cudaErrorUnsupportedPtxVersion", "580.65.06"),
+        ("ptx120", "sm_120", "580.65.06", None, None),
+        ("sm120", "sm_121", "580.65.06", None, None),
+        ("sm120a", "sm_121", "580.65.06", "cudaErrorNoKernelImageForDevice", None),
+        ("sm100", "sm_120", "580.65.06", "cudaErrorNoKernelImageForDevice", None),
+    ],
+)
+def test_prediction_table(
+    binary: str,
+    gpu: str,
+    driver: str,
+    error: str | None,
+    needed: str | None,
+    table_binaries: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert inspect.read_file(table_binaries[binary]).entries[0].ptx_isa in (None, "9.0")
     code = cli.main(["compat", str(table_binaries[binary]), "--gpu", gpu, "--driver", driver, "--json"])
     doc = json.loads(capsys.readouterr().out)

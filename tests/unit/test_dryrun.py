@@ -44,13 +44,15 @@ def test_dry_run_cli_touches_nothing(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_container_target_without_its_base_is_refused_before_any_work(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no docker, no podman: the refusal must come first
     monkeypatch.setenv("FAWHEELS_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("FAWHEELS_IN_CONTAINER", raising=False)
     dist = tmp_path / "dist"
-    code = cli.main(["build", "--matrix", str(ROOT / "build_matrix.yaml"), "--dist", str(dist),
-                     "fa2-cu128-torch2.9-sm120-cp312"])
+    code = cli.main(
+        ["build", "--matrix", str(ROOT / "build_matrix.yaml"), "--dist", str(dist), "fa2-cu128-torch2.9-sm120-cp312"]
+    )
     err = capsys.readouterr().err
     assert code == 9
     assert "docker pull nvidia/cuda:12.8.1-devel-ubuntu24.04@sha256:4b9ed5fa" in err
@@ -61,8 +63,9 @@ def test_container_target_without_its_base_is_refused_before_any_work(
 
 
 @pytest.mark.tools
-def test_an_engine_without_the_base_gets_the_pull_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_engine_without_the_base_gets_the_pull_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # A stand-in `docker` that answers `info` and has no images: the refusal names that engine's commands,
     # and nothing else is asked of it (no pull, no build).
     calls = tmp_path / "calls"
@@ -73,8 +76,16 @@ def test_an_engine_without_the_base_gets_the_pull_command(tmp_path: Path, monkey
     monkeypatch.setenv("PATH", str(fake.parent))
     monkeypatch.setenv("FAWHEELS_CONTAINER_ENGINE", "docker")
     monkeypatch.delenv("FAWHEELS_IN_CONTAINER", raising=False)
-    code = cli.main(["build", "--matrix", str(ROOT / "build_matrix.yaml"), "--dist", str(tmp_path / "dist"),
-                     "fa2-cu129-torch2.8-sm120-cp312"])
+    code = cli.main(
+        [
+            "build",
+            "--matrix",
+            str(ROOT / "build_matrix.yaml"),
+            "--dist",
+            str(tmp_path / "dist"),
+            "fa2-cu129-torch2.8-sm120-cp312",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 9
     assert "base image nvidia/cuda:12.9.1-devel-ubuntu24.04@sha256:020bc241" in err and "nothing was built" in err

@@ -12,8 +12,11 @@ from fawheels.deploy.firstcall import first_call_command, parse_child_output, su
 
 def test_summary_is_min_median_max_per_field() -> None:
     runs: list[dict[str, object]] = [
-        {"first_call_s": 3.0, "import_flash_attn_s": 0.2}, {"first_call_s": 1.0, "import_flash_attn_s": 0.1},
-        {"first_call_s": 2.0, "import_flash_attn_s": 0.3}, {"error": "crashed", "finite": False}]
+        {"first_call_s": 3.0, "import_flash_attn_s": 0.2},
+        {"first_call_s": 1.0, "import_flash_attn_s": 0.1},
+        {"first_call_s": 2.0, "import_flash_attn_s": 0.3},
+        {"error": "crashed", "finite": False},
+    ]
     summary = summarize(runs)
     assert summary["first_call_s"] == {"min": 1.0, "median": 2.0, "max": 3.0}
     assert summary["import_flash_attn_s"] == {"min": 0.1, "median": 0.2, "max": 0.3}

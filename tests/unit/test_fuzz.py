@@ -31,8 +31,13 @@ from fawheels.publish import index as publish
 from support.matrices import BASE
 from support.wheelfactory import toy_wheel
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 P = ParamSpec("P")
 T = TypeVar("T")
 MEMORY_CAP = 64 << 20  # bytes one call may allocate at its peak (the shipped matrix needs well under 1 MB)
@@ -62,8 +67,11 @@ def loads_or_refuses(text: str) -> None:
 # ------------------------------------------------------------------------------------------- matrix
 
 yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
-yaml_values = st.recursive(yaml_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)), max_leaves=30)
+yaml_values = st.recursive(
+    yaml_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)),
+    max_leaves=30,
+)
 
 
 @FUZZ
@@ -73,8 +81,13 @@ def test_matrix_loader_on_any_text(text: str) -> None:
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(["default_target", "sources", "toolchains", "torch", "profiles", "targets",
-                                        "extra"]), yaml_values, max_size=6))
+@given(
+    st.dictionaries(
+        st.sampled_from(["default_target", "sources", "toolchains", "torch", "profiles", "targets", "extra"]),
+        yaml_values,
+        max_size=6,
+    )
+)
 def test_matrix_loader_on_any_yaml_document(doc: dict[str, object]) -> None:
     loads_or_refuses(yaml.safe_dump(doc))
 
@@ -98,8 +111,26 @@ def test_matrix_loader_on_mutations_of_a_real_matrix(data: st.DataObject) -> Non
             tokens = lines[i].split()
             if tokens:
                 j = data.draw(st.integers(0, len(tokens) - 1))
-                tokens[j] = data.draw(st.sampled_from(["3.10", "2.10", "[]", "{}", "*a", "&a", "null", "1e999",
-                                                       "sm_999", "'", '"', "9" * 50, "- x", "true"]))
+                tokens[j] = data.draw(
+                    st.sampled_from(
+                        [
+                            "3.10",
+                            "2.10",
+                            "[]",
+                            "{}",
+                            "*a",
+                            "&a",
+                            "null",
+                            "1e999",
+                            "sm_999",
+                            "'",
+                            '"',
+                            "9" * 50,
+                            "- x",
+                            "true",
+                        ]
+                    )
+                )
                 lines[i] = lines[i][: len(lines[i]) - len(lines[i].lstrip())] + " ".join(tokens)
         if not lines:
             break
@@ -113,8 +144,11 @@ flow = st.recursive(
         st.lists(inner, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]"),
         st.tuples(anchors, inner).map(lambda t: f"&{t[0]} {t[1]}"),
         st.lists(st.tuples(st.sampled_from(["k", "cuda", "python"]), inner), max_size=3).map(
-            lambda kv: "{" + ", ".join(f"{k}: {v}" for k, v in kv) + "}")),
-    max_leaves=12)
+            lambda kv: "{" + ", ".join(f"{k}: {v}" for k, v in kv) + "}"
+        ),
+    ),
+    max_leaves=12,
+)
 
 
 @FUZZ
@@ -126,8 +160,11 @@ def test_matrix_loader_on_anchors_and_aliases(entries: list[tuple[str, str]]) ->
 
 # ------------------------------------------------------------------------------------------- compat
 
-gpu_like = st.one_of(st.text(max_size=30), st.from_regex(r"(sm_|compute_)?\d{1,4}[af]?", fullmatch=True),
-                     st.from_regex(r"\d{1,3}\.\d{1,3}", fullmatch=True))
+gpu_like = st.one_of(
+    st.text(max_size=30),
+    st.from_regex(r"(sm_|compute_)?\d{1,4}[af]?", fullmatch=True),
+    st.from_regex(r"\d{1,3}\.\d{1,3}", fullmatch=True),
+)
 driver_like = st.one_of(st.text(max_size=30), st.from_regex(r"\d{1,4}(\.\d{1,4}){0,4}", fullmatch=True))
 
 
@@ -166,11 +203,13 @@ def test_compat_command_exits_with_a_documented_code(gpu: str, driver: str) -> N
 
 filenames = st.one_of(
     st.text(alphabet=string.ascii_letters + string.digits + "._-+!~", min_size=1, max_size=60),
-    st.builds(lambda n, v, loc, tag: f"{n}-{v}{loc}-{tag}.whl",
-              st.from_regex(r"[A-Za-z][A-Za-z0-9_.]{0,10}", fullmatch=True),
-              st.from_regex(r"\d{1,3}(\.\d{1,3}){0,2}", fullmatch=True),
-              st.sampled_from(["", "+cu130torch2.14", "+cu", "+torch2.14", "+cu130.x", "+CU130"]),
-              st.sampled_from(["py3-none-any", "cp311-cp311-linux_x86_64", "x", "py3-none"])),
+    st.builds(
+        lambda n, v, loc, tag: f"{n}-{v}{loc}-{tag}.whl",
+        st.from_regex(r"[A-Za-z][A-Za-z0-9_.]{0,10}", fullmatch=True),
+        st.from_regex(r"\d{1,3}(\.\d{1,3}){0,2}", fullmatch=True),
+        st.sampled_from(["", "+cu130torch2.14", "+cu", "+torch2.14", "+cu130.x", "+CU130"]),
+        st.sampled_from(["py3-none-any", "cp311-cp311-linux_x86_64", "x", "py3-none"]),
+    ),
 )
 
 
@@ -185,9 +224,16 @@ def test_wheel_filenames_parse_or_are_refused(filename: str) -> None:
 
 
 @FUZZ
-@given(st.one_of(st.text(max_size=60),
-                 st.builds(lambda scheme, rest: f"{scheme}://{rest}",
-                           st.sampled_from(["http", "https", "file", "ftp", "HTTP", "s3", ""]), st.text(max_size=40))))
+@given(
+    st.one_of(
+        st.text(max_size=60),
+        st.builds(
+            lambda scheme, rest: f"{scheme}://{rest}",
+            st.sampled_from(["http", "https", "file", "ftp", "HTTP", "s3", ""]),
+            st.text(max_size=40),
+        ),
+    )
+)
 def test_index_locations_parse_or_are_refused(spec: str) -> None:
     try:
         loc = publish.parse_index(spec)
@@ -208,8 +254,7 @@ class Passing:
 
 @FUZZ
 @given(filenames)
-def test_a_refused_wheel_writes_nothing_to_the_index(tmp_path_factory: pytest.TempPathFactory,
-                                                     filename: str) -> None:
+def test_a_refused_wheel_writes_nothing_to_the_index(tmp_path_factory: pytest.TempPathFactory, filename: str) -> None:
     base = tmp_path_factory.mktemp("pub")
     w = toy_wheel(base / "w")
     target = base / filename
@@ -226,16 +271,24 @@ def test_a_refused_wheel_writes_nothing_to_the_index(tmp_path_factory: pytest.Te
 
 # ------------------------------------------------------------------------------------------- redact
 
-secrets_st = st.text(alphabet=string.ascii_letters + string.digits + "!#$%&()+,-./:;<=>?@[]^_{|}~", min_size=4,
-                     max_size=24)
+secrets_st = st.text(
+    alphabet=string.ascii_letters + string.digits + "!#$%&()+,-./:;<=>?@[]^_{|}~", min_size=4, max_size=24
+)
 
 
 @FUZZ
-@given(st.text(max_size=40), secrets_st, st.text(max_size=40),
-       st.text(alphabet=string.ascii_letters + string.digits, min_size=1, max_size=12))
+@given(
+    st.text(max_size=40),
+    secrets_st,
+    st.text(max_size=40),
+    st.text(alphabet=string.ascii_letters + string.digits, min_size=1, max_size=12),
+)
 def test_a_known_secret_never_survives_redaction(prefix: str, secret: str, suffix: str, user: str) -> None:
     basic = base64.b64encode(f"{user}:{secret}".encode()).decode()
-    for text in (f"{prefix}{secret}{suffix}", f"{prefix}Authorization: Basic {basic}{suffix}",
-                 f"{prefix}'HTTP_AUTHORIZATION': 'Basic {basic}'{suffix}"):
+    for text in (
+        f"{prefix}{secret}{suffix}",
+        f"{prefix}Authorization: Basic {basic}{suffix}",
+        f"{prefix}'HTTP_AUTHORIZATION': 'Basic {basic}'{suffix}",
+    ):
         out = redact(text, [secret], [user])
         assert secret not in out and basic not in out

@@ -37,7 +37,8 @@ def _escapes(path: Path, root: Path = PACKAGE.parent) -> list[str]:
         for name in names:
             spawner = name.startswith("os.") and (name[3:] in OS_SPAWNERS or name[3:].startswith(("exec", "spawn")))
             if name.split(".")[0] in ("subprocess", "pty", "multiprocessing") or (
-                    spawner and not (name == "os.fork" and path in FORK_ALLOWED)):
+                spawner and not (name == "os.fork" and path in FORK_ALLOWED)
+            ):
                 found.append(f"{path.relative_to(root)}:{getattr(node, 'lineno', 0)}: {name}")
     return found
 
@@ -45,22 +46,27 @@ def _escapes(path: Path, root: Path = PACKAGE.parent) -> list[str]:
 def test_no_module_but_the_gateway_starts_processes() -> None:
     escapes = [e for p in _modules() if p != GATEWAY for e in _escapes(p)]
     assert escapes == [], "start processes through fawheels._util.runner (call, run, run_code, spawn):\n" + "\n".join(
-        escapes)
+        escapes
+    )
 
 
 def test_the_check_sees_an_escape(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text('import json\nfrom subprocess import run\nimport os\nos.execv("/bin/true", [])\n'
-                   'SCRIPT = "import subprocess"\n')
+    bad.write_text(
+        'import json\nfrom subprocess import run\nimport os\nos.execv("/bin/true", [])\nSCRIPT = "import subprocess"\n'
+    )
     assert _escapes(bad, tmp_path) == ["bad.py:2: subprocess", "bad.py:4: os.execv"]
 
 
-@pytest.mark.parametrize("start", [
-    lambda: runner.call(["true"]),
-    lambda: runner.run(["true"]),
-    lambda: runner.run_code(["true"]),
-    lambda: runner.spawn(["true"]),
-])
+@pytest.mark.parametrize(
+    "start",
+    [
+        lambda: runner.call(["true"]),
+        lambda: runner.run(["true"]),
+        lambda: runner.run_code(["true"]),
+        lambda: runner.spawn(["true"]),
+    ],
+)
 def test_unit_tests_cannot_start_processes_through_the_gateway(start: object) -> None:
     assert callable(start)
     with pytest.raises(AssertionError, match="unit test touched subprocess"):

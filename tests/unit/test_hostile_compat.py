@@ -15,17 +15,20 @@ from fawheels.matrix.cudafacts import known_ccs, parse_gpu
 DATA = Path(__file__).parents[1] / "data"
 
 
-@pytest.mark.parametrize(("gpu", "why"), [
-    ("12", "bare number is ambiguous: write 12.0"),  # was read as compute capability 1.2
-    ("120", "bare number is ambiguous"),
-    ("99.9", "no GPU has compute capability 99.9"),
-    ("1.2", "no GPU has compute capability 1.2"),
-    ("sm_999", "not an arch of any GPU"),
-    ("compute_12", "not an arch of any GPU"),
-    ("sm_", "unknown GPU"),
-    ("", "not a GPU"),
-    ("x" * 10_000, "not a GPU"),
-])
+@pytest.mark.parametrize(
+    ("gpu", "why"),
+    [
+        ("12", "bare number is ambiguous: write 12.0"),  # was read as compute capability 1.2
+        ("120", "bare number is ambiguous"),
+        ("99.9", "no GPU has compute capability 99.9"),
+        ("1.2", "no GPU has compute capability 1.2"),
+        ("sm_999", "not an arch of any GPU"),
+        ("compute_12", "not an arch of any GPU"),
+        ("sm_", "unknown GPU"),
+        ("", "not a GPU"),
+        ("x" * 10_000, "not a GPU"),
+    ],
+)
 def test_ambiguous_or_unknown_gpus_are_refused_listing_the_forms(gpu: str, why: str) -> None:
     with pytest.raises(ConfigError, match=why) as info:
         parse_gpu(gpu)
@@ -33,9 +36,19 @@ def test_ambiguous_or_unknown_gpus_are_refused_listing_the_forms(gpu: str, why: 
     assert "compute capability (12.0)" in text and len(text) < 1000
 
 
-@pytest.mark.parametrize(("gpu", "cc"), [("12.0", (12, 0)), ("sm_120", (12, 0)), ("sm_90a", (9, 0)),
-                                         ("compute_121", (12, 1)), ("SM_100F", (10, 0)), ("RTX PRO 6000", (12, 0)),
-                                         ("nvidia h100", (9, 0)), (" 8.9 ", (8, 9))])
+@pytest.mark.parametrize(
+    ("gpu", "cc"),
+    [
+        ("12.0", (12, 0)),
+        ("sm_120", (12, 0)),
+        ("sm_90a", (9, 0)),
+        ("compute_121", (12, 1)),
+        ("SM_100F", (10, 0)),
+        ("RTX PRO 6000", (12, 0)),
+        ("nvidia h100", (9, 0)),
+        (" 8.9 ", (8, 9)),
+    ],
+)
 def test_accepted_gpu_forms(gpu: str, cc: tuple[int, int]) -> None:
     assert parse_gpu(gpu) == cc
 
@@ -46,8 +59,22 @@ def test_every_known_compute_capability_is_accepted() -> None:
         assert parse_gpu(f"sm_{major}{minor}") == (major, minor)
 
 
-@pytest.mark.parametrize("driver", ["latest", "580", "5.80", "58.0.1", "580.65.06.1", "-580.65", "0580.65",
-                                    "580.65.", "1" * 5000, "580,65", "580.65.06\n581"])
+@pytest.mark.parametrize(
+    "driver",
+    [
+        "latest",
+        "580",
+        "5.80",
+        "58.0.1",
+        "580.65.06.1",
+        "-580.65",
+        "0580.65",
+        "580.65.",
+        "1" * 5000,
+        "580,65",
+        "580.65.06\n581",
+    ],
+)
 def test_bad_drivers_are_refused(driver: str) -> None:
     with pytest.raises(ConfigError, match="not a driver version") as info:
         compat.parse_driver(driver)

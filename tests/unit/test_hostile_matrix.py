@@ -22,8 +22,10 @@ def refused(text: str) -> str:
 
 
 def test_a_duplicate_key_is_refused_with_both_lines() -> None:
-    text = BASE.replace("  cu130: {cuda: \"13.0\", provision: host}\n",
-                        "  cu130: {cuda: \"13.0\", provision: host}\n  cu130: {cuda: \"12.8\", provision: host}\n")
+    text = BASE.replace(
+        '  cu130: {cuda: "13.0", provision: host}\n',
+        '  cu130: {cuda: "13.0", provision: host}\n  cu130: {cuda: "12.8", provision: host}\n',
+    )
     msg = refused(text)
     assert "duplicate key 'cu130'" in msg and "first at line 9" in msg and "matrix:10:" in msg
 
@@ -33,8 +35,9 @@ def test_a_duplicate_key_inside_a_flow_mapping_is_refused() -> None:
     assert "duplicate key 'cuda'" in msg
 
 
-@pytest.mark.parametrize(("axis", "quoted", "bare", "misread"),
-                         [("python", '"3.11"', "3.10", "3.1"), ("torch", '"2.14"', "2.10", "2.1")])
+@pytest.mark.parametrize(
+    ("axis", "quoted", "bare", "misread"), [("python", '"3.11"', "3.10", "3.1"), ("torch", '"2.14"', "2.10", "2.1")]
+)
 def test_an_unquoted_version_is_refused_with_quote_it(axis: str, quoted: str, bare: str, misread: str) -> None:
     msg = refused(BASE.replace(f"{axis}: [{quoted}]", f"{axis}: [{bare}]"))
     assert f"targets[0].matrix.{axis}[0]: {misread} is a number to YAML" in msg
@@ -52,15 +55,22 @@ def test_a_float_section_name_is_refused() -> None:
 
 
 def test_cuda_home_must_be_absolute_and_only_on_host_toolchains() -> None:
-    assert "not an absolute path" in refused(BASE.replace(
-        'cu130: {cuda: "13.0", provision: host}', 'cu130: {cuda: "13.0", provision: host, cuda_home: cuda}'))
-    assert "only a host toolchain uses cuda_home" in refused(BASE.replace(
-        'cu130: {cuda: "13.0", provision: host}',
-        'cu130: {cuda: "13.0", provision: pip, pip_version: "13.0.88", cuda_home: /opt/cuda}'))
+    assert "not an absolute path" in refused(
+        BASE.replace(
+            'cu130: {cuda: "13.0", provision: host}', 'cu130: {cuda: "13.0", provision: host, cuda_home: cuda}'
+        )
+    )
+    assert "only a host toolchain uses cuda_home" in refused(
+        BASE.replace(
+            'cu130: {cuda: "13.0", provision: host}',
+            'cu130: {cuda: "13.0", provision: pip, pip_version: "13.0.88", cuda_home: /opt/cuda}',
+        )
+    )
 
 
-def test_a_cuda_home_that_does_not_exist_stops_before_any_torch_env(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cuda_home_that_does_not_exist_stops_before_any_torch_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     other = tmp_path / "other-cuda" / "bin" / "nvcc"  # a toolkit elsewhere must not be used instead
     other.parent.mkdir(parents=True)
     other.write_text("")
@@ -122,7 +132,7 @@ def test_a_non_utf8_file_names_the_line_and_byte(tmp_path: Path) -> None:
 
 def test_a_huge_value_is_cut_short_in_the_message() -> None:
     text = BASE.replace("head_dims: [128]", "head_dims: [" + "9" * 100_000 + "]")
-    line = text[:text.index("head_dims")].count("\n") + 1
+    line = text[: text.index("head_dims")].count("\n") + 1
     msg = refused(text)
     assert f"matrix:{line}: cannot read the value '9999" in msg and len(msg) < 1000
     msg = refused(BASE.replace("head_dims: [128]", "head_dims: ['" + "9" * 100_000 + "']"))
@@ -142,11 +152,16 @@ def test_control_characters_are_a_config_error() -> None:  # found by tests/unit
     assert "not valid YAML" in refused("a: \x00\n")
 
 
-@pytest.mark.parametrize(("old", "new"), [('cu130: {cuda: "13.0"', 'cu130: {cuda: "13.00"'),
-                                          ('cu130: {cuda: "13.0"', 'cu130: {cuda: "013.0"'),
-                                          ('cuda: "13.0", cxx_std: 20', 'cuda: "13.00", cxx_std: 20'),
-                                          ('python: ["3.11"]', 'python: ["3.011"]'),
-                                          ("version: 2.14.1", "version: 2.14.01")])
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('cu130: {cuda: "13.0"', 'cu130: {cuda: "13.00"'),
+        ('cu130: {cuda: "13.0"', 'cu130: {cuda: "013.0"'),
+        ('cuda: "13.0", cxx_std: 20', 'cuda: "13.00", cxx_std: 20'),
+        ('python: ["3.11"]', 'python: ["3.011"]'),
+        ("version: 2.14.1", "version: 2.14.01"),
+    ],
+)
 def test_a_version_with_leading_zeros_is_refused_not_turned_into_another_id(old: str, new: str) -> None:
     # Before: "13.00" passed every check and made targets fa2-cu1300-…; only a default_target that no
     # longer matched stopped it, and a matrix without one would have built them.

@@ -14,13 +14,24 @@ from fawheels._util.errors import BuildError
 from fawheels.build import jobstats
 from fawheels.build.jobstats import GB, JobRecord, choose_jobs_measured, schedule, static_estimate_s, stats_key
 
-UNITS = ["flash_fwd_hdim128_bf16_causal_sm80.cu", "flash_fwd_hdim128_bf16_sm80.cu",
-         "flash_fwd_split_hdim128_bf16_causal_sm80.cu", "flash_fwd_split_hdim128_bf16_sm80.cu"]
+UNITS = [
+    "flash_fwd_hdim128_bf16_causal_sm80.cu",
+    "flash_fwd_hdim128_bf16_sm80.cu",
+    "flash_fwd_split_hdim128_bf16_causal_sm80.cu",
+    "flash_fwd_split_hdim128_bf16_sm80.cu",
+]
 
 
 def record(output: str, wall: float = 10.0, peak: int = GB, chained: str = "", code: int = 0) -> JobRecord:
-    return JobRecord(output=output, exit=code, wall_s=wall, cpu_s=wall, peak_rss_bytes=peak,
-                     max_process_rss_bytes=peak, chained=chained)
+    return JobRecord(
+        output=output,
+        exit=code,
+        wall_s=wall,
+        cpu_s=wall,
+        peak_rss_bytes=peak,
+        max_process_rss_bytes=peak,
+        chained=chained,
+    )
 
 
 @pytest.mark.tools
@@ -30,8 +41,11 @@ def test_launcher_records_wall_cpu_and_the_peak_of_the_whole_process_tree(tmp_pa
     grandchild = "b = bytearray(300 * 1024 * 1024); import time; time.sleep(1.0)"
     child = f"import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-c', {grandchild!r}]))"
     out = tmp_path / "CMakeFiles" / "x.dir" / "flash_fwd_hdim128_bf16_sm80.cu.o"
-    proc = subprocess.run([sys.executable, str(launcher), str(tmp_path / "records"), sys.executable, "-c", child,
-                           "-o", str(out)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(launcher), str(tmp_path / "records"), sys.executable, "-c", child, "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     records = jobstats.read_records(tmp_path / "records")
     rec = records["flash_fwd_hdim128_bf16_sm80.cu"]
@@ -45,8 +59,18 @@ def test_launcher_records_wall_cpu_and_the_peak_of_the_whole_process_tree(tmp_pa
 @pytest.mark.tools
 def test_launcher_passes_the_compiler_exit_code_through(tmp_path: Path) -> None:
     launcher = jobstats.write_launcher(tmp_path / "fawheels-job.py")
-    proc = subprocess.run([sys.executable, str(launcher), str(tmp_path / "r"), sys.executable, "-c",
-                           "import sys; sys.exit(3)", "-o", "a.cpp.o"])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(launcher),
+            str(tmp_path / "r"),
+            sys.executable,
+            "-c",
+            "import sys; sys.exit(3)",
+            "-o",
+            "a.cpp.o",
+        ]
+    )
     assert proc.returncode == 3
     assert jobstats.read_records(tmp_path / "r")["a.cpp"].exit == 3
 
@@ -94,8 +118,9 @@ def test_schedule_is_longest_first_with_a_static_estimate_before_any_measurement
         (16, 24, [8.0, 8.0, 1.0, 1.0, 1.0], 4, "memory"),  # the four largest fit (20.7 of 21.6 GB)
     ],
 )
-def test_job_count_follows_measured_peaks(cpus: int, mem_gb: int, peaks_gb: list[float | None], expected: int,
-                                          limit: str) -> None:
+def test_job_count_follows_measured_peaks(
+    cpus: int, mem_gb: int, peaks_gb: list[float | None], expected: int, limit: str
+) -> None:
     peaks = {f"u{i}": (int(p * GB) if p else None) for i, p in enumerate(peaks_gb)}
     jobs, why = choose_jobs_measured(cpus, mem_gb * GB, peaks, None)
     assert jobs == expected

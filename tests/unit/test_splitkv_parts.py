@@ -12,6 +12,7 @@ from fawheels.build.execute import (
     SPLITKV_PARTS,
     SPLITKV_PARTS_HEADER,
     SPLITKV_PARTS_MARKER,
+    BuildPlan,
     compile_units,
     configure_identity,
     plan_build,
@@ -27,17 +28,36 @@ QWEN3_SM90 = "fa2-cu130-torch2.11-sm90-cp312"  # the target whose wall was floor
 
 
 def fake_torch(root: Path) -> TorchEnv:
-    return TorchEnv(python=root / "bin/python", torch_version="2.11.0+cu130", torch_cuda="13.0", cxx11_abi=True,
-                    torch_dir=root / "site/torch", python_include="/py/include/python3.12",
-                    ext_suffix=".cpython-312-x86_64-linux-gnu.so", python_version="3.12",
-                    cmake=root / "bin/cmake", ninja=root / "bin/ninja")
+    return TorchEnv(
+        python=root / "bin/python",
+        torch_version="2.11.0+cu130",
+        torch_cuda="13.0",
+        cxx11_abi=True,
+        torch_dir=root / "site/torch",
+        python_include="/py/include/python3.12",
+        ext_suffix=".cpython-312-x86_64-linux-gnu.so",
+        python_version="3.12",
+        cmake=root / "bin/cmake",
+        ninja=root / "bin/ninja",
+    )
 
 
-def plan(tmp_path: Path, target_id: str = QWEN3_SM90, **kw: object):  # type: ignore[no-untyped-def]
-    return plan_build(MATRIX.target(target_id), tmp_path / "w/src/t", tmp_path / "w",
-                      CudaToolkit(Path("/opt/cuda"), Path("/opt/cuda/bin/nvcc"), "13.0.88", "host"),
-                      fake_torch(tmp_path), jobs=16, cpus=16, recipe_dir=tmp_path / "w/recipe", source_date_epoch=1,
-                      **kw)  # type: ignore[arg-type]
+def plan(
+    tmp_path: Path, target_id: str = QWEN3_SM90, *, splitkv_parts: bool, schedule: list[str] | None = None
+) -> BuildPlan:
+    return plan_build(
+        MATRIX.target(target_id),
+        tmp_path / "w/src/t",
+        tmp_path / "w",
+        CudaToolkit(Path("/opt/cuda"), Path("/opt/cuda/bin/nvcc"), "13.0.88", "host"),
+        fake_torch(tmp_path),
+        jobs=16,
+        cpus=16,
+        recipe_dir=tmp_path / "w/recipe",
+        source_date_epoch=1,
+        schedule=schedule,
+        splitkv_parts=splitkv_parts,
+    )
 
 
 def cmake_list(configure: list[str], name: str) -> list[str]:
@@ -52,9 +72,13 @@ def test_each_split_kv_unit_becomes_a_dispatch_unit_and_four_parts() -> None:
     units = compile_units(profile, splitkv_parts=True)
     assert len(upstream) == 8 and len(units) == 4 + 4 * 5
     split = "flash_fwd_split_hdim128_fp16_sm80"
-    assert units[units.index(f"{split}_dispatch.cu"):][:5] == [
-        f"{split}_dispatch.cu", f"{split}_part_split0_softcap0.cu", f"{split}_part_split0_softcap1.cu",
-        f"{split}_part_split1_softcap0.cu", f"{split}_part_split1_softcap1.cu"]
+    assert units[units.index(f"{split}_dispatch.cu") :][:5] == [
+        f"{split}_dispatch.cu",
+        f"{split}_part_split0_softcap0.cu",
+        f"{split}_part_split0_softcap1.cu",
+        f"{split}_part_split1_softcap0.cu",
+        f"{split}_part_split1_softcap1.cu",
+    ]
     assert [u for u in units if "_split_" not in u] == [u for u in upstream if "_split_" not in u]
     # CMake names each object library after the file name up to its first dot: it must stay unique.
     assert len({u.split(".")[0] for u in units}) == len(units)
@@ -68,10 +92,13 @@ def test_plan_links_the_parts_in_a_fixed_order_and_generates_them(tmp_path: Path
     dispatch = sharded.generated["units/flash_fwd_split_hdim128_bf16_causal_sm80_dispatch.cu"]
     # The macro must come before the upstream unit, which includes the launch template.
     assert dispatch.index("#define FAWHEELS_SPLITKV_PARTS_EXTERN 1") < dispatch.index(
-        f'#include "{tmp_path}/w/src/t/csrc/flash_attn/src/flash_fwd_split_hdim128_bf16_causal_sm80.cu"')
+        f'#include "{tmp_path}/w/src/t/csrc/flash_attn/src/flash_fwd_split_hdim128_bf16_causal_sm80.cu"'
+    )
     part = sharded.generated["units/flash_fwd_split_hdim128_fp16_sm80_part_split1_softcap0.cu"]
-    assert ("template void run_flash_splitkv_fwd_part<splitkv_dispatch_traits<cutlass::half_t, 128>, "
-            "false, true, false>(Flash_fwd_params &params, cudaStream_t stream);") in part
+    assert (
+        "template void run_flash_splitkv_fwd_part<splitkv_dispatch_traits<cutlass::half_t, 128>, "
+        "false, true, false>(Flash_fwd_params &params, cudaStream_t stream);"
+    ) in part
     assert "FAWHEELS_SPLITKV_PARTS_EXTERN" not in part
     assert str(tmp_path) not in part  # no build path in a part: the include path finds the header
     anchors = [m for text in sharded.generated.values() for m in re.findall(r"fawheels_module_anchor_\w+", text)]
@@ -93,8 +120,14 @@ def test_longest_first_puts_the_parts_after_the_forward_units(tmp_path: Path) ->
     ordered = plan(tmp_path, splitkv_parts=True, schedule=order)
     assert cmake_list(ordered.configure, SCHEDULE_VAR) == order
     assert configure_identity(ordered.configure) == configure_identity(plan(tmp_path, splitkv_parts=True).configure)
-    record = jobstats.JobRecord(output="flash_fwd_split_hdim128_bf16_sm80_part_split0_softcap1.cu.o", exit=0,
-                                wall_s=1.0, cpu_s=1.0, peak_rss_bytes=1, max_process_rss_bytes=1)
+    record = jobstats.JobRecord(
+        output="flash_fwd_split_hdim128_bf16_sm80_part_split0_softcap1.cu.o",
+        exit=0,
+        wall_s=1.0,
+        cpu_s=1.0,
+        peak_rss_bytes=1,
+        max_process_rss_bytes=1,
+    )
     assert record.unit in units  # measured times find their unit again
 
 

@@ -25,8 +25,11 @@ def test_facts_of_a_real_shared_object() -> None:
     facts = code_facts(read_path(DATA / "libtwo.so"), {"toolchain": {"cuda": "13.0"}})
     assert facts.sass == ("sm_120",) and facts.ptx == (("compute_80", "9.0"),)
     assert facts.cuda_runtime_major == 13 and facts.min_driver == "580.65.06"
-    assert facts.property_lines() == ["nvidia :: cuda_version_lower_bound :: 13.0",
-                                      "nvidia :: sm_arch :: 120_real", "nvidia :: sm_arch :: 80_virtual"]
+    assert facts.property_lines() == [
+        "nvidia :: cuda_version_lower_bound :: 13.0",
+        "nvidia :: sm_arch :: 120_real",
+        "nvidia :: sm_arch :: 80_virtual",
+    ]
 
 
 def test_ptx_newer_than_the_runtime_raises_the_minimum_driver() -> None:
@@ -37,8 +40,9 @@ def test_ptx_newer_than_the_runtime_raises_the_minimum_driver() -> None:
 
 
 def test_a_cuda_12_sass_wheel_needs_only_the_minor_compatibility_driver() -> None:
-    facts = code_facts(read_path(GPU_DATA / "sm120-sass.fatbin"), {"cuda_runtime_major": 12,
-                                                                     "toolchain": {"cuda": "12.8"}})
+    facts = code_facts(
+        read_path(GPU_DATA / "sm120-sass.fatbin"), {"cuda_runtime_major": 12, "toolchain": {"cuda": "12.8"}}
+    )
     assert facts.min_driver == "525.60.13" and facts.properties()["cuda_version_lower_bound"] == ["12.0"]
 
 
@@ -56,33 +60,54 @@ def rec(filename: str, facts: CodeFacts | None) -> dict[str, Any]:
     project, rest = filename.split("-", 1)
     version = rest.split("-", 1)[0]
     local = version.split("+", 1)[1]
-    return {"filename": filename, "project": project.replace("_", "-"), "version": version,
-            "variant": local[:5], "sha256": "0" * 64, "target": None, "torch": None, "python": "3.12",
-            "facts": facts.to_json() if facts else None}
+    return {
+        "filename": filename,
+        "project": project.replace("_", "-"),
+        "version": version,
+        "variant": local[:5],
+        "sha256": "0" * 64,
+        "target": None,
+        "torch": None,
+        "python": "3.12",
+        "facts": facts.to_json() if facts else None,
+    }
 
 
 CU13 = 13
 INDEX = [
-    rec("flash_attn-2.8.3+cu130torch2.14sm120qwen3-cp312-cp312-linux_x86_64.whl",
-        CodeFacts("13.0", CU13, ("sm_120",), (), "580.65.06")),
-    rec("flash_attn-2.8.3+cu130torch2.14sm90sm120qwen3-cp312-cp312-linux_x86_64.whl",
-        CodeFacts("13.0", CU13, ("sm_90", "sm_120"), (), "580.65.06")),
-    rec("flash_attn-2.8.3+cu128torch2.9sm120qwen3-cp312-cp312-linux_x86_64.whl",
-        CodeFacts("12.8", 12, ("sm_120",), (), "525.60.13")),
-    rec("flash_attn-2.8.3+cu129torch2.8sm120qwen3-cp312-cp312-linux_x86_64.whl",
-        CodeFacts("12.9", 12, ("sm_120",), (), "525.60.13")),
-    rec("flash_attn-2.8.3+cu132torch2.11sm80ptx80onetuseedptx-cp312-cp312-linux_x86_64.whl",
-        CodeFacts("13.2", CU13, ("sm_80",), (("compute_80", "9.2"),), "595.45.04")),
+    rec(
+        "flash_attn-2.8.3+cu130torch2.14sm120qwen3-cp312-cp312-linux_x86_64.whl",
+        CodeFacts("13.0", CU13, ("sm_120",), (), "580.65.06"),
+    ),
+    rec(
+        "flash_attn-2.8.3+cu130torch2.14sm90sm120qwen3-cp312-cp312-linux_x86_64.whl",
+        CodeFacts("13.0", CU13, ("sm_90", "sm_120"), (), "580.65.06"),
+    ),
+    rec(
+        "flash_attn-2.8.3+cu128torch2.9sm120qwen3-cp312-cp312-linux_x86_64.whl",
+        CodeFacts("12.8", 12, ("sm_120",), (), "525.60.13"),
+    ),
+    rec(
+        "flash_attn-2.8.3+cu129torch2.8sm120qwen3-cp312-cp312-linux_x86_64.whl",
+        CodeFacts("12.9", 12, ("sm_120",), (), "525.60.13"),
+    ),
+    rec(
+        "flash_attn-2.8.3+cu132torch2.11sm80ptx80onetuseedptx-cp312-cp312-linux_x86_64.whl",
+        CodeFacts("13.2", CU13, ("sm_80",), (("compute_80", "9.2"),), "595.45.04"),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("gpu", "driver", "wheel"), [
-    # the seed user: driver 570 is CUDA 12.8; the cu128 build matches it natively (cu129 would load too)
-    ("RTX PRO 6000", "570.195.03", "flash_attn-2.8.3+cu128torch2.9sm120qwen3-cp312-cp312-linux_x86_64.whl"),
-    ("RTX 5090", "580.65.06", "flash_attn-2.8.3+cu130torch2.14sm120qwen3-cp312-cp312-linux_x86_64.whl"),
-    ("H100", "580.159.04", "flash_attn-2.8.3+cu130torch2.14sm90sm120qwen3-cp312-cp312-linux_x86_64.whl"),
-    ("RTX PRO 6000", "575.57.08", "flash_attn-2.8.3+cu129torch2.8sm120qwen3-cp312-cp312-linux_x86_64.whl"),
-])
+@pytest.mark.parametrize(
+    ("gpu", "driver", "wheel"),
+    [
+        # the seed user: driver 570 is CUDA 12.8; the cu128 build matches it natively (cu129 would load too)
+        ("RTX PRO 6000", "570.195.03", "flash_attn-2.8.3+cu128torch2.9sm120qwen3-cp312-cp312-linux_x86_64.whl"),
+        ("RTX 5090", "580.65.06", "flash_attn-2.8.3+cu130torch2.14sm120qwen3-cp312-cp312-linux_x86_64.whl"),
+        ("H100", "580.159.04", "flash_attn-2.8.3+cu130torch2.14sm90sm120qwen3-cp312-cp312-linux_x86_64.whl"),
+        ("RTX PRO 6000", "575.57.08", "flash_attn-2.8.3+cu129torch2.8sm120qwen3-cp312-cp312-linux_x86_64.whl"),
+    ],
+)
 def test_the_right_wheel_for_each_machine(gpu: str, driver: str, wheel: str) -> None:
     (choice,) = choose(INDEX, parse_gpu(gpu), Version.parse(driver))
     assert choice.best is not None and choice.best.record["filename"] == wheel
@@ -101,11 +126,13 @@ def test_a_driver_525_machine_gets_the_reason_none_fits() -> None:
     only_cu13 = [r for r in INDEX if r["variant"] == "cu130"]
     (hopper,) = choose(only_cu13, parse_gpu("H100"), Version.parse("525.147.05"))
     assert hopper.best is None
-    assert hopper.why_none == ("driver 525.147.05 (CUDA 12.0): only CUDA 12.x wheels can load; "
-                               "this index has none for 9.0")
+    assert hopper.why_none == (
+        "driver 525.147.05 (CUDA 12.0): only CUDA 12.x wheels can load; this index has none for 9.0"
+    )
     (seed,) = choose(only_cu13, parse_gpu("RTX PRO 6000"), Version.parse("570.195.03"))
-    assert seed.why_none == ("driver 570.195.03 (CUDA 12.8): only CUDA 12.x wheels can load; "
-                             "this index has none for 12.0")
+    assert seed.why_none == (
+        "driver 570.195.03 (CUDA 12.8): only CUDA 12.x wheels can load; this index has none for 12.0"
+    )
 
 
 def test_index_files_carry_the_facts_in_draft_form() -> None:

@@ -42,8 +42,9 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextmanager
-def replacing(dest: Path, *, mode: int | None = None, stat_from: Path | None = None, fsync: bool = False,
-              guard: bool = False) -> Iterator[Path]:
+def replacing(
+    dest: Path, *, mode: int | None = None, stat_from: Path | None = None, fsync: bool = False, guard: bool = False
+) -> Iterator[Path]:
     """Yield an empty temporary file beside `dest` for the block to write; when the block ends normally it
     becomes `dest` by rename, else it is removed. The file is created as `open` would (mode 0666 less the
     umask); `mode` sets the permission bits instead, `stat_from` copies bits and times from another file
@@ -71,8 +72,15 @@ def replacing(dest: Path, *, mode: int | None = None, stat_from: Path | None = N
             raise
 
 
-def write_atomic(dest: Path, data: bytes | str, *, mode: int | None = PRIVATE, stat_from: Path | None = None,
-                 fsync: bool = False, if_changed: bool = False) -> Path:
+def write_atomic(
+    dest: Path,
+    data: bytes | str,
+    *,
+    mode: int | None = PRIVATE,
+    stat_from: Path | None = None,
+    fsync: bool = False,
+    if_changed: bool = False,
+) -> Path:
     """Write `dest` whole or not at all (see `replacing` for the options); returns `dest`. With `if_changed`
     a file that already holds exactly `data` is left alone."""
     raw = data.encode() if isinstance(data, str) else data
@@ -83,8 +91,16 @@ def write_atomic(dest: Path, data: bytes | str, *, mode: int | None = PRIVATE, s
     return dest
 
 
-def copy_atomic(src: Path, dest: Path, *, mode: int | None = None, stat_from: Path | None = None,
-                fsync: bool = False, guard: bool = False, expect_sha256: str | None = None) -> Path:
+def copy_atomic(
+    src: Path,
+    dest: Path,
+    *,
+    mode: int | None = None,
+    stat_from: Path | None = None,
+    fsync: bool = False,
+    guard: bool = False,
+    expect_sha256: str | None = None,
+) -> Path:
     """Copy `src` to `dest` whole or not at all, streaming (see `replacing` for the options; by default the
     copy gets the mode a new file gets, as shutil.copyfile). With `expect_sha256`, bytes that do not hash to
     it raise ContentChanged and `dest` is left as it was."""

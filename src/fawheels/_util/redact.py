@@ -27,13 +27,17 @@ _USER_VARS = ("FAWHEELS_INDEX_USER", "TWINE_USERNAME")
 
 # Every repetition is bounded (or anchored by a literal right before it), so each pattern costs a constant per
 # position: the redactor runs over every line fawheels prints, compiler logs included, and must stay linear.
-_HEADER = re.compile(r"(?im)\b((?:proxy-)?authorization|x-api-key|cookie)(\"?'?[ \t]{0,8}[:=][ \t]{0,8}[\"']?)"
-                     r"([^\r\n\"']{1,4096})")
+_HEADER = re.compile(
+    r"(?im)\b((?:proxy-)?authorization|x-api-key|cookie)(\"?'?[ \t]{0,8}[:=][ \t]{0,8}[\"']?)"
+    r"([^\r\n\"']{1,4096})"
+)
 _BASIC = re.compile(r"\b(Basic|BASIC|basic)([ \t]{1,8})([A-Za-z0-9+/]{4,4096}={0,2})")
 _BEARER = re.compile(r"\b(Bearer|BEARER|bearer|Token)([ \t]{1,8})([A-Za-z0-9._~+/-]{8,4096}=*)")
 _USERINFO = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,30}://)([^\s/@\"'<>]{1,512})@")
-_ASSIGN = re.compile(r"(?i)(?<![a-z0-9_.-])([a-z0-9_.-]{0,40}?(?:password|passwd|secret|api_?key|token"
-                     r"|signature))([\"']?[ \t]{0,8}[:=][ \t]{0,8}[\"']?)([^\s\"',;&}<]{1,4096})")
+_ASSIGN = re.compile(
+    r"(?i)(?<![a-z0-9_.-])([a-z0-9_.-]{0,40}?(?:password|passwd|secret|api_?key|token"
+    r"|signature))([\"']?[ \t]{0,8}[:=][ \t]{0,8}[\"']?)([^\s\"',;&}<]{1,4096})"
+)
 
 
 def _forms(secret: str, users: Iterable[str]) -> set[str]:
@@ -76,8 +80,9 @@ def redact(text: str, secrets: Iterable[str] = (), users: Iterable[str] = ()) ->
 
 def secrets_from_env(env: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(secrets, user names) found in the environment: every *PASSWORD/*TOKEN/*SECRET value."""
-    secrets = tuple(v for k, v in env.items()
-                    if _SECRET_VAR.search(k) and len(v) >= MIN_ENV_SECRET and v.lower() not in _NOT_SECRET)
+    secrets = tuple(
+        v for k, v in env.items() if _SECRET_VAR.search(k) and len(v) >= MIN_ENV_SECRET and v.lower() not in _NOT_SECRET
+    )
     users = (*(env[k] for k in _USER_VARS if env.get(k)), "__token__")
     return secrets, users
 

@@ -126,16 +126,42 @@ def run(
 ) -> str:
     """Run a command, echoing it first. Output (stderr merged into stdout) goes to our stderr line by line
     (through `on_line` when given) unless `capture`; the captured or last lines go into the error on failure."""
-    return _run(cmd, cwd=cwd, env=env, capture=capture, on_line=on_line, error=error, what=what, quiet=quiet,
-                check=True, shown=shown)[1]
+    return _run(
+        cmd,
+        cwd=cwd,
+        env=env,
+        capture=capture,
+        on_line=on_line,
+        error=error,
+        what=what,
+        quiet=quiet,
+        check=True,
+        shown=shown,
+    )[1]
 
 
-def run_code(cmd: Sequence[str | Path], *, what: str | None = None, error: ErrorClass = BuildError,
-             shown: Sequence[str | Path] | None = None, env: Mapping[str, str] | None = None,
-             cwd: Path | None = None) -> int:
+def run_code(
+    cmd: Sequence[str | Path],
+    *,
+    what: str | None = None,
+    error: ErrorClass = BuildError,
+    shown: Sequence[str | Path] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
     """Like `run` streaming to our stderr, but the exit code is returned, not raised (the caller judges it)."""
-    return _run(cmd, cwd=cwd, env=env, capture=False, on_line=None, error=error, what=what, quiet=False,
-                check=False, shown=shown)[0]
+    return _run(
+        cmd,
+        cwd=cwd,
+        env=env,
+        capture=False,
+        on_line=None,
+        error=error,
+        what=what,
+        quiet=False,
+        check=False,
+        shown=shown,
+    )[0]
 
 
 def _run(

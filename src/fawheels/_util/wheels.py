@@ -22,7 +22,8 @@ def metadata_disagreement(metadata: str, name: str, version: Version) -> tuple[s
     normalized `name` and `version` (compared canonically), else None."""
     meta = HeaderParser().parsestr(metadata)
     said_name, said_version = meta.get("Name"), meta.get("Version")
-    if (canonicalize_name(said_name or "") == name
-            and canonicalize_version(said_version or "") == canonicalize_version(version)):
+    if canonicalize_name(said_name or "") == name and canonicalize_version(said_version or "") == canonicalize_version(
+        version
+    ):
         return None
     return said_name, said_version

@@ -61,11 +61,18 @@ def _toolkit(target: Target, container: bool) -> tuple[CudaToolkit, list[str]]:
 def _torch_env(target: Target) -> TorchEnv:
     py = target.python.replace(".", "")
     site = TORCH_ENV / "lib" / f"python{target.python}" / "site-packages"
-    return TorchEnv(python=TORCH_ENV / "bin" / "python", torch_version=target.torch.version,
-                    torch_cuda=target.torch.cuda, cxx11_abi=True, torch_dir=site / "torch",
-                    python_include=f"<python{target.python}-include>",
-                    ext_suffix=f".cpython-{py}-x86_64-linux-gnu.so", python_version=target.python,
-                    cmake=TORCH_ENV / "bin" / "cmake", ninja=TORCH_ENV / "bin" / "ninja")
+    return TorchEnv(
+        python=TORCH_ENV / "bin" / "python",
+        torch_version=target.torch.version,
+        torch_cuda=target.torch.cuda,
+        cxx11_abi=True,
+        torch_dir=site / "torch",
+        python_include=f"<python{target.python}-include>",
+        ext_suffix=f".cpython-{py}-x86_64-linux-gnu.so",
+        python_version=target.python,
+        cmake=TORCH_ENV / "bin" / "cmake",
+        ninja=TORCH_ENV / "bin" / "ninja",
+    )
 
 
 def _image_lines(target: Target, root: Path) -> list[str]:
@@ -75,8 +82,7 @@ def _image_lines(target: Target, root: Path) -> list[str]:
     except ContainerError as exc:
         return [f"image: cannot be planned: {exc.message}"]
     tag = recipe.tag(recipe.inputs_sha256(root))
-    lines = [f"image: {tag}",
-             f"  from {recipe.dockerfile}, base {recipe.base}"]
+    lines = [f"image: {tag}", f"  from {recipe.dockerfile}, base {recipe.base}"]
     lines += [f"  --build-arg {k}={v}" for k, v in sorted(recipe.build_args.items()) if v]
     if recipe.base != LOCAL_BASE:
         lines.append("  the base comes from a registry; fawheels never pulls it implicitly. To provide it:")
@@ -94,33 +100,46 @@ def plan_text(target: Target, matrix: Matrix, *, container: bool = False) -> str
     cpus = os.cpu_count() or 1
     n_archs = len(target.sass) + len(target.ptx)
     # The job count as a first build would choose it (the peaks earlier builds measured are not read here).
-    jobs, _why = jobstats.choose_jobs_measured(cpus, mem_available(), dict.fromkeys(
-        [*target.profile.translation_units(), "flash_api.cpp"]), None, fallback=NVCC_JOB_BYTES * n_archs)
+    jobs, _why = jobstats.choose_jobs_measured(
+        cpus,
+        mem_available(),
+        dict.fromkeys([*target.profile.translation_units(), "flash_api.cpp"]),
+        None,
+        fallback=NVCC_JOB_BYTES * n_archs,
+    )
     plan = plan_build(target, tree, workdir, tk, torch, jobs, cpus, workdir / "recipe", 0)
-    lines = [f"== {target.id} (dry run: nothing is fetched, compiled or written)",
-             f"wheel: {target.wheel_name}",
-             f"recipe: {target.recipe} ({recipe.distribution}, extension {recipe.extension})"
-             + (f", serves {target.serves}" if target.serves else ""),
-             f"toolchain: {target.toolchain.name}, CUDA {target.toolchain.cuda}, provision "
-             f"{'container' if _uses_container(target, container) else target.toolchain.provision}"]
+    lines = [
+        f"== {target.id} (dry run: nothing is fetched, compiled or written)",
+        f"wheel: {target.wheel_name}",
+        f"recipe: {target.recipe} ({recipe.distribution}, extension {recipe.extension})"
+        + (f", serves {target.serves}" if target.serves else ""),
+        f"toolchain: {target.toolchain.name}, CUDA {target.toolchain.cuda}, provision "
+        f"{'container' if _uses_container(target, container) else target.toolchain.provision}",
+    ]
     lines += [f"  {line}" for line in tk_lines]
     if _uses_container(target, container):
         lines += [f"  {line}" for line in _image_lines(target, find_checkout(matrix.root))]
-    torch_index = f" from https://download.pytorch.org/whl/cu{target.torch.cuda.replace('.', '')}" \
-        if target.torch.cuda.startswith("12.") else ""
-    lines += [f"torch: {target.torch.version} (CUDA {target.torch.cuda}, C++{target.torch.cxx_std}){torch_index}; "
-              f"wheel requires {target.torch.requirement}",
-              f"python: {target.python}",
-              f"source: {target.source.name} ({target.source.kind}) {target.source.url} "
-              + (f"sha256 {target.source.sha256}" if target.source.sha256 else f"commit {target.source.commit}")]
+    torch_index = (
+        f" from https://download.pytorch.org/whl/cu{target.torch.cuda.replace('.', '')}"
+        if target.torch.cuda.startswith("12.")
+        else ""
+    )
+    lines += [
+        f"torch: {target.torch.version} (CUDA {target.torch.cuda}, C++{target.torch.cxx_std}){torch_index}; "
+        f"wheel requires {target.torch.requirement}",
+        f"python: {target.python}",
+        f"source: {target.source.name} ({target.source.kind}) {target.source.url} "
+        + (f"sha256 {target.source.sha256}" if target.source.sha256 else f"commit {target.source.commit}"),
+    ]
     lines += [f"  patch: {p}" for p in target.source.patches]
-    lines += [f"min driver: {target.min_driver} (CUDA {target.toolchain.cuda} GA)",
-              f"archs: SASS {' '.join(a.sm for a in target.sass)}; "
-              f"PTX {' '.join(a.compute for a in target.ptx) or 'none'}",
-              f"profile: {target.profile.name}, {len(target.profile.translation_units())} kernel unit(s); "
-              f"{jobs} concurrent nvcc job(s) here",
-              "configure: " + shlex.join(plan.configure),
-              "compile: " + shlex.join(plan.compile)]
+    lines += [
+        f"min driver: {target.min_driver} (CUDA {target.toolchain.cuda} GA)",
+        f"archs: SASS {' '.join(a.sm for a in target.sass)}; PTX {' '.join(a.compute for a in target.ptx) or 'none'}",
+        f"profile: {target.profile.name}, {len(target.profile.translation_units())} kernel unit(s); "
+        f"{jobs} concurrent nvcc job(s) here",
+        "configure: " + shlex.join(plan.configure),
+        "compile: " + shlex.join(plan.compile),
+    ]
     common = " ".join(shlex.quote(f) for f in plan.recorded_flags["nvcc"])
     defines = " ".join(f"-D{d}" for d in plan.recorded_flags["defines"])
     for unit in target.profile.translation_units():

@@ -131,9 +131,15 @@ class JobRecord:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> JobRecord:
-        return cls(output=str(doc["output"]), exit=int(doc["exit"]), wall_s=float(doc["wall_s"]),
-                   cpu_s=float(doc["cpu_s"]), peak_rss_bytes=int(doc["peak_rss_bytes"]),
-                   max_process_rss_bytes=int(doc["max_process_rss_bytes"]), chained=str(doc.get("chained", "")))
+        return cls(
+            output=str(doc["output"]),
+            exit=int(doc["exit"]),
+            wall_s=float(doc["wall_s"]),
+            cpu_s=float(doc["cpu_s"]),
+            peak_rss_bytes=int(doc["peak_rss_bytes"]),
+            max_process_rss_bytes=int(doc["max_process_rss_bytes"]),
+            chained=str(doc.get("chained", "")),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,8 +173,13 @@ def schedule(units: Sequence[str], seconds: Mapping[str, float]) -> list[str]:
     return sorted(units, key=lambda u: (-seconds[u], u))
 
 
-def choose_jobs_measured(cpus: int, mem_available: int, peaks: Mapping[str, int | None],
-                         override: int | None, fallback: int = FALLBACK_JOB_BYTES) -> tuple[int, str]:
+def choose_jobs_measured(
+    cpus: int,
+    mem_available: int,
+    peaks: Mapping[str, int | None],
+    override: int | None,
+    fallback: int = FALLBACK_JOB_BYTES,
+) -> tuple[int, str]:
     """Concurrent compile jobs and why: the most jobs such that the largest peaks of that many units, as
     measured by earlier builds (+15 %), fit in the available memory (less a 10 % reserve); a unit never
     measured counts as `fallback` (FALLBACK_JOB_BYTES per arch compiled at once). Never more than the cores
@@ -189,12 +200,17 @@ def choose_jobs_measured(cpus: int, mem_available: int, peaks: Mapping[str, int 
         jobs, used = jobs + 1, used + n
     jobs = max(1, jobs)
     limit = "memory" if jobs < min(cpus, len(need)) else ("cores" if cpus < len(need) else "units")
-    basis = (f"peaks measured for {measured} of {len(need)} unit(s) (+{PEAK_MARGIN - 1:.0%})" if measured else
-             f"nothing measured yet: {fallback / GB:.0f} GB per job assumed")
+    basis = (
+        f"peaks measured for {measured} of {len(need)} unit(s) (+{PEAK_MARGIN - 1:.0%})"
+        if measured
+        else f"nothing measured yet: {fallback / GB:.0f} GB per job assumed"
+    )
     worst = need[0] / GB if need else 0.0
-    return jobs, (f"{jobs} job(s), limited by {limit}: {cpus} core(s), {len(need)} unit(s), "
-                  f"{budget / GB:.1f} GB usable of {mem_available / GB:.1f} GB available; largest job "
-                  f"{worst:.1f} GB ({basis})")
+    return jobs, (
+        f"{jobs} job(s), limited by {limit}: {cpus} core(s), {len(need)} unit(s), "
+        f"{budget / GB:.1f} GB usable of {mem_available / GB:.1f} GB available; largest job "
+        f"{worst:.1f} GB ({basis})"
+    )
 
 
 # ----------------------------------------------------------------------------- I/O

@@ -55,8 +55,9 @@ def _zip_time(epoch: int) -> tuple[int, int, int, int, int, int]:
     return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
 
 
-def wheel_entries(spec: WheelSpec, files: Mapping[str, bytes],
-                  extra_dist_info: Mapping[str, bytes]) -> list[tuple[str, bytes]]:
+def wheel_entries(
+    spec: WheelSpec, files: Mapping[str, bytes], extra_dist_info: Mapping[str, bytes]
+) -> list[tuple[str, bytes]]:
     """All members in their final order: package files sorted, then dist-info, RECORD last."""
     wheel_file = (
         f"Wheel-Version: 1.0\nGenerator: {spec.generator}\nRoot-Is-Purelib: false\nTag: {spec.tag}\n"
@@ -73,8 +74,13 @@ def wheel_entries(spec: WheelSpec, files: Mapping[str, bytes],
     return [*entries, (record_name, record.encode())]
 
 
-def write_wheel(spec: WheelSpec, files: Mapping[str, bytes], extra_dist_info: Mapping[str, bytes],
-                dest_dir: Path, source_date_epoch: int) -> Path:
+def write_wheel(
+    spec: WheelSpec,
+    files: Mapping[str, bytes],
+    extra_dist_info: Mapping[str, bytes],
+    dest_dir: Path,
+    source_date_epoch: int,
+) -> Path:
     """Write the wheel into dest_dir atomically (temp file + rename); returns its path."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     date_time = _zip_time(source_date_epoch)

@@ -129,8 +129,9 @@ def _payload_prefix(payload: bytes | memoryview, compression: str, full_size: in
             # an LZ4 block expands at most 255-fold: a header claiming more is corrupt (and would make
             # us allocate what it claims)
             if full_size > min(_MAX_DECOMPRESSED, 255 * len(payload) + 64):
-                raise InspectError(f"{where}: corrupt entry header (claims {full_size} bytes decompressed "
-                                   f"from {len(payload)})")
+                raise InspectError(
+                    f"{where}: corrupt entry header (claims {full_size} bytes decompressed from {len(payload)})"
+                )
             return bytes(lz4.block.decompress(bytes(payload), uncompressed_size=full_size)[:n])
     except (zstandard.ZstdError, lz4.block.LZ4BlockError, ValueError, OverflowError, MemoryError) as exc:
         raise InspectError(f"{where}: compressed payload does not decompress ({compression}): {exc}") from None
@@ -177,8 +178,8 @@ def _parse_container(
         where = f"{file}: fatbin entry at offset {pos:#x}"
         if end - pos < _ENTRY.size:
             raise InspectError(f"{where}: truncated entry header")
-        (kind, _ver, hsize, psize, csize, _opt, minor, major, arch, _no, _ns, flags, _r, dsize) = (
-            _ENTRY.unpack_from(view, pos)
+        (kind, _ver, hsize, psize, csize, _opt, minor, major, arch, _no, _ns, flags, _r, dsize) = _ENTRY.unpack_from(
+            view, pos
         )
         if hsize < _ENTRY.size or pos + hsize + psize > end or not 10 <= arch < 1000:
             raise InspectError(f"{where}: corrupt entry header (header {hsize}, payload {psize}, arch {arch})")
@@ -192,14 +193,22 @@ def _parse_container(
         kind_name = _KINDS.get(kind)
         ptx_isa = None
         if kind_name == "ptx":
-            ptx_isa = _check_ptx(_payload_prefix(payload, compression, full, _PTX_PREFIX, where), major, minor,
-                                 name, where)
+            ptx_isa = _check_ptx(
+                _payload_prefix(payload, compression, full, _PTX_PREFIX, where), major, minor, name, where
+            )
         elif kind_name == "sass" and _payload_prefix(payload, compression, full, 4, where) != _ELF_MAGIC:
             raise InspectError(f"{where}: SASS entry for {name} does not hold an ELF image")
         if kind_name is not None:
             yield CodeEntry(
-                file=file, kind=kind_name, arch=name, ptx_isa=ptx_isa, code_version=f"{major}.{minor}",
-                compression=compression, size=stored, uncompressed_size=full, container=container,
+                file=file,
+                kind=kind_name,
+                arch=name,
+                ptx_isa=ptx_isa,
+                code_version=f"{major}.{minor}",
+                compression=compression,
+                size=stored,
+                uncompressed_size=full,
+                container=container,
                 section=section,
             )
         pos += hsize + psize
@@ -230,8 +239,17 @@ def _cubin_entry(elf: ELFFile, data: bytes | memoryview, size: int, file: str) -
         m = re.search(rb"-arch (sm_\d+[af]?)\b", _section_bytes(note, data, file))
         if m and m.group(1).decode().rstrip("af") == arch:
             arch = m.group(1).decode()
-    return CodeEntry(file=file, kind="sass", arch=arch, ptx_isa=None, code_version=f"{abi}",
-                     compression="none", size=size, uncompressed_size=size, section="")
+    return CodeEntry(
+        file=file,
+        kind="sass",
+        arch=arch,
+        ptx_isa=None,
+        code_version=f"{abi}",
+        compression="none",
+        size=size,
+        uncompressed_size=size,
+        section="",
+    )
 
 
 def _section_bytes(section: Any, data: bytes | memoryview, file: str) -> memoryview:
@@ -263,14 +281,28 @@ def parse_elf(data: bytes, file: str) -> CodeObject:
         for section in elf.iter_sections():
             if section.name in FATBIN_SECTIONS and section["sh_type"] != "SHT_NOBITS":
                 first = entries[-1].container + 1 if entries else 0
-                entries += parse_fatbin(_section_bytes(section, data, file), file, section=section.name,
-                                        first_container=first)
+                entries += parse_fatbin(
+                    _section_bytes(section, data, file), file, section=section.name, first_container=first
+                )
             elif isinstance(section, DynamicSection):
                 _section_bytes(section, data, file)
                 # pyelftools resolves the string table into an attribute it does not declare
                 needed += [tag.needed for tag in section.iter_tags("DT_NEEDED")]  # type: ignore[attr-defined]
-    except (ELFError, ConstructError, struct.error, ValueError, IndexError, KeyError, TypeError, AttributeError,
-            AssertionError, OverflowError, RecursionError, MemoryError, UnicodeDecodeError) as exc:
+    except (
+        ELFError,
+        ConstructError,
+        struct.error,
+        ValueError,
+        IndexError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        AssertionError,
+        OverflowError,
+        RecursionError,
+        MemoryError,
+        UnicodeDecodeError,
+    ) as exc:
         # pyelftools reads hostile headers with any of these; each means "not a readable ELF"
         raise InspectError(f"{file}: not a readable ELF object ({type(exc).__name__}: {exc})"[:600]) from None
     return CodeObject(file=file, format="shared-object", needed=tuple(needed), entries=tuple(entries))
@@ -323,15 +355,20 @@ def check_zip_sizes(zf: zipfile.ZipFile, wheel: str) -> None:
     for info in zf.infolist():
         size, stored = info.file_size, info.compress_size
         if size > MAX_MEMBER_BYTES:
-            raise InspectError(f"{wheel}: member {info.filename} inflates to {size} bytes, more than the "
-                               f"{MAX_MEMBER_BYTES} fawheels reads")
+            raise InspectError(
+                f"{wheel}: member {info.filename} inflates to {size} bytes, more than the "
+                f"{MAX_MEMBER_BYTES} fawheels reads"
+            )
         if size > RATIO_FLOOR and size > MAX_RATIO * max(stored, 1):
-            raise InspectError(f"{wheel}: member {info.filename} inflates {size // max(stored, 1)}-fold "
-                               f"({stored} -> {size} bytes): a zip bomb, not a wheel")
+            raise InspectError(
+                f"{wheel}: member {info.filename} inflates {size // max(stored, 1)}-fold "
+                f"({stored} -> {size} bytes): a zip bomb, not a wheel"
+            )
         total += size
     if total > MAX_WHEEL_BYTES:
-        raise InspectError(f"{wheel}: members inflate to {total} bytes in all, more than the {MAX_WHEEL_BYTES} "
-                           "fawheels reads")
+        raise InspectError(
+            f"{wheel}: members inflate to {total} bytes in all, more than the {MAX_WHEEL_BYTES} fawheels reads"
+        )
 
 
 def open_wheel(path: Path) -> zipfile.ZipFile:
@@ -340,8 +377,15 @@ def open_wheel(path: Path) -> zipfile.ZipFile:
         raise InspectError(f"{path}: no such file")
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, OverflowError,
-            NotImplementedError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        ValueError,
+        OverflowError,
+        NotImplementedError,
+    ) as exc:
         raise InspectError(f"{path}: not a wheel (not a zip archive: {exc})") from None
     try:
         for info in zf.infolist():
@@ -366,11 +410,21 @@ def member_chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo, wheel: str) -> Ite
             while chunk := fh.read(min(_CHUNK, left + 1)):
                 left -= len(chunk)
                 if left < 0:
-                    raise InspectError(f"{wheel}: member {info.filename} holds more than the "
-                                       f"{info.file_size} bytes it declares")
+                    raise InspectError(
+                        f"{wheel}: member {info.filename} holds more than the {info.file_size} bytes it declares"
+                    )
                 yield chunk
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, ValueError,
-            NotImplementedError, RuntimeError, OverflowError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        zlib.error,
+        ValueError,
+        NotImplementedError,
+        RuntimeError,
+        OverflowError,
+    ) as exc:
         # RuntimeError: an encrypted member; NotImplementedError: an unknown compression method
         raise InspectError(f"{wheel}: member {info.filename} cannot be read: {exc}") from None
 
@@ -399,8 +453,7 @@ class Member:
 _FATBIN_MAGICS = (struct.pack("<I", FATBIN_MAGIC), struct.pack("<I", RELFATBIN_MAGIC))
 
 
-def iter_members(zf: zipfile.ZipFile, wheel: str, keep: Callable[[str], bool] = lambda name: False
-                 ) -> Iterator[Member]:
+def iter_members(zf: zipfile.ZipFile, wheel: str, keep: Callable[[str], bool] = lambda name: False) -> Iterator[Member]:
     """Every file member in zip order, streamed once. A member is kept whole when `keep(name)`, when
     it starts like CUDA code, or when a fatbin magic appears anywhere in it (then parsed from there)."""
     for info in zf.infolist():
@@ -428,8 +481,13 @@ def iter_members(zf: zipfile.ZipFile, wheel: str, keep: Callable[[str], bool] = 
         data = b"".join(parts) if parts is not None else None
         if found is not None and data is None:  # seen late: read it whole now (within the caps)
             data = read_member(zf, info, wheel)
-        yield Member(info.filename, digest.digest(), size, data,
-                     found if found is not None and not holds_cuda_code(head) else None)
+        yield Member(
+            info.filename,
+            digest.digest(),
+            size,
+            data,
+            found if found is not None and not holds_cuda_code(head) else None,
+        )
 
 
 def embedded_fatbin(member: Member, wheel: str) -> CodeObject | None:
@@ -444,8 +502,9 @@ def embedded_fatbin(member: Member, wheel: str) -> CodeObject | None:
             _magic, _version, header_size, fat_size = _CONTAINER.unpack_from(view, at)
             end = at + header_size + fat_size
             if header_size >= _CONTAINER.size and end <= len(view):
-                entries = list(_parse_container(view, at + header_size, end,
-                                                f"{member.name} (fatbin at offset {at:#x})", "", 0))
+                entries = list(
+                    _parse_container(view, at + header_size, end, f"{member.name} (fatbin at offset {at:#x})", "", 0)
+                )
                 if entries:
                     return CodeObject(file=member.name, format="embedded-fatbin", entries=tuple(entries))
         except (InspectError, struct.error):
@@ -569,9 +628,23 @@ def provision_cuobjdump() -> Path:
         if root.exists():
             shutil.rmtree(root)
         log(f"installing {CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN} from PyPI into {root} (once)")
-        run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--disable-pip-version-check",
-             "--target", str(root), f"{CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN}"], error=InspectError,
-            what=f"pip install {CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN}", capture=True)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--no-compile",
+                "--disable-pip-version-check",
+                "--target",
+                str(root),
+                f"{CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN}",
+            ],
+            error=InspectError,
+            what=f"pip install {CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN}",
+            capture=True,
+        )
         (root / _CUOBJDUMP_MARKER).write_text(CUOBJDUMP_PIN + "\n")
     return _pip_cuobjdump(root)
 
@@ -592,8 +665,10 @@ def locate_cuobjdump(toolkit: Path | None = None, *, install: bool = True) -> tu
         path = provision_cuobjdump()
         return Cuobjdump(path, cuobjdump_version(path), "cache"), ""
     except InspectError as exc:
-        problems.append(str(exc).splitlines()[0] + (" (no PyPI or no wheel for this platform?)"
-                                                    if "pip install" in str(exc) else ""))
+        problems.append(
+            str(exc).splitlines()[0]
+            + (" (no PyPI or no wheel for this platform?)" if "pip install" in str(exc) else "")
+        )
     return None, "; ".join(problems)
 
 
@@ -613,11 +688,19 @@ def parse_cuobjdump(lines: Iterable[str], file: str) -> list[CodeEntry]:
         if cur is not None and "arch" in cur:
             kind = {"elf": "sass", "ptx": "ptx"}.get(cur["kind"], "lto")
             isa = cur.get("isa", cur.get("version")) if kind == "ptx" else None
-            entries.append(CodeEntry(
-                file=file, kind=kind, arch=cur["arch"], ptx_isa=isa,
-                code_version=cur.get("version", ""), compression=cur.get("compression", "none"),
-                size=0, uncompressed_size=0, section=cur.get("section", ".nv_fatbin"),
-            ))
+            entries.append(
+                CodeEntry(
+                    file=file,
+                    kind=kind,
+                    arch=cur["arch"],
+                    ptx_isa=isa,
+                    code_version=cur.get("version", ""),
+                    compression=cur.get("compression", "none"),
+                    size=0,
+                    uncompressed_size=0,
+                    section=cur.get("section", ".nv_fatbin"),
+                )
+            )
 
     standalone = True
     for line in lines:
@@ -659,7 +742,8 @@ def parse_cuobjdump_listing(lines: Iterable[str]) -> list[tuple[str, str]]:
 def _keep(line: str) -> bool:
     """The lines of a dump we parse: entry headers, not the sections and code that follow them."""
     return line.startswith(("Fatbin ", "arch =", "code version", "compressed", ".version", ".target")) or (
-        _CUOBJ_CUBIN.match(line) is not None or "Tool Command Line" in line)
+        _CUOBJ_CUBIN.match(line) is not None or "Tool Command Line" in line
+    )
 
 
 def _run_cuobjdump(exe: Path, args: Sequence[str], path: Path, label: str) -> list[str]:
@@ -675,16 +759,16 @@ def _run_cuobjdump(exe: Path, args: Sequence[str], path: Path, label: str) -> li
         timer = threading.Timer(CUOBJDUMP_TIMEOUT_S, proc.kill)  # a binary that makes it spin must not hang us
         timer.start()
         try:
-            kept = [line.rstrip("\n") for line in proc.stdout
-                    if _keep(line) or line.startswith(("ELF file", "PTX file"))]
+            kept = [
+                line.rstrip("\n") for line in proc.stdout if _keep(line) or line.startswith(("ELF file", "PTX file"))
+            ]
             code = proc.wait()
         finally:
             timer.cancel()
         errors.seek(0)
         err = errors.read(64 << 10).decode("utf-8", errors="replace")
     if code < 0:
-        raise InspectError(f"{label}: cuobjdump {' '.join(args)} did not finish in {CUOBJDUMP_TIMEOUT_S} s "
-                           f"(killed)")
+        raise InspectError(f"{label}: cuobjdump {' '.join(args)} did not finish in {CUOBJDUMP_TIMEOUT_S} s (killed)")
     if code != 0:
         if "does not contain device code" in err:
             return []
@@ -705,8 +789,9 @@ def _family_capable(arch: str) -> bool:
     return m is not None and int(m.group(1)) >= 100
 
 
-def cuobjdump_read(path: Path, label: str | None = None, tool: Path | None = None,
-                   expect: Iterable[CodeEntry] = ()) -> list[CodeEntry]:
+def cuobjdump_read(
+    path: Path, label: str | None = None, tool: Path | None = None, expect: Iterable[CodeEntry] = ()
+) -> list[CodeEntry]:
     """Entries of one file as cuobjdump reads them, at low cost. One pass lists every entry:
     `-lelf -lptx`, or `-res-usage` (the entry headers, without the code) when SASS of a family-capable
     arch (sm_100 and later) is expected or listed, since only that shows its true `f` suffix. PTX texts
@@ -728,8 +813,11 @@ def cuobjdump_read(path: Path, label: str | None = None, tool: Path | None = Non
             # the header dump names every SASS entry again, now with its suffix; should it ever list
             # other entries than the listing, the comparison with our parser shows it
             headers = parse_cuobjdump(_run_cuobjdump(exe, ["-all", "-res-usage"], path, file), file)
-    sass = ([e for e in headers if e.kind == "sass"] if headers is not None else
-            [CodeEntry(file, "sass", a, None, "", "none", 0, 0) for kind, a in listed if kind == "sass"])
+    sass = (
+        [e for e in headers if e.kind == "sass"]
+        if headers is not None
+        else [CodeEntry(file, "sass", a, None, "", "none", 0, 0) for kind, a in listed if kind == "sass"]
+    )
     ptx: list[CodeEntry] = []
     if any(kind == "ptx" for kind, _arch in listed):
         ptx = [e for e in parse_cuobjdump(_run_cuobjdump(exe, ["-all", "-ptx"], path, file), file) if e.kind == "ptx"]
@@ -741,8 +829,9 @@ def cuobjdump_file(path: Path, label: str | None = None, tool: Path | None = Non
     return cuobjdump_read(path, label, tool)
 
 
-def cuobjdump_bytes(data: bytes, label: str, tool: Path | None = None,
-                    expect: Iterable[CodeEntry] = ()) -> list[CodeEntry]:
+def cuobjdump_bytes(
+    data: bytes, label: str, tool: Path | None = None, expect: Iterable[CodeEntry] = ()
+) -> list[CodeEntry]:
     """cuobjdump's reading of bytes held in memory (a wheel member), through a private temp file."""
     with tempfile.TemporaryDirectory(prefix="fawheels-") as tmp:
         member = Path(tmp) / "member"
@@ -768,8 +857,10 @@ def comparable(entry: CodeEntry) -> tuple[str, str, str, str | None]:
 
 
 def _reading(entries: Counter[tuple[str, str, str, str | None]]) -> str:
-    parts = [f"{kind} {arch}" + (f" (ISA {isa})" if isa else "") + (f" x{n}" if n > 1 else "")
-             for (_f, kind, arch, isa), n in sorted(entries.items(), key=lambda kv: str(kv[0]))]
+    parts = [
+        f"{kind} {arch}" + (f" (ISA {isa})" if isa else "") + (f" x{n}" if n > 1 else "")
+        for (_f, kind, arch, isa), n in sorted(entries.items(), key=lambda kv: str(kv[0]))
+    ]
     return ", ".join(parts) or "no CUDA code"
 
 
@@ -792,8 +883,10 @@ def disagreements(ours: Iterable[CodeEntry], theirs: Iterable[CodeEntry]) -> lis
 
 def _table(entries: list[CodeEntry]) -> str:
     rows = [("file", "kind", "arch", "ptx isa", "code ver", "compression", "size", "container")]
-    rows += [(e.file, e.kind, e.arch, e.ptx_isa or "-", e.code_version, e.compression, str(e.size),
-              str(e.container)) for e in entries]
+    rows += [
+        (e.file, e.kind, e.arch, e.ptx_isa or "-", e.code_version, e.compression, str(e.size), str(e.container))
+        for e in entries
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
@@ -802,9 +895,7 @@ def inspect_command(path: Path, *, as_json: bool = False, reader: str = "fawheel
     """`fawheels inspect`: list every code entry; `reader=both` also exits 1 when the readers disagree."""
     if not path.exists():
         raise InspectError(f"{path}: no such file")
-    entries = cuobjdump_path(path) if reader == "cuobjdump" else [
-        e for obj in read_path(path) for e in obj.entries
-    ]
+    entries = cuobjdump_path(path) if reader == "cuobjdump" else [e for obj in read_path(path) for e in obj.entries]
     problems = disagreements(entries, cuobjdump_path(path)) if reader == "both" else []
     if as_json:
         print(json.dumps([e.to_json() for e in entries], indent=2))

@@ -103,29 +103,51 @@ def predict_module(entries: Sequence[CodeEntry], cc: tuple[int, int], driver: Ve
     image = choose_image(entries, cc)
     if image is None:
         have = ", ".join(sorted({f"{e.arch} {e.kind.upper()}" for e in entries})) or "nothing"
-        return Prediction(first.file, first.container, None, False,
-                          f"no SASS runs on {_cc(cc)} and no PTX JIT-compiles for it (has {have}): "
-                          + _error("cudaErrorNoKernelImageForDevice"),
-                          error="cudaErrorNoKernelImageForDevice")
+        return Prediction(
+            first.file,
+            first.container,
+            None,
+            False,
+            f"no SASS runs on {_cc(cc)} and no PTX JIT-compiles for it (has {have}): "
+            + _error("cudaErrorNoKernelImageForDevice"),
+            error="cudaErrorNoKernelImageForDevice",
+        )
     arch = Arch.parse(image.arch)
     if image.kind == "sass":
         exact = arch.cc == cc
-        return Prediction(first.file, first.container, f"{arch.sm} SASS", True,
-                          f"{arch.sm} SASS {'matches' if exact else 'runs on'} compute capability {_cc(cc)}",
-                          how="exact-sass" if exact else "compatible-sass")
+        return Prediction(
+            first.file,
+            first.container,
+            f"{arch.sm} SASS",
+            True,
+            f"{arch.sm} SASS {'matches' if exact else 'runs on'} compute capability {_cc(cc)}",
+            how="exact-sass" if exact else "compatible-sass",
+        )
     isa = Version.parse(image.ptx_isa or "0")
     name = f"{arch.compute} PTX (ISA {isa})"
     max_isa = cf.max_ptx_isa_of_driver(driver)
     if max_isa is not None and isa <= max_isa:
-        return Prediction(first.file, first.container, name, True,
-                          f"no SASS for {_cc(cc)}; {_driver_says(driver)} JIT-compiles {name}", how="ptx-jit")
+        return Prediction(
+            first.file,
+            first.container,
+            name,
+            True,
+            f"no SASS for {_cc(cc)}; {_driver_says(driver)} JIT-compiles {name}",
+            how="ptx-jit",
+        )
     needed = cf.min_driver_for_ptx_isa(isa)
     need = f"needs driver >= {needed}" if needed else "needs a driver newer than any fawheels knows"
-    return Prediction(first.file, first.container, name, False,
-                      f"no SASS for {_cc(cc)}; {name} is too new for {_driver_says(driver)}: "
-                      f"{_error('cudaErrorUnsupportedPtxVersion')}; {need}",
-                      error="cudaErrorUnsupportedPtxVersion", needed_driver=str(needed) if needed else None,
-                      how="ptx-jit")
+    return Prediction(
+        first.file,
+        first.container,
+        name,
+        False,
+        f"no SASS for {_cc(cc)}; {name} is too new for {_driver_says(driver)}: "
+        f"{_error('cudaErrorUnsupportedPtxVersion')}; {need}",
+        error="cudaErrorUnsupportedPtxVersion",
+        needed_driver=str(needed) if needed else None,
+        how="ptx-jit",
+    )
 
 
 def runtime_major(obj: CodeObject) -> int | None:
@@ -143,10 +165,16 @@ def _runtime_block(obj: CodeObject, driver: Version) -> Prediction | None:
     needed = cf.MINOR_COMPAT_MIN_DRIVER.get(major) if major is not None else None
     if needed is None or driver >= needed:
         return None
-    return Prediction(obj.file, -1, f"libcudart.so.{major}", False,
-                      f"links the CUDA {major} runtime (libcudart.so.{major}), which needs driver >= {needed}; "
-                      f"{_driver_says(driver)}: {_error('cudaErrorInsufficientDriver')}",
-                      error="cudaErrorInsufficientDriver", needed_driver=str(needed))
+    return Prediction(
+        obj.file,
+        -1,
+        f"libcudart.so.{major}",
+        False,
+        f"links the CUDA {major} runtime (libcudart.so.{major}), which needs driver >= {needed}; "
+        f"{_driver_says(driver)}: {_error('cudaErrorInsufficientDriver')}",
+        error="cudaErrorInsufficientDriver",
+        needed_driver=str(needed),
+    )
 
 
 def predict(objects: Sequence[CodeObject], cc: tuple[int, int], driver: Version) -> CompatReport:
@@ -195,9 +223,10 @@ def parse_driver(text: str) -> Version:
     """An NVIDIA driver version as nvidia-smi prints it: MAJOR.MINOR[.PATCH] with a three-digit major."""
     raw = text.strip()
     if not _DRIVER.fullmatch(raw):
-        raise ConfigError(f"--driver {text[:40]!r}: not a driver version (NVIDIA drivers read MAJOR.MINOR[.PATCH])",
-                          hint="write it as nvidia-smi shows it: 580.65.06 or 570.195.03 (MAJOR.MINOR[.PATCH], "
-                               "three-digit major)")
+        raise ConfigError(
+            f"--driver {text[:40]!r}: not a driver version (NVIDIA drivers read MAJOR.MINOR[.PATCH])",
+            hint="write it as nvidia-smi shows it: 580.65.06 or 570.195.03 (MAJOR.MINOR[.PATCH], three-digit major)",
+        )
     return Version.parse(raw)
 
 
@@ -216,8 +245,10 @@ def compat_command(path: str, *, gpu: str, driver: str, as_json: bool = False) -
         if not report.predictions:
             print(f"  {path}: no CUDA code")
         if serving:
-            print(f"  targets of this matrix that would load here: {', '.join(serving)} "
-                  "(`fawheels build --dry-run ID` shows how each is built)")
+            print(
+                f"  targets of this matrix that would load here: {', '.join(serving)} "
+                "(`fawheels build --dry-run ID` shows how each is built)"
+            )
     return 0 if report.ok else 1
 
 

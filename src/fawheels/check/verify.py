@@ -111,9 +111,14 @@ class ReadersRun:
     code_members: int = 0  # members that hold CUDA code (0: nothing for a second reader to read)
 
     def to_json(self) -> dict[str, Any]:
-        return {"requested": self.requested, "ran": [{"reader": n, "version": v} for n, v in self.ran],
-                "cuobjdump_origin": self.cuobjdump_origin, "note": self.note, "agree": self.agree,
-                "code_members": self.code_members}
+        return {
+            "requested": self.requested,
+            "ran": [{"reader": n, "version": v} for n, v in self.ran],
+            "cuobjdump_origin": self.cuobjdump_origin,
+            "note": self.note,
+            "agree": self.agree,
+            "code_members": self.code_members,
+        }
 
 
 @dataclass(frozen=True)
@@ -178,8 +183,10 @@ def read_wheel(path: Path, reader: str = "both", toolkit: Path | None = None, in
             members[m.name] = (_record_hash(m.sha256), m.size)
             if is_text(m.name) and m.data is not None:
                 if m.size > MAX_TEXT_BYTES:
-                    raise InspectError(f"{path.name}: {m.name} is {m.size} bytes, more than the "
-                                       f"{MAX_TEXT_BYTES} fawheels reads of a metadata file")
+                    raise InspectError(
+                        f"{path.name}: {m.name} is {m.size} bytes, more than the "
+                        f"{MAX_TEXT_BYTES} fawheels reads of a metadata file"
+                    )
                 texts[m.name.rsplit("/", 1)[1]] = m.data.decode("utf-8", errors="replace")
             if m.data is None:
                 continue
@@ -203,22 +210,46 @@ def read_wheel(path: Path, reader: str = "both", toolkit: Path | None = None, in
                 tool, why_not = _cuobjdump(toolkit, install)
                 located = True
                 if reader == "cuobjdump" and tool is None:
-                    raise InspectError(f"--reader cuobjdump: cuobjdump cannot run here: {why_not}",
-                                       hint="pip install nvidia-cuda-cuobjdump, or use --reader fawheels")
+                    raise InspectError(
+                        f"--reader cuobjdump: cuobjdump cannot run here: {why_not}",
+                        hint="pip install nvidia-cuda-cuobjdump, or use --reader fawheels",
+                    )
             if tool is not None:
                 try:
                     theirs[m.name] = cuobjdump_bytes(m.data, m.name, tool.path, expect)
                 except InspectError as exc:
                     unreadable.setdefault(m.name, f"cuobjdump cannot read it: {exc}")
     duplicates = tuple(sorted(n for n, c in counts.items() if c > 1))
-    return _facts(path.name, members, dist_info, texts, ours, theirs, unreadable, op_schemas, duplicates,
-                  reader, tool, why_not if located else "")
+    return _facts(
+        path.name,
+        members,
+        dist_info,
+        texts,
+        ours,
+        theirs,
+        unreadable,
+        op_schemas,
+        duplicates,
+        reader,
+        tool,
+        why_not if located else "",
+    )
 
 
-def _facts(filename: str, members: dict[str, tuple[str, int]], dist_info: str | None, texts: dict[str, str],
-           ours: list[CodeObject], theirs: dict[str, list[CodeEntry]], unreadable: dict[str, str],
-           op_schemas: dict[str, dict[str, str]], duplicates: tuple[str, ...], reader: str,
-           tool: Cuobjdump | None, why_not: str) -> WheelFacts:
+def _facts(
+    filename: str,
+    members: dict[str, tuple[str, int]],
+    dist_info: str | None,
+    texts: dict[str, str],
+    ours: list[CodeObject],
+    theirs: dict[str, list[CodeEntry]],
+    unreadable: dict[str, str],
+    op_schemas: dict[str, dict[str, str]],
+    duplicates: tuple[str, ...],
+    reader: str,
+    tool: Cuobjdump | None,
+    why_not: str,
+) -> WheelFacts:
     """Put the readings together: which entries the checks see, and where the readers differ."""
     ran: list[tuple[str, str]] = []
     if reader != "cuobjdump":
@@ -241,13 +272,31 @@ def _facts(filename: str, members: dict[str, tuple[str, int]], dist_info: str | 
         problems = disagreements(mine, other)
     elif reader == "cuobjdump":
         by_file = {o.file: o for o in ours}
-        objects = [CodeObject(f, by_file[f].format if f in by_file else "unknown",
-                              by_file[f].needed if f in by_file else (), tuple(es)) for f, es in theirs.items()]
+        objects = [
+            CodeObject(
+                f,
+                by_file[f].format if f in by_file else "unknown",
+                by_file[f].needed if f in by_file else (),
+                tuple(es),
+            )
+            for f, es in theirs.items()
+        ]
         unreadable = {f: why for f, why in unreadable.items() if f not in theirs or "cuobjdump" in why}
-    readers = ReadersRun(reader, tuple(ran), tool.origin if tool else None, note,
-                         (not problems) if len(ran) == 2 else None, code)
-    return WheelFacts(filename, members, dist_info, texts, tuple(objects), unreadable, op_schemas, duplicates,
-                      readers, tuple(problems))
+    readers = ReadersRun(
+        reader, tuple(ran), tool.origin if tool else None, note, (not problems) if len(ran) == 2 else None, code
+    )
+    return WheelFacts(
+        filename,
+        members,
+        dist_info,
+        texts,
+        tuple(objects),
+        unreadable,
+        op_schemas,
+        duplicates,
+        readers,
+        tuple(problems),
+    )
 
 
 # Every op name a served release calls: what read_wheel looks for in extensions.
@@ -261,7 +310,7 @@ def op_schemas_in(data: bytes, names: Sequence[str] = _KNOWN_OPS) -> dict[str, s
     for name in names:
         needle, start = b"\0" + name.encode() + b"(", 0
         while (at := data.find(needle, start)) >= 0:
-            text = data[at + 1:data.find(b"\0", at + 1)].decode("ascii", "replace")
+            text = data[at + 1 : data.find(b"\0", at + 1)].decode("ascii", "replace")
             if "->" in text:
                 found[name] = text
                 break
@@ -308,7 +357,6 @@ def schema_differences(ours: dict[str, str], wanted: Sequence[str], who: str) ->
     return problems
 
 
-
 # --- checks (pure) ---------------------------------------------------------------------------------
 
 
@@ -337,8 +385,7 @@ def check_format(f: WheelFacts) -> Check:
         interp, abi, plat = tag.split("-")
         declared.add(Tag(interp, abi, plat))
     if declared != set(tags):
-        problems.append(f"WHEEL tags {sorted(map(str, declared))} differ from the file name's "
-                        f"{sorted(map(str, tags))}")
+        problems.append(f"WHEEL tags {sorted(map(str, declared))} differ from the file name's {sorted(map(str, tags))}")
     if said := metadata_disagreement(f.texts.get("METADATA", ""), name, version):
         problems.append(f"METADATA says {said[0]} {said[1]}, the file name {name} {version}")
     return _ok("format", problems, f"{name} {version}, tags {', '.join(sorted(map(str, tags)))}")
@@ -366,8 +413,10 @@ def check_record(f: WheelFacts) -> Check:
         elif (digest, size) != (f.members[member][0], str(f.members[member][1])):
             problems.append(f"{member}: hash or size differs from RECORD")
     problems += [f"{m} is not in RECORD" for m in sorted(set(f.members) - listed)]
-    problems += [f"{m} appears more than once in the zip (an installer keeps one, a reader may see the other)"
-                 for m in f.duplicates]
+    problems += [
+        f"{m} appears more than once in the zip (an installer keeps one, a reader may see the other)"
+        for m in f.duplicates
+    ]
     return _ok("record", problems, f"{len(f.members)} members match RECORD")
 
 
@@ -431,10 +480,16 @@ def check_extensions(f: WheelFacts, info: BuildInfo) -> Check:
     """Every listed extension is a readable ELF; no unlisted object carries CUDA code."""
     problems = list(f.unreadable.values())
     readable = {o.file for o in f.objects if o.format in ("shared-object", "unknown")}
-    problems += [f"{e} is not an ELF shared object" for e in info.extensions
-                 if e in f.members and e not in readable and e not in f.unreadable]
-    problems += [f"{o.file} carries CUDA code but is not listed in build-info.json extensions"
-                 for o in f.objects if o.entries and o.file not in info.extensions]
+    problems += [
+        f"{e} is not an ELF shared object"
+        for e in info.extensions
+        if e in f.members and e not in readable and e not in f.unreadable
+    ]
+    problems += [
+        f"{o.file} carries CUDA code but is not listed in build-info.json extensions"
+        for o in f.objects
+        if o.entries and o.file not in info.extensions
+    ]
     return _ok("extensions", problems, ", ".join(info.extensions))
 
 
@@ -493,16 +548,22 @@ def check_ptx(f: WheelFacts, info: BuildInfo) -> Check:
             for e in ptx:
                 needed = cf.min_driver_for_ptx_isa(Version.parse(e.ptx_isa or "0"))
                 if needed is None or needed > min_driver:
-                    problems.append(f"{obj.file} module {container}: {e.arch} PTX ISA {e.ptx_isa} needs driver "
-                                    f">= {needed or 'newer than any known'}, the target supports {min_driver}")
+                    problems.append(
+                        f"{obj.file} module {container}: {e.arch} PTX ISA {e.ptx_isa} needs driver "
+                        f">= {needed or 'newer than any known'}, the target supports {min_driver}"
+                    )
     return _ok("ptx", problems, f"every PTX JIT-able by driver {min_driver}" if promised else "no PTX promised")
 
 
 def check_needed(f: WheelFacts, info: BuildInfo) -> Check:
     """DT_NEEDED: only torch's libraries, the CUDA runtime of the right major, and the C/C++ runtime."""
     cudart = f"libcudart.so.{info.cuda_runtime_major}"
-    problems = [f"{o.file} needs {lib}" for o in _extensions(f, info) for lib in o.needed
-                if lib != cudart and not _ALLOWED_NEEDED.fullmatch(lib)]
+    problems = [
+        f"{o.file} needs {lib}"
+        for o in _extensions(f, info)
+        for lib in o.needed
+        if lib != cudart and not _ALLOWED_NEEDED.fullmatch(lib)
+    ]
     return _ok("dt-needed", problems, f"torch, {cudart} and the C/C++ runtime only")
 
 
@@ -541,8 +602,9 @@ def check_op_schemas(f: WheelFacts, info: BuildInfo) -> Check:
     release = recipe.release(serves.split("==", 1)[-1]) if recipe else None
     if recipe is None or release is None:
         return Check("op-schemas", False, f"fawheels knows no op schemas for {serves} (recipe {info.recipe})")
-    problems = [f"{e}: {p}" for e in info.extensions
-                for p in schema_differences(f.op_schemas.get(e, {}), release.ops, serves)]
+    problems = [
+        f"{e}: {p}" for e in info.extensions for p in schema_differences(f.op_schemas.get(e, {}), release.ops, serves)
+    ]
     return _ok("op-schemas", problems, f"{', '.join(release.op_names)} as {serves} calls them")
 
 
@@ -557,12 +619,23 @@ def check_readers(f: WheelFacts) -> Check:
     members = sum(1 for o in f.objects if o.entries)
     names = " + ".join(f"{n} {v}" for n, v in readers.ran)
     origin = f" ({readers.cuobjdump_origin})" if readers.cuobjdump_origin else ""
-    return Check("readers", True, f"{names}{origin}: {entries} code entries in {members} member(s)"
-                 + (", read alike" if readers.agree else "") + (f"; {readers.note}" if readers.note else ""))
+    return Check(
+        "readers",
+        True,
+        f"{names}{origin}: {entries} code entries in {members} member(s)"
+        + (", read alike" if readers.agree else "")
+        + (f"; {readers.note}" if readers.note else ""),
+    )
 
 
 _INFO_CHECKS: tuple[Callable[[WheelFacts, BuildInfo], Check], ...] = (
-    check_build_info, check_extensions, check_sass, check_ptx, check_needed, check_requires_torch, check_op_schemas,
+    check_build_info,
+    check_extensions,
+    check_sass,
+    check_ptx,
+    check_needed,
+    check_requires_torch,
+    check_op_schemas,
 )
 _INFO_CHECK_NAMES = ("build-info", "extensions", "sass", "ptx", "dt-needed", "requires-torch", "op-schemas")
 
@@ -571,19 +644,30 @@ def _guarded(name: str, check: Callable[[], Check], what: str) -> Check:
     """Malformed input (a wrong type, an unknown arch, a broken csv row) fails its check, not the run."""
     try:
         return check()
-    except (FawheelsError, ValueError, KeyError, TypeError, AttributeError, csv.Error, RecursionError,
-            OverflowError) as exc:
+    except (
+        FawheelsError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        csv.Error,
+        RecursionError,
+        OverflowError,
+    ) as exc:
         return Check(name, False, f"{what} unusable: {exc}")
 
 
 def run_checks(f: WheelFacts) -> tuple[tuple[Check, ...], str | None]:
     """Every check, and the target the wheel says it was built for."""
-    checks = [_guarded("format", lambda: check_format(f), "wheel metadata"),
-              _guarded("record", lambda: check_record(f), "RECORD"),
-              check_readers(f)]
+    checks = [
+        _guarded("format", lambda: check_format(f), "wheel metadata"),
+        _guarded("record", lambda: check_record(f), "RECORD"),
+        check_readers(f),
+    ]
     if not checks[0].ok:  # the rest reads names and tags the file name must give
-        return tuple(checks + [Check(n, False, "skipped: the wheel's format is broken")
-                               for n in _INFO_CHECK_NAMES]), None
+        return tuple(
+            checks + [Check(n, False, "skipped: the wheel's format is broken") for n in _INFO_CHECK_NAMES]
+        ), None
     info, why = _build_info(f)
     if info is None:
         return tuple(checks + [Check(n, False, why) for n in _INFO_CHECK_NAMES]), None
@@ -595,8 +679,9 @@ def run_checks(f: WheelFacts) -> tuple[tuple[Check, ...], str | None]:
 # --- API and command -------------------------------------------------------------------------------
 
 
-def verify_wheel(path: Path, *, reader: str = "both", toolkit: Path | None = None,
-                 install: bool = True) -> VerifyReport:
+def verify_wheel(
+    path: Path, *, reader: str = "both", toolkit: Path | None = None, install: bool = True
+) -> VerifyReport:
     """Check one wheel, reading its CUDA code with `reader` (both: our parser and cuobjdump, which must
     agree; cuobjdump from `toolkit` when it has one, else found or, when `install`, installed once into
     the cache); raises InspectError only when the file is not a readable wheel at all."""
@@ -628,7 +713,9 @@ def verify_command(wheel: Path, *, as_json: bool = False, reader: str = "both", 
             print(f"{'PASS' if c.ok else 'FAIL'} {c.name}: {c.detail}")
         if report.readers and report.readers.note:
             print(f"NOTE {report.readers.note}")
-        print(f"{wheel.name}: {'verified' if report.ok else 'FAILS verification'}"
-              + (f" for target {report.target}" if report.target else "")
-              + (" (read by one reader only)" if report.single_reader else ""))
+        print(
+            f"{wheel.name}: {'verified' if report.ok else 'FAILS verification'}"
+            + (f" for target {report.target}" if report.target else "")
+            + (" (read by one reader only)" if report.single_reader else "")
+        )
     return 0 if report.ok else 1

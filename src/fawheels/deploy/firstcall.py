@@ -68,8 +68,11 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     for name in FIELDS:
         values = [float(r[name]) for r in runs if name in r]
         if values:
-            out[name] = {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
-                         "max": round(max(values), 3)}
+            out[name] = {
+                "min": round(min(values), 3),
+                "median": round(statistics.median(values), 3),
+                "max": round(max(values), 3),
+            }
     return out
 
 
@@ -88,8 +91,13 @@ def parse_child_output(text: str) -> dict[str, Any]:
 
 def _gpu() -> dict[str, str]:
     try:
-        out = run(["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
-                  capture=True, quiet=True, error=ToolchainError, what="nvidia-smi")
+        out = run(
+            ["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
+            capture=True,
+            quiet=True,
+            error=ToolchainError,
+            what="nvidia-smi",
+        )
     except ToolchainError as exc:
         raise ToolchainError("no NVIDIA GPU here (nvidia-smi failed)", hint="run first-call on a GPU machine") from exc
     name, cc, driver = (x.strip() for x in out.splitlines()[0].split(","))
@@ -110,12 +118,22 @@ def first_call_command(wheel_arg: str, *, runs: int = 3, out: str | None = None)
         raise FawheelsError(f"{wheel}: not a fawheels wheel (no readable build-info.json)") from exc
     gpu = _gpu()
     doc: dict[str, Any] = {
-        "wheel": wheel.name, "target": info["target"], "archs": info["archs"], "nvcc": info["toolchain"]["nvcc"],
-        "gpu": gpu, "python": sys.version.split()[0],
-        "method": ("fresh interpreter per run; CUDA_CACHE_DISABLE=1; wall clock (time.perf_counter) around "
-                   "`import flash_attn` and around the first flash_attn_func(q, k, v, causal=True) on "
-                   "q/k/v [1, 512, 16, 128] bf16, each followed by torch.cuda.synchronize()"),
-        "runs_cache_disabled": [], "summary_cache_disabled": {}, "cache_enabled_fresh_dir": {}, "complete": False}
+        "wheel": wheel.name,
+        "target": info["target"],
+        "archs": info["archs"],
+        "nvcc": info["toolchain"]["nvcc"],
+        "gpu": gpu,
+        "python": sys.version.split()[0],
+        "method": (
+            "fresh interpreter per run; CUDA_CACHE_DISABLE=1; wall clock (time.perf_counter) around "
+            "`import flash_attn` and around the first flash_attn_func(q, k, v, causal=True) on "
+            "q/k/v [1, 512, 16, 128] bf16, each followed by torch.cuda.synchronize()"
+        ),
+        "runs_cache_disabled": [],
+        "summary_cache_disabled": {},
+        "cache_enabled_fresh_dir": {},
+        "complete": False,
+    }
 
     def save() -> None:  # after every run: a run cut short by a timeout still leaves what it measured
         if out:
@@ -123,16 +141,36 @@ def first_call_command(wheel_arg: str, *, runs: int = 3, out: str | None = None)
 
     with tempfile.TemporaryDirectory(prefix="fawheels-firstcall-") as tmp:
         site = Path(tmp) / "site"
-        run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site),
-             str(wheel)], what="pip install", error=ToolchainError)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--no-index",
+                "-q",
+                "--target",
+                str(site),
+                str(wheel),
+            ],
+            what="pip install",
+            error=ToolchainError,
+        )
         base = {k: v for k, v in os.environ.items() if not k.startswith("CUDA_CACHE")}
         base["PYTHONPATH"] = str(site)
 
         def child(extra: dict[str, str]) -> dict[str, Any]:
             """One fresh process; a crash (a kernel image the driver cannot load) is a result, not the end."""
             try:
-                text = run([sys.executable, "-c", CHILD_SOURCE], env={**base, **extra}, capture=True, quiet=True,
-                           what="first-call child", cwd=Path(tmp))
+                text = run(
+                    [sys.executable, "-c", CHILD_SOURCE],
+                    env={**base, **extra},
+                    capture=True,
+                    quiet=True,
+                    what="first-call child",
+                    cwd=Path(tmp),
+                )
                 return parse_child_output(text)
             except FawheelsError as exc:
                 return {"error": str(exc)[-1500:], "finite": False}
@@ -143,9 +181,14 @@ def first_call_command(wheel_arg: str, *, runs: int = 3, out: str | None = None)
             doc["summary_cache_disabled"] = summarize(cold)
             save()
             last = cold[-1]
-            log(f"  run {i + 1}/{runs} (JIT cache disabled): " + (
-                f"first call {last['first_call_s']:.3f} s, import {last['import_flash_attn_s']:.3f} s"
-                if "error" not in last else f"FAILED: {last['error'].splitlines()[-1] if last['error'] else ''}"))
+            log(
+                f"  run {i + 1}/{runs} (JIT cache disabled): "
+                + (
+                    f"first call {last['first_call_s']:.3f} s, import {last['import_flash_attn_s']:.3f} s"
+                    if "error" not in last
+                    else f"FAILED: {last['error'].splitlines()[-1] if last['error'] else ''}"
+                )
+            )
         cache_dir = Path(tmp) / "jit-cache"
         cached: dict[str, Any] = doc["cache_enabled_fresh_dir"]
         for name in ("first_process", "second_process"):

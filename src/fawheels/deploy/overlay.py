@@ -94,25 +94,38 @@ def read_served(wheel: Path) -> Served:
         recipe = RECIPES.get(str(info.get("recipe")))
         serves = info.get("serves")
         if not serves or recipe is None or recipe.serves is None or recipe.op_namespace is None:
-            raise OverlayError(f"{wheel.name} (target {info.get('target')}) serves no installed distribution",
-                               hint="only a recipe like vllm-fa2 goes into another package; pip install this one")
+            raise OverlayError(
+                f"{wheel.name} (target {info.get('target')}) serves no installed distribution",
+                hint="only a recipe like vllm-fa2 goes into another package; pip install this one",
+            )
         release = recipe.release(str(serves).split("==", 1)[1])
         if release is None:
             raise OverlayError(f"{wheel.name}: fawheels knows no release {serves}")
         (member,) = info["extensions"]
-        return Served(wheel, recipe.serves, release, member, recipe.op_namespace,
-                      Requirement(info["torch"]["requirement"]), zf.read(member))
+        return Served(
+            wheel,
+            recipe.serves,
+            release,
+            member,
+            recipe.op_namespace,
+            Requirement(info["torch"]["requirement"]),
+            zf.read(member),
+        )
 
 
 def check_python(python: str) -> str:
     """`--python` must name an executable file (a path, or a name on PATH); refused before anything is read."""
     found = shutil.which(python) if os.sep not in python else (python if os.access(python, os.X_OK) else None)
     if found is None or not Path(found).is_file():
-        what = "does not exist" if not Path(python).exists() and os.sep in python else (
-            "is not an executable file" if os.sep in python else "is not on PATH")
-        raise OverlayError(f"--python {python}: {what}",
-                           hint="pass the interpreter of the environment that has vLLM, e.g. --python "
-                                "/path/to/venv/bin/python")
+        what = (
+            "does not exist"
+            if not Path(python).exists() and os.sep in python
+            else ("is not an executable file" if os.sep in python else "is not on PATH")
+        )
+        raise OverlayError(
+            f"--python {python}: {what}",
+            hint="pass the interpreter of the environment that has vLLM, e.g. --python /path/to/venv/bin/python",
+        )
     return found
 
 
@@ -120,18 +133,24 @@ _PROBE_TIMEOUT = 120  # seconds: an interpreter answers in one; a program that w
 
 
 def probe(python: str, served: Served) -> Installed:
-    not_python = OverlayError(f"--python {python} is not a Python interpreter (it did not answer the probe)",
-                              hint="pass a python executable, e.g. /path/to/venv/bin/python")
+    not_python = OverlayError(
+        f"--python {python} is not a Python interpreter (it did not answer the probe)",
+        hint="pass a python executable, e.g. /path/to/venv/bin/python",
+    )
     try:
         proc = call([python, "-c", _PROBE, served.distribution, served.member], timeout=_PROBE_TIMEOUT, quiet=True)
     except TimeoutExpired:
         raise not_python from None
     except OSError as exc:
-        raise OverlayError(f"--python {python}: cannot run it: {exc.strerror or exc}",
-                           hint="pass a python executable, e.g. /path/to/venv/bin/python") from None
+        raise OverlayError(
+            f"--python {python}: cannot run it: {exc.strerror or exc}",
+            hint="pass a python executable, e.g. /path/to/venv/bin/python",
+        ) from None
     if proc.returncode != 0:
-        raise OverlayError(f"cannot run {python}: {proc.stderr.strip()[-2000:]}",
-                           hint="pass a python executable, e.g. /path/to/venv/bin/python")
+        raise OverlayError(
+            f"cannot run {python}: {proc.stderr.strip()[-2000:]}",
+            hint="pass a python executable, e.g. /path/to/venv/bin/python",
+        )
     try:
         out = json.loads(proc.stdout)
         return Installed(out["python"], out["version"], Path(out["path"]) if out["path"] else None, out["torch"])
@@ -147,24 +166,29 @@ def _state(path: Path) -> dict[str, Any] | None:
 def _check_install(served: Served, inst: Installed) -> Path:
     want = f"{served.distribution}=={served.release.version}"
     if inst.version is None or inst.path is None:
-        raise OverlayError(f"{inst.python} has no {served.distribution} installed; {served.wheel.name} is for {want}",
-                           hint=f"pip install {want} first, or pass --python for the environment that has it")
+        raise OverlayError(
+            f"{inst.python} has no {served.distribution} installed; {served.wheel.name} is for {want}",
+            hint=f"pip install {want} first, or pass --python for the environment that has it",
+        )
     if Version(inst.version) != Version(served.release.version):
         raise OverlayError(
             f"{inst.python} has {served.distribution} {inst.version}; {served.wheel.name} is built for {want} "
             "and its op schemas may differ: refusing",
-            hint=f"build a target with `serves: {served.distribution}=={inst.version}`, or install {want}")
+            hint=f"build a target with `serves: {served.distribution}=={inst.version}`, or install {want}",
+        )
     if inst.torch is None or not served.torch_requirement.specifier.contains(inst.torch, prereleases=True):
-        raise OverlayError(f"{inst.python} has torch {inst.torch or '(none)'}; {served.wheel.name} links against "
-                           f"{served.torch_requirement}: refusing", hint="use the wheel built for that torch")
+        raise OverlayError(
+            f"{inst.python} has torch {inst.torch or '(none)'}; {served.wheel.name} links against "
+            f"{served.torch_requirement}: refusing",
+            hint="use the wheel built for that torch",
+        )
     if not inst.path.is_file():
         raise OverlayError(f"{inst.path} does not exist: this {served.distribution} has no extension to replace")
     return inst.path
 
 
 def _load_check(python: str, path: Path, served: Served) -> list[str]:
-    proc = call([python, "-c", _LOAD_CHECK, path, served.namespace], input=json.dumps(served.release.ops),
-                quiet=True)
+    proc = call([python, "-c", _LOAD_CHECK, path, served.namespace], input=json.dumps(served.release.ops), quiet=True)
     if proc.returncode != 0:
         return [f"{python} cannot load it: {proc.stderr.strip()[-1500:]}"]
     problems: list[str] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -184,16 +208,22 @@ def overlay(wheel: Path, python: str) -> Path:
     state = _state(path)
     current = sha256_file(path)
     if state is not None and current != state["overlay_sha256"]:
-        raise OverlayError(f"{path} changed since fawheels put a build there (a reinstall?); its backup is stale",
-                           hint=f"reinstall {served.distribution}, then delete {backup} and its {STATE_SUFFIX}")
+        raise OverlayError(
+            f"{path} changed since fawheels put a build there (a reinstall?); its backup is stale",
+            hint=f"reinstall {served.distribution}, then delete {backup} and its {STATE_SUFFIX}",
+        )
     if state is None:  # the installed original: its schemas must be ours, then it is kept byte for byte
         theirs = op_schemas_in(path.read_bytes(), served.release.op_names)
-        problems = schema_differences(op_schemas_in(served.data, served.release.op_names),
-                                      [theirs[n] for n in served.release.op_names if n in theirs],
-                                      f"the installed {served.distribution} {inst.version}")
+        problems = schema_differences(
+            op_schemas_in(served.data, served.release.op_names),
+            [theirs[n] for n in served.release.op_names if n in theirs],
+            f"the installed {served.distribution} {inst.version}",
+        )
         if problems or not theirs:
-            raise OverlayError(f"{path}: the installed extension's op schemas differ from ours: "
-                               f"{'; '.join(problems) or 'none found'}; refusing")
+            raise OverlayError(
+                f"{path}: the installed extension's op schemas differ from ours: "
+                f"{'; '.join(problems) or 'none found'}; refusing"
+            )
         copy_atomic(path, backup, stat_from=path)
         state = {"original_sha256": current, "backup": backup.name}
     write_atomic(path, served.data, stat_from=backup)
@@ -202,8 +232,10 @@ def overlay(wheel: Path, python: str) -> Path:
     problems = _load_check(inst.python, path, served)
     if problems:
         undo(wheel, python)
-        raise OverlayError(f"{served.wheel.name} does not load as {served.release.version} expects; the original "
-                           f"is back in place: {'; '.join(problems)}")
+        raise OverlayError(
+            f"{served.wheel.name} does not load as {served.release.version} expects; the original "
+            f"is back in place: {'; '.join(problems)}"
+        )
     return path
 
 
@@ -219,8 +251,10 @@ def undo(wheel: Path, python: str) -> Path:
         raise OverlayError(f"{path} carries no fawheels overlay: nothing to undo")
     current = sha256_file(path)
     if current not in (state["overlay_sha256"], state["original_sha256"]):
-        raise OverlayError(f"{path} changed since fawheels put a build there; not overwriting it",
-                           hint=f"the original is kept at {backup}")
+        raise OverlayError(
+            f"{path} changed since fawheels put a build there; not overwriting it",
+            hint=f"the original is kept at {backup}",
+        )
     if sha256_file(backup) != state["original_sha256"]:
         raise OverlayError(f"{backup} is not the original any more (sha256 differs from the record): refusing")
     copy_atomic(backup, path, stat_from=backup)
@@ -232,13 +266,17 @@ def undo(wheel: Path, python: str) -> Path:
 def overlay_command(wheel: Path, *, python: str | None, undo_it: bool) -> int:
     py = check_python(python) if python is not None else sys.executable
     if not wheel.is_file():
-        raise OverlayError(f"{wheel}: {'is a directory' if wheel.is_dir() else 'no such file'}",
-                           hint="pass the path of a vllm-fa2 wheel")
+        raise OverlayError(
+            f"{wheel}: {'is a directory' if wheel.is_dir() else 'no such file'}",
+            hint="pass the path of a vllm-fa2 wheel",
+        )
     if undo_it:
         print(f"restored the original {undo(wheel, py)}")
     else:
         path = overlay(wheel, py)
         again = f"fawheels overlay {wheel} --into-site-packages{f' --python {python}' if python else ''} --undo"
-        print(f"{path} now holds the extension of {wheel.name} (original kept as {path.name}{BACKUP_SUFFIX}; "
-              f"`{again}` puts it back)")
+        print(
+            f"{path} now holds the extension of {wheel.name} (original kept as {path.name}{BACKUP_SUFFIX}; "
+            f"`{again}` puts it back)"
+        )
     return 0

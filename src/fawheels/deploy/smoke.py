@@ -70,8 +70,16 @@ def _dtype(name: str) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
-def check_varlen(dtype: str, head_dim: int, causal: bool, *, window: tuple[int, int] = (-1, -1),
-                 softcap: float = 0.0, heads: int = 16, kv_heads: int = 4) -> float:
+def check_varlen(
+    dtype: str,
+    head_dim: int,
+    causal: bool,
+    *,
+    window: tuple[int, int] = (-1, -1),
+    softcap: float = 0.0,
+    heads: int = 16,
+    kv_heads: int = 4,
+) -> float:
     """Variable-length prefill of three sequences with GQA; returns the max abs error."""
     torch = _torch()
     from flash_attn import flash_attn_varlen_func
@@ -83,8 +91,9 @@ def check_varlen(dtype: str, head_dim: int, causal: bool, *, window: tuple[int, 
     q = torch.randn(total, heads, head_dim, device="cuda", dtype=_dtype(dtype), generator=g)
     k = torch.randn(total, kv_heads, head_dim, device="cuda", dtype=_dtype(dtype), generator=g)
     v = torch.randn(total, kv_heads, head_dim, device="cuda", dtype=_dtype(dtype), generator=g)
-    out = flash_attn_varlen_func(q, k, v, cu, cu, max(lens), max(lens), causal=causal, window_size=window,
-                                 softcap=softcap)
+    out = flash_attn_varlen_func(
+        q, k, v, cu, cu, max(lens), max(lens), causal=causal, window_size=window, softcap=softcap
+    )
     err = 0.0
     for i in range(len(lens)):
         s, e = int(cu[i]), int(cu[i + 1])
@@ -93,8 +102,9 @@ def check_varlen(dtype: str, head_dim: int, causal: bool, *, window: tuple[int, 
     return err
 
 
-def check_paged_decode(dtype: str, head_dim: int, causal: bool, *, heads: int = 32, kv_heads: int = 8,
-                       block: int = 256) -> float:
+def check_paged_decode(
+    dtype: str, head_dim: int, causal: bool, *, heads: int = 32, kv_heads: int = 8, block: int = 256
+) -> float:
     """Decode (1 query token) over a paged KV cache with GQA: the split-KV kernels."""
     torch = _torch()
     from flash_attn import flash_attn_with_kvcache
@@ -107,8 +117,7 @@ def check_paged_decode(dtype: str, head_dim: int, causal: bool, *, heads: int = 
     v_cache = torch.randn(num_blocks, block, kv_heads, head_dim, device="cuda", dtype=_dtype(dtype), generator=g)
     block_table = torch.randperm(num_blocks, device="cuda", generator=g).to(torch.int32).view(batch, max_blocks)
     q = torch.randn(batch, 1, heads, head_dim, device="cuda", dtype=_dtype(dtype), generator=g)
-    out = flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=seqlens, block_table=block_table,
-                                  causal=causal)
+    out = flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=seqlens, block_table=block_table, causal=causal)
     err = 0.0
     for b in range(batch):
         n = int(seqlens[b])
@@ -136,11 +145,15 @@ def run_smoke(profile: dict[str, Any]) -> list[Case]:
                     checks.append(("paged decode GQA (split-KV)", True, None))
                 for name, split, kwargs in checks:
                     try:
-                        err = (check_paged_decode(dtype, head_dim, causal) if split
-                               else check_varlen(dtype, head_dim, causal, **kwargs))
+                        err = (
+                            check_paged_decode(dtype, head_dim, causal)
+                            if split
+                            else check_varlen(dtype, head_dim, causal, **kwargs)
+                        )
                     except RuntimeError as exc:  # a failing case is a result, not the end of the run
-                        cases.append(Case(name, dtype, head_dim, causal, split, math.inf, False,
-                                          str(exc).splitlines()[0][:200]))
+                        cases.append(
+                            Case(name, dtype, head_dim, causal, split, math.inf, False, str(exc).splitlines()[0][:200])
+                        )
                         continue
                     cases.append(Case(name, dtype, head_dim, causal, split, err, err <= tol))
     cases.append(_check_missing_kernel(profile))
@@ -158,10 +171,17 @@ def _check_missing_kernel(profile: dict[str, Any]) -> Case:
         flash_attn_func(q, q, q, causal=True)
     except RuntimeError as exc:
         ok = "this build has no" in str(exc)
-        return Case("uncompiled kernel raises", profile["dtypes"][0], missing, True, False, 0.0, ok,
-                    str(exc).splitlines()[0][:200])
-    return Case("uncompiled kernel raises", profile["dtypes"][0], missing, True, False, 0.0, False,
-                "no error raised")
+        return Case(
+            "uncompiled kernel raises",
+            profile["dtypes"][0],
+            missing,
+            True,
+            False,
+            0.0,
+            ok,
+            str(exc).splitlines()[0][:200],
+        )
+    return Case("uncompiled kernel raises", profile["dtypes"][0], missing, True, False, 0.0, False, "no error raised")
 
 
 # ----------------------------------------------------------------------------- benchmark (--bench)
@@ -193,8 +213,11 @@ def kernel_ms(fn: Callable[[], Any], launches: int = LAUNCHES) -> float:
 
 
 def spread(values: list[float], digits: int = 4) -> dict[str, float]:
-    return {"min": round(min(values), digits), "median": round(statistics.median(values), digits),
-            "max": round(max(values), digits)}
+    return {
+        "min": round(min(values), digits),
+        "median": round(statistics.median(values), digits),
+        "max": round(max(values), digits),
+    }
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int = REPEATS) -> dict[str, list[float]]:
@@ -215,8 +238,19 @@ def gpu_state() -> dict[str, str]:
     """Name, driver, clocks, power and temperature of GPU 0 now (nvidia-smi), for the record."""
     from fawheels._util.runner import call
 
-    fields = ["name", "driver_version", "clocks.sm", "clocks.max.sm", "clocks.mem", "clocks.max.mem",
-              "power.draw", "power.limit", "temperature.gpu", "persistence_mode", "compute_mode"]
+    fields = [
+        "name",
+        "driver_version",
+        "clocks.sm",
+        "clocks.max.sm",
+        "clocks.mem",
+        "clocks.max.mem",
+        "power.draw",
+        "power.limit",
+        "temperature.gpu",
+        "persistence_mode",
+        "compute_mode",
+    ]
     try:
         proc = call(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"], quiet=True)
         if proc.returncode != 0:
@@ -239,12 +273,20 @@ def ceilings() -> dict[str, Any]:
     t = interleaved({"matmul": lambda: torch.matmul(a, b, out=c), "copy": lambda: dst.copy_(src)})
     flops, moved = 2 * n**3, 2 * src.numel() * src.element_size()  # a copy reads and writes every byte
     best_mm, best_cp = min(t["matmul"]), min(t["copy"])
-    return {"matmul_bf16": {"shape": f"{n}x{n}x{n}", "ms": spread(t["matmul"]),
-                            "tflops_best": round(flops / best_mm / 1e9, 1),
-                            "tflops_median": round(flops / statistics.median(t["matmul"]) / 1e9, 1)},
-            "copy_d2d": {"bytes": src_bytes_label(moved), "ms": spread(t["copy"]),
-                         "tbps_best": round(moved / best_cp / 1e9, 3),
-                         "tbps_median": round(moved / statistics.median(t["copy"]) / 1e9, 3)}}
+    return {
+        "matmul_bf16": {
+            "shape": f"{n}x{n}x{n}",
+            "ms": spread(t["matmul"]),
+            "tflops_best": round(flops / best_mm / 1e9, 1),
+            "tflops_median": round(flops / statistics.median(t["matmul"]) / 1e9, 1),
+        },
+        "copy_d2d": {
+            "bytes": src_bytes_label(moved),
+            "ms": spread(t["copy"]),
+            "tbps_best": round(moved / best_cp / 1e9, 3),
+            "tbps_median": round(moved / statistics.median(t["copy"]) / 1e9, 3),
+        },
+    }
 
 
 def src_bytes_label(moved: int) -> str:
@@ -300,20 +342,29 @@ def bench(dtype: str = "bf16") -> dict[str, Any]:
             continue
         for side in ("ours", "torch_flash"):
             best, med = min(t[side]), statistics.median(t[side])
-            row[side] = {"ms": spread(t[side]), "tflops_median": round(flops / med / 1e9, 1),
-                         "tbps_median": round(moved / med / 1e9, 3),
-                         "share_of_matmul_ceiling": round(flops / best / 1e9 / peak_tflops, 3),
-                         "share_of_copy_ceiling": round(moved / best / 1e9 / peak_tbps, 3)}
+            row[side] = {
+                "ms": spread(t[side]),
+                "tflops_median": round(flops / med / 1e9, 1),
+                "tbps_median": round(moved / med / 1e9, 3),
+                "share_of_matmul_ceiling": round(flops / best / 1e9 / peak_tflops, 3),
+                "share_of_copy_ceiling": round(moved / best / 1e9 / peak_tbps, 3),
+            }
         row["torch_over_ours_median"] = round(statistics.median(t["torch_flash"]) / statistics.median(t["ours"]), 3)
         row["torch_over_ours_best"] = round(min(t["torch_flash"]) / min(t["ours"]), 3)
         rows.append(row)
         del q, k, v, qt, kt, vt
         torch.cuda.empty_cache()
-    return {"method": f"kernel-only: {LAUNCHES} back-to-back calls between two CUDA events per sample, "
-                      f"{REPEATS} samples per side after {WARMUP} warm-up calls, sides interleaved; "
-                      "GQA passed natively to both (torch: enable_gqa=True under SDPBackend.FLASH_ATTENTION)",
-            "dtype": dtype, "torch": torch.__version__, "gpu_before": state_before, "ceilings": ceiling,
-            "rows": rows, "gpu_after": gpu_state()}
+    return {
+        "method": f"kernel-only: {LAUNCHES} back-to-back calls between two CUDA events per sample, "
+        f"{REPEATS} samples per side after {WARMUP} warm-up calls, sides interleaved; "
+        "GQA passed natively to both (torch: enable_gqa=True under SDPBackend.FLASH_ATTENTION)",
+        "dtype": dtype,
+        "torch": torch.__version__,
+        "gpu_before": state_before,
+        "ceilings": ceiling,
+        "rows": rows,
+        "gpu_after": gpu_state(),
+    }
 
 
 def main_in_env(build_info_json: str) -> int:
@@ -323,12 +374,21 @@ def main_in_env(build_info_json: str) -> int:
     started = time.monotonic()
     cases = run_smoke(info["profile"])
     figures = bench(info["profile"]["dtypes"][0]) if "bench" in info.get("_smoke_mode", "") else {}
-    print(json.dumps({
-        "device": torch.cuda.get_device_name(), "capability": list(torch.cuda.get_device_capability()),
-        "torch": torch.__version__, "target": info["target"], "seconds": round(time.monotonic() - started, 1),
-        "cases": [asdict(c) for c in cases], "bench": figures,
-        "ok": all(c.ok for c in cases),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "device": torch.cuda.get_device_name(),
+                "capability": list(torch.cuda.get_device_capability()),
+                "torch": torch.__version__,
+                "target": info["target"],
+                "seconds": round(time.monotonic() - started, 1),
+                "cases": [asdict(c) for c in cases],
+                "bench": figures,
+                "ok": all(c.ok for c in cases),
+            },
+            indent=2,
+        )
+    )
     return 0 if all(c.ok for c in cases) else 1
 
 
@@ -374,29 +434,51 @@ def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
     cc, driver = present_gpu()
     report = compat.predict(compat.load_objects(str(wheel)), cc, Version.parse(driver))
     if not report.ok:
-        raise VerifyError(f"{wheel.name} will not load on this GPU (sm_{cc[0]}{cc[1]}, driver {driver}):\n"
-                          + json.dumps(report.to_json(), indent=2)[:2000],
-                          hint="build a target whose archs include this GPU")
+        raise VerifyError(
+            f"{wheel.name} will not load on this GPU (sm_{cc[0]}{cc[1]}, driver {driver}):\n"
+            + json.dumps(report.to_json(), indent=2)[:2000],
+            hint="build a target whose archs include this GPU",
+        )
     import torch
 
     pin = info["torch"]["requirement"].removeprefix("torch==").rstrip(".*")
     if not torch.__version__.startswith(pin + "."):
-        raise ToolchainError(f"{wheel.name} needs torch {info['torch']['requirement']}, this machine has "
-                             f"{torch.__version__}", hint="smoke a wheel built for this machine's torch")
+        raise ToolchainError(
+            f"{wheel.name} needs torch {info['torch']['requirement']}, this machine has {torch.__version__}",
+            hint="smoke a wheel built for this machine's torch",
+        )
     with tempfile.TemporaryDirectory(prefix="fawheels-smoke-") as tmp:
         # A fresh install location on top of this interpreter, so the machine's torch is the one used
         # (a venv made from a venv would not see it).
         site = Path(tmp) / "site"
-        run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site),
-             str(wheel)], what="pip install")
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--no-index",
+                "-q",
+                "--target",
+                str(site),
+                str(wheel),
+            ],
+            what="pip install",
+        )
         info["_smoke_mode"] = "bench" if bench_too else ""
         package_parent = str(Path(__file__).resolve().parents[2])  # the folder that holds fawheels/
         env = {"PYTHONPATH": os.pathsep.join([str(site), package_parent])}
         code = "import sys; from fawheels.deploy.smoke import main_in_env; sys.exit(main_in_env(sys.argv[1]))"
         proc = call([sys.executable, "-c", code, json.dumps(info)], env=env, cwd=tmp, quiet=True)
     sys.stderr.write(proc.stderr[-3000:])
-    doc = proc.stdout if proc.stdout.strip() else json.dumps(  # the checker died: say so, as JSON too
-        {"ok": False, "exit": proc.returncode, "error": proc.stderr.strip().splitlines()[-1:] or [""]}, indent=2)
+    doc = (
+        proc.stdout
+        if proc.stdout.strip()
+        else json.dumps(  # the checker died: say so, as JSON too
+            {"ok": False, "exit": proc.returncode, "error": proc.stderr.strip().splitlines()[-1:] or [""]}, indent=2
+        )
+    )
     print(doc)
     if out:
         write_atomic(Path(out), doc, mode=None)

@@ -49,19 +49,37 @@ def yaml_keys(cls: type) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Source:
     name: str
-    kind: SourceKind = field(metadata=yaml_key(
-        "how the source is fetched: a release tarball (`sdist`) or a git repository (`git`)",
-        {"enum": ["sdist", "git"]}, required=True))
+    kind: SourceKind = field(
+        metadata=yaml_key(
+            "how the source is fetched: a release tarball (`sdist`) or a git repository (`git`)",
+            {"enum": ["sdist", "git"]},
+            required=True,
+        )
+    )
     url: str = field(metadata=yaml_key("where it is fetched from", {"type": "string"}, required=True))
-    sha256: str | None = field(default=None, metadata=yaml_key(
-        "the tarball's sha256, checked before it is unpacked", {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        rules="required for an sdist"))
-    commit: str | None = field(default=None, metadata=yaml_key(
-        "the full commit to check out", {"type": "string", "pattern": "^[0-9a-f]{40}$"},
-        rules="required for a git source"))
-    patches: tuple[str, ...] = field(default=(), metadata=yaml_key(
-        "patch files applied in order, relative to the matrix file",
-        {"type": "array", "items": {"type": "string", "pattern": r"\.patch$"}}))
+    sha256: str | None = field(
+        default=None,
+        metadata=yaml_key(
+            "the tarball's sha256, checked before it is unpacked",
+            {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            rules="required for an sdist",
+        ),
+    )
+    commit: str | None = field(
+        default=None,
+        metadata=yaml_key(
+            "the full commit to check out",
+            {"type": "string", "pattern": "^[0-9a-f]{40}$"},
+            rules="required for a git source",
+        ),
+    )
+    patches: tuple[str, ...] = field(
+        default=(),
+        metadata=yaml_key(
+            "patch files applied in order, relative to the matrix file",
+            {"type": "array", "items": {"type": "string", "pattern": r"\.patch$"}},
+        ),
+    )
 
     @property
     def filename(self) -> str:
@@ -72,31 +90,61 @@ class Source:
 class ImageSpec:
     """How a `container` toolchain's image is made (see docker/)."""
 
-    base: str = field(metadata=yaml_key("the base image, e.g. nvidia/cuda:12.8.1-devel-ubuntu24.04",
-                                        {"type": "string"}, required=True))
-    python: str = field(metadata=yaml_key("the Python installed into the image", {"type": "string"},
-                                          required=True))
-    dockerfile: str = field(default="docker/Dockerfile.pip-cuda", metadata=yaml_key(
-        "the Dockerfile, relative to the repository (default docker/Dockerfile.pip-cuda)", {"type": "string"}))
+    base: str = field(
+        metadata=yaml_key(
+            "the base image, e.g. nvidia/cuda:12.8.1-devel-ubuntu24.04", {"type": "string"}, required=True
+        )
+    )
+    python: str = field(metadata=yaml_key("the Python installed into the image", {"type": "string"}, required=True))
+    dockerfile: str = field(
+        default="docker/Dockerfile.pip-cuda",
+        metadata=yaml_key(
+            "the Dockerfile, relative to the repository (default docker/Dockerfile.pip-cuda)", {"type": "string"}
+        ),
+    )
 
 
 @dataclass(frozen=True)
 class Toolchain:
     name: str
-    cuda: str = field(metadata=yaml_key(  # "13.0"
-        "the CUDA release (major.minor)", {"type": "string", "pattern": MAJOR_MINOR}, required=True,
-        rules="a toolkit fawheels knows (docs/cuda-facts.md)"))
-    provision: Provision = field(metadata=yaml_key(
-        "where nvcc comes from: already on the machine (`host`), PyPI wheels (`pip`, CUDA 13 and later) or a "
-        "devel image (`container`)", {"enum": ["host", "pip", "container"]}, required=True))
-    cuda_home: str | None = field(default=None, metadata=yaml_key(
-        "where the toolkit lives (default $CUDA_HOME, else /usr/local/cuda-X.Y)",
-        {"type": "string", "pattern": "^/"}, rules="host toolchains only"))
-    pip_version: str | None = field(default=None, metadata=yaml_key(
-        "the exact nvidia-cuda-nvcc version, e.g. 13.0.88", {"type": "string"},
-        rules="required for a pip toolchain, and must start with `cuda`"))
-    image: ImageSpec | None = field(default=None, metadata=yaml_key(
-        "how the toolchain image is made", {"$ref": "#/$defs/image"}, rules="required for a container toolchain"))
+    cuda: str = field(
+        metadata=yaml_key(  # "13.0"
+            "the CUDA release (major.minor)",
+            {"type": "string", "pattern": MAJOR_MINOR},
+            required=True,
+            rules="a toolkit fawheels knows (docs/cuda-facts.md)",
+        )
+    )
+    provision: Provision = field(
+        metadata=yaml_key(
+            "where nvcc comes from: already on the machine (`host`), PyPI wheels (`pip`, CUDA 13 and later) or a "
+            "devel image (`container`)",
+            {"enum": ["host", "pip", "container"]},
+            required=True,
+        )
+    )
+    cuda_home: str | None = field(
+        default=None,
+        metadata=yaml_key(
+            "where the toolkit lives (default $CUDA_HOME, else /usr/local/cuda-X.Y)",
+            {"type": "string", "pattern": "^/"},
+            rules="host toolchains only",
+        ),
+    )
+    pip_version: str | None = field(
+        default=None,
+        metadata=yaml_key(
+            "the exact nvidia-cuda-nvcc version, e.g. 13.0.88",
+            {"type": "string"},
+            rules="required for a pip toolchain, and must start with `cuda`",
+        ),
+    )
+    image: ImageSpec | None = field(
+        default=None,
+        metadata=yaml_key(
+            "how the toolchain image is made", {"$ref": "#/$defs/image"}, rules="required for a container toolchain"
+        ),
+    )
 
     @property
     def cuda_version(self) -> Version:
@@ -106,14 +154,23 @@ class Toolchain:
 @dataclass(frozen=True)
 class TorchSpec:
     name: str  # the matrix key and id fragment: "2.14"
-    version: str = field(metadata=yaml_key(  # exact: "2.14.1"
-        "the exact torch release", {"type": "string", "pattern": rf"^{_NUMBER}\.{_NUMBER}\.{_NUMBER}$"},
-        required=True, rules="a release of the major.minor that names the entry"))
-    cuda: str = field(metadata=yaml_key(  # CUDA the wheel was built for: "13.0"
-        "the CUDA that torch wheel was built for", {"type": "string", "pattern": MAJOR_MINOR}, required=True,
-        rules="must match the toolchain's CUDA (a minor mismatch only with allow_cuda_minor_mismatch)"))
-    cxx_std: int = field(metadata=yaml_key("the C++ standard torch's headers need", {"enum": [17, 20]},
-                                           required=True))
+    version: str = field(
+        metadata=yaml_key(  # exact: "2.14.1"
+            "the exact torch release",
+            {"type": "string", "pattern": rf"^{_NUMBER}\.{_NUMBER}\.{_NUMBER}$"},
+            required=True,
+            rules="a release of the major.minor that names the entry",
+        )
+    )
+    cuda: str = field(
+        metadata=yaml_key(  # CUDA the wheel was built for: "13.0"
+            "the CUDA that torch wheel was built for",
+            {"type": "string", "pattern": MAJOR_MINOR},
+            required=True,
+            rules="must match the toolchain's CUDA (a minor mismatch only with allow_cuda_minor_mismatch)",
+        )
+    )
+    cxx_std: int = field(metadata=yaml_key("the C++ standard torch's headers need", {"enum": [17, 20]}, required=True))
 
     @property
     def requirement(self) -> str:
@@ -127,29 +184,37 @@ class Profile:
     plus its split-KV twin (decode, paged KV, `flash_attn_with_kvcache`) when `split_kv` is set."""
 
     name: str
-    head_dims: tuple[int, ...] = field(metadata=yaml_key(
-        "the head dimensions to compile",
-        {"type": "array", "items": {"enum": list(HEAD_DIMS)}, "minItems": 1, "uniqueItems": True}, required=True))
-    dtypes: tuple[str, ...] = field(metadata=yaml_key(
-        "the dtypes to compile", {"type": "array", "items": {"enum": list(DTYPES)}, "minItems": 1,
-                                  "uniqueItems": True}, required=True))
-    causal: tuple[bool, ...] = field(metadata=yaml_key(
-        "the causal-mask variants to compile (default both)",
-        {"type": "array", "items": {"type": "boolean"}, "minItems": 1, "uniqueItems": True}))
-    split_kv: bool = field(metadata=yaml_key(
-        "also compile the split-KV twins (decode, paged KV, flash_attn_with_kvcache); default true",
-        {"type": "boolean"}))
+    head_dims: tuple[int, ...] = field(
+        metadata=yaml_key(
+            "the head dimensions to compile",
+            {"type": "array", "items": {"enum": list(HEAD_DIMS)}, "minItems": 1, "uniqueItems": True},
+            required=True,
+        )
+    )
+    dtypes: tuple[str, ...] = field(
+        metadata=yaml_key(
+            "the dtypes to compile",
+            {"type": "array", "items": {"enum": list(DTYPES)}, "minItems": 1, "uniqueItems": True},
+            required=True,
+        )
+    )
+    causal: tuple[bool, ...] = field(
+        metadata=yaml_key(
+            "the causal-mask variants to compile (default both)",
+            {"type": "array", "items": {"type": "boolean"}, "minItems": 1, "uniqueItems": True},
+        )
+    )
+    split_kv: bool = field(
+        metadata=yaml_key(
+            "also compile the split-KV twins (decode, paged KV, flash_attn_with_kvcache); default true",
+            {"type": "boolean"},
+        )
+    )
 
     def kernels(self) -> list[tuple[str, int, str, bool]]:
         """(family, head dim, dtype, causal) for every kernel compiled; family is "fwd" or "split"."""
         families = ("fwd", "split") if self.split_kv else ("fwd",)
-        return [
-            (fam, d, dt, c)
-            for fam in families
-            for d in self.head_dims
-            for dt in self.dtypes
-            for c in self.causal
-        ]
+        return [(fam, d, dt, c) for fam in families for d in self.head_dims for dt in self.dtypes for c in self.causal]
 
     def translation_units(self) -> list[str]:
         return [
@@ -195,8 +260,10 @@ class Target:
         """The file name the build will write (`<version>` where only the unpacked source can say)."""
         recipe = RECIPES[self.recipe]
         abi = "abi3" if recipe.abi3 else self.python_tag
-        return (f"{recipe.distribution}-{self.wheel_version or '<version>'}+{self.local_version}-"
-                f"{self.python_tag}-{abi}-linux_x86_64.whl")
+        return (
+            f"{recipe.distribution}-{self.wheel_version or '<version>'}+{self.local_version}-"
+            f"{self.python_tag}-{abi}-linux_x86_64.whl"
+        )
 
     @property
     def python_tag(self) -> str:
@@ -256,18 +323,33 @@ class Axes:
     """Every combination of one value per axis is a target."""
 
     toolchain: tuple[str, ...] = field(metadata=yaml_key("names of `toolchains` entries", _NAMES, required=True))
-    torch: tuple[str, ...] = field(metadata=yaml_key(
-        "names of `torch` entries (quoted: YAML reads 2.10 as a number)", _NAMES, required=True))
-    archs: tuple[tuple[str, ...], ...] = field(metadata=yaml_key(
-        "arch sets, one wheel each: sm_XY (SASS), sm_XYa / sm_XYf (arch-specific / family), compute_XY (PTX)",
-        {"type": "array", "minItems": 1, "items": {
-            "type": "array", "minItems": 1, "uniqueItems": True,
-            "items": {"type": "string", "pattern": "^(sm|compute)_[0-9]+[af]?$"}}},
-        required=True, rules="each set has at least one SASS target; every arch one the toolchain's nvcc "
-                             "can compile"))
-    python: tuple[str, ...] = field(metadata=yaml_key(
-        "Python versions (quoted: YAML reads 3.10 as 3.1)",
-        {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": MAJOR_MINOR}}, required=True))
+    torch: tuple[str, ...] = field(
+        metadata=yaml_key("names of `torch` entries (quoted: YAML reads 2.10 as a number)", _NAMES, required=True)
+    )
+    archs: tuple[tuple[str, ...], ...] = field(
+        metadata=yaml_key(
+            "arch sets, one wheel each: sm_XY (SASS), sm_XYa / sm_XYf (arch-specific / family), compute_XY (PTX)",
+            {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "array",
+                    "minItems": 1,
+                    "uniqueItems": True,
+                    "items": {"type": "string", "pattern": "^(sm|compute)_[0-9]+[af]?$"},
+                },
+            },
+            required=True,
+            rules="each set has at least one SASS target; every arch one the toolchain's nvcc can compile",
+        )
+    )
+    python: tuple[str, ...] = field(
+        metadata=yaml_key(
+            "Python versions (quoted: YAML reads 3.10 as 3.1)",
+            {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": MAJOR_MINOR}},
+            required=True,
+        )
+    )
     profile: tuple[str, ...] = field(metadata=yaml_key("names of `profiles` entries", _NAMES, required=True))
 
 
@@ -277,22 +359,39 @@ class TargetGroup:
 
     recipe: str = field(metadata=yaml_key("the build recipe", {"enum": sorted(RECIPES)}, required=True))
     source: str = field(metadata=yaml_key("name of a `sources` entry", {"type": "string"}, required=True))
-    matrix: Axes = field(metadata=yaml_key("the axes", {"$ref": "#/$defs/axes"}, required=True,
-                                           rules="no axis may be empty"))
-    exclude: tuple[Mapping[str, object], ...] = field(default=(), metadata=yaml_key(
-        "combinations to leave out: each entry names values of some axes",
-        {"type": "array", "items": {"type": "object", "propertyNames": {"enum": list(yaml_keys(Axes))}}},
-        rules="every value must be one of that axis"))
-    id_suffix: str | None = field(default=None, metadata=yaml_key(
-        "appended to the target ids, to tell groups with the same axes apart",
-        {"type": "string", "pattern": "^[a-z0-9][a-z0-9.-]*$"}))
-    allow_cuda_minor_mismatch: bool = field(default=False, metadata=yaml_key(
-        "allow a toolchain CUDA minor other than torch's (same major); default false", {"type": "boolean"}))
-    serves: str | None = field(default=None, metadata=yaml_key(
-        "the installed release the extension is built for, e.g. vllm==0.33.0",
-        {"type": "string", "pattern": "^[A-Za-z0-9_.-]+==[^\\s]+$"},
-        rules="required exactly when the recipe builds for another distribution; a release whose op schemas "
-              "fawheels knows, pinning the target's torch major.minor and allowing its Python"))
+    matrix: Axes = field(
+        metadata=yaml_key("the axes", {"$ref": "#/$defs/axes"}, required=True, rules="no axis may be empty")
+    )
+    exclude: tuple[Mapping[str, object], ...] = field(
+        default=(),
+        metadata=yaml_key(
+            "combinations to leave out: each entry names values of some axes",
+            {"type": "array", "items": {"type": "object", "propertyNames": {"enum": list(yaml_keys(Axes))}}},
+            rules="every value must be one of that axis",
+        ),
+    )
+    id_suffix: str | None = field(
+        default=None,
+        metadata=yaml_key(
+            "appended to the target ids, to tell groups with the same axes apart",
+            {"type": "string", "pattern": "^[a-z0-9][a-z0-9.-]*$"},
+        ),
+    )
+    allow_cuda_minor_mismatch: bool = field(
+        default=False,
+        metadata=yaml_key(
+            "allow a toolchain CUDA minor other than torch's (same major); default false", {"type": "boolean"}
+        ),
+    )
+    serves: str | None = field(
+        default=None,
+        metadata=yaml_key(
+            "the installed release the extension is built for, e.g. vllm==0.33.0",
+            {"type": "string", "pattern": "^[A-Za-z0-9_.-]+==[^\\s]+$"},
+            rules="required exactly when the recipe builds for another distribution; a release whose op schemas "
+            "fawheels knows, pinning the target's torch major.minor and allowing its Python",
+        ),
+    )
 
 
 def _named(ref: str) -> dict[str, Any]:
@@ -303,20 +402,34 @@ def _named(ref: str) -> dict[str, Any]:
 class MatrixFile:
     """build_matrix.yaml itself."""
 
-    default_target: str = field(metadata=yaml_key(
-        "the target `fawheels build` builds when none is named", {"type": "string"}, required=True,
-        rules="an id the matrix expands to"))
-    sources: Mapping[str, Source] = field(metadata=yaml_key("pinned upstream sources, by name", _named("source"),
-                                                            required=True))
-    toolchains: Mapping[str, Toolchain] = field(metadata=yaml_key("CUDA toolchains, by name",
-                                                                  _named("toolchain"), required=True))
-    torch: Mapping[str, TorchSpec] = field(metadata=yaml_key(
-        "torch releases, by major.minor (quoted)", _named("torch"), required=True))
-    profiles: Mapping[str, Profile] = field(metadata=yaml_key("kernel profiles, by name", _named("profile"),
-                                                              required=True))
-    targets: tuple[TargetGroup, ...] = field(metadata=yaml_key(
-        "target groups", {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/target_group"}},
-        required=True, rules="target ids must be unique across groups"))
+    default_target: str = field(
+        metadata=yaml_key(
+            "the target `fawheels build` builds when none is named",
+            {"type": "string"},
+            required=True,
+            rules="an id the matrix expands to",
+        )
+    )
+    sources: Mapping[str, Source] = field(
+        metadata=yaml_key("pinned upstream sources, by name", _named("source"), required=True)
+    )
+    toolchains: Mapping[str, Toolchain] = field(
+        metadata=yaml_key("CUDA toolchains, by name", _named("toolchain"), required=True)
+    )
+    torch: Mapping[str, TorchSpec] = field(
+        metadata=yaml_key("torch releases, by major.minor (quoted)", _named("torch"), required=True)
+    )
+    profiles: Mapping[str, Profile] = field(
+        metadata=yaml_key("kernel profiles, by name", _named("profile"), required=True)
+    )
+    targets: tuple[TargetGroup, ...] = field(
+        metadata=yaml_key(
+            "target groups",
+            {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/target_group"}},
+            required=True,
+            rules="target ids must be unique across groups",
+        )
+    )
 
 
 # ----------------------------------------------------------------------------- parsing helpers
@@ -407,8 +520,10 @@ def _version_string(path: str, value: object) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        raise ConfigError(f"{path}: {_show(value)} is a number to YAML (3.10 reads as 3.1), not a version",
-                          hint=f'quote it: "{value}"')
+        raise ConfigError(
+            f"{path}: {_show(value)} is a number to YAML (3.10 reads as 3.1), not a version",
+            hint=f'quote it: "{value}"',
+        )
     raise ConfigError(f"{path}: expected a version string, got {type(value).__name__} {_show(value)}")
 
 
@@ -416,8 +531,10 @@ def _parse_version_text(path: str, text: str, pattern: str = r"\d+\.\d+") -> str
     # Numbers without leading zeros: "13.00" or "3.011" would name the same release yet make other ids
     # (cu1300, cp3011) and compare unequal to the canonical spelling elsewhere.
     if not re.fullmatch(pattern.replace(r"\d+", r"(?:0|[1-9]\d*)"), text):
-        raise ConfigError(f"{path}: {_show(text)} is not a version like 13.0",
-                          hint="digits and dots, no leading zeros (13.0, 3.11, 2.14.1)")
+        raise ConfigError(
+            f"{path}: {_show(text)} is not a version like 13.0",
+            hint="digits and dots, no leading zeros (13.0, 3.11, 2.14.1)",
+        )
     return text
 
 
@@ -429,7 +546,8 @@ def _parse_source(name: str, raw: object) -> Source:
     kind = n.text("kind")
     if kind not in ("sdist", "git"):
         raise ConfigError(
-            f"{n.at('kind')}: expected 'sdist' or 'git', got {_show(kind)}{_did_you_mean(kind, ['sdist', 'git'])}")
+            f"{n.at('kind')}: expected 'sdist' or 'git', got {_show(kind)}{_did_you_mean(kind, ['sdist', 'git'])}"
+        )
     sha256 = n.text("sha256", None)
     commit = n.text("commit", None)
     if kind == "sdist":
@@ -478,10 +596,15 @@ def _parse_toolchain(name: str, raw: object) -> Toolchain:
         raise ConfigError(f"{n.at('image')}: a container toolchain needs an image (base, python)")
     cuda_home = n.text("cuda_home", None)
     if cuda_home is not None and (provision != "host" or not cuda_home.startswith("/")):
-        raise ConfigError(f"{n.at('cuda_home')}: " + (f"only a host toolchain uses cuda_home ({provision} ignores it)"
-                                                       if provision != "host" else f"{_show(cuda_home)} is not an "
-                                                       "absolute path"),
-                          hint="cuda_home: /usr/local/cuda-X.Y on a provision: host toolchain")
+        raise ConfigError(
+            f"{n.at('cuda_home')}: "
+            + (
+                f"only a host toolchain uses cuda_home ({provision} ignores it)"
+                if provision != "host"
+                else f"{_show(cuda_home)} is not an absolute path"
+            ),
+            hint="cuda_home: /usr/local/cuda-X.Y on a provision: host toolchain",
+        )
     return Toolchain(name, cuda, provision, cuda_home, pip_version, image)
 
 
@@ -546,8 +669,10 @@ def _parse_arch_set(path: str, raw: object) -> tuple[tuple[Arch, ...], tuple[Arc
             ) from None
         group = ptx if text.startswith("compute_") else sass
         if arch in group:
-            raise ConfigError(f"{path}[{i}]: {text} is already in this arch set",
-                              hint="list each arch once (the id would name it twice)")
+            raise ConfigError(
+                f"{path}[{i}]: {text} is already in this arch set",
+                hint="list each arch once (the id would name it twice)",
+            )
         group.append(arch)
     if not sass:
         raise ConfigError(f"{path}: an arch set needs at least one SASS target (sm_XY)")
@@ -557,8 +682,15 @@ def _parse_arch_set(path: str, raw: object) -> tuple[tuple[Arch, ...], tuple[Arc
 _AXES = yaml_keys(Axes)
 
 
-def _target_id(recipe: str, tc: Toolchain, torch: TorchSpec, sass: Iterable[Arch], ptx: Iterable[Arch],
-               python: str, suffix: str | None) -> str:
+def _target_id(
+    recipe: str,
+    tc: Toolchain,
+    torch: TorchSpec,
+    sass: Iterable[Arch],
+    ptx: Iterable[Arch],
+    python: str,
+    suffix: str | None,
+) -> str:
     archs = "-".join([a.short for a in sass] + [f"ptx{a.major}{a.minor}{a.suffix}" for a in ptx])
     parts = [recipe, f"cu{tc.cuda.replace('.', '')}", f"torch{torch.name}", archs, "cp" + python.replace(".", "")]
     if suffix:
@@ -602,15 +734,17 @@ def check_wheel_names(targets: Iterable[Target]) -> None:
         seen[key] = t.id
 
 
-def _check_compatibility(path: str, tc: Toolchain, torch: TorchSpec, arches: Iterable[Arch],
-                         allow_minor_mismatch: bool) -> None:
+def _check_compatibility(
+    path: str, tc: Toolchain, torch: TorchSpec, arches: Iterable[Arch], allow_minor_mismatch: bool
+) -> None:
     """Refuse, before compiling, what the toolkit cannot build or what would not match torch."""
     cuda = tc.cuda_version
     for arch in arches:
         why = cudafacts.toolkit_compile_error(cuda, arch)
         if why:
-            raise ConfigError(f"{path}: toolchain {tc.name!r}: {why}",
-                              hint="pick a newer toolchain or drop the arch from the set")
+            raise ConfigError(
+                f"{path}: toolchain {tc.name!r}: {why}", hint="pick a newer toolchain or drop the arch from the set"
+            )
     torch_cuda = Version.parse(torch.cuda)
     if torch_cuda.major != cuda.major:
         raise ConfigError(
@@ -635,18 +769,22 @@ def _parse_serves(n: _Node, recipe: Recipe) -> str | None:
         return None
     example = f"{recipe.serves}=={recipe.releases[0].version}"
     if raw is None:
-        raise ConfigError(f"{n.at('serves')}: recipe {recipe.name!r} builds for an installed {recipe.serves}; "
-                          f"name its release", hint=f"serves: {example}")
+        raise ConfigError(
+            f"{n.at('serves')}: recipe {recipe.name!r} builds for an installed {recipe.serves}; name its release",
+            hint=f"serves: {example}",
+        )
     m = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", raw)
     if not m or m.group(1) != recipe.serves:
-        raise ConfigError(f"{n.at('serves')}: expected {recipe.serves}==<release>, got {_show(raw)}",
-                          hint=f"serves: {example}")
+        raise ConfigError(
+            f"{n.at('serves')}: expected {recipe.serves}==<release>, got {_show(raw)}", hint=f"serves: {example}"
+        )
     known = [r.version for r in recipe.releases]
     if recipe.release(m.group(2)) is None:
         raise ConfigError(
             f"{n.at('serves')}: {recipe.serves} {m.group(2)} is not a release fawheels has the op schemas of"
             f"{_did_you_mean(m.group(2), known)}",
-            hint=f"known releases: {', '.join(known)} (src/fawheels/matrix/recipes/__init__.py)")
+            hint=f"known releases: {', '.join(known)} (src/fawheels/matrix/recipes/__init__.py)",
+        )
     return raw
 
 
@@ -655,8 +793,10 @@ def _check_served_release(path: str, recipe: Recipe, serves: str, torch: TorchSp
     release = recipe.release(serves.split("==", 1)[1])
     assert release is not None
     if release.torch.split(".")[:2] != torch.version.split(".")[:2]:
-        raise ConfigError(f"{path}: {serves} pins torch=={release.torch}, the target builds against torch "
-                          f"{torch.version}", hint=f"use a torch {'.'.join(release.torch.split('.')[:2])} entry")
+        raise ConfigError(
+            f"{path}: {serves} pins torch=={release.torch}, the target builds against torch {torch.version}",
+            hint=f"use a torch {'.'.join(release.torch.split('.')[:2])} entry",
+        )
     if not SpecifierSet(release.requires_python).contains(f"{python}.0"):
         raise ConfigError(f"{path}: {serves} requires Python {release.requires_python}, the target is Python {python}")
 
@@ -680,16 +820,21 @@ def _expand_group(index: int, raw: object, m: _PartialMatrix) -> list[Target]:
             raise ConfigError(f"{axes.at(axis)}: must not be empty")
         values[axis] = items
 
-    toolchains: list[Toolchain] = [_ref(f"{axes.at('toolchain')}[{i}]", v, m.toolchains, "toolchain")
-                                   for i, v in enumerate(values["toolchain"])]
-    torches: list[TorchSpec] = [_ref(f"{axes.at('torch')}[{i}]", _version_string(f"{axes.at('torch')}[{i}]", v),
-                                     m.torch, "torch version")
-                                for i, v in enumerate(values["torch"])]
+    toolchains: list[Toolchain] = [
+        _ref(f"{axes.at('toolchain')}[{i}]", v, m.toolchains, "toolchain") for i, v in enumerate(values["toolchain"])
+    ]
+    torches: list[TorchSpec] = [
+        _ref(f"{axes.at('torch')}[{i}]", _version_string(f"{axes.at('torch')}[{i}]", v), m.torch, "torch version")
+        for i, v in enumerate(values["torch"])
+    ]
     arch_sets = [_parse_arch_set(f"{axes.at('archs')}[{i}]", v) for i, v in enumerate(values["archs"])]
-    pythons = [_parse_version_text(f"{axes.at('python')}[{i}]", _version_string(f"{axes.at('python')}[{i}]", v))
-               for i, v in enumerate(values["python"])]
-    profiles: list[Profile] = [_ref(f"{axes.at('profile')}[{i}]", v, m.profiles, "profile")
-                               for i, v in enumerate(values["profile"])]
+    pythons = [
+        _parse_version_text(f"{axes.at('python')}[{i}]", _version_string(f"{axes.at('python')}[{i}]", v))
+        for i, v in enumerate(values["python"])
+    ]
+    profiles: list[Profile] = [
+        _ref(f"{axes.at('profile')}[{i}]", v, m.profiles, "profile") for i, v in enumerate(values["profile"])
+    ]
 
     excludes: list[dict[str, object]] = []
     for i, ex in enumerate(n.items("exclude", [])):
@@ -701,8 +846,7 @@ def _expand_group(index: int, raw: object, m: _PartialMatrix) -> list[Target]:
 
     targets = []
     for it, ip, ia, iy, il in itertools.product(*(range(len(values[a])) for a in _AXES)):
-        picked = dict(zip(_AXES, (values[a][i] for a, i in zip(_AXES, (it, ip, ia, iy, il), strict=True)),
-                          strict=True))
+        picked = dict(zip(_AXES, (values[a][i] for a, i in zip(_AXES, (it, ip, ia, iy, il), strict=True)), strict=True))
         if any(all(picked[k] == v for k, v in ex.items()) for ex in excludes):
             continue
         tc, torch, (sass, ptx), python, profile = toolchains[it], torches[ip], arch_sets[ia], pythons[iy], profiles[il]
@@ -729,8 +873,9 @@ def _section(top: _Node, key: str) -> dict[str, object]:
         raise ConfigError(f"{key}: must not be empty")
     for k in value:
         if not isinstance(k, str | int) or isinstance(k, bool):
-            raise ConfigError(f"{key}.{k}: a name must be a string; YAML reads {k!r} as a "
-                              f"{type(k).__name__}", hint=f'quote it: "{k}"')
+            raise ConfigError(
+                f"{key}.{k}: a name must be a string; YAML reads {k!r} as a {type(k).__name__}", hint=f'quote it: "{k}"'
+            )
     return {str(k): v for k, v in value.items()}
 
 
@@ -753,8 +898,10 @@ class _StrictLoader(yaml.SafeLoader):
         try:
             if self.depth > MAX_DEPTH:
                 mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-                raise ConfigError(f"{self.where}:{mark.line + 1}: nested more than {MAX_DEPTH} levels deep",
-                                  hint="a build matrix nests a handful of levels; check the brackets and indents")
+                raise ConfigError(
+                    f"{self.where}:{mark.line + 1}: nested more than {MAX_DEPTH} levels deep",
+                    hint="a build matrix nests a handful of levels; check the brackets and indents",
+                )
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
@@ -763,9 +910,11 @@ class _StrictLoader(yaml.SafeLoader):
         try:
             return super().construct_object(node, deep=deep)
         except (ValueError, OverflowError) as exc:  # a scalar PyYAML cannot convert (an int of 5,000 digits)
-            raise ConfigError(f"{self.where}:{node.start_mark.line + 1}: cannot read the value "
-                              f"{_show(node.value) if isinstance(node.value, str) else ''}: {str(exc)[:120]}",
-                              hint="quote it if it is meant as text") from None
+            raise ConfigError(
+                f"{self.where}:{node.start_mark.line + 1}: cannot read the value "
+                f"{_show(node.value) if isinstance(node.value, str) else ''}: {str(exc)[:120]}",
+                hint="quote it if it is meant as text",
+            ) from None
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         seen: dict[object, int] = {}
@@ -780,7 +929,8 @@ class _StrictLoader(yaml.SafeLoader):
                 raise ConfigError(
                     f"{self.where}:{key_node.start_mark.line + 1}: duplicate key {_show(key)} (first at line "
                     f"{first}); YAML would silently keep only the last one",
-                    hint="remove or rename one of them")
+                    hint="remove or rename one of them",
+                )
         result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return result
 
@@ -801,8 +951,10 @@ def _expanded_size(data: object) -> int:
         if id(o) in memo:
             return memo[id(o)]
         if id(o) in open_:
-            raise ConfigError("matrix: a value contains itself through an alias (like `a: &a [*a]`)",
-                              hint="an alias may only refer to a value defined before and outside it")
+            raise ConfigError(
+                "matrix: a value contains itself through an alias (like `a: &a [*a]`)",
+                hint="an alias may only refer to a value defined before and outside it",
+            )
         children: Iterable[object] = ()
         if isinstance(o, dict):
             children = itertools.chain(o.keys(), o.values())
@@ -832,19 +984,24 @@ def parse_yaml(text: str, where: str = "matrix") -> object:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid YAML: {str(exc)[:1000]}") from None
     except (ValueError, OverflowError) as exc:  # a scalar PyYAML cannot convert (an int of 5,000 digits)
-        raise ConfigError(f"{where}: a value cannot be read: {str(exc)[:200]}",
-                          hint="quote it if it is meant as text") from None
+        raise ConfigError(
+            f"{where}: a value cannot be read: {str(exc)[:200]}", hint="quote it if it is meant as text"
+        ) from None
     except RecursionError:  # a flow collection too deep for the parser itself
         raise ConfigError(f"{where}: nested too deeply to read", hint="check the brackets") from None
     finally:
         if loader is not None:
             loader.dispose()
     if data is None:
-        raise ConfigError(f"{where}: the file holds no values (only comments?)",
-                          hint="start from the build_matrix.yaml shipped with fawheels")
+        raise ConfigError(
+            f"{where}: the file holds no values (only comments?)",
+            hint="start from the build_matrix.yaml shipped with fawheels",
+        )
     if _expanded_size(data) > MAX_NODES:
-        raise ConfigError(f"{where}: expands to more than {MAX_NODES} values (aliases used as a bomb?)",
-                          hint="a build matrix is a few hundred values; write it out or use fewer aliases")
+        raise ConfigError(
+            f"{where}: expands to more than {MAX_NODES} values (aliases used as a bomb?)",
+            hint="a build matrix is a few hundred values; write it out or use fewer aliases",
+        )
     return data
 
 
@@ -875,8 +1032,7 @@ def load_matrix(text: str, path: Path | None = None) -> Matrix:
     default = top.text("default_target")
     if default not in seen:
         raise ConfigError(f"default_target: {default!r} is not a target id{_did_you_mean(default, seen)}")
-    return Matrix(partial.sources, partial.toolchains, partial.torch, partial.profiles, tuple(targets), default,
-                  path)
+    return Matrix(partial.sources, partial.toolchains, partial.torch, partial.profiles, tuple(targets), default, path)
 
 
 def find_matrix_file(path: Path | None) -> Path:
@@ -897,16 +1053,19 @@ def load_matrix_file(path: Path | None) -> Matrix:
         with found.open("rb") as fh:
             raw = fh.read(MAX_MATRIX_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"matrix file {found}: cannot read it: {exc.strerror or exc}",
-                          hint="check the path and its permissions") from None
+        raise ConfigError(
+            f"matrix file {found}: cannot read it: {exc.strerror or exc}", hint="check the path and its permissions"
+        ) from None
     if len(raw) > MAX_MATRIX_BYTES:
         raise ConfigError(f"matrix file {found}: larger than {MAX_MATRIX_BYTES} bytes; not a build matrix")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"matrix file {found}:{line}: not UTF-8 (byte {exc.start}: {raw[exc.start]:#04x})",
-                          hint="save the file as UTF-8") from None
+        raise ConfigError(
+            f"matrix file {found}:{line}: not UTF-8 (byte {exc.start}: {raw[exc.start]:#04x})",
+            hint="save the file as UTF-8",
+        ) from None
     return load_matrix(text, found.resolve())
 
 

@@ -33,9 +33,7 @@ class Version:
         if not isinstance(other, Version):
             return NotImplemented
         width = max(len(self.parts), len(other.parts))
-        return self.parts + (0,) * (width - len(self.parts)) < other.parts + (0,) * (
-            width - len(other.parts)
-        )
+        return self.parts + (0,) * (width - len(self.parts)) < other.parts + (0,) * (width - len(other.parts))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Version):
@@ -217,8 +215,9 @@ def toolkit_compile_error(cuda: Version, arch: Arch) -> str | None:
         return f"{arch.sm} needs CUDA >= {support.first_cuda} (toolkit is {cuda})"
     if support.last_cuda is not None and cuda > support.last_cuda:
         renamed = " (renamed sm_110 in CUDA 13.0)" if arch.cc == (10, 1) else ""
-        return (f"CUDA {cuda} cannot compile {arch.sm} offline{renamed}; "
-                f"the last toolkit that can is {support.last_cuda}")
+        return (
+            f"CUDA {cuda} cannot compile {arch.sm} offline{renamed}; the last toolkit that can is {support.last_cuda}"
+        )
     return None
 
 
@@ -279,8 +278,9 @@ def _known_cc_list() -> str:
 
 
 def _gpu_error(text: str, why: str) -> ConfigError:
-    return ConfigError(f"--gpu {text[:40]!r}: {why}",
-                       hint=f"give {GPU_FORMS}; compute capabilities fawheels knows: {_known_cc_list()}")
+    return ConfigError(
+        f"--gpu {text[:40]!r}: {why}", hint=f"give {GPU_FORMS}; compute capabilities fawheels knows: {_known_cc_list()}"
+    )
 
 
 def parse_gpu(text: str) -> tuple[int, int]:

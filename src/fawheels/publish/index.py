@@ -117,8 +117,9 @@ def parse_index(spec: str) -> IndexLocation:
         parts = urlsplit(spec)
         parts.port  # noqa: B018  (a port that is not a number raises here, not later in the upload)
     except ValueError as exc:
-        raise PublishError(f"index {spec[:200]!r}: not a valid location ({exc})",
-                           hint="use a directory or an http(s) URL") from None
+        raise PublishError(
+            f"index {spec[:200]!r}: not a valid location ({exc})", hint="use a directory or an http(s) URL"
+        ) from None
     if parts.scheme in ("http", "https"):
         if parts.username is not None or parts.password is not None:
             raise PublishError(
@@ -130,12 +131,15 @@ def parse_index(spec: str) -> IndexLocation:
         return IndexLocation(None, url, segments[-1] if segments else None)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):  # file://server/share is not this machine's /share
-            raise PublishError(f"index {spec!r}: a file URL on another host ({parts.netloc})",
-                               hint="mount it and pass the local directory, or use the server's http(s) URL")
+            raise PublishError(
+                f"index {spec!r}: a file URL on another host ({parts.netloc})",
+                hint="mount it and pass the local directory, or use the server's http(s) URL",
+            )
         return parse_index(unquote(parts.path))
     if parts.scheme:
-        raise PublishError(f"index {spec!r}: unsupported scheme {parts.scheme!r}",
-                           hint="use a directory or an http(s) URL")
+        raise PublishError(
+            f"index {spec!r}: unsupported scheme {parts.scheme!r}", hint="use a directory or an http(s) URL"
+        )
     path = Path(spec)
     if path.name == "simple" and _VARIANT.fullmatch(path.parent.name):
         return IndexLocation(path.parent.parent, None, path.parent.name)
@@ -213,8 +217,9 @@ def make_record(
         python=build_info.get("python"),
         sass=tuple(archs.get("sass") or ()),
         ptx=tuple(archs.get("ptx") or ()),
-        build_date=(datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC")
-                    if epoch is not None else None),
+        build_date=(
+            datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC") if epoch is not None else None
+        ),
         published=published.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         verify_checks=verify_checks,
         facts=facts,
@@ -339,11 +344,13 @@ def render_root_html(records: Sequence[WheelRecord]) -> str:
         by_variant.setdefault(r.variant, []).append(r)
     e = html.escape
     out = [
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
-        "<title>fawheels index</title>\n<style>", _PAGE_STYLE, "</style>\n</head>\n<body>\n",
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
+        "<title>fawheels index</title>\n<style>",
+        _PAGE_STYLE,
+        "</style>\n</head>\n<body>\n",
         "<h1>fawheels wheel index</h1>\n",
-        "<p class=\"muted\">Every wheel below passed <code>fawheels verify</code> when it was published. "
-        f"Machine-readable list: <a href=\"{MANIFEST}\">{MANIFEST}</a>.</p>\n",
+        '<p class="muted">Every wheel below passed <code>fawheels verify</code> when it was published. '
+        f'Machine-readable list: <a href="{MANIFEST}">{MANIFEST}</a>.</p>\n',
     ]
     if not by_variant:
         out.append("<p>No wheels published yet.</p>\n")
@@ -352,9 +359,9 @@ def render_root_html(records: Sequence[WheelRecord]) -> str:
         projects = sorted({r.project for r in rs})
         out.append(
             f'<h2 id="{v}">{v}</h2>\n<p>Install: <code>pip install --index-url &lt;this index&gt;/{v}/simple '
-            f"{e(projects[0])}</code> · <a href=\"{v}/simple/\">{v}/simple/</a> (PEP 503) · "
-            f"<a href=\"{v}/simple/index.json\">index.json</a> (PEP 691) · "
-            f"<a href=\"{v}/simple/fawheels-variants.json\">fawheels-variants.json</a> (variant facts; "
+            f'{e(projects[0])}</code> · <a href="{v}/simple/">{v}/simple/</a> (PEP 503) · '
+            f'<a href="{v}/simple/index.json">index.json</a> (PEP 691) · '
+            f'<a href="{v}/simple/fawheels-variants.json">fawheels-variants.json</a> (variant facts; '
             "PEP 825 draft-format files beside each project)</p>\n"
             "<table>\n<tr><th>wheel</th><th>target</th><th>torch</th><th>python</th><th>SASS</th>"
             '<th>PTX</th><th title="oldest NVIDIA driver that loads every kernel (from the wheel\'s code)">'
@@ -368,7 +375,7 @@ def render_root_html(records: Sequence[WheelRecord]) -> str:
                 f'<tr><td><a href="{base}#sha256={r.sha256}">{e(r.filename)}</a></td>'
                 f"<td>{e(r.target or '—')}</td><td>{e(r.torch or '—')}</td><td>{e(r.python or '—')}</td>"
                 f"<td>{e(' '.join(r.sass) or '—')}</td><td>{e(_ptx_cell(r))}</td>"
-                f"<td class=\"nowrap\">{e(_driver_cell(r))}</td>"
+                f'<td class="nowrap">{e(_driver_cell(r))}</td>'
                 f"<td>{e(r.build_date or '—')}</td><td>{e(r.published.replace('T', ' '))}</td>"
                 f'<td class="nowrap">{human_size(r.size)}</td>'
                 f'<td><code title="{r.sha256}">{r.sha256[:16]}…</code></td>'
@@ -409,8 +416,10 @@ class Credentials:
 
 
 def credentials_from_env(env: Mapping[str, str]) -> Credentials | None:
-    for user_var, pass_var in (("FAWHEELS_INDEX_USER", "FAWHEELS_INDEX_PASSWORD"),
-                               ("TWINE_USERNAME", "TWINE_PASSWORD")):
+    for user_var, pass_var in (
+        ("FAWHEELS_INDEX_USER", "FAWHEELS_INDEX_PASSWORD"),
+        ("TWINE_USERNAME", "TWINE_PASSWORD"),
+    ):
         if env.get(pass_var):
             return Credentials(env.get(user_var) or "__token__", env[pass_var])
     return None
@@ -460,32 +469,34 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-
 def _read_wheel(path: Path, name: WheelName) -> tuple[bytes, dict[str, Any]]:
     """METADATA bytes and build-info.json of a wheel; refuses one that is not a consistent wheel."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-            dist_infos = {n.split("/", 1)[0] for n in names if n.count("/") == 1 and
-                          n.split("/", 1)[0].endswith(".dist-info") and n.endswith("/METADATA")}
+            dist_infos = {
+                n.split("/", 1)[0]
+                for n in names
+                if n.count("/") == 1 and n.split("/", 1)[0].endswith(".dist-info") and n.endswith("/METADATA")
+            }
             if len(dist_infos) != 1:
-                raise PublishError(
-                    f"{path.name}: expected one .dist-info with METADATA, found {len(dist_infos)}")
+                raise PublishError(f"{path.name}: expected one .dist-info with METADATA, found {len(dist_infos)}")
             dist_info = dist_infos.pop()
             metadata = _read_small(zf, f"{dist_info}/METADATA", path)
             try:
                 build_info = json.loads(_read_small(zf, f"{dist_info}/build-info.json", path))
             except KeyError as exc:
-                raise PublishError(
-                    f"{path.name}: no {dist_info}/build-info.json; not a fawheels build") from exc
+                raise PublishError(f"{path.name}: no {dist_info}/build-info.json; not a fawheels build") from exc
             if not isinstance(build_info, dict):
                 raise PublishError(f"{path.name}: {dist_info}/build-info.json is not a JSON object")
             metadata_text = metadata.decode("utf-8")
     except zipfile.BadZipFile as exc:
         raise PublishError(f"{path.name}: not a zip archive, so not a wheel") from exc
     except (ValueError, RecursionError, NotImplementedError, EOFError, zipfile.LargeZipFile, zlib.error) as exc:
-        raise PublishError(f"{path.name}: unreadable wheel ({type(exc).__name__}: {str(exc)[:200]})",
-                           hint="rebuild it; a wheel from `fawheels build` reads cleanly") from None
+        raise PublishError(
+            f"{path.name}: unreadable wheel ({type(exc).__name__}: {str(exc)[:200]})",
+            hint="rebuild it; a wheel from `fawheels build` reads cleanly",
+        ) from None
     if said := metadata_disagreement(metadata_text, name.project, name.version):
         raise PublishError(f"{path.name}: METADATA says {said[0]} {said[1]}, the filename disagrees")
     return metadata, build_info
@@ -510,8 +521,10 @@ def _refuse_single_reader(path: Path, doc: Mapping[str, Any], accept: bool) -> N
     """A wheel whose CUDA code only one reader could read (cuobjdump could not run) needs `accept`."""
     if doc.get("single_reader") is True and not accept:
         note = (doc.get("readers") or {}).get("note") or "read by one reader only"
-        raise PublishError(f"{path.name}: its CUDA code was {note}; a published wheel is read by our parser "
-                           "and cuobjdump", hint="install nvidia-cuda-cuobjdump, or pass --accept-single-reader")
+        raise PublishError(
+            f"{path.name}: its CUDA code was {note}; a published wheel is read by our parser and cuobjdump",
+            hint="install nvidia-cuda-cuobjdump, or pass --accept-single-reader",
+        )
 
 
 def _report_doc(report: VerifyReportLike) -> dict[str, Any]:
@@ -536,8 +549,10 @@ def check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier =
     try:
         return _check_wheel(path, pinned, where, verifier)
     except OSError as exc:
-        raise PublishError(f"{path}: cannot read {exc.filename or path}: {exc.strerror or exc}",
-                           hint="check that the wheel and its .verify.json are readable files") from None
+        raise PublishError(
+            f"{path}: cannot read {exc.filename or path}: {exc.strerror or exc}",
+            hint="check that the wheel and its .verify.json are readable files",
+        ) from None
 
 
 def _check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier) -> CheckedWheel:
@@ -550,29 +565,45 @@ def _check_wheel(path: Path, pinned: str | None, where: str, verifier: Verifier)
     try:
         stored = json.loads(report_path.read_text())
     except FileNotFoundError as exc:
-        raise PublishError(f"{path.name}: no verify report beside it ({report_path.name})",
-                           hint=f"run `fawheels verify {path} --write-report` (builds write it)") from exc
+        raise PublishError(
+            f"{path.name}: no verify report beside it ({report_path.name})",
+            hint=f"run `fawheels verify {path} --write-report` (builds write it)",
+        ) from exc
     except (ValueError, RecursionError):
-        raise PublishError(f"{path.name}: {report_path.name} is not JSON",
-                           hint=f"run `fawheels verify {path} --write-report` to write it afresh") from None
+        raise PublishError(
+            f"{path.name}: {report_path.name} is not JSON",
+            hint=f"run `fawheels verify {path} --write-report` to write it afresh",
+        ) from None
     if not isinstance(stored, dict) or stored.get("ok") is not True:
-        raise PublishError(f"{path.name}: its verify report does not say ok",
-                           hint="a wheel that failed verification is never published")
+        raise PublishError(
+            f"{path.name}: its verify report does not say ok",
+            hint="a wheel that failed verification is never published",
+        )
     sha256 = sha256_file(path)
     if stored.get("sha256", sha256) != sha256:  # a report speaks for exact bytes, when it names them
-        raise PublishError(f"{path.name}: its verify report is for other bytes (sha256 {str(stored['sha256'])[:16]}…)",
-                           hint=f"run `fawheels verify {path} --write-report` again")
+        raise PublishError(
+            f"{path.name}: its verify report is for other bytes (sha256 {str(stored['sha256'])[:16]}…)",
+            hint=f"run `fawheels verify {path} --write-report` again",
+        )
     try:
         fresh = verifier(path)
     except FawheelsError as exc:
         raise PublishError(f"{path.name}: re-verification could not run: {exc}") from exc
     if not fresh.ok:
-        raise PublishError(f"{path.name}: re-verification failed (the report beside it is stale)",
-                           hint=f"see `fawheels verify {path}`")
+        raise PublishError(
+            f"{path.name}: re-verification failed (the report beside it is stale)", hint=f"see `fawheels verify {path}`"
+        )
     doc = _report_doc(fresh)
-    record = make_record(name, sha256=sha256, size=path.stat().st_size, metadata=metadata,
-                         build_info=build_info, published=datetime.now(UTC),
-                         verify_checks=len(doc.get("checks") or ()), facts=_variant_facts(path, build_info))
+    record = make_record(
+        name,
+        sha256=sha256,
+        size=path.stat().st_size,
+        metadata=metadata,
+        build_info=build_info,
+        published=datetime.now(UTC),
+        verify_checks=len(doc.get("checks") or ()),
+        facts=_variant_facts(path, build_info),
+    )
     return CheckedWheel(path, name, record, metadata, json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
@@ -627,8 +658,10 @@ class StaticIndex:
             try:
                 records = parse_manifest(manifest.read_text()) if manifest.exists() else []
             except (ValueError, KeyError, TypeError) as exc:
-                raise PublishError(f"{manifest} is unreadable ({exc!r}); nothing was changed",
-                                   hint="restore it from a backup: the pages are rendered from it") from exc
+                raise PublishError(
+                    f"{manifest} is unreadable ({exc!r}); nothing was changed",
+                    hint="restore it from a backup: the pages are rendered from it",
+                ) from exc
             listed = {(r.variant, r.filename): r.sha256 for r in records}
             plan = []
             for w in wheels:  # decide for all before writing anything: a refusal leaves the index as it was
@@ -711,8 +744,10 @@ class ServerIndex:
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
         if self.credentials and parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
-            raise PublishError(f"refusing to send credentials over plain http to {parts.hostname}",
-                               hint="use https, or a loopback address")
+            raise PublishError(
+                f"refusing to send credentials over plain http to {parts.hostname}",
+                hint="use https, or a loopback address",
+            )
 
     def publish(self, wheels: Sequence[CheckedWheel]) -> list[tuple[CheckedWheel, bool]]:
         plan = [(w, is_new(w.record, self._listed(w), self.url)) for w in wheels]
@@ -723,8 +758,9 @@ class ServerIndex:
                 self._upload(w)
                 stored = self._listed(w)
                 if stored is not None and stored != w.record.sha256:
-                    raise PublishError(f"{w.name.filename}: the server lists sha256 {stored}, "
-                                       f"not the {w.record.sha256} that was sent")
+                    raise PublishError(
+                        f"{w.name.filename}: the server lists sha256 {stored}, not the {w.record.sha256} that was sent"
+                    )
         return plan
 
     def _headers(self) -> dict[str, str]:
@@ -744,27 +780,33 @@ class ServerIndex:
             if isinstance(exc.reason, TimeoutError):
                 raise self._timed_out() from None
             reason = redact(str(exc.reason), self.credentials)
-            raise PublishError(f"cannot reach the index at {self.url}: {reason}",
-                               hint="check the URL and that the server is up") from None
+            raise PublishError(
+                f"cannot reach the index at {self.url}: {reason}", hint="check the URL and that the server is up"
+            ) from None
         except TimeoutError:
             raise self._timed_out() from None
         except (OSError, http.client.HTTPException) as exc:  # reset or closed mid-answer
-            raise PublishError(f"the index at {self.url} broke off the connection: "
-                               f"{redact(str(exc) or type(exc).__name__, self.credentials)}",
-                               hint="retry; if it persists, look at the server's log") from None
+            raise PublishError(
+                f"the index at {self.url} broke off the connection: "
+                f"{redact(str(exc) or type(exc).__name__, self.credentials)}",
+                hint="retry; if it persists, look at the server's log",
+            ) from None
 
     def _timed_out(self) -> PublishError:
-        return PublishError(f"the index at {self.url} did not answer within {self.timeout:g} s",
-                            hint=f"check that the server is up and not overloaded; {TIMEOUT_VAR}=SECONDS "
-                                 "waits longer")
+        return PublishError(
+            f"the index at {self.url} did not answer within {self.timeout:g} s",
+            hint=f"check that the server is up and not overloaded; {TIMEOUT_VAR}=SECONDS waits longer",
+        )
 
     def _listed(self, w: CheckedWheel) -> str | None:
         """sha256 of the file of that name the server already lists, or None."""
         url = urljoin(self.url, f"simple/{quote(w.name.project)}/")
         status, body = self._request(urllib.request.Request(url, headers=self._headers()))
         if status in (401, 403):
-            raise PublishError(f"the index at {self.url} refused to list {w.name.project} ({status})",
-                               hint="check FAWHEELS_INDEX_USER / FAWHEELS_INDEX_PASSWORD")
+            raise PublishError(
+                f"the index at {self.url} refused to list {w.name.project} ({status})",
+                hint="check FAWHEELS_INDEX_USER / FAWHEELS_INDEX_PASSWORD",
+            )
         links = parse_simple_links(body) if status == 200 else {}
         if w.name.filename not in links:
             return None
@@ -775,17 +817,24 @@ class ServerIndex:
 
     def _refuse_auth(self, status: int) -> PublishError:
         who = "anonymous upload" if self.credentials is None else "the credentials"
-        return PublishError(f"the index at {self.url} refused {who} ({status})",
-                            hint="set FAWHEELS_INDEX_USER / FAWHEELS_INDEX_PASSWORD (or keyring)")
+        return PublishError(
+            f"the index at {self.url} refused {who} ({status})",
+            hint="set FAWHEELS_INDEX_USER / FAWHEELS_INDEX_PASSWORD (or keyring)",
+        )
 
     def _check_auth(self) -> None:
         """An upload without its file: servers answer 401/403 before reading a body, and a refused
         upload of hundreds of MB would only show up as a broken pipe."""
         boundary = "fawheels-" + secrets.token_hex(16)
-        body = (f'--{boundary}\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
-                f"--{boundary}--\r\n").encode()
-        req = urllib.request.Request(self.url, data=body, method="POST", headers={
-            **self._headers(), "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n--{boundary}--\r\n'
+        ).encode()
+        req = urllib.request.Request(
+            self.url,
+            data=body,
+            method="POST",
+            headers={**self._headers(), "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
         status, _ = self._request(req)
         if status in (401, 403):
             raise self._refuse_auth(status)
@@ -804,11 +853,16 @@ class ServerIndex:
             "requires_python": w.record.requires_python or "",
         }
         boundary = "fawheels-" + secrets.token_hex(16)
-        head = b"".join(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-            for k, v in fields.items()
-        ) + (f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
-             f'filename="{w.name.filename}"\r\nContent-Type: application/octet-stream\r\n\r\n').encode()
+        head = (
+            b"".join(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                for k, v in fields.items()
+            )
+            + (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
+                f'filename="{w.name.filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            ).encode()
+        )
         tail = f"\r\n--{boundary}--\r\n".encode()
 
         def body() -> Iterator[bytes]:  # streamed: FA2 wheels are hundreds of MB
@@ -819,16 +873,23 @@ class ServerIndex:
             yield tail
 
         req = urllib.request.Request(
-            self.url, data=body(), method="POST",
-            headers={**self._headers(), "Content-Type": f"multipart/form-data; boundary={boundary}",
-                     "Content-Length": str(len(head) + w.record.size + len(tail))},
+            self.url,
+            data=body(),
+            method="POST",
+            headers={
+                **self._headers(),
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Content-Length": str(len(head) + w.record.size + len(tail)),
+            },
         )
         status, text = self._request(req)
         if status in (401, 403):
             raise self._refuse_auth(status)
         if not 200 <= status < 300:
-            raise PublishError(f"the index at {self.url} refused {w.name.filename} ({status}): "
-                               f"{redact(text.strip()[:300], self.credentials)}")
+            raise PublishError(
+                f"the index at {self.url} refused {w.name.filename} ({status}): "
+                f"{redact(text.strip()[:300], self.credentials)}"
+            )
 
 
 def _keyring_credentials(url: str) -> Credentials | None:
@@ -868,11 +929,15 @@ def check_index_dir(root: Path) -> None:
     """Refuse, before any wheel is read into the index, a root that is a file or cannot be written."""
     existing = _nearest_existing(root.absolute())
     if not existing.is_dir():
-        raise PublishError(f"index {root}: {existing} is a file, not a directory",
-                           hint="pass the index directory (or a new path) to --index")
+        raise PublishError(
+            f"index {root}: {existing} is a file, not a directory",
+            hint="pass the index directory (or a new path) to --index",
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise PublishError(f"index {root}: {existing} is not writable by this user",
-                           hint="fix its permissions, or publish to a directory you can write")
+        raise PublishError(
+            f"index {root}: {existing} is not writable by this user",
+            hint="fix its permissions, or publish to a directory you can write",
+        )
 
 
 def index_os_error(exc: OSError, root: Path) -> PublishError:
@@ -913,8 +978,9 @@ def publish_command(
     except OSError as exc:
         raise index_os_error(exc, location.root or Path(index)) from None
     for w, new in published:
-        dest = (f"{location.root}/{w.name.variant}/simple/{w.name.project}/" if location.root is not None
-                else location.url)
+        dest = (
+            f"{location.root}/{w.name.variant}/simple/{w.name.project}/" if location.root is not None else location.url
+        )
         state = "published to" if new else "already in (same sha256, nothing to do)"
         _say(f"{w.name.filename}: {state} {dest} sha256={w.record.sha256}")
     return 0

@@ -44,15 +44,26 @@ def _digest(value: str) -> dict[str, str]:
 def resolved_dependencies(info: Mapping[str, Any], environ: Mapping[str, str]) -> list[dict[str, Any]]:
     """What went into the wheel: source, patches, toolchain (pure)."""
     source = info["source"]
-    deps: list[dict[str, Any]] = [{"name": f"source:{source['name']}", "uri": source["url"],
-                                   "digest": {"sha256": source["sha256"]}}]
+    deps: list[dict[str, Any]] = [
+        {"name": f"source:{source['name']}", "uri": source["url"], "digest": {"sha256": source["sha256"]}}
+    ]
     deps += [{"name": f"patch:{p['file']}", "digest": {"sha256": p["sha256"]}} for p in info.get("patches", [])]
     tc = info["toolchain"]
-    deps.append({"name": "nvcc", "uri": f"pkg:generic/nvcc@{tc['nvcc']}",
-                 "annotations": {"cuda": tc["cuda"], "provision": tc["provision"]}})
+    deps.append(
+        {
+            "name": "nvcc",
+            "uri": f"pkg:generic/nvcc@{tc['nvcc']}",
+            "annotations": {"cuda": tc["cuda"], "provision": tc["provision"]},
+        }
+    )
     deps.append({"name": "host-compiler", "annotations": {"version": tc["host_compiler"]}})
-    deps.append({"name": "torch", "uri": f"pkg:pypi/torch@{info['torch']['version']}",
-                 "annotations": {"cuda": info["torch"]["cuda"]}})
+    deps.append(
+        {
+            "name": "torch",
+            "uri": f"pkg:pypi/torch@{info['torch']['version']}",
+            "annotations": {"cuda": info["torch"]["cuda"]},
+        }
+    )
     image, image_digest = (environ.get(k) for k in IMAGE_ENV)
     if image or image_digest:
         dep: dict[str, Any] = {"name": "toolchain-image", "uri": f"docker:{image or 'unnamed'}"}
@@ -96,14 +107,27 @@ def verification_byproduct(name: str, data: bytes) -> dict[str, Any]:
     doc = doc if isinstance(doc, dict) else {}
     found = doc.get("readers")
     readers: dict[str, Any] = found if isinstance(found, dict) else {}
-    return {"name": name, "digest": {"sha256": hashlib.sha256(data).hexdigest()},
-            "annotations": {"ok": doc.get("ok"), "single_reader": doc.get("single_reader"),
-                            "readers": readers.get("ran"), "readers_agree": readers.get("agree"),
-                            "note": readers.get("note")}}
+    return {
+        "name": name,
+        "digest": {"sha256": hashlib.sha256(data).hexdigest()},
+        "annotations": {
+            "ok": doc.get("ok"),
+            "single_reader": doc.get("single_reader"),
+            "readers": readers.get("ran"),
+            "readers_agree": readers.get("agree"),
+            "note": readers.get("note"),
+        },
+    }
 
 
-def make_statement(wheel_name: str, sha256: str, info: Mapping[str, Any], argv: Sequence[str],
-                   environ: Mapping[str, str], byproducts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+def make_statement(
+    wheel_name: str,
+    sha256: str,
+    info: Mapping[str, Any],
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+    byproducts: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
     """The in-toto statement for one wheel (pure)."""
     builder, metadata = _builder(environ)
     run_details: dict[str, Any] = {"builder": builder}
@@ -119,9 +143,12 @@ def make_statement(wheel_name: str, sha256: str, info: Mapping[str, Any], argv: 
             "buildDefinition": {
                 "buildType": BUILD_TYPE,
                 "externalParameters": {"target": info["target"], "command": command_line(argv)},
-                "internalParameters": {"archs": info.get("archs"), "flags": info.get("flags"),
-                                       "source_date_epoch": info.get("source_date_epoch"),
-                                       "python": info.get("python")},
+                "internalParameters": {
+                    "archs": info.get("archs"),
+                    "flags": info.get("flags"),
+                    "source_date_epoch": info.get("source_date_epoch"),
+                    "python": info.get("python"),
+                },
                 "resolvedDependencies": resolved_dependencies(info, environ),
             },
             "runDetails": run_details,
@@ -149,14 +176,23 @@ def read_build_info(wheel: Path) -> dict[str, Any]:
     return info
 
 
-def write_provenance(wheel: Path, dest_dir: Path | None = None, argv: Sequence[str] | None = None,
-                     environ: Mapping[str, str] | None = None) -> Path:
+def write_provenance(
+    wheel: Path,
+    dest_dir: Path | None = None,
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Path:
     """Write `<wheel>.provenance.json` into dest_dir (default: beside the wheel), atomically."""
     report = wheel.with_name(wheel.name + ".verify.json")  # the build writes it before this statement
     byproducts = [verification_byproduct(report.name, report.read_bytes())] if report.is_file() else []
-    statement = make_statement(wheel.name, sha256_file(wheel), read_build_info(wheel),
-                               sys.argv if argv is None else argv, os.environ if environ is None else environ,
-                               byproducts)
+    statement = make_statement(
+        wheel.name,
+        sha256_file(wheel),
+        read_build_info(wheel),
+        sys.argv if argv is None else argv,
+        os.environ if environ is None else environ,
+        byproducts,
+    )
     dest_dir = dest_dir or wheel.parent
     return write_atomic(dest_dir / (wheel.name + SUFFIX), json.dumps(statement, indent=2, sort_keys=True) + "\n")
 

@@ -59,8 +59,9 @@ class CodeFacts:
         return dict(sorted(props.items()))
 
     def property_lines(self) -> list[str]:
-        return [f"{NAMESPACE} :: {feature} :: {value}" for feature, values in self.properties().items()
-                for value in values]
+        return [
+            f"{NAMESPACE} :: {feature} :: {value}" for feature, values in self.properties().items() for value in values
+        ]
 
     @property
     def label(self) -> str:
@@ -69,9 +70,15 @@ class CodeFacts:
         return f"fw{digest[:10]}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"cuda": self.cuda, "cuda_runtime_major": self.cuda_runtime_major, "sass": list(self.sass),
-                "ptx": [{"arch": a, "isa": isa} for a, isa in self.ptx], "min_driver": self.min_driver,
-                "variant_label": self.label, "variant_properties": self.property_lines()}
+        return {
+            "cuda": self.cuda,
+            "cuda_runtime_major": self.cuda_runtime_major,
+            "sass": list(self.sass),
+            "ptx": [{"arch": a, "isa": isa} for a, isa in self.ptx],
+            "min_driver": self.min_driver,
+            "variant_label": self.label,
+            "variant_properties": self.property_lines(),
+        }
 
 
 def code_min_driver(runtime_major: int, ptx_isas: Iterable[str]) -> Version:
@@ -105,6 +112,7 @@ def code_facts(objects: Sequence[CodeObject], build_info: Mapping[str, Any]) -> 
     major = max(majors) if majors else int(build_info.get("cuda_runtime_major") or 0)
     if not major:
         raise InspectError("the wheel names no CUDA runtime (no libcudart.so.N, no cuda_runtime_major)")
+
     def key(arch: str) -> tuple[int, int]:
         return Arch.parse(arch).cc
 
@@ -127,13 +135,26 @@ def render_per_root(root: str, records: Iterable[Mapping[str, Any]]) -> str:
         if r.get("variant") != root:
             continue
         facts = r.get("facts")
-        wheels.append({"filename": r["filename"], "url": f"{r['project']}/{r['filename']}", "project": r["project"],
-                       "version": r["version"], "sha256": r["sha256"], "target": r.get("target"),
-                       "torch": r.get("torch"), "python": r.get("python"),
-                       **(facts if facts else {"facts": None})})
-    doc = {"schema": 1, "root": root,
-           "note": "fawheels variant facts; variant_properties use NVIDIA's provider names as in the PEP 825/850 "
-                   "drafts (draft format, may change)", "wheels": wheels}
+        wheels.append(
+            {
+                "filename": r["filename"],
+                "url": f"{r['project']}/{r['filename']}",
+                "project": r["project"],
+                "version": r["version"],
+                "sha256": r["sha256"],
+                "target": r.get("target"),
+                "torch": r.get("torch"),
+                "python": r.get("python"),
+                **(facts if facts else {"facts": None}),
+            }
+        )
+    doc = {
+        "schema": 1,
+        "root": root,
+        "note": "fawheels variant facts; variant_properties use NVIDIA's provider names as in the PEP 825/850 "
+        "drafts (draft format, may change)",
+        "wheels": wheels,
+    }
     return json.dumps(doc, indent=1) + "\n"
 
 
@@ -154,11 +175,21 @@ def pep825_files(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, s
             _ns, feature, value = line.split(" :: ")
             props.setdefault(feature, []).append(value)
         groups.setdefault(key, {})[facts["variant_label"]] = {NAMESPACE: props}
-    return {key: json.dumps({"$schema": PEP825_SCHEMA,
-                             "default-priorities": {"namespace": [NAMESPACE],
-                                                    "feature": {NAMESPACE: ["cuda_version_lower_bound", "sm_arch"]}},
-                             "variants": dict(sorted(variants.items()))}, indent=1) + "\n"
-            for key, variants in groups.items()}
+    return {
+        key: json.dumps(
+            {
+                "$schema": PEP825_SCHEMA,
+                "default-priorities": {
+                    "namespace": [NAMESPACE],
+                    "feature": {NAMESPACE: ["cuda_version_lower_bound", "sm_arch"]},
+                },
+                "variants": dict(sorted(variants.items())),
+            },
+            indent=1,
+        )
+        + "\n"
+        for key, variants in groups.items()
+    }
 
 
 # ----------------------------------------------------------------------------- choosing (pure)
@@ -206,16 +237,28 @@ def judge(record: Mapping[str, Any], cc: tuple[int, int], driver: Version) -> Fi
         fine = [(a, isa) for a, isa in jits if max_isa is not None and isa <= max_isa]
         if not fine:
             a, isa = max(jits, key=lambda j: j[1])
-            return Fit(record, False, f"only {a.compute} PTX (ISA {isa}) for {cc[0]}.{cc[1]}, which needs driver "
-                                      f">= {cf.min_driver_for_ptx_isa(isa) or 'newer than any known'}")
+            return Fit(
+                record,
+                False,
+                f"only {a.compute} PTX (ISA {isa}) for {cc[0]}.{cc[1]}, which needs driver "
+                f">= {cf.min_driver_for_ptx_isa(isa) or 'newer than any known'}",
+            )
         a, isa = max(fine, key=lambda j: j[0].cc)
-        return Fit(record, True, f"{a.compute} PTX (ISA {isa}) JIT-compiled by the driver; needs driver >= {need}",
-                   (0, *_cuda_rank(facts["cuda"], driver)))
+        return Fit(
+            record,
+            True,
+            f"{a.compute} PTX (ISA {isa}) JIT-compiled by the driver; needs driver >= {need}",
+            (0, *_cuda_rank(facts["cuda"], driver)),
+        )
     best = max(runs, key=lambda a: (a.cc == cc, a.minor))
     exact = best.cc == cc
-    return Fit(record, True, f"{best.sm} SASS {'matches' if exact else 'runs on'} {cc[0]}.{cc[1]}; the CUDA "
-                             f"{runtime} runtime needs driver >= {runtime_need}",
-               (2 if exact else 1, *_cuda_rank(facts["cuda"], driver)))
+    return Fit(
+        record,
+        True,
+        f"{best.sm} SASS {'matches' if exact else 'runs on'} {cc[0]}.{cc[1]}; the CUDA "
+        f"{runtime} runtime needs driver >= {runtime_need}",
+        (2 if exact else 1, *_cuda_rank(facts["cuda"], driver)),
+    )
 
 
 def _cuda_rank(cuda: str, driver: Version) -> tuple[int, ...]:
@@ -234,8 +277,9 @@ class Choice:
     why_none: str = ""
 
 
-def choose(records: Sequence[Mapping[str, Any]], cc: tuple[int, int], driver: Version,
-           project: str | None = None) -> list[Choice]:
+def choose(
+    records: Sequence[Mapping[str, Any]], cc: tuple[int, int], driver: Version, project: str | None = None
+) -> list[Choice]:
     """Per project: the wheel to install (exact SASS first, then compatible SASS, then PTX; newest CUDA), or
     a sentence saying why none loads."""
     projects = sorted({r["project"] for r in records if project is None or r["project"] == project})
@@ -245,9 +289,16 @@ def choose(records: Sequence[Mapping[str, Any]], cc: tuple[int, int], driver: Ve
         fits = tuple(judge(r, cc, driver) for r in records if r["project"] == p)
         good = [f for f in fits if f.ok]
         if floor and driver < floor[0]:
-            out.append(Choice(p, None, fits, f"a {cc[0]}.{cc[1]} GPU needs a driver of CUDA >= {floor[1]} "
-                                             f"(>= {floor[0]}); driver {driver} does not know it, so no wheel "
-                                             "can load: update the driver"))
+            out.append(
+                Choice(
+                    p,
+                    None,
+                    fits,
+                    f"a {cc[0]}.{cc[1]} GPU needs a driver of CUDA >= {floor[1]} "
+                    f"(>= {floor[0]}); driver {driver} does not know it, so no wheel "
+                    "can load: update the driver",
+                )
+            )
             continue
         if good:
             out.append(Choice(p, max(good, key=lambda f: f.rank), fits))
@@ -265,8 +316,7 @@ def _why_none(fits: Sequence[Fit], cc: tuple[int, int], driver: Version) -> str:
     has_code = [f for f in fits if not f.reason.startswith("no SASS runs")]
     if has_code and all("runtime" in f.reason for f in has_code):
         majors = " or ".join(f"CUDA {m}.x" for m in loadable_majors) or "no CUDA 12/13"
-        return (f"driver {driver} (CUDA {cuda}): only {majors} wheels can load; this index has none for "
-                f"{cc[0]}.{cc[1]}")
+        return f"driver {driver} (CUDA {cuda}): only {majors} wheels can load; this index has none for {cc[0]}.{cc[1]}"
     return f"no wheel of this index loads on {cc[0]}.{cc[1]} with driver {driver} (CUDA {cuda})"
 
 
@@ -301,18 +351,20 @@ def read_manifest(index: str) -> tuple[list[dict[str, Any]], str]:
             with urllib.request.urlopen(urljoin(base, MANIFEST), timeout=60) as resp:
                 text = resp.read().decode("utf-8")
         except (urllib.error.URLError, OSError) as exc:
-            raise ConfigError(f"cannot read {urljoin(base, MANIFEST)}: {getattr(exc, 'reason', exc)}",
-                              hint="--index takes the index root that fawheels publish wrote (it holds wheels.json)"
-                              ) from None
+            raise ConfigError(
+                f"cannot read {urljoin(base, MANIFEST)}: {getattr(exc, 'reason', exc)}",
+                hint="--index takes the index root that fawheels publish wrote (it holds wheels.json)",
+            ) from None
     else:
         path = Path(parts.path if parts.scheme == "file" else index)
         base = path.resolve().as_uri() + "/"
         try:
             text = (path / MANIFEST).read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"cannot read {path / MANIFEST}: {exc.strerror}",
-                              hint="--index takes the index root that fawheels publish wrote (it holds wheels.json)"
-                              ) from None
+            raise ConfigError(
+                f"cannot read {path / MANIFEST}: {exc.strerror}",
+                hint="--index takes the index root that fawheels publish wrote (it holds wheels.json)",
+            ) from None
     try:
         wheels = json.loads(text)["wheels"]
         assert isinstance(wheels, list)
@@ -329,13 +381,26 @@ def index_command(index: str, *, gpu: str, driver: str, project: str | None = No
     records, base = read_manifest(index)
     choices = choose(records, cc, version, project)
     if as_json:
-        print(json.dumps({"ok": any(c.best for c in choices), "gpu": f"{cc[0]}.{cc[1]}", "driver": str(version),
-                          "projects": [{"project": c.project,
-                                        "wheel": c.best.record["filename"] if c.best else None,
-                                        "root": c.best.record["variant"] if c.best else None,
-                                        "reason": c.best.reason if c.best else c.why_none,
-                                        "others": [{"wheel": f.record["filename"], "ok": f.ok, "reason": f.reason}
-                                                   for f in c.fits]} for c in choices]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "ok": any(c.best for c in choices),
+                    "gpu": f"{cc[0]}.{cc[1]}",
+                    "driver": str(version),
+                    "projects": [
+                        {
+                            "project": c.project,
+                            "wheel": c.best.record["filename"] if c.best else None,
+                            "root": c.best.record["variant"] if c.best else None,
+                            "reason": c.best.reason if c.best else c.why_none,
+                            "others": [{"wheel": f.record["filename"], "ok": f.ok, "reason": f.reason} for f in c.fits],
+                        }
+                        for c in choices
+                    ],
+                },
+                indent=2,
+            )
+        )
     else:
         cuda = cf.cuda_of_driver(version)
         print(f"GPU {cc[0]}.{cc[1]}, driver {version} (CUDA {cuda or 'older than 12.0'}), index {index}")

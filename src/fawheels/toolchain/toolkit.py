@@ -75,9 +75,11 @@ def host_cuda_home(tc: Toolchain) -> Path:
         home = Path(tc.cuda_home)
         if not (home / "bin" / "nvcc").is_file():
             what = "does not exist" if not home.exists() else "has no bin/nvcc"
-            raise ToolchainError(f"toolchains.{tc.name}.cuda_home: {home} {what}",
-                                 hint=f"point cuda_home at a CUDA {tc.cuda} install (the directory holding "
-                                      "bin/nvcc), or remove it to use $CUDA_HOME")
+            raise ToolchainError(
+                f"toolchains.{tc.name}.cuda_home: {home} {what}",
+                hint=f"point cuda_home at a CUDA {tc.cuda} install (the directory holding "
+                "bin/nvcc), or remove it to use $CUDA_HOME",
+            )
     for candidate in (tc.cuda_home, os.environ.get("CUDA_HOME"), f"/usr/local/cuda-{tc.cuda}"):
         if candidate and (Path(candidate) / "bin" / "nvcc").exists():
             return Path(candidate)
@@ -105,8 +107,10 @@ def provision_host(tc: Toolchain) -> CudaToolkit:
 
 def pip_toolkit_requirements(pip_version: str) -> list[str]:
     release = ".".join(pip_version.split(".")[:2])
-    exact = [f"{name}=={pip_version}" for name in
-             ("nvidia-cuda-nvcc", "nvidia-nvvm", "nvidia-cuda-crt", "nvidia-cuda-runtime")]
+    exact = [
+        f"{name}=={pip_version}"
+        for name in ("nvidia-cuda-nvcc", "nvidia-nvvm", "nvidia-cuda-crt", "nvidia-cuda-runtime")
+    ]
     # CCCL is versioned on its own (13.0.85 ships with nvcc 13.0.88); any patch of the release fits.
     return [*exact, f"nvidia-cuda-cccl=={release}.*"]
 
@@ -127,13 +131,28 @@ def provision_pip(tc: Toolchain, *, offline: bool = False) -> CudaToolkit:
     cuda_home = root / "nvidia" / f"cu{tc.cuda.split('.')[0]}"
     if not (root / COMPLETE_MARKER).exists():
         if offline:
-            raise ToolchainError(f"toolchains.{tc.name}: pip toolkit {tc.pip_version} is not cached and "
-                                 "--offline forbids installing it", hint="use a host toolchain offline")
+            raise ToolchainError(
+                f"toolchains.{tc.name}: pip toolkit {tc.pip_version} is not cached and --offline forbids installing it",
+                hint="use a host toolchain offline",
+            )
         if root.exists():
             shutil.rmtree(root)
         log(f"installing CUDA {tc.pip_version} from PyPI into {root}")
-        run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--target", str(root),
-             *pip_toolkit_requirements(tc.pip_version)], error=ToolchainError, what="pip toolkit install")
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--no-compile",
+                "--target",
+                str(root),
+                *pip_toolkit_requirements(tc.pip_version),
+            ],
+            error=ToolchainError,
+            what="pip toolkit install",
+        )
         fix_pip_toolkit(cuda_home)
         (root / COMPLETE_MARKER).write_text(tc.pip_version + "\n")
     nvcc = cuda_home / "bin" / "nvcc"
@@ -149,8 +168,9 @@ def provision_cuda(tc: Toolchain, *, offline: bool = False) -> CudaToolkit:
         return provision_host(tc)
     if tc.provision == "pip":
         return provision_pip(tc, offline=offline)
-    raise ToolchainError(f"toolchains.{tc.name}: a container toolchain runs inside its image",
-                         hint="build with --container")
+    raise ToolchainError(
+        f"toolchains.{tc.name}: a container toolchain runs inside its image", hint="build with --container"
+    )
 
 
 @dataclass(frozen=True)
@@ -201,12 +221,21 @@ def probe_torch(python: Path) -> TorchEnv:
         raise ToolchainError(f"{python} cannot import torch:\n{proc.stderr.strip()[-2000:]}")
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     if not info["cmake"] or not info["ninja"]:
-        raise ToolchainError(f"{python}: cmake and ninja are needed beside torch",
-                             hint=f"pip install {CMAKE_PIN} {NINJA_PIN}")
-    return TorchEnv(python=python, torch_version=info["torch_version"], torch_cuda=info["torch_cuda"],
-                    cxx11_abi=info["cxx11_abi"], torch_dir=Path(info["torch_dir"]),
-                    python_include=info["python_include"], ext_suffix=info["ext_suffix"],
-                    python_version=info["python_version"], cmake=Path(info["cmake"]), ninja=Path(info["ninja"]))
+        raise ToolchainError(
+            f"{python}: cmake and ninja are needed beside torch", hint=f"pip install {CMAKE_PIN} {NINJA_PIN}"
+        )
+    return TorchEnv(
+        python=python,
+        torch_version=info["torch_version"],
+        torch_cuda=info["torch_cuda"],
+        cxx11_abi=info["cxx11_abi"],
+        torch_dir=Path(info["torch_dir"]),
+        python_include=info["python_include"],
+        ext_suffix=info["ext_suffix"],
+        python_version=info["python_version"],
+        cmake=Path(info["cmake"]),
+        ninja=Path(info["ninja"]),
+    )
 
 
 def check_torch(env: TorchEnv, spec: TorchSpec, python: str) -> None:
@@ -218,10 +247,13 @@ def check_torch(env: TorchEnv, spec: TorchSpec, python: str) -> None:
         raise ToolchainError(
             f"torch {env.torch_version} in {env.python} was built for CUDA {env.torch_cuda}, "
             f"the matrix says torch.{spec.name}.cuda is {spec.cuda}",
-            hint="install the torch build for that CUDA, or fix the matrix")
+            hint="install the torch build for that CUDA, or fix the matrix",
+        )
     if env.python_version != python:
-        raise ToolchainError(f"{env.python} is Python {env.python_version}, the target is for Python {python}",
-                             hint=f"run fawheels with a Python {python} interpreter")
+        raise ToolchainError(
+            f"{env.python} is Python {env.python_version}, the target is for Python {python}",
+            hint=f"run fawheels with a Python {python} interpreter",
+        )
 
 
 def torch_env(target: Target, *, offline: bool = False) -> TorchEnv:
@@ -230,8 +262,10 @@ def torch_env(target: Target, *, offline: bool = False) -> TorchEnv:
     Offline, the interpreter running fawheels is used instead when its torch is the one asked for."""
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     if running != target.python:
-        raise ToolchainError(f"target {target.id} is for Python {target.python}, fawheels runs on {running}",
-                             hint=f"run fawheels (or nox) with Python {target.python}")
+        raise ToolchainError(
+            f"target {target.id} is for Python {target.python}, fawheels runs on {running}",
+            hint=f"run fawheels (or nox) with Python {target.python}",
+        )
     root = cache_root() / "envs" / f"torch-{target.torch.version}-{target.python_tag}"
     python = root / "bin" / "python"
     if not (root / COMPLETE_MARKER).exists():
@@ -244,8 +278,21 @@ def torch_env(target: Target, *, offline: bool = False) -> TorchEnv:
             shutil.rmtree(root)
         log(f"creating torch env {root} (torch=={target.torch.version}; once per torch/Python)")
         run([sys.executable, "-m", "venv", str(root)], error=ToolchainError, what="venv")
-        run([str(python), "-m", "pip", "install", "--progress-bar", "off", f"torch=={target.torch.version}",
-             CMAKE_PIN, NINJA_PIN], error=ToolchainError, what=f"pip install torch=={target.torch.version}")
+        run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--progress-bar",
+                "off",
+                f"torch=={target.torch.version}",
+                CMAKE_PIN,
+                NINJA_PIN,
+            ],
+            error=ToolchainError,
+            what=f"pip install torch=={target.torch.version}",
+        )
         (root / COMPLETE_MARKER).write_text(target.torch.version + "\n")
     env = _probe_cached_env(root, python)
     check_torch(env, target.torch, target.python)

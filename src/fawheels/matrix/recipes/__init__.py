@@ -11,24 +11,32 @@ from dataclasses import dataclass
 # vLLM's _vllm_fa2_C op schemas, as each release's own bundled extension registers them (strings read from
 # the .so in the release's PyPI wheel; tests/integration/test_vllm_fa2.py re-reads them). 0.33.0 registers through
 # torch's stable ABI, which has no Generator type: its `gen` argument is `Tensor?`, 0.26.0's `Generator?`.
-_VARLEN_FWD = ("varlen_fwd(Tensor! q, Tensor k, Tensor v, Tensor!? out, Tensor cu_seqlens_q, Tensor cu_seqlens_k, "
-               "Tensor? seqused_k, Tensor? leftpad_k, Tensor? block_table, Tensor? alibi_slopes, int max_seqlen_q, "
-               "int max_seqlen_k, float p_dropout, float softmax_scale, bool zero_tensors, bool is_causal, "
-               "int window_size_left, int window_size_right, float softcap, bool return_softmax, int num_splits, "
-               "{gen}? gen) -> Tensor[]")
-_FWD_KVCACHE = ("fwd_kvcache(Tensor! q, Tensor kcache, Tensor vcache, Tensor? k, Tensor? v, Tensor? seqlens_k, "
-                "Tensor? rotary_cos, Tensor? rotary_sin, Tensor? cache_batch_idx, Tensor? leftpad_k, "
-                "Tensor? block_table, Tensor? alibi_slopes, Tensor!? out, float softmax_scale, bool is_causal, "
-                "int window_size_left, int window_size_right, float softcap, bool is_rotary_interleaved, "
-                "int num_splits) -> Tensor[]")
-_FWD_SPARSE = ("fwd_sparse(Tensor! q, Tensor k, Tensor v, Tensor block_count, Tensor block_offset, "
-               "Tensor column_count, Tensor column_index, Tensor!? out, Tensor? alibi_slopes, float p_dropout, "
-               "float softmax_scale, bool is_causal, float softcap, bool return_softmax, {gen}? gen)-> Tensor[]")
-_VARLEN_FWD_SPARSE = ("varlen_fwd_sparse(Tensor! q, Tensor k, Tensor v, Tensor block_count, Tensor block_offset, "
-                      "Tensor column_count, Tensor column_index, Tensor!? out, Tensor cu_seqlens_q, "
-                      "Tensor cu_seqlens_k, Tensor? seqused_k, Tensor? alibi_slopes, int max_seqlen_q, "
-                      "int max_seqlen_k, float p_dropout, float softmax_scale, bool zero_tensors, bool is_causal, "
-                      "float softcap, bool return_softmax, {gen}? gen) -> Tensor[]")
+_VARLEN_FWD = (
+    "varlen_fwd(Tensor! q, Tensor k, Tensor v, Tensor!? out, Tensor cu_seqlens_q, Tensor cu_seqlens_k, "
+    "Tensor? seqused_k, Tensor? leftpad_k, Tensor? block_table, Tensor? alibi_slopes, int max_seqlen_q, "
+    "int max_seqlen_k, float p_dropout, float softmax_scale, bool zero_tensors, bool is_causal, "
+    "int window_size_left, int window_size_right, float softcap, bool return_softmax, int num_splits, "
+    "{gen}? gen) -> Tensor[]"
+)
+_FWD_KVCACHE = (
+    "fwd_kvcache(Tensor! q, Tensor kcache, Tensor vcache, Tensor? k, Tensor? v, Tensor? seqlens_k, "
+    "Tensor? rotary_cos, Tensor? rotary_sin, Tensor? cache_batch_idx, Tensor? leftpad_k, "
+    "Tensor? block_table, Tensor? alibi_slopes, Tensor!? out, float softmax_scale, bool is_causal, "
+    "int window_size_left, int window_size_right, float softcap, bool is_rotary_interleaved, "
+    "int num_splits) -> Tensor[]"
+)
+_FWD_SPARSE = (
+    "fwd_sparse(Tensor! q, Tensor k, Tensor v, Tensor block_count, Tensor block_offset, "
+    "Tensor column_count, Tensor column_index, Tensor!? out, Tensor? alibi_slopes, float p_dropout, "
+    "float softmax_scale, bool is_causal, float softcap, bool return_softmax, {gen}? gen)-> Tensor[]"
+)
+_VARLEN_FWD_SPARSE = (
+    "varlen_fwd_sparse(Tensor! q, Tensor k, Tensor v, Tensor block_count, Tensor block_offset, "
+    "Tensor column_count, Tensor column_index, Tensor!? out, Tensor cu_seqlens_q, "
+    "Tensor cu_seqlens_k, Tensor? seqused_k, Tensor? alibi_slopes, int max_seqlen_q, "
+    "int max_seqlen_k, float p_dropout, float softmax_scale, bool zero_tensors, bool is_causal, "
+    "float softcap, bool return_softmax, {gen}? gen) -> Tensor[]"
+)
 
 
 def _vllm_fa2_ops(gen: str) -> tuple[str, ...]:
@@ -108,16 +116,24 @@ VLLM_FA2 = Recipe(
     serves="vllm",
     op_namespace="_vllm_fa2_C",
     releases=(
-        Release("0.33.0", torch="2.14.0", requires_python=">=3.11,<3.15",
-                wheel_url=f"{_PYPI}/8b/a8/92e278093df40fde4c4bfd6572704bb8f398d6a2280d8c82cb5efaf12047/"
-                          "vllm-0.33.0-cp38-abi3-manylinux_2_28_x86_64.whl",
-                wheel_sha256="4b6bdec4ab269990bf70d45a3c1e94c3760a27064513760193b26d6f0da883aa",
-                ops=_vllm_fa2_ops("Tensor")),
-        Release("0.26.0", torch="2.11.0", requires_python=">=3.10,<3.15",
-                wheel_url=f"{_PYPI}/20/96/86edd288415aafc2952bbb969b5ef4e8c58e5525185b60320730276921e6/"
-                          "vllm-0.26.0-cp38-abi3-manylinux_2_28_x86_64.whl",
-                wheel_sha256="adb1e4c9b46d0dfdb094121ae5aad670a42412dd813ed4e5db069ed6a15006de",
-                ops=_vllm_fa2_ops("Generator")),
+        Release(
+            "0.33.0",
+            torch="2.14.0",
+            requires_python=">=3.11,<3.15",
+            wheel_url=f"{_PYPI}/8b/a8/92e278093df40fde4c4bfd6572704bb8f398d6a2280d8c82cb5efaf12047/"
+            "vllm-0.33.0-cp38-abi3-manylinux_2_28_x86_64.whl",
+            wheel_sha256="4b6bdec4ab269990bf70d45a3c1e94c3760a27064513760193b26d6f0da883aa",
+            ops=_vllm_fa2_ops("Tensor"),
+        ),
+        Release(
+            "0.26.0",
+            torch="2.11.0",
+            requires_python=">=3.10,<3.15",
+            wheel_url=f"{_PYPI}/20/96/86edd288415aafc2952bbb969b5ef4e8c58e5525185b60320730276921e6/"
+            "vllm-0.26.0-cp38-abi3-manylinux_2_28_x86_64.whl",
+            wheel_sha256="adb1e4c9b46d0dfdb094121ae5aad670a42412dd813ed4e5db069ed6a15006de",
+            ops=_vllm_fa2_ops("Generator"),
+        ),
     ),
 )
 
