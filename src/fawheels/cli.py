@@ -328,7 +328,7 @@ def interrupted_message(args: argparse.Namespace) -> str:
             return f"interrupted; the upload to {args.index} was cut off (check that index for the wheel)"
         return f"interrupted; the index {args.index} was left as it was (no partial file was listed or left in it)"
     if args.command == "build":
-        return f"interrupted; {args.dist} was left as it was"
+        return f"interrupted; {str(args.dist).rstrip('/')}/ was left as it was"
     if args.command == "nightly":
         return f"interrupted; {args.out} holds only whole files"
     return "interrupted"

@@ -67,6 +67,7 @@ def test_build_puts_a_verified_wheel_in_dist(first_build: Path) -> None:
     assert info["profile"]["translation_units"] == ["flash_fwd_hdim128_bf16_causal_sm80.cu"]
     assert [p["file"] for p in info["patches"]] == [
         "0001-forward-only-profile-dispatch.patch",
+        "0003-paged-kv-pages-of-16-tokens.patch",
         "0005-split-kv-parts.patch",
     ]
     assert "Requires-Dist: torch==2.14.*" in metadata

@@ -121,6 +121,8 @@ def test_a_git_source_goes_through_patch_build_and_verify(tmp_path: Path, monkey
     assert [p["file"] for p in info["patches"]] == [
         "0001-forward-only-profile-dispatch.patch",
         "0002-host-api-without-pybind-module.patch",
+        "0003-paged-kv-pages-of-16-tokens.patch",
+        "0004-varlen-fwd-num-splits.patch",
         "0005-split-kv-parts.patch",
     ]
 
