@@ -35,7 +35,7 @@ from fawheels._util.runner import Completed, TimeoutExpired, call, log, run, run
 
 ENGINES = ("docker", "podman")
 LABEL = "org.fawheels."
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/fawheels: mounted into the image as the code that runs there
 # Relative to the source checkout (`find_checkout`).
 LOCK_FILE = "docker/images.lock.json"
 BASE_SCRIPT = "scripts/make-base-image.sh"
