@@ -23,6 +23,7 @@ import pytest
 
 from fawheels._util.errors import ToolchainError
 from fawheels._util.files import sha256_file
+from fawheels.matrix.config import load_matrix_file
 from fawheels.toolchain.compilercache import CacheConfig, CacheStats, Sccache, clean_environ, find_sccache
 from support.checkout import copy_repo
 
@@ -186,11 +187,13 @@ def nightly_matrix(checkout: Path) -> Path:
     source: {source}
     id_suffix: {suffix}
     matrix: {{toolchain: [cu130], torch: ["2.14"], archs: [[sm_120]], python: ["3.11"], profile: [one-tu]}}"""
+    # the good source carries the shipped matrix's patches, so its unit is what the first test put in the cache
+    shipped = load_matrix_file(checkout / "build_matrix.yaml").sources["flash-attn-2.8.3"].patches
     path = checkout / "nightly-matrix.yaml"
     path.write_text(f"""default_target: {TARGET}
 sources:
   flash-attn-2.8.3:{source}
-    patches: [patches/flash-attn-2.8.3/{good.name}]
+    patches: [{", ".join(shipped)}]
   flash-attn-2.8.3-broken:{source}
     patches: [patches/broken/{good.name}]
 toolchains:
