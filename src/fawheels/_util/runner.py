@@ -140,6 +140,24 @@ def run(
     )[1]
 
 
+def pip_install_into(
+    target: Path,
+    requirements: Sequence[str | Path],
+    *,
+    what: str,
+    error: ErrorClass = BuildError,
+    index: bool = True,
+    capture: bool = False,
+    quiet: bool = False,
+) -> str:
+    """`pip install --no-deps --target TARGET` with this interpreter: a private install location (a toolkit,
+    cuobjdump, a wheel under test) that never touches the running environment. `index=False`: local files only;
+    `quiet`: no pip progress (a large download keeps it)."""
+    cmd: list[str | Path] = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile"]
+    cmd += ["--disable-pip-version-check"] + ([] if index else ["--no-index"]) + (["-q"] if quiet else [])
+    return run([*cmd, "--target", str(target), *requirements], what=what, error=error, capture=capture)
+
+
 def run_code(
     cmd: Sequence[str | Path],
     *,

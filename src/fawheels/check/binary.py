@@ -35,7 +35,7 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
 from fawheels._util.errors import InspectError
-from fawheels._util.runner import PIPE, SubprocessError, call, log, run, spawn
+from fawheels._util.runner import PIPE, SubprocessError, call, log, pip_install_into, spawn
 from fawheels._util.wheels import is_shared_object
 
 FATBIN_MAGIC = 0xBA55ED50
@@ -628,21 +628,11 @@ def provision_cuobjdump() -> Path:
         if root.exists():
             shutil.rmtree(root)
         log(f"installing {CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN} from PyPI into {root} (once)")
-        run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--no-deps",
-                "--no-compile",
-                "--disable-pip-version-check",
-                "--target",
-                str(root),
-                f"{CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN}",
-            ],
-            error=InspectError,
+        pip_install_into(
+            root,
+            [f"{CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN}"],
             what=f"pip install {CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN}",
+            error=InspectError,
             capture=True,
         )
         (root / _CUOBJDUMP_MARKER).write_text(CUOBJDUMP_PIN + "\n")

@@ -27,7 +27,7 @@ from typing import Any
 
 from fawheels._util.errors import FawheelsError, ToolchainError
 from fawheels._util.files import write_atomic
-from fawheels._util.runner import log, run
+from fawheels._util.runner import log, pip_install_into, run
 
 # The child: fresh interpreter, nothing imported before the clock starts. Shapes: one small causal bf16
 # prefill with head dim 128, the kernel every fawheels profile has (one-tu: bf16, d128, causal).
@@ -141,22 +141,7 @@ def first_call_command(wheel_arg: str, *, runs: int = 3, out: str | None = None)
 
     with tempfile.TemporaryDirectory(prefix="fawheels-firstcall-") as tmp:
         site = Path(tmp) / "site"
-        run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--no-deps",
-                "--no-index",
-                "-q",
-                "--target",
-                str(site),
-                str(wheel),
-            ],
-            what="pip install",
-            error=ToolchainError,
-        )
+        pip_install_into(site, [wheel], what="pip install", error=ToolchainError, index=False, quiet=True)
         base = {k: v for k, v in os.environ.items() if not k.startswith("CUDA_CACHE")}
         base["PYTHONPATH"] = str(site)
 

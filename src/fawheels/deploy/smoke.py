@@ -423,7 +423,7 @@ def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
 
     from fawheels._util.errors import ToolchainError, VerifyError
     from fawheels._util.files import write_atomic
-    from fawheels._util.runner import call, log, run
+    from fawheels._util.runner import call, log, pip_install_into
     from fawheels.check import compat
     from fawheels.matrix.cudafacts import Version
 
@@ -451,21 +451,7 @@ def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
         # A fresh install location on top of this interpreter, so the machine's torch is the one used
         # (a venv made from a venv would not see it).
         site = Path(tmp) / "site"
-        run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--no-deps",
-                "--no-index",
-                "-q",
-                "--target",
-                str(site),
-                str(wheel),
-            ],
-            what="pip install",
-        )
+        pip_install_into(site, [wheel], what="pip install", index=False, quiet=True)
         info["_smoke_mode"] = "bench" if bench_too else ""
         package_parent = str(Path(__file__).resolve().parents[2])  # the folder that holds fawheels/
         env = {"PYTHONPATH": os.pathsep.join([str(site), package_parent])}

@@ -19,7 +19,7 @@ from pathlib import Path
 from fawheels._util.errors import ToolchainError
 from fawheels._util.files import write_atomic
 from fawheels._util.paths import cache_root
-from fawheels._util.runner import call, log, run
+from fawheels._util.runner import call, log, pip_install_into, run
 from fawheels.matrix.config import Target, Toolchain, TorchSpec
 
 # Build tools installed beside torch; pinned so two builders configure identically.
@@ -138,20 +138,8 @@ def provision_pip(tc: Toolchain, *, offline: bool = False) -> CudaToolkit:
         if root.exists():
             shutil.rmtree(root)
         log(f"installing CUDA {tc.pip_version} from PyPI into {root}")
-        run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--no-deps",
-                "--no-compile",
-                "--target",
-                str(root),
-                *pip_toolkit_requirements(tc.pip_version),
-            ],
-            error=ToolchainError,
-            what="pip toolkit install",
+        pip_install_into(
+            root, pip_toolkit_requirements(tc.pip_version), what="pip toolkit install", error=ToolchainError
         )
         fix_pip_toolkit(cuda_home)
         (root / COMPLETE_MARKER).write_text(tc.pip_version + "\n")
