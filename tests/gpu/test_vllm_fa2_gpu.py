@@ -106,6 +106,15 @@ def vllm_varlen(
     )
 
 
+def with_pages(cases: list[tuple[Any, ...]], paged: int, pages: list[int]) -> list[tuple[tuple[Any, ...], int]]:
+    """Each paged case once per page size; a contiguous case once (the page size does not apply to it)."""
+    return [(c, p) for c in cases for p in (pages if c[paged] else [256])]
+
+
+def case_id(value: object) -> str:
+    return str(value[0]) if isinstance(value, tuple) else f"page{value}"
+
+
 CASES = [  # name, q lens, k lens, hq, hk, causal, window, paged, alibi, softcap
     ("prefill causal GQA 16/4", [17, 128, 300], [17, 128, 300], 16, 4, True, (-1, -1), False, False, 0.0),
     ("prefill non-causal MHA", [64, 200], [64, 200], 8, 8, False, (-1, -1), False, False, 0.0),
@@ -117,13 +126,10 @@ CASES = [  # name, q lens, k lens, hq, hk, causal, window, paged, alibi, softcap
 ]
 
 
-@pytest.mark.parametrize("page", [16, 256])
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("case", "page"), with_pages(CASES, 7, [16, 256]), ids=case_id)
 def test_varlen_fwd_matches_float32(ops: Any, case: tuple[Any, ...], dtype: str, page: int) -> None:
     name, qlens, klens, hq, hk, causal, window, is_paged, use_alibi, softcap = case
-    if not is_paged and page != 256:
-        pytest.skip("contiguous K/V: the page size does not apply")
     gen = torch.Generator().manual_seed(0)
     dt = DTYPES[dtype]
     d = 128
@@ -177,13 +183,10 @@ KV_CASES = [  # name, batch, seqlen_q, cache lens, hq, hk, causal, window, paged
 ]
 
 
-@pytest.mark.parametrize("page", [16, 64, 256])
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
-@pytest.mark.parametrize("case", KV_CASES, ids=[c[0] for c in KV_CASES])
+@pytest.mark.parametrize(("case", "page"), with_pages(KV_CASES, 8, [16, 64, 256]), ids=case_id)
 def test_fwd_kvcache_matches_float32(ops: Any, case: tuple[Any, ...], dtype: str, page: int) -> None:
     name, batch, sq, lens, hq, hk, causal, window, is_paged = case
-    if not is_paged and page != 256:
-        pytest.skip("contiguous K/V: the page size does not apply")
     gen = torch.Generator().manual_seed(1)
     dt = DTYPES[dtype]
     d = 128
