@@ -262,3 +262,20 @@ def test_repository_matrix_serves_cuda_12_drivers() -> None:
     assert {t.torch.version for t in cu12 if t.toolchain.cuda == "12.8"} == {"2.9.1", "2.10.0"}
     wide = m.target("fa2-cu128-torch2.9-sm80-sm86-sm89-sm90-sm120-cp312")
     assert [a.sm for a in wide.sass] == ["sm_80", "sm_86", "sm_89", "sm_90", "sm_120"] and not wide.ptx
+
+
+def test_leave_out_names_fa2_switches_and_refuses_what_it_does_not_know() -> None:
+    lean = load_matrix(BASE.replace("split_kv: false}", "split_kv: false, leave_out: [softcap, alibi]}"))
+    profile = lean.target("fa2-cu130-torch2.14-sm120-cp311").profile
+    assert profile.leave_out == ("alibi", "softcap")  # sorted: the order written does not make another wheel
+    assert profile.defines == ("FLASHATTENTION_DISABLE_ALIBI", "FLASHATTENTION_DISABLE_SOFTCAP")
+    assert load_matrix(BASE).targets[0].profile.defines == ()
+    assert "profiles.small.leave_out[0]: unknown feature 'softcaps' (did you mean 'softcap'?)" in refused(
+        BASE.replace("split_kv: false}", "split_kv: false, leave_out: [softcaps]}")
+    )
+    assert "profiles.small.leave_out: duplicate entries" in refused(
+        BASE.replace("split_kv: false}", "split_kv: false, leave_out: [local, local]}")
+    )
+    assert "profiles.small.leave_out: expected a list" in refused(
+        BASE.replace("split_kv: false}", "split_kv: false, leave_out: alibi}")
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fawheels.deploy import smoke
 from fawheels.deploy.smoke import BENCH_SHAPES, attention_work, spread
 
 
@@ -28,3 +29,13 @@ def test_spread_and_the_shapes_of_issue_13() -> None:
     assert spread([3.0, 1.0, 2.0]) == {"min": 1.0, "median": 2.0, "max": 3.0}
     names = [s[0] for s in BENCH_SHAPES]
     assert "decode b16 q1 k32768 h32 kv8 d128" in names and len(names) == 4
+
+
+def test_smoke_reads_the_left_out_features_from_the_recorded_defines() -> None:
+    defines = ["TORCH_EXTENSION_NAME=flash_attn_2_cuda", "FLASHATTENTION_DISABLE_DROPOUT"]
+    assert smoke.left_out(defines) == {"dropout"}
+    assert smoke.left_out([*defines, "FLASHATTENTION_DISABLE_SOFTCAP", "FLASHATTENTION_DISABLE_LOCAL"]) == {
+        "dropout",
+        "softcap",
+        "local",
+    }

@@ -3,6 +3,7 @@ and the order they start in. Pure planning; the real-nvcc proof is in bench/spli
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from fawheels.build.execute import (
     plan_build,
     splitkv_parts_available,
 )
-from fawheels.matrix.config import load_matrix_file
+from fawheels.matrix.config import Target, load_matrix_file
 from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,10 +44,14 @@ def fake_torch(root: Path) -> TorchEnv:
 
 
 def plan(
-    tmp_path: Path, target_id: str = QWEN3_SM90, *, splitkv_parts: bool, schedule: list[str] | None = None
+    tmp_path: Path,
+    target: str | Target = QWEN3_SM90,
+    *,
+    splitkv_parts: bool,
+    schedule: list[str] | None = None,
 ) -> BuildPlan:
     return plan_build(
-        MATRIX.target(target_id),
+        MATRIX.target(target) if isinstance(target, str) else target,
         tmp_path / "w/src/t",
         tmp_path / "w",
         CudaToolkit(Path("/opt/cuda"), Path("/opt/cuda/bin/nvcc"), "13.0.88", "host"),
@@ -146,3 +151,19 @@ def test_parts_are_on_only_where_the_patch_is(tmp_path: Path) -> None:
     assert splitkv_parts_available(tmp_path)
     for source in ("flash-attn-2.8.3", "flash-attn-2.8.3-vllm"):  # both FA2 recipes build in parts
         assert PATCH.name in [Path(p).name for p in MATRIX.sources[source].patches]
+
+
+def test_a_profile_without_softcap_compiles_no_softcap_parts_and_passes_the_switches(tmp_path: Path) -> None:
+    target = MATRIX.target(QWEN3_SM90)
+    lean = dataclasses.replace(target, profile=dataclasses.replace(target.profile, leave_out=("alibi", "softcap")))
+    units = compile_units(lean.profile, splitkv_parts=True)
+    assert len(units) == 4 + 4 * 3  # forward units; per split-KV unit its dispatch and the two softcap-free parts
+    assert not [u for u in units if "softcap1" in u]
+    built = plan(tmp_path, lean, splitkv_parts=True)
+    defines = built.recorded_flags["defines"]
+    assert defines[-2:] == ["FLASHATTENTION_DISABLE_ALIBI", "FLASHATTENTION_DISABLE_SOFTCAP"]
+    assert "FLASHATTENTION_DISABLE_ALIBI" not in plan(tmp_path, splitkv_parts=True).recorded_flags["defines"]
+    # Measurements of a lean build are kept apart from the full profile's (fewer kernels per unit).
+    full = jobstats.stats_key("13.0.88", ["sm_90"], units[0], ["--threads=1"])
+    lean_key = jobstats.stats_key("13.0.88", ["sm_90"], units[0], ["--threads=1", "-DFLASHATTENTION_DISABLE_ALIBI"])
+    assert full != lean_key and full == jobstats.stats_key("13.0.88", ["sm_90"], units[0], ["--threads=1", "-O3"])

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -183,13 +182,19 @@ def split_part_unit(unit: str, split: bool, softcap: bool) -> str:
     return f"{_split_stem(unit)}_part_split{int(split)}_softcap{int(softcap)}.cu"
 
 
+def splitkv_parts_of(profile: Profile) -> tuple[tuple[bool, bool], ...]:
+    """The (Split, Is_softcap) parts a split-KV unit compiles: without softcap its dispatch never calls the
+    softcap parts, so they are not compiled."""
+    return tuple((sp, sc) for sp, sc in SPLITKV_PARTS if not (sc and "softcap" in profile.leave_out))
+
+
 def compile_units(profile: Profile, splitkv_parts: bool) -> list[str]:
     """The units nvcc compiles, in link order: the profile's units, each split-KV unit replaced by its
     dispatch unit and its parts when the source has them (`splitkv_parts`)."""
     out: list[str] = []
     for (family, _d, _dtype, _causal), unit in zip(profile.kernels(), profile.translation_units(), strict=True):
         if family == "split" and splitkv_parts:
-            out += [split_dispatch_unit(unit), *(split_part_unit(unit, sp, sc) for sp, sc in SPLITKV_PARTS)]
+            out += [split_dispatch_unit(unit), *(split_part_unit(unit, sp, sc) for sp, sc in splitkv_parts_of(profile))]
         else:
             out.append(unit)
     return out
@@ -236,7 +241,7 @@ def unit_files(profile: Profile, kernel_dir: Path, splitkv_parts: bool) -> dict[
             files[f"units/{split_dispatch_unit(unit)}"] = split_dispatch_wrapper(
                 split_dispatch_unit(unit), kernel_dir / unit
             )
-            for sp, sc in SPLITKV_PARTS:
+            for sp, sc in splitkv_parts_of(profile):
                 part = split_part_unit(unit, sp, sc)
                 files[f"units/{part}"] = split_part_source(part, d, dtype, causal, sp, sc)
         else:
@@ -317,6 +322,7 @@ def plan_build(
         "TORCH_API_INCLUDE_EXTENSION_H",
         f"_GLIBCXX_USE_CXX11_ABI={int(torch.cxx11_abi)}",
         *recipe.defines,
+        *target.profile.defines,
     ]
     kernel_dir = tree / recipe.kernel_dir
     cmake_dir = workdir / "cmake"
@@ -757,7 +763,8 @@ def _build_stages(
     units = compile_units(target.profile, splitkv_parts)
     parallel = nvcc_parallel_flags(len(archs))
     history = jobstats.load_history()
-    keys = {u: jobstats.stats_key(tk.version, archs, u, parallel) for u in [*units, "flash_api.cpp"]}
+    key_flags = [*parallel, *(f"-D{d}" for d in target.profile.defines)]
+    keys = {u: jobstats.stats_key(tk.version, archs, u, key_flags) for u in [*units, "flash_api.cpp"]}
     seconds = {
         u: jobstats.measured_seconds(history, keys[u]) or jobstats.static_estimate_s(u, len(archs)) for u in units
     }
@@ -790,7 +797,9 @@ def _build_stages(
             sde,
             launcher=os.environ.get("FAWHEELS_COMPILER_LAUNCHER") or None,
             schedule=order,
-            job_launcher=[sys.executable, str(meter), str(record_dir)],
+            # The torch env's interpreter, not the one running fawheels: the launcher is part of every compile
+            # command, and a build from another checkout or venv must not see a new command and recompile all.
+            job_launcher=[str(torch_env.python), str(meter), str(record_dir)],
             splitkv_parts=splitkv_parts,
         )
         for relative, text in plan.generated.items():
@@ -840,7 +849,7 @@ def _build_stages(
     result.job_times = ninja_job_times(plan.cmake_dir, logged_before)
     records = jobstats.read_records(record_dir)
     result.job_stats = {r.output: r.to_json() for r in records.values()}
-    jobstats.remember({jobstats.stats_key(tk.version, archs, r.unit, parallel): r for r in records.values()})
+    jobstats.remember({jobstats.stats_key(tk.version, archs, r.unit, key_flags): r for r in records.values()})
     measured = [r for r in records.values() if r.memory_measured]
     log(
         f"compiled in {result.compile_wall_s:.0f} s wall; sum of per-job times "

@@ -147,9 +147,11 @@ class JobRecord:
 
 def stats_key(nvcc_version: str, archs: Sequence[str], unit: str, flags: Sequence[str]) -> str:
     """What a measurement is valid for: the same unit, compiled for the same archs by the same nvcc with the
-    same parallelism flags (--threads, --split-compile change time and memory)."""
+    same parallelism flags (--threads, --split-compile change time and memory) and the same features left
+    out (-DFLASHATTENTION_DISABLE_*: fewer kernels per unit)."""
     parallel = [f for f in flags if f.startswith(("--split-compile", "--threads"))]
-    return f"nvcc {nvcc_version} | {'+'.join(archs)} | {' '.join(parallel)} | {unit}"
+    left_out = sorted(f for f in flags if f.startswith("-DFLASHATTENTION_DISABLE_"))
+    return f"nvcc {nvcc_version} | {'+'.join(archs)} | {' '.join([*parallel, *left_out])} | {unit}"
 
 
 def static_estimate_s(unit: str, n_archs: int) -> float:

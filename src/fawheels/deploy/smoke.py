@@ -129,9 +129,17 @@ def check_paged_decode(
     return err
 
 
-def run_smoke(profile: dict[str, Any]) -> list[Case]:
-    """Every kernel of the profile (build-info.json's `profile`), plus one that was not compiled."""
+def left_out(defines: list[str]) -> set[str]:
+    """The features a build compiled away, from build-info.json's `flags.defines` (FLASHATTENTION_DISABLE_*)."""
+    prefix = "FLASHATTENTION_DISABLE_"
+    return {d.removeprefix(prefix).lower() for d in defines if d.startswith(prefix)}
+
+
+def run_smoke(profile: dict[str, Any], defines: list[str]) -> list[Case]:
+    """Every kernel of the profile (build-info.json's `profile`), plus one that was not compiled; a feature
+    the build left out (`defines`) must be refused with FA2's own error instead."""
     cases: list[Case] = []
+    absent = left_out(defines)
     for dtype in profile["dtypes"]:
         for head_dim in profile["head_dims"]:
             for causal in profile["causal"]:
@@ -141,6 +149,10 @@ def run_smoke(profile: dict[str, Any]) -> list[Case]:
                 if causal and False in profile["causal"]:
                     checks.append(("varlen sliding window", False, {"window": (64, 0)}))
                 checks.append(("varlen softcap", False, {"softcap": 30.0}))
+                feature = {"varlen sliding window": "local", "varlen softcap": "softcap"}
+                refused = [c for c in checks if feature.get(c[0]) in absent]
+                checks = [c for c in checks if c not in refused]
+                cases += [_check_refused(dtype, head_dim, causal, name, kwargs) for name, _, kwargs in refused]
                 if profile["split_kv"]:
                     checks.append(("paged decode GQA (split-KV)", True, None))
                 for name, split, kwargs in checks:
@@ -158,6 +170,16 @@ def run_smoke(profile: dict[str, Any]) -> list[Case]:
                     cases.append(Case(name, dtype, head_dim, causal, split, err, err <= tol))
     cases.append(_check_missing_kernel(profile))
     return cases
+
+
+def _check_refused(dtype: str, head_dim: int, causal: bool, name: str, kwargs: dict[str, Any]) -> Case:
+    """A call that needs a left-out feature raises FA2's `does not support` error, not a wrong answer."""
+    try:
+        check_varlen(dtype, head_dim, causal, **kwargs)
+    except RuntimeError as exc:
+        message = str(exc).splitlines()[0][:200]
+        return Case(f"{name} refused", dtype, head_dim, causal, False, 0.0, "does not support" in message, message)
+    return Case(f"{name} refused", dtype, head_dim, causal, False, 0.0, False, "no error raised")
 
 
 def _check_missing_kernel(profile: dict[str, Any]) -> Case:
@@ -372,7 +394,7 @@ def main_in_env(build_info_json: str) -> int:
     torch = _torch()
     info = json.loads(build_info_json)
     started = time.monotonic()
-    cases = run_smoke(info["profile"])
+    cases = run_smoke(info["profile"], list((info.get("flags") or {}).get("defines") or []))
     figures = bench(info["profile"]["dtypes"][0]) if "bench" in info.get("_smoke_mode", "") else {}
     print(
         json.dumps(

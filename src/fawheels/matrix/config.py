@@ -29,6 +29,12 @@ Provision = Literal["host", "pip", "container"]
 
 HEAD_DIMS = (32, 64, 96, 128, 192, 256)
 DTYPES = ("bf16", "fp16")
+# Features a profile may leave out, and FA2's switch for each (its static_switch.h and flash_api.cpp).
+LEAVE_OUT = {
+    "alibi": "FLASHATTENTION_DISABLE_ALIBI",
+    "local": "FLASHATTENTION_DISABLE_LOCAL",
+    "softcap": "FLASHATTENTION_DISABLE_SOFTCAP",
+}
 
 # The fields that are keys of build_matrix.yaml carry `yaml_key` metadata: the loader's allowed keys, the JSON
 # Schema for editors (build_matrix.schema.json) and docs/matrix.md all come from it (matrix/schema.py).
@@ -210,6 +216,19 @@ class Profile:
             {"type": "boolean"},
         )
     )
+    leave_out: tuple[str, ...] = field(
+        metadata=yaml_key(
+            "FA2 features not compiled (default none): FA2 instantiates every kernel again for each of them, so "
+            "each one left out cuts compile time; a call that uses one is refused by the extension "
+            "(`This flash attention build does not support alibi.`)",
+            {"type": "array", "items": {"enum": list(LEAVE_OUT)}, "uniqueItems": True},
+        )
+    )
+
+    @property
+    def defines(self) -> tuple[str, ...]:
+        """The FA2 switches that compile the left-out features away (and make flash_api refuse them)."""
+        return tuple(LEAVE_OUT[f] for f in self.leave_out)
 
     def kernels(self) -> list[tuple[str, int, str, bool]]:
         """(family, head dim, dtype, causal) for every kernel compiled; family is "fwd" or "split"."""
@@ -648,7 +667,21 @@ def _parse_profile(name: str, raw: object) -> Profile:
         tuple(sorted(str(d) for d in dtypes)),
         tuple(sorted(bool(c) for c in causal)),
         n.flag("split_kv", True),
+        _parse_leave_out(n),
     )
+
+
+def _parse_leave_out(n: _Node) -> tuple[str, ...]:
+    features = n.items("leave_out", [])
+    for i, f in enumerate(features):
+        if f not in LEAVE_OUT:
+            raise ConfigError(
+                f"{n.at('leave_out')}[{i}]: unknown feature {_show(f)}{_did_you_mean(str(f), LEAVE_OUT)}",
+                hint=f"choose from {', '.join(LEAVE_OUT)}",
+            )
+    if len(set(features)) != len(features):
+        raise ConfigError(f"{n.at('leave_out')}: duplicate entries {features}")
+    return tuple(sorted(str(f) for f in features))
 
 
 def _parse_arch_set(path: str, raw: object) -> tuple[tuple[Arch, ...], tuple[Arch, ...]]:

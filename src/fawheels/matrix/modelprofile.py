@@ -137,6 +137,7 @@ def profile_from_config(config: dict[str, Any], name: str) -> tuple[Profile, lis
         # causal: the language model's prefill; non-causal: its decode steps and a vision tower
         causal=(False, True),
         split_kv=True,  # paged-KV decode always runs the split-KV kernels
+        leave_out=(),  # a config does not say reliably which of ALiBi, softcap, windows the model needs
     )
     return profile, found
 
