@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,6 +58,8 @@ class Outcome:
     size: int
     sha256: str
     published: bool
+    stages_s: Mapping[str, float] = field(default_factory=dict)  # the build's wall seconds per stage
+    reused: Sequence[str] = ()  # what the build took from the last one (source, configure)
 
     @property
     def error_head(self) -> list[str]:
@@ -82,6 +84,8 @@ class Outcome:
             "size": self.size,
             "sha256": self.sha256,
             "published": self.published,
+            "stages_s": {k: round(v, 2) for k, v in self.stages_s.items()},
+            "reused": list(self.reused),
         }
 
 
@@ -204,6 +208,8 @@ def run_targets(
                 built.size,
                 built.sha256,
                 False,
+                dict(built.stages_s),
+                tuple(built.reused),
             )
         )
     if publish is None:
@@ -223,17 +229,19 @@ def run_targets(
 # ----------------------------------------------------------------------------- gateways
 
 
-def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bool) -> BuildFn:
-    """Host/pip targets through build.build_target; container targets inside their toolchain image."""
+def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bool, clean: bool) -> BuildFn:
+    """Host/pip targets through build.build_target; container targets inside their toolchain image.
+    Without `clean` a target whose inputs did not change since the last night recompiles nothing (the build's
+    own reuse rules: source stamp, configure identity, ninja's dependencies); what did change is compiled
+    through the compiler cache."""
 
     def build(target: Target) -> Result:
         dist = out / target.id
         from fawheels.build.execute import build_target, build_target_in_container
 
-        # clean: a nightly shows each target builds from nothing; the compiler cache makes that cheap
         if target.toolchain.provision == "container":
-            return build_target_in_container(target, matrix, dist, jobs, offline, clean=True)
-        return build_target(target, matrix, dist, jobs, offline, clean=True)
+            return build_target_in_container(target, matrix, dist, jobs, offline, clean=clean)
+        return build_target(target, matrix, dist, jobs, offline, clean=clean)
 
     return build
 
@@ -310,6 +318,7 @@ def nightly_command(
     cache_spec: str | None,
     jobs: int | None,
     offline: bool,
+    clean: bool,
     report: Path | None,
 ) -> int:
     matrix = load_matrix_file(matrix_path)
@@ -327,7 +336,7 @@ def nightly_command(
     with compiler_cache(config) as cache:
         outcomes = run_targets(
             targets,
-            build=build_with_pipeline(matrix, out.resolve(), jobs, offline),
+            build=build_with_pipeline(matrix, out.resolve(), jobs, offline, clean),
             cache=cache,
             publish=publisher(index) if index else None,
         )
@@ -353,5 +362,6 @@ def command(args: argparse.Namespace) -> int:
         cache_spec=args.cache,
         jobs=args.jobs,
         offline=args.offline,
+        clean=args.clean,
         report=args.report,
     )

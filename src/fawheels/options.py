@@ -184,5 +184,10 @@ NIGHTLY: tuple[Option, ...] = (
     ),
     JOBS,
     OFFLINE,
+    switch(
+        "--clean",
+        "build every target from nothing, as a fresh runner would (by default a night reuses the patched source, "
+        "configure and objects the last night left where their inputs are unchanged; the wheels are the same bytes)",
+    ),
     Option(("--report",), "JSON report (default: <out>/nightly-report.json)", type=Path, metavar="FILE"),
 )

@@ -83,6 +83,7 @@ def test_nightly_with_an_unwritable_out_stops_before_building(
             cache_spec="off",
             jobs=None,
             offline=False,
+            clean=False,
             report=None,
         )
     with pytest.raises(UsageError, match="--report's directory"):
@@ -95,6 +96,7 @@ def test_nightly_with_an_unwritable_out_stops_before_building(
             cache_spec="off",
             jobs=None,
             offline=False,
+            clean=False,
             report=tmp_path / "ro" / "r.json",
         )
     assert built == []

@@ -229,6 +229,7 @@ def test_nightly_reports_one_pass_one_failure_and_publishes_the_pass(
         str(index),
         "--compiler-cache",
         builder.cache.config.location,
+        "--clean",  # from nothing, so every unit is compiled through the cache the first test filled
     )
     print(proc.stderr[-3000:])
     assert proc.returncode == 5, proc.stderr[-4000:]  # the failure's own exit code: source (5)

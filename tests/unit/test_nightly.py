@@ -61,7 +61,15 @@ class FakeCache:
 
 def ok(target: Target) -> Result:
     return Result(
-        target.id, "ok", "done", wheel=Path(f"/dist/{target.id}/w.whl"), sha256="ab" * 32, size=12_300_000, wall_s=42.0
+        target.id,
+        "ok",
+        "done",
+        wheel=Path(f"/dist/{target.id}/w.whl"),
+        sha256="ab" * 32,
+        size=12_300_000,
+        wall_s=42.0,
+        stages_s={"toolchain": 4.0, "compile": 0.123},
+        reused=["source", "configure"],
     )
 
 
@@ -98,6 +106,9 @@ def test_a_failing_target_never_stops_the_others_and_only_passes_are_published()
     assert outcomes[1].published and not outcomes[0].published
     assert outcomes[0].cache is not None and outcomes[0].hit_rate is None  # nothing compiled: no rate
     assert outcomes[1].hit_rate == pytest.approx(2 / 3)
+    # a night that reused the last one's tree says so, with each stage's time (issue 13: warm nights)
+    row = outcomes[1].to_json()
+    assert row["stages_s"] == {"toolchain": 4.0, "compile": 0.12} and row["reused"] == ["source", "configure"]
     assert outcomes[0].error_head == [
         "patch 0001-broken.patch no longer applies to flash_attn-2.8.3:",
         "error: patch failed",
