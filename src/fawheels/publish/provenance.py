@@ -194,7 +194,9 @@ def write_provenance(
         byproducts,
     )
     dest_dir = dest_dir or wheel.parent
-    return write_atomic(dest_dir / (wheel.name + SUFFIX), json.dumps(statement, indent=2, sort_keys=True) + "\n")
+    return write_atomic(
+        dest_dir / (wheel.name + SUFFIX), json.dumps(statement, indent=2, sort_keys=True) + "\n", mode=None
+    )
 
 
 # ----------------------------------------------------------------------------- checking
