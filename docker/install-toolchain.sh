@@ -34,7 +34,7 @@ pypi)
     # One resolution for torch and nvcc, so torch's CUDA runtime pins and ours must agree.
     "$PIP" install "torch==$TORCH_VERSION" -r "/opt/fawheels/requirements/cuda-$CUDA_VERSION.txt"
     CUDA_DIR="$SITE/nvidia/cu${CUDA_VERSION%%.*}"
-    # DESIGN §5 fixups: the wheels ship lib/ (no lib64) and no unversioned libcudart.so.
+    # The fixups of docs/toolchains.md: the wheels ship lib/ (no lib64) and no unversioned libcudart.so.
     ln -sfn lib "$CUDA_DIR/lib64"
     ln -sf "$(basename "$(ls "$CUDA_DIR"/lib/libcudart.so.* | head -n 1)")" "$CUDA_DIR/lib/libcudart.so"
     ;;

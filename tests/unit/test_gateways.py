@@ -71,3 +71,32 @@ def test_unit_tests_cannot_start_processes_through_the_gateway(start: object) ->
     assert callable(start)
     with pytest.raises(AssertionError, match="unit test touched subprocess"):
         start()
+
+
+# The project stands alone: no file cites a document that lives outside this repository.
+REPO = PACKAGE.parents[1]
+OUTSIDE_DOCS = ("DESIGN §", "DESIGN.md", "../shared/")
+CHECKED = ("src", "tests", "scripts", "bench", "docs", "docker", "patches", ".ci")
+
+
+def _outside_references(files: list[Path]) -> list[str]:
+    found = []
+    for path in files:
+        text = path.read_text(errors="replace")
+        found += [f"{path.name}: {needle}" for needle in OUTSIDE_DOCS if needle in text]
+    return found
+
+
+def test_no_file_cites_a_document_outside_the_repository() -> None:
+    files = [REPO / "README.md", REPO / "noxfile.py", REPO / "build_matrix.yaml"]
+    for folder in CHECKED:
+        files += [p for p in (REPO / folder).rglob("*") if p.is_file() and p.suffix not in (".whl", ".so", ".png")]
+    files = [p for p in files if p != Path(__file__).resolve()]  # this file names what it looks for
+    assert len(files) > 100
+    assert _outside_references(files) == []
+
+
+def test_the_outside_reference_check_sees_one(tmp_path: Path) -> None:
+    cited = tmp_path / "install.sh"
+    cited.write_text("# the fixups of DESIGN §5\n")
+    assert _outside_references([cited]) == ["install.sh: DESIGN §"]

@@ -684,6 +684,7 @@ def lock_images(matrix_path: Path | None = None) -> dict[str, dict[str, Any]]:
     matrix = load_matrix_file(matrix_path)
     root = find_checkout(matrix.root)
     engine = Engine.find()
+    previous = read_lock(root)
     images: dict[str, dict[str, Any]] = {}
     for target in matrix.targets:
         tc = target.toolchain
@@ -692,8 +693,13 @@ def lock_images(matrix_path: Path | None = None) -> dict[str, dict[str, Any]]:
             continue
         try:
             recipe = resolve_recipe(tc, target.torch.version, target.torch.cuda, target.python, root)
+            preflight_registry_base(recipe, root, target.id)
         except ContainerError as exc:
-            log(f"no image for {target.id}: {exc.message}")  # that target builds on a host only
+            # A host-only target has no image; a registry base absent here (no registry) cannot be built,
+            # so its earlier pin, if any, is kept as it was rather than dropped.
+            log(f"no image locked for {target.id}: {exc.message}")
+            if key in previous:
+                images[key] = previous[key]
             continue
         tag, facts = ensure_image(engine, recipe, root)
         info = engine.inspect(tag) or {}
