@@ -17,24 +17,12 @@ from fawheels.build import execute as build
 from fawheels.matrix.config import Source
 from fawheels.source.fetch import cached_path, prefetch, prepare_tree
 from fawheels.toolchain import container
+from support.fakes import sample_run
 from support.matrices import BASE
 
 
 def plan(**kw: Any) -> container.RunSpec:
-    return container.plan_run(
-        image="i",
-        target_id="t",
-        matrix_file=Path("/m/build_matrix.yaml"),
-        dist=Path("/d"),
-        jobs=None,
-        cache=Path("/c"),
-        private=Path("/p"),
-        build_root=Path("/b"),
-        environ={},
-        uid=0,
-        gid=0,
-        **kw,
-    )
+    return sample_run(**kw)
 
 
 def test_clean_reaches_the_build_inside() -> None:

@@ -4,6 +4,7 @@ refused before anything builds, an `overlay --python` that does not exist or is 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 import tempfile
@@ -73,32 +74,21 @@ def test_nightly_with_an_unwritable_out_stops_before_building(
 
     (tmp_path / "ro").mkdir()
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    night = functools.partial(
+        nightly.nightly_command,
+        matrix_path=matrix_file,
+        ids=[],
+        keywords=[],
+        index=None,
+        cache_spec="off",
+        jobs=None,
+        offline=False,
+        clean=False,
+    )
     with pytest.raises(UsageError, match="Read-only file system"):
-        nightly.nightly_command(
-            matrix_path=matrix_file,
-            ids=[],
-            keywords=[],
-            out=tmp_path / "ro",
-            index=None,
-            cache_spec="off",
-            jobs=None,
-            offline=False,
-            clean=False,
-            report=None,
-        )
+        night(out=tmp_path / "ro", report=None)
     with pytest.raises(UsageError, match="--report's directory"):
-        nightly.nightly_command(
-            matrix_path=matrix_file,
-            ids=[],
-            keywords=[],
-            out=tmp_path / "fine",
-            index=None,
-            cache_spec="off",
-            jobs=None,
-            offline=False,
-            clean=False,
-            report=tmp_path / "ro" / "r.json",
-        )
+        night(out=tmp_path / "fine", report=tmp_path / "ro" / "r.json")
     assert built == []
 
 

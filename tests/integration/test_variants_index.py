@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -22,37 +21,6 @@ pytestmark = [pytest.mark.nvcc]
 ROOT = Path(__file__).parents[2]
 
 
-def compile_ext(workdir: Path, archs: list[str], cudart: str) -> Path:
-    compiler = wheelfactory.nvcc()
-    if compiler is None:
-        pytest.skip("no nvcc")
-    workdir.mkdir(parents=True)
-    src = workdir / "_C.cu"
-    src.write_text(wheelfactory._KERNEL)
-    out = workdir / f"_C{wheelfactory.EXT_SUFFIX}"
-    gencodes = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
-    subprocess.run(
-        [
-            compiler,
-            "-shared",
-            "-Xcompiler",
-            "-fPIC",
-            "-O2",
-            *gencodes,
-            "-cudart",
-            cudart,
-            f"-I{sysconfig.get_paths()['include']}",
-            str(src),
-            "-o",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(["strip", "--strip-unneeded", str(out)], check=True)
-    return out
-
-
 def fawheels(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "fawheels.cli", *args], capture_output=True, text=True, cwd=ROOT)
 
@@ -62,9 +30,11 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Pat
     from fawheels.check import verify
 
     base = tmp_path_factory.mktemp("variants")
-    sm120_13 = compile_ext(base / "e1", ["120"], "shared")
-    sm90_120_13 = compile_ext(base / "e2", ["90", "120"], "shared")
-    sm120_12 = compile_ext(base / "e3", ["120"], "static")
+    if wheelfactory.nvcc() is None:
+        pytest.skip("no nvcc")
+    sm120_13 = wheelfactory.compile_extension(base / "e1", ("120",), "shared")
+    sm90_120_13 = wheelfactory.compile_extension(base / "e2", ("90", "120"), "shared")
+    sm120_12 = wheelfactory.compile_extension(base / "e3", ("120",), "static")
     wheels = {
         "cu130": wheelfactory.toy_wheel(base / "a", name="flash_attn", version="2.8.3", extension=sm120_13),
         "cu130-h": wheelfactory.toy_wheel(

@@ -41,8 +41,9 @@ def nvcc() -> str | None:
     )
 
 
-def compile_extension(workdir: Path) -> Path:
-    """A CPython extension module `_C` with one kernel, sm_120 SASS only, cudart linked statically."""
+def compile_extension(workdir: Path, archs: tuple[str, ...] = ("120",), cudart: str = "static") -> Path:
+    """A CPython extension module `_C` with one kernel, SASS for each of `archs` only (default sm_120), cudart
+    linked statically (`cudart="shared"`: libcudart.so, as real builds do)."""
     compiler = nvcc()
     if compiler is None:
         raise RuntimeError("nvcc not found")
@@ -50,6 +51,7 @@ def compile_extension(workdir: Path) -> Path:
     src = workdir / "_C.cu"
     src.write_text(_KERNEL)
     out = workdir / f"_C{EXT_SUFFIX}"
+    gencodes = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
     subprocess.run(
         [
             compiler,
@@ -57,10 +59,9 @@ def compile_extension(workdir: Path) -> Path:
             "-Xcompiler",
             "-fPIC",
             "-O2",
-            "-gencode",
-            "arch=compute_120,code=sm_120",
+            *gencodes,
             "-cudart",
-            "static",
+            cudart,
             f"-I{sysconfig.get_paths()['include']}",
             str(src),
             "-o",

@@ -22,28 +22,10 @@ from fawheels.build.execute import (
 from fawheels.build.wheel import WheelSpec, write_wheel
 from fawheels.matrix.config import load_matrix_file
 from fawheels.matrix.cudafacts import Arch
-from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv, parse_nvcc_version, pip_toolkit_requirements
+from fawheels.toolchain.toolkit import parse_nvcc_version, pip_toolkit_requirements
+from support.fakes import fake_toolkit, fake_torch
 
 MATRIX = load_matrix_file(Path(__file__).parents[2] / "build_matrix.yaml")
-
-
-def fake_torch(root: Path) -> TorchEnv:
-    return TorchEnv(
-        python=root / "bin/python",
-        torch_version="2.14.1+cu130",
-        torch_cuda="13.0",
-        cxx11_abi=True,
-        torch_dir=root / "site/torch",
-        python_include="/py/include/python3.11",
-        ext_suffix=".cpython-311-x86_64-linux-gnu.so",
-        python_version="3.11",
-        cmake=root / "bin/cmake",
-        ninja=root / "bin/ninja",
-    )
-
-
-def fake_toolkit() -> CudaToolkit:
-    return CudaToolkit(Path("/opt/cuda"), Path("/opt/cuda/bin/nvcc"), "13.0.88", "host")
 
 
 def test_nvcc_parallelism_is_a_function_of_the_target_not_the_machine(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from fawheels.build import execute as build
 from fawheels.build.execute import Result, _prepare_tree_reusing, _sync_dir
 from fawheels.matrix.config import load_matrix_file
 from fawheels.source.fetch import AppliedPatch
+from support.fakes import fake_torch
 
 MATRIX = load_matrix_file(Path(__file__).parents[2] / "build_matrix.yaml")
 
@@ -83,18 +84,7 @@ def test_torch_probe_is_reused_while_the_env_marker_is_the_same(
 
     def fake_probe(python: Path) -> toolchain.TorchEnv:
         probes.append(python)
-        return toolchain.TorchEnv(
-            python=python,
-            torch_version="2.14.1+cu130",
-            torch_cuda="13.0",
-            cxx11_abi=True,
-            torch_dir=root / "torch",
-            python_include="/inc",
-            ext_suffix=".so",
-            python_version="3.11",
-            cmake=root / "cmake",
-            ninja=root / "ninja",
-        )
+        return fake_torch(root)
 
     monkeypatch.setattr(toolchain, "probe_torch", fake_probe)
     first = toolchain._probe_cached_env(root, root / "bin/python")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fawheels.build.buildinfo import EXAMPLE, BuildInfo, BuildInfoError, needed_fields
+from support.fakes import fake_toolkit, fake_torch
 
 ROOT = Path(__file__).parents[2]
 DATA = ROOT / "tests/data"
@@ -78,7 +79,6 @@ def test_the_build_writes_the_bytes_it_wrote_before_the_model(
     from fawheels.build import execute
     from fawheels.matrix.config import load_matrix_file
     from fawheels.source.fetch import AppliedPatch
-    from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv
 
     target = load_matrix_file(ROOT / "build_matrix.yaml").target(target_id)
     tree = tmp_path / "tree"
@@ -87,19 +87,7 @@ def test_the_build_writes_the_bytes_it_wrote_before_the_model(
     (tree / "LICENSE").write_text("l")
     (tree / "AUTHORS").write_text("a")
     (tmp_path / "x.so").write_bytes(b"")
-    tk = CudaToolkit(Path("/opt/cuda"), Path("/opt/cuda/bin/nvcc"), "13.0.88", "host")
-    torch = TorchEnv(
-        python=tmp_path / "bin/python",
-        torch_version="2.14.1+cu130",
-        torch_cuda="13.0",
-        cxx11_abi=True,
-        torch_dir=tmp_path / "site/torch",
-        python_include="/py/include/python3.11",
-        ext_suffix=".cpython-311-x86_64-linux-gnu.so",
-        python_version="3.11",
-        cmake=tmp_path / "bin/cmake",
-        ninja=tmp_path / "bin/ninja",
-    )
+    tk, torch = fake_toolkit(), fake_torch(tmp_path)
     plan = execute.plan_build(
         target, tree, tmp_path / "w", tk, torch, jobs=2, cpus=2, recipe_dir=tmp_path / "recipe", source_date_epoch=1
     )

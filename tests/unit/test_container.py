@@ -17,6 +17,7 @@ from fawheels._util.errors import ContainerError
 from fawheels.toolchain import container
 from fawheels.toolchain import toolkit as toolchain
 from fawheels.toolchain.container import Engine, ImageFacts, ImageRecipe, Mount, mismatches, plan_run, recipe_for
+from support.fakes import sample_run
 
 
 @dataclass(frozen=True)
@@ -198,34 +199,11 @@ def test_the_compiler_cache_runs_inside_with_the_hosts_cache_dir(tmp_path: Path)
         "SCCACHE_SERVER_UDS": "/tmp/host.sock",
         "SCCACHE_CACHE_SIZE": "20G",
     }
-    plain = plan_run(
-        image="i",
-        target_id="t",
-        matrix_file=tmp_path / "m.yaml",
-        dist=tmp_path / "d",
-        jobs=None,
-        cache=tmp_path / "c",
-        private=tmp_path / "p",
-        build_root=Path("/b"),
-        environ={},
-        uid=0,
-        gid=0,
-    )
+    paths = {k: tmp_path / v for k, v in (("matrix_file", "m.yaml"), ("dist", "d"), ("cache", "c"), ("private", "p"))}
+    plain = sample_run(**paths)
     assert not any(k.startswith("SCCACHE") for k in plain.env)
     assert "--jobs" not in plain.argv
-    spec = plan_run(
-        image="i",
-        target_id="t",
-        matrix_file=tmp_path / "m.yaml",
-        dist=tmp_path / "d",
-        jobs=None,
-        cache=tmp_path / "c",
-        private=tmp_path / "p",
-        build_root=Path("/b"),
-        environ=environ,
-        uid=0,
-        gid=0,
-    )
+    spec = sample_run(**paths, environ=environ)
     assert spec.env["FAWHEELS_COMPILER_LAUNCHER"] == "sccache"  # the image's, not the host's path
     assert spec.env["SCCACHE_SERVER_UDS"] == "/tmp/fawheels-sccache.sock"
     assert spec.env["SCCACHE_DIR"] == "/cache/sccache"

@@ -15,7 +15,8 @@ from fawheels import options
 from fawheels._util.errors import ConfigError, InternalError
 from fawheels.cli import build_parser
 from fawheels.matrix.config import find_matrix_file
-from fawheels.toolchain.container import MATRIX_DIR, RunSpec, plan_run
+from fawheels.toolchain.container import MATRIX_DIR, RunSpec
+from support.fakes import sample_run
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -36,20 +37,7 @@ def option_strings(command: str) -> set[str]:
 
 
 def container_run(*, jobs: int | None = 3, clean: bool = True) -> RunSpec:
-    return plan_run(
-        image="i",
-        target_id="fa2-x",
-        matrix_file=Path("/repo/build_matrix.yaml"),
-        dist=Path("/d"),
-        jobs=jobs,
-        cache=Path("/c"),
-        private=Path("/p"),
-        build_root=Path("/b"),
-        environ={},
-        uid=0,
-        gid=0,
-        clean=clean,
-    )
+    return sample_run(target_id="fa2-x", matrix_file=Path("/repo/build_matrix.yaml"), jobs=jobs, clean=clean)
 
 
 def test_every_build_option_that_changes_the_build_reaches_the_container() -> None:

@@ -20,27 +20,12 @@ from fawheels.build.execute import (
     splitkv_parts_available,
 )
 from fawheels.matrix.config import Target, load_matrix_file
-from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv
+from support.fakes import fake_toolkit, fake_torch
 
 REPO = Path(__file__).resolve().parents[2]
 MATRIX = load_matrix_file(REPO / "build_matrix.yaml")
 PATCH = REPO / "patches/flash-attn-2.8.3/0005-split-kv-parts.patch"
 QWEN3_SM90 = "fa2-cu130-torch2.11-sm90-cp312"  # the target whose wall was floored by one split-KV unit
-
-
-def fake_torch(root: Path) -> TorchEnv:
-    return TorchEnv(
-        python=root / "bin/python",
-        torch_version="2.11.0+cu130",
-        torch_cuda="13.0",
-        cxx11_abi=True,
-        torch_dir=root / "site/torch",
-        python_include="/py/include/python3.12",
-        ext_suffix=".cpython-312-x86_64-linux-gnu.so",
-        python_version="3.12",
-        cmake=root / "bin/cmake",
-        ninja=root / "bin/ninja",
-    )
 
 
 def plan(
@@ -54,8 +39,8 @@ def plan(
         MATRIX.target(target) if isinstance(target, str) else target,
         tmp_path / "w/src/t",
         tmp_path / "w",
-        CudaToolkit(Path("/opt/cuda"), Path("/opt/cuda/bin/nvcc"), "13.0.88", "host"),
-        fake_torch(tmp_path),
+        fake_toolkit(),
+        fake_torch(tmp_path, torch="2.11.0+cu130", python="3.12"),
         jobs=16,
         cpus=16,
         recipe_dir=tmp_path / "w/recipe",
