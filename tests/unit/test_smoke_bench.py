@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fawheels.deploy import smoke
 from fawheels.deploy.smoke import BENCH_SHAPES, attention_work, spread
 
@@ -39,3 +41,34 @@ def test_smoke_reads_the_left_out_features_from_the_recorded_defines() -> None:
         "softcap",
         "local",
     }
+
+
+def test_a_left_out_feature_is_checked_as_refused_and_the_rest_as_computed(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, bool, dict[str, object]]] = []
+
+    def varlen(dtype: str, head_dim: int, causal: bool, **kwargs: object) -> float:
+        calls.append((dtype, causal, kwargs))
+        if kwargs.get("softcap"):
+            raise RuntimeError("This flash attention build does not support softcap.")
+        return 0.0
+
+    monkeypatch.setattr(smoke, "check_varlen", varlen)
+    monkeypatch.setattr(smoke, "check_paged_decode", lambda *a: 0.0)
+    monkeypatch.setattr(
+        smoke, "_check_missing_kernel", lambda p: smoke.Case("missing", "bf16", 64, True, False, 0, True)
+    )
+    profile = {"dtypes": ["bf16"], "head_dims": [128], "causal": [False, True], "split_kv": True}
+    cases = smoke.run_smoke(profile, ["FLASHATTENTION_DISABLE_SOFTCAP"])
+    names = [(c.name, c.causal, c.ok) for c in cases]
+    assert names == [
+        ("varlen softcap refused", False, True),
+        ("varlen prefill GQA", False, True),
+        ("paged decode GQA (split-KV)", False, True),
+        ("varlen softcap refused", True, True),
+        ("varlen prefill GQA", True, True),
+        ("varlen sliding window", True, True),  # only beside the non-causal kernel
+        ("paged decode GQA (split-KV)", True, True),
+        ("missing", True, True),
+    ]
+    full = smoke.run_smoke(profile, [])  # nothing left out: softcap is computed, and here it fails
+    assert ("varlen softcap", False, False) in [(c.name, c.causal, c.ok) for c in full]

@@ -129,6 +129,13 @@ def check_paged_decode(
     return err
 
 
+# The checks of an optional FA2 feature: (name, varlen arguments, the feature as a profile's leave_out names it).
+FEATURE_CHECKS: tuple[tuple[str, dict[str, Any], str], ...] = (
+    ("varlen sliding window", {"window": (64, 0)}, "local"),
+    ("varlen softcap", {"softcap": 30.0}, "softcap"),
+)
+
+
 def left_out(defines: list[str]) -> set[str]:
     """The features a build compiled away, from build-info.json's `flags.defines` (FLASHATTENTION_DISABLE_*)."""
     prefix = "FLASHATTENTION_DISABLE_"
@@ -145,14 +152,14 @@ def run_smoke(profile: dict[str, Any], defines: list[str]) -> list[Case]:
             for causal in profile["causal"]:
                 tol = TOLERANCE[dtype]
                 checks: list[tuple[str, bool, Any]] = [("varlen prefill GQA", False, {})]
-                # FA2 runs a sliding window through the non-causal kernel (Is_local), so it needs that one too.
-                if causal and False in profile["causal"]:
-                    checks.append(("varlen sliding window", False, {"window": (64, 0)}))
-                checks.append(("varlen softcap", False, {"softcap": 30.0}))
-                feature = {"varlen sliding window": "local", "varlen softcap": "softcap"}
-                refused = [c for c in checks if feature.get(c[0]) in absent]
-                checks = [c for c in checks if c not in refused]
-                cases += [_check_refused(dtype, head_dim, causal, name, kwargs) for name, _, kwargs in refused]
+                for name, kwargs, feature in FEATURE_CHECKS:
+                    # FA2 runs a sliding window through the non-causal kernel (Is_local): it needs that one too.
+                    if feature == "local" and not (causal and False in profile["causal"]):
+                        continue
+                    if feature in absent:
+                        cases.append(_check_refused(dtype, head_dim, causal, name, kwargs))
+                    else:
+                        checks.append((name, False, kwargs))
                 if profile["split_kv"]:
                     checks.append(("paged decode GQA (split-KV)", True, None))
                 for name, split, kwargs in checks:
