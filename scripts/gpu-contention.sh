@@ -7,11 +7,8 @@
 #
 #   bash scripts/gpu-contention.sh     (device tool; carry .whl/ and .devcache/ as for gpu-perf.sh)
 set -uo pipefail
-out=${OUT:-/tmp/out}
-mkdir -p "$out"
+source "$(dirname "$0")/gpu-env.sh"
 target=fa2-cu130-torch2.11-sm90-cp312-one-tu
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 FAWHEELS_CACHE=$PWD/.devcache
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/pyelftools-*.whl .whl/zstandard-*.whl .whl/lz4-*.whl
 { lscpu; nproc; free -g | head -2; nvcc --version | tail -1; } > "$out/machine.txt" 2>&1
 grep -E "^(Model name|Thread|Core|Socket|CPU\(s\))" "$out/machine.txt"
 

@@ -4,10 +4,7 @@
 # smoke test (every kernel against a float32 reference, softcap refused). Device tool, one call; carry .whl/
 # and .devcache/ as for gpu-perf.sh. Output (logs, build reports, smoke JSON) in $OUT.
 set -uo pipefail
-out=${OUT:-/tmp/out}
-mkdir -p "$out"
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 FAWHEELS_CACHE=$PWD/.devcache
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/pyelftools-*.whl .whl/zstandard-*.whl .whl/lz4-*.whl
+source "$(dirname "$0")/gpu-env.sh"
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; nproc; uptime; } | tee "$out/machine.txt"
 m=bench/lean/matrix.yaml
 lean=fa2-cu130-torch2.11-sm90-cp312-lean

