@@ -214,8 +214,8 @@ def run_targets(
         )
     if publish is None:
         return outcomes
-    for i, o in enumerate(outcomes):
-        if o.status != "ok" or o.wheel is None:
+    for i, (target, o) in enumerate(zip(targets, outcomes, strict=True)):
+        if o.status != "ok" or o.wheel is None or not target.publish:  # demos and reproductions stay unpublished
             continue
         try:
             publish(Path(o.wheel))

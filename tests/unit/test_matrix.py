@@ -279,3 +279,56 @@ def test_leave_out_names_fa2_switches_and_refuses_what_it_does_not_know() -> Non
     assert "profiles.small.leave_out: expected a list" in refused(
         BASE.replace("split_kv: false}", "split_kv: false, leave_out: alibi}")
     )
+
+
+VLLM_GROUP = """
+  - recipe: vllm-fa2
+    source: fa
+    serves: vllm==0.33.0
+    matrix:
+      toolchain: [cu130]
+      torch: ["2.14"]
+      archs: [[sm_120]]
+      python: ["3.11"]
+      profile: [p]
+"""
+
+
+def vllm_matrix(profile: str, group_extra: str = "") -> str:
+    head = BASE.split("profiles:")[0].replace("fa2-cu130-torch2.14-sm120-cp311", "vllm-fa2-cu130-torch2.14-sm120-cp311")
+    group = VLLM_GROUP.replace("    serves:", f"{group_extra}    serves:") if group_extra else VLLM_GROUP
+    return f"{head}profiles:\n  p: {profile}\ntargets:{group}"
+
+
+@pytest.mark.parametrize(
+    ("profile", "missing"),
+    [
+        ("{head_dims: [128], dtypes: [bf16], causal: [true], split_kv: true}", "no non-causal split-KV kernel (decode"),
+        ("{head_dims: [128], dtypes: [bf16], causal: [false], split_kv: true}", "no causal split-KV kernel (prefill"),
+        ("{head_dims: [128], dtypes: [bf16], causal: [true], split_kv: false}", "no split-KV kernel (every call"),
+    ],
+)
+def test_a_published_vllm_profile_must_serve_every_call_route(profile: str, missing: str) -> None:
+    message = refused(vllm_matrix(profile))
+    assert message.startswith("targets[0].matrix.profile[0]: profile 'p' cannot serve vLLM's calls;"), message
+    assert missing in message
+    assert "publish: false" in message  # the way out for a demo build
+
+
+def test_a_vllm_profile_with_both_split_kv_kernels_serves_and_a_demo_may_do_less() -> None:
+    serving = "{head_dims: [128], dtypes: [bf16], causal: [false, true], split_kv: true}"
+    assert load_matrix(vllm_matrix(serving)).targets[0].publish
+    one_tu = "{head_dims: [128], dtypes: [bf16], causal: [true], split_kv: false}"
+    demo = load_matrix(vllm_matrix(one_tu, "    publish: false\n"))
+    assert not demo.targets[0].publish
+
+
+def test_the_shipped_vllm_profiles_serve_vllm_and_the_vllm_profile_has_every_bucket() -> None:
+    m = load_matrix_file(Path(__file__).parents[2] / "build_matrix.yaml")
+    for t in m.targets:
+        if t.recipe == "vllm-fa2" and t.publish:
+            assert t.profile.vllm_route_gaps() == [], t.id
+    vllm = m.profiles["vllm"]
+    assert vllm.head_dims == (32, 64, 96, 128, 192, 256)
+    assert set(vllm.dtypes) == {"bf16", "fp16"} and set(vllm.causal) == {False, True} and vllm.split_kv
+    assert m.profiles["decode"].vllm_route_gaps() == []

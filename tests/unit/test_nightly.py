@@ -26,7 +26,7 @@ WORKFLOW = REPO / ".github" / "workflows" / "nightly.yml"
 ONE_TU = "fa2-cu130-torch2.14-sm120-cp311-one-tu"
 DEFAULT = "fa2-cu130-torch2.14-sm120-cp311"
 # three targets: DEFAULT, its sm_90+sm_120 twin, ONE_TU
-MATRIX = load_matrix(f"""
+MATRIX_TEXT = f"""
 default_target: {DEFAULT}
 sources:
   fa: {{kind: sdist, url: https://example.invalid/flash_attn-2.8.3.tar.gz, sha256: "{"1" * 64}"}}
@@ -42,7 +42,8 @@ targets:
                                         python: ["3.11"], profile: [qwen3]}}}}
   - {{recipe: fa2, source: fa, id_suffix: one-tu, matrix: {{toolchain: [cu130], torch: ["2.14"], archs: [[sm_120]],
                                                           python: ["3.11"], profile: [one-tu]}}}}
-""")
+"""
+MATRIX = load_matrix(MATRIX_TEXT)
 
 
 class FakeCache:
@@ -275,3 +276,12 @@ def test_an_unreachable_cache_degrades_to_no_cache(monkeypatch: pytest.MonkeyPat
     assert dict(os.environ) == before
     with nightly.compiler_cache(None) as cache:
         assert cache is None
+
+
+def test_a_target_marked_publish_false_is_built_and_verified_but_never_published() -> None:
+    demo = load_matrix(MATRIX_TEXT.replace("id_suffix: one-tu,", "id_suffix: one-tu, publish: false,"))
+    targets = [demo.target(DEFAULT), demo.target(ONE_TU)]
+    published: list[Path] = []
+    outcomes = run_targets(targets, build=ok, cache=None, publish=published.append)
+    assert [(o.status, o.published) for o in outcomes] == [("ok", True), ("ok", False)]
+    assert published == [Path(f"/dist/{DEFAULT}/w.whl")]

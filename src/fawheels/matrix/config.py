@@ -241,6 +241,20 @@ class Profile:
             for fam, d, dt, c in self.kernels()
         ]
 
+    def vllm_route_gaps(self) -> list[str]:
+        """The kernels vLLM's FA2 backend calls for the profile's head dims and dtypes that it does not compile.
+        vLLM sends every call with a KV cache (prefill and decode) through FA2's paged path, which runs the
+        split-KV kernel; a batch of single-token queries turns the causal mask off, so decode needs the
+        non-causal split-KV kernel and prefill the causal one."""
+        if not self.split_kv:
+            return ["split-KV kernel (every call over vLLM's paged KV cache runs one): set `split_kv: true`"]
+        missing = [c for c in (False, True) if c not in self.causal]
+        why = {False: "decode: single-token queries turn causal off", True: "prefill over the paged cache"}
+        return [
+            f"{'causal' if c else 'non-causal'} split-KV kernel ({why[c]}): add `{str(c).lower()}` to `causal`"
+            for c in missing
+        ]
+
 
 @dataclass(frozen=True)
 class Target:
@@ -255,6 +269,7 @@ class Target:
     ptx: tuple[Arch, ...] = ()
     serves: str | None = None  # "vllm==0.33.0": the installed release the extension is built for
     suffix: str | None = None  # the group's id_suffix
+    publish: bool = True  # false: a demo, CI build or failure reproduction the nightly never publishes
 
     @property
     def served_release(self) -> str | None:
@@ -400,6 +415,16 @@ class TargetGroup:
         default=False,
         metadata=yaml_key(
             "allow a toolchain CUDA minor other than torch's (same major); default false", {"type": "boolean"}
+        ),
+    )
+    publish: bool = field(
+        default=True,
+        metadata=yaml_key(
+            "whether the nightly publishes this group's wheels; false for demos, CI builds and failure "
+            "reproductions; default true",
+            {"type": "boolean"},
+            rules="a group of a recipe serving vLLM that publishes must have profiles that serve every vLLM call "
+            "route (split-KV kernels, causal and non-causal)",
         ),
     )
     serves: str | None = field(
@@ -844,6 +869,7 @@ def _expand_group(index: int, raw: object, m: _PartialMatrix) -> list[Target]:
     if suffix is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", suffix):
         raise ConfigError(f"{n.at('id_suffix')}: use lower-case letters, digits, '.' and '-' only")
     allow_minor = n.flag("allow_cuda_minor_mismatch", False)
+    publish = n.flag("publish", True)
     serves = _parse_serves(n, RECIPES[recipe])
     axes = _Node(n.at("matrix"), n.raw("matrix"), _AXES)
     values: dict[str, list[object]] = {}
@@ -868,6 +894,15 @@ def _expand_group(index: int, raw: object, m: _PartialMatrix) -> list[Target]:
     profiles: list[Profile] = [
         _ref(f"{axes.at('profile')}[{i}]", v, m.profiles, "profile") for i, v in enumerate(values["profile"])
     ]
+    if publish and RECIPES[recipe].serves == "vllm":
+        for i, profile in enumerate(profiles):
+            if gaps := profile.vllm_route_gaps():
+                raise ConfigError(
+                    f"{axes.at('profile')}[{i}]: profile {profile.name!r} cannot serve vLLM's calls; it compiles no "
+                    + "; no ".join(gaps),
+                    hint="fix the profile (the `vllm` profile serves every model vLLM runs with FA2), or mark "
+                    "the group `publish: false` if it is a demo or CI build",
+                )
 
     excludes: list[dict[str, object]] = []
     for i, ex in enumerate(n.items("exclude", [])):
@@ -888,7 +923,9 @@ def _expand_group(index: int, raw: object, m: _PartialMatrix) -> list[Target]:
         if serves:
             _check_served_release(path, RECIPES[recipe], serves, torch, python)
         tid = _target_id(recipe, tc, torch, sass, ptx, python, suffix)
-        targets.append(Target(tid, recipe, source, tc, torch, python, profile, sass, ptx, serves, suffix=suffix))
+        targets.append(
+            Target(tid, recipe, source, tc, torch, python, profile, sass, ptx, serves, suffix=suffix, publish=publish)
+        )
     return targets
 
 
