@@ -84,7 +84,7 @@ def cmd_compat(args: argparse.Namespace) -> int:
 
     if args.index is not None or args.path is None:
         return cmd_compat_index(args)
-    return compat.compat_command(args.path, gpu=args.gpu, driver=args.driver, as_json=args.json)
+    return compat.compat_command(args.path, gpu=args.gpu, driver=args.driver, as_json=args.json, strict=args.strict)
 
 
 def cmd_compat_index(args: argparse.Namespace) -> int:
@@ -148,6 +148,18 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     from fawheels import nightly
 
     return nightly.command(args)
+
+
+def add_machine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--gpu",
+        default=None,
+        help="GPU name as nvidia-smi prints it (NVIDIA RTX PRO 6000 Blackwell Workstation Edition, H100), arch "
+        "(sm_120) or compute capability (12.0); default: nvidia-smi's first GPU",
+    )
+    p.add_argument(
+        "--driver", default=None, metavar="VERSION", help="NVIDIA driver, e.g. 570.195.03; default: nvidia-smi's"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,9 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--project", default=None, metavar="NAME", help="with --index: only this project (flash-attn, vllm-fa2)"
     )
-    p.add_argument("--gpu", required=True, help="GPU name (RTX PRO 6000, H100), arch (sm_120) or CC (12.0)")
-    p.add_argument("--driver", required=True, metavar="VERSION", help="NVIDIA driver version, e.g. 570.195.03")
+    add_machine_options(p)
     p.add_argument("--json", action="store_true", help="one JSON document instead of the table")
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 also when something loads only after PTX JIT (default: exit 0)"
+    )
     p.set_defaults(func=cmd_compat)
 
     p = sub.add_parser(
