@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fawheels",
         description="Build, read, verify and publish FlashAttention wheels with real SASS for every GPU.",
     )
+    from fawheels import __version__
+
+    parser.add_argument("--version", action="version", version=f"fawheels {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("matrix", help="list the expanded targets of the build matrix")

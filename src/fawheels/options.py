@@ -90,7 +90,7 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> N
 
 MATRIX = Option(
     ("--matrix",),
-    "build matrix file (default: build_matrix.yaml in the current directory)",
+    "build matrix file (default: build_matrix.yaml in the current directory, else the one shipped with fawheels)",
     forward=True,
     type=Path,
     metavar="PATH",

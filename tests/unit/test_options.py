@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from fawheels import options
+from fawheels._util import project
 from fawheels._util.errors import ConfigError, InternalError
 from fawheels.cli import build_parser
 from fawheels.matrix.config import find_matrix_file
@@ -114,11 +115,13 @@ def test_matrix_is_one_option_whose_help_says_where_it_looks(tmp_path: Path, mon
     for command in ("matrix", "build", "nightly"):
         (action,) = [a for a in subcommands()[command]._actions if "--matrix" in a.option_strings]
         assert (action.help, action.type, action.default) == (options.MATRIX.help, Path, None)
-    # The loader looks in the current directory and nowhere else (no copy shipped with fawheels): so says the help.
+    # The loader looks in the current directory, then at the copy shipped with fawheels: so says the help.
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"no build_matrix\.yaml in the current directory"):
+    assert find_matrix_file(None) == project.project_root() / "build_matrix.yaml"  # type: ignore[operator]
+    monkeypatch.setattr(project, "project_root", lambda: None)
+    with pytest.raises(ConfigError, match=r"no build_matrix\.yaml in the current directory, and none shipped"):
         find_matrix_file(None)
-    assert "current directory" in options.MATRIX.help and "shipped" not in options.MATRIX.help
+    assert "current directory" in options.MATRIX.help and "shipped" in options.MATRIX.help
     (tmp_path / "build_matrix.yaml").write_text("")
     assert find_matrix_file(None) == tmp_path / "build_matrix.yaml"
 

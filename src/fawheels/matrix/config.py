@@ -1077,7 +1077,15 @@ def find_matrix_file(path: Path | None) -> Path:
     here = Path.cwd() / "build_matrix.yaml"
     if here.is_file():
         return here
-    raise ConfigError("no build_matrix.yaml in the current directory", hint="pass --matrix PATH")
+    from fawheels._util.project import project_root
+
+    root = project_root()
+    if root is not None:
+        return root / "build_matrix.yaml"
+    raise ConfigError(
+        "no build_matrix.yaml in the current directory, and none shipped with this fawheels",
+        hint="pass --matrix PATH, or reinstall fawheels (pip install <checkout>) so its default matrix ships with it",
+    )
 
 
 def load_matrix_file(path: Path | None) -> Matrix:
