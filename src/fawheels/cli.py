@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 from fawheels._util.errors import (
     BuildError,
@@ -48,14 +49,58 @@ def check_output_paths(dist: Path | None, report: Path | None) -> None:
         raise UsageError(f"--report {report} is a directory", hint="pass a file path, e.g. --report build.json")
 
 
+DERIVE_OPTIONS = ("archs", "python", "profile", "from_config", "cuda")
+
+
+def derived_target(args: argparse.Namespace) -> Any:
+    """`build --vllm VERSION --arch …`: the derived target, its matrix and its YAML block (matrix/derive.py)."""
+    from fawheels.matrix import config, derive, modelprofile
+
+    if args.targets:
+        raise UsageError(
+            "name targets or derive one with --vllm, not both", hint="fawheels build --vllm 0.26.0 --arch sm_120"
+        )
+    if args.profile and args.from_config:
+        raise UsageError("--profile and --from-config both name the kernel profile: give one")
+    path = config.find_matrix_file(args.matrix)
+    text = path.read_text(encoding="utf-8")
+    from_config = None
+    if args.from_config is not None:
+        model = read_model_config(args.from_config)
+        from_config, _ = modelprofile.profile_from_config(model, modelprofile.profile_name(model))
+    python = args.python or f"{sys.version_info.major}.{sys.version_info.minor}"
+    return derive.derive_vllm_target(
+        text,
+        path.resolve(),
+        vllm=args.vllm,
+        archs=args.archs,
+        python=python,
+        profile=args.profile,
+        config_profile=from_config,
+        cuda=args.cuda,
+    )
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from fawheels.build import execute as build
 
     check_output_paths(args.dist, args.report)
+    matrix_path, target_ids = args.matrix, args.targets
+    if args.vllm is not None:
+        from fawheels.build import dryrun
+        from fawheels.matrix import derive
+
+        derived = derived_target(args)
+        print(derived.yaml, flush=True)
+        if args.dry_run:
+            return dryrun.print_plans(derived.matrix, [derived.target], container=args.container)
+        matrix_path, target_ids = derive.write_tree(derived), [derived.target.id]
+    elif given := [f"--{n.replace('_', '-')}" for n in DERIVE_OPTIONS if getattr(args, n)]:
+        raise UsageError(f"{', '.join(given)}: only with --vllm VERSION (a derived target)")
 
     return build.build_command(
-        matrix_path=args.matrix,
-        target_ids=args.targets,
+        matrix_path=matrix_path,
+        target_ids=target_ids,
         dist=args.dist,
         jobs=args.jobs,
         container=args.container,
@@ -119,12 +164,21 @@ def cmd_overlay(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from fawheels.matrix import modelprofile
+
+    config = read_model_config(args.from_config)
+    name = args.name or modelprofile.profile_name(config)
+    profile, found = modelprofile.profile_from_config(config, name)
+    print(modelprofile.render_yaml(profile, found, str(args.from_config)))
+    return 0
+
+
+def read_model_config(path: Path) -> Any:
+    """A model's config.json, refused (ConfigError) when it is not one."""
     import json
 
     from fawheels._util.errors import ConfigError
-    from fawheels.matrix import modelprofile
 
-    path: Path = args.from_config
     hint = "give the model's config.json"
     try:
         if not path.is_file():
@@ -138,10 +192,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise ConfigError(f"{path}: not a JSON file ({str(exc)[:200]})", hint=hint) from exc
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a model's config.json", hint=hint) from None
-    name = args.name or modelprofile.profile_name(config)
-    profile, found = modelprofile.profile_from_config(config, name)
-    print(modelprofile.render_yaml(profile, found, str(path)))
-    return 0
+    return config
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
