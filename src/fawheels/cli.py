@@ -195,6 +195,21 @@ def read_model_config(path: Path) -> Any:
     return config
 
 
+def cmd_fix_vllm(args: argparse.Namespace) -> int:
+    from fawheels.deploy import fixvllm
+
+    return fixvllm.fix_vllm_command(
+        python=args.python,
+        gpu=args.gpu,
+        driver=args.driver,
+        index=args.index,
+        dry_run=args.dry_run,
+        as_json=args.json,
+        undo_it=args.undo,
+        matrix=args.matrix,
+    )
+
+
 def cmd_nightly(args: argparse.Namespace) -> int:
     from fawheels import nightly
 
@@ -321,6 +336,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="profile name (default: the config's model_type)")
     p.set_defaults(func=cmd_profile)
 
+    p = sub.add_parser(
+        "fix-vllm",
+        help="give the installed vLLM a _vllm_fa2_C with SASS for this GPU (from --index, or built); --undo restores",
+        epilog="Reads vLLM, torch, the CUDA runtime its extensions link and the Python of --python; the GPU and "
+        "driver from nvidia-smi (or --gpu/--driver); says what the installed _vllm_fa2_C does there (compat's "
+        "verdict), then fetches or builds, verifies, overlays and smokes. docs/vllm.md",
+    )
+    p.add_argument("--python", default=None, help="interpreter whose vLLM to fix (default: the one running)")
+    add_machine_options(p)
+    p.add_argument("--index", default=None, metavar="DIR_OR_URL", help="a fawheels index to take the wheel from")
+    MATRIX.add_to(p)
+    p.add_argument("--dry-run", action="store_true", help="print the whole plan; change nothing")
+    p.add_argument("--json", action="store_true", help="the plan as one JSON document")
+    p.add_argument("--undo", action="store_true", help="put the original _vllm_fa2_C back, byte for byte")
+    p.set_defaults(func=cmd_fix_vllm)
+
     p = sub.add_parser("nightly", help="build, verify and publish every target; summary and JSON report")
     add_options(p, NIGHTLY)
     p.set_defaults(func=cmd_nightly)
@@ -368,6 +399,7 @@ _OS_ERROR_CLASS: dict[str, type[FawheelsError]] = {
     "compat": InspectError,
     "publish": PublishError,
     "overlay": OverlayError,
+    "fix-vllm": OverlayError,
     "smoke": UsageError,
 }
 _OS_HINTS = {
