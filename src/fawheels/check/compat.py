@@ -243,7 +243,7 @@ def predict(
 
 # What PTX JIT costs at first use, measured with the driver's JIT cache off (CUDA_CACHE_DISABLE=1) on an H200:
 # one FA2 forward unit as compute_80 PTX 20.4 s vs 3.8 s as SASS (bench/gpu-perf.md); stock vLLM 0.26.0's
-# first paged decode call 48-60 s against 3 ms for ours (docs/vllm.md).
+# first paged decode call 48-60 s against 3 ms for ours (measured there 2026-12-02, issue 22).
 JIT_SECONDS_PER_MODULE = 16.6
 JIT_COST_MEASURED = "H200, JIT cache off: 16.6 s per FA2 unit; stock vLLM 0.26.0's first decode call 48-60 s"
 
