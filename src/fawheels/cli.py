@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 from fawheels._util.errors import (
     BuildError,
@@ -48,14 +49,58 @@ def check_output_paths(dist: Path | None, report: Path | None) -> None:
         raise UsageError(f"--report {report} is a directory", hint="pass a file path, e.g. --report build.json")
 
 
+DERIVE_OPTIONS = ("archs", "python", "profile", "from_config", "cuda")
+
+
+def derived_target(args: argparse.Namespace) -> Any:
+    """`build --vllm VERSION --arch …`: the derived target, its matrix and its YAML block (matrix/derive.py)."""
+    from fawheels.matrix import config, derive, modelprofile
+
+    if args.targets:
+        raise UsageError(
+            "name targets or derive one with --vllm, not both", hint="fawheels build --vllm 0.26.0 --arch sm_120"
+        )
+    if args.profile and args.from_config:
+        raise UsageError("--profile and --from-config both name the kernel profile: give one")
+    path = config.find_matrix_file(args.matrix)
+    text = path.read_text(encoding="utf-8")
+    from_config = None
+    if args.from_config is not None:
+        model = read_model_config(args.from_config)
+        from_config, _ = modelprofile.profile_from_config(model, modelprofile.profile_name(model))
+    python = args.python or f"{sys.version_info.major}.{sys.version_info.minor}"
+    return derive.derive_vllm_target(
+        text,
+        path.resolve(),
+        vllm=args.vllm,
+        archs=args.archs,
+        python=python,
+        profile=args.profile,
+        config_profile=from_config,
+        cuda=args.cuda,
+    )
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from fawheels.build import execute as build
 
     check_output_paths(args.dist, args.report)
+    matrix_path, target_ids = args.matrix, args.targets
+    if args.vllm is not None:
+        from fawheels.build import dryrun
+        from fawheels.matrix import derive
+
+        derived = derived_target(args)
+        print(derived.yaml, flush=True)
+        if args.dry_run:
+            return dryrun.print_plans(derived.matrix, [derived.target], container=args.container)
+        matrix_path, target_ids = derive.write_tree(derived), [derived.target.id]
+    elif given := [f"--{n.replace('_', '-')}" for n in DERIVE_OPTIONS if getattr(args, n)]:
+        raise UsageError(f"{', '.join(given)}: only with --vllm VERSION (a derived target)")
 
     return build.build_command(
-        matrix_path=args.matrix,
-        target_ids=args.targets,
+        matrix_path=matrix_path,
+        target_ids=target_ids,
         dist=args.dist,
         jobs=args.jobs,
         container=args.container,
@@ -84,7 +129,7 @@ def cmd_compat(args: argparse.Namespace) -> int:
 
     if args.index is not None or args.path is None:
         return cmd_compat_index(args)
-    return compat.compat_command(args.path, gpu=args.gpu, driver=args.driver, as_json=args.json)
+    return compat.compat_command(args.path, gpu=args.gpu, driver=args.driver, as_json=args.json, strict=args.strict)
 
 
 def cmd_compat_index(args: argparse.Namespace) -> int:
@@ -119,12 +164,21 @@ def cmd_overlay(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from fawheels.matrix import modelprofile
+
+    config = read_model_config(args.from_config)
+    name = args.name or modelprofile.profile_name(config)
+    profile, found = modelprofile.profile_from_config(config, name)
+    print(modelprofile.render_yaml(profile, found, str(args.from_config)))
+    return 0
+
+
+def read_model_config(path: Path) -> Any:
+    """A model's config.json, refused (ConfigError) when it is not one."""
     import json
 
     from fawheels._util.errors import ConfigError
-    from fawheels.matrix import modelprofile
 
-    path: Path = args.from_config
     hint = "give the model's config.json"
     try:
         if not path.is_file():
@@ -138,10 +192,22 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise ConfigError(f"{path}: not a JSON file ({str(exc)[:200]})", hint=hint) from exc
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a model's config.json", hint=hint) from None
-    name = args.name or modelprofile.profile_name(config)
-    profile, found = modelprofile.profile_from_config(config, name)
-    print(modelprofile.render_yaml(profile, found, str(path)))
-    return 0
+    return config
+
+
+def cmd_fix_vllm(args: argparse.Namespace) -> int:
+    from fawheels.deploy import fixvllm
+
+    return fixvllm.fix_vllm_command(
+        python=args.python,
+        gpu=args.gpu,
+        driver=args.driver,
+        index=args.index,
+        dry_run=args.dry_run,
+        as_json=args.json,
+        undo_it=args.undo,
+        matrix=args.matrix,
+    )
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
@@ -150,11 +216,26 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     return nightly.command(args)
 
 
+def add_machine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--gpu",
+        default=None,
+        help="GPU name as nvidia-smi prints it (NVIDIA RTX PRO 6000 Blackwell Workstation Edition, H100), arch "
+        "(sm_120) or compute capability (12.0); default: nvidia-smi's first GPU",
+    )
+    p.add_argument(
+        "--driver", default=None, metavar="VERSION", help="NVIDIA driver, e.g. 570.195.03; default: nvidia-smi's"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fawheels",
         description="Build, read, verify and publish FlashAttention wheels with real SASS for every GPU.",
     )
+    from fawheels import __version__
+
+    parser.add_argument("--version", action="version", version=f"fawheels {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("matrix", help="list the expanded targets of the build matrix")
@@ -215,9 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--project", default=None, metavar="NAME", help="with --index: only this project (flash-attn, vllm-fa2)"
     )
-    p.add_argument("--gpu", required=True, help="GPU name (RTX PRO 6000, H100), arch (sm_120) or CC (12.0)")
-    p.add_argument("--driver", required=True, metavar="VERSION", help="NVIDIA driver version, e.g. 570.195.03")
+    add_machine_options(p)
     p.add_argument("--json", action="store_true", help="one JSON document instead of the table")
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 also when something loads only after PTX JIT (default: exit 0)"
+    )
     p.set_defaults(func=cmd_compat)
 
     p = sub.add_parser(
@@ -252,6 +335,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-config", type=Path, required=True, metavar="CONFIG_JSON", help="a Hugging Face config.json")
     p.add_argument("--name", default=None, help="profile name (default: the config's model_type)")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser(
+        "fix-vllm",
+        help="give the installed vLLM a _vllm_fa2_C with SASS for this GPU (from --index, or built); --undo restores",
+        epilog="Reads vLLM, torch, the CUDA runtime its extensions link and the Python of --python; the GPU and "
+        "driver from nvidia-smi (or --gpu/--driver); says what the installed _vllm_fa2_C does there (compat's "
+        "verdict), then fetches or builds, verifies, overlays and smokes. docs/vllm.md",
+    )
+    p.add_argument("--python", default=None, help="interpreter whose vLLM to fix (default: the one running)")
+    add_machine_options(p)
+    p.add_argument("--index", default=None, metavar="DIR_OR_URL", help="a fawheels index to take the wheel from")
+    MATRIX.add_to(p)
+    p.add_argument("--dry-run", action="store_true", help="print the whole plan; change nothing")
+    p.add_argument("--json", action="store_true", help="the plan as one JSON document")
+    p.add_argument("--undo", action="store_true", help="put the original _vllm_fa2_C back, byte for byte")
+    p.set_defaults(func=cmd_fix_vllm)
 
     p = sub.add_parser("nightly", help="build, verify and publish every target; summary and JSON report")
     add_options(p, NIGHTLY)
@@ -300,6 +399,7 @@ _OS_ERROR_CLASS: dict[str, type[FawheelsError]] = {
     "compat": InspectError,
     "publish": PublishError,
     "overlay": OverlayError,
+    "fix-vllm": OverlayError,
     "smoke": UsageError,
 }
 _OS_HINTS = {

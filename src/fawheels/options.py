@@ -90,7 +90,7 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> N
 
 MATRIX = Option(
     ("--matrix",),
-    "build matrix file (default: build_matrix.yaml in the current directory)",
+    "build matrix file (default: build_matrix.yaml in the current directory, else the one shipped with fawheels)",
     forward=True,
     type=Path,
     metavar="PATH",
@@ -141,6 +141,30 @@ BUILD: tuple[Option, ...] = (
         metavar="FILE",
     ),
     switch("--dry-run", "print the whole plan (image, toolkit, torch, nvcc command per unit, wheel name); run nothing"),
+    # A target derived from a vLLM release instead of named (matrix/derive.py): the outer run writes the derived
+    # matrix and hands the nested build its file and the target id, so none of these is forwarded.
+    Option(
+        ("--vllm",),
+        "derive a vllm-fa2 target for this vLLM release (its torch pin, CUDA and op schemas) instead of naming one",
+        metavar="VERSION",
+    ),
+    Option(
+        ("--arch",),
+        "with --vllm: a GPU arch to compile SASS for (repeat: --arch sm_90 --arch sm_120)",
+        dest="archs",
+        action="append",
+        default=[],
+        metavar="ARCH",
+    ),
+    Option(("--python",), "with --vllm: the Python of that vLLM (default: this interpreter's)", metavar="X.Y"),
+    Option(("--profile",), "with --vllm: a kernel profile of the matrix (default: qwen3-vl)", metavar="NAME"),
+    Option(
+        ("--from-config",),
+        "with --vllm: the kernel profile that serves this model's config.json instead of --profile",
+        type=Path,
+        metavar="CONFIG_JSON",
+    ),
+    Option(("--cuda",), "with --vllm: a vLLM built for another CUDA than its PyPI wheel (12.8)", metavar="X.Y"),
 )
 
 

@@ -18,8 +18,8 @@ from fawheels.check import binary as inspect
 from fawheels.check import compat
 from fawheels.check.binary import CodeEntry, CodeObject
 from fawheels.check.compat import predict
-from fawheels.matrix.cudafacts import Version, parse_gpu
-from support import cudabins
+from fawheels.matrix.cudafacts import Arch, Version, parse_gpu
+from support import cudabins, elfs
 from support.cudabins import DATA, DRIVER_RESULTS, GPU_CASES
 
 
@@ -287,3 +287,98 @@ def test_prediction_table(
     assert code == (0 if error is None else 1)
     (e,) = doc["entries"]
     assert (e["error"], e["needed_driver"]) == (error, needed)
+
+
+# --- the verdict: identical findings grouped, one last line, exit codes --------------------------------------
+
+
+def stock_like(tmp_path: Path, runtime: int = 13, modules: int = 76) -> str:
+    """vLLM 0.26.0's _vllm_fa2_C in shape: `modules` modules of sm_80 SASS + compute_80 PTX (ISA 9.0)."""
+    return str(elfs.write_extension(tmp_path / "_vllm_fa2_C.abi3.so", runtime=runtime, modules=modules))
+
+
+def test_stock_vllm_on_the_seed_machine_fails_in_a_few_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    so = stock_like(tmp_path)
+    assert cli.main(["compat", so, "--gpu", "RTX PRO 6000", "--driver", "570.195.03"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4, lines
+    assert lines[1].startswith("  FAIL 1 file: links the CUDA 13 runtime")
+    assert lines[2].startswith("  FAIL 76 modules: no SASS for 12.0; compute_80 PTX (ISA 9.0) is too new")
+    assert "= 222" in lines[2]
+    assert lines[3].startswith("verdict: FAILS on 12.0 with driver 570.195.03")
+    assert "upgrade the driver to >= 580.65.06" in lines[3] and "vLLM's cu128 build" in lines[3]
+
+
+def test_jit_is_a_warning_with_its_cost_and_the_cure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    so = stock_like(tmp_path)
+    assert cli.main(["compat", so, "--gpu", "NVIDIA GeForce RTX 5090", "--driver", "580.65.06"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[1].startswith("  ok   76 modules: no SASS for 12.0")
+    assert "JIT-compiling 76 modules" in lines[2] and "17 s per module" in lines[2] and "fix-vllm" in lines[2]
+    assert cli.main(["compat", so, "--gpu", "H200", "--driver", "580.159.04", "--strict"]) == 1
+    assert "sm_90 SASS" in capsys.readouterr().out
+
+
+def test_json_counts_and_findings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    so = stock_like(tmp_path, modules=5)
+    assert cli.main(["compat", so, "--gpu", "12.0", "--driver", "570.195.03", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "fails" and doc["ok"] is False
+    assert doc["counts"] == {
+        "files": 1,
+        "modules": 5,
+        "native": 0,
+        "jit": 0,
+        "failing": 5,
+        "runtime_blocked_files": 1,
+    }
+    assert [(f["count"], f["unit"], f["error"]) for f in doc["findings"]] == [
+        (1, "file", "cudaErrorInsufficientDriver"),
+        (5, "module", "cudaErrorUnsupportedPtxVersion"),
+    ]
+    assert len(doc["entries"]) == 6
+    assert cli.main(["compat", so, "--gpu", "9.0", "--driver", "580.159.04", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["verdict"], doc["counts"]["jit"]) == ("jit", 5)
+
+
+def test_native_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    so = str(DATA / "libtwo.so")
+    assert cli.main(["compat", so, "--gpu", "sm_120", "--driver", "580.65.06"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "verdict: loads natively: 3 modules with SASS for 12.0"
+
+
+def test_a_static_runtime_has_the_same_driver_floor_per_file_and_in_an_index(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wheel whose objects link no libcudart (cudart static): build-info's cuda_runtime_major decides, for
+    `compat WHEEL` as for `compat --index` (variants.judge over the facts publish records)."""
+    from fawheels.publish import variants
+
+    so = elfs.shared_object(["libc.so.6"], [(DATA / "multi.fatbin").read_bytes()])
+    wheel = cudabins.write_wheel(tmp_path, {cudabins.EXT: so}, info=cudabins.build_info())
+    assert cli.main(["compat", str(wheel), "--gpu", "sm_120", "--driver", "575.51.03", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["findings"][0]["error"] == "cudaErrorInsufficientDriver"
+    assert "statically" in doc["findings"][0]["reason"]
+    facts = variants.code_facts(inspect.read_path(wheel), cudabins.build_info()).to_json()
+    for driver, ok in (("575.51.03", False), ("580.65.06", True)):
+        fit = variants.judge({"facts": facts}, (12, 0), Version.parse(driver))
+        per_file = compat.check(str(wheel), (12, 0), Version.parse(driver))
+        assert fit.ok == per_file.ok == ok, driver
+
+
+def test_loads_on_is_the_one_rule() -> None:
+    sm80, sm120 = Arch.parse("sm_80"), Arch.parse("sm_120")
+    assert compat.loads_on([sm120], [], (12, 0), Version.parse("580.65.06"), 13).how == "exact-sass"
+    assert compat.loads_on([sm120], [], (12, 0), Version.parse("575.51.03"), 13).error == (
+        "cudaErrorInsufficientDriver"
+    )
+    assert compat.loads_on([sm120], [], (9, 0), Version.parse("580.65.06"), 13).error == (
+        "cudaErrorNoKernelImageForDevice"
+    )
+    old_and_new = [(sm80, Version.parse("8.7")), (Arch.parse("sm_90"), Version.parse("9.2"))]
+    load = compat.loads_on([], old_and_new, (12, 0), Version.parse("575.51.03"))
+    assert (load.ok, load.how, str(load.arch), str(load.isa)) == (True, "ptx-jit", "sm_80", "8.7")

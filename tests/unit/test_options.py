@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from fawheels import options
+from fawheels._util import project
 from fawheels._util.errors import ConfigError, InternalError
 from fawheels.cli import build_parser
 from fawheels.matrix.config import find_matrix_file
@@ -24,6 +25,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 # target it was given, and its result is reported by the run that started it; a dry run starts nothing.
 # A new option lands here only by a decision (this set), never by being forgotten.
 HOST_ONLY = {"container", "keep_going", "report", "dry_run"}
+# `build --vllm …` derives a target on the host and hands the nested build the derived matrix file and its id
+DERIVING = {"vllm", "archs", "python", "profile", "from_config", "cuda"}
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -44,7 +47,7 @@ def test_every_build_option_that_changes_the_build_reaches_the_container() -> No
     spec = container_run()
     assert spec.argv[:4] == ("python", "-m", "fawheels.cli", "build")
     inside = build_parser().parse_args(spec.argv[3:])
-    assert {o.name for o in options.BUILD if not o.forward} == HOST_ONLY
+    assert {o.name for o in options.BUILD if not o.forward} == HOST_ONLY | DERIVING
     forwarded = [o for o in options.BUILD if o.forward]
     # Each forwarded option is said (it parses to something other than its default) ...
     for option in forwarded:
@@ -114,11 +117,13 @@ def test_matrix_is_one_option_whose_help_says_where_it_looks(tmp_path: Path, mon
     for command in ("matrix", "build", "nightly"):
         (action,) = [a for a in subcommands()[command]._actions if "--matrix" in a.option_strings]
         assert (action.help, action.type, action.default) == (options.MATRIX.help, Path, None)
-    # The loader looks in the current directory and nowhere else (no copy shipped with fawheels): so says the help.
+    # The loader looks in the current directory, then at the copy shipped with fawheels: so says the help.
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"no build_matrix\.yaml in the current directory"):
+    assert find_matrix_file(None) == project.project_root() / "build_matrix.yaml"  # type: ignore[operator]
+    monkeypatch.setattr(project, "project_root", lambda: None)
+    with pytest.raises(ConfigError, match=r"no build_matrix\.yaml in the current directory, and none shipped"):
         find_matrix_file(None)
-    assert "current directory" in options.MATRIX.help and "shipped" not in options.MATRIX.help
+    assert "current directory" in options.MATRIX.help and "shipped" in options.MATRIX.help
     (tmp_path / "build_matrix.yaml").write_text("")
     assert find_matrix_file(None) == tmp_path / "build_matrix.yaml"
 

@@ -88,20 +88,59 @@ def _driver_says(driver: Version) -> str:
     return f"driver {driver} (CUDA {cuda}, PTX ISA <= {isa})"
 
 
-def choose_image(entries: Sequence[CodeEntry], cc: tuple[int, int]) -> CodeEntry | None:
-    """The image the driver loads: SASS for the GPU (exact, else the newest compatible), else PTX."""
-    sass = [e for e in entries if e.kind == "sass" and cf.sass_runs_on(Arch.parse(e.arch), cc)]
-    if sass:
-        return max(sass, key=lambda e: (Arch.parse(e.arch).cc == cc, Arch.parse(e.arch).minor))
-    ptx = [e for e in entries if e.kind == "ptx" and cf.ptx_jits_on(Arch.parse(e.arch), cc)]
-    return max(ptx, key=lambda e: Arch.parse(e.arch).cc) if ptx else None
+@dataclass(frozen=True)
+class Load:
+    """What the driver does with one set of code images on one GPU: the rule `compat PATH` applies per module and
+    `compat --index` per published wheel (publish/variants.py), so the two cannot disagree."""
+
+    ok: bool
+    how: str | None  # exact-sass | compatible-sass | ptx-jit; None when nothing fits
+    arch: Arch | None  # the image loaded (or refused)
+    isa: Version | None = None  # its PTX ISA
+    error: str | None = None  # the cudaError* the user would see
+    needed_driver: Version | None = None
+
+
+def runtime_min_driver(major: int | None) -> Version | None:
+    """The oldest driver that starts a CUDA `major` runtime (minor version compatibility), None if unknown."""
+    return cf.MINOR_COMPAT_MIN_DRIVER.get(major) if major is not None else None
+
+
+def loads_on(
+    sass: Sequence[Arch],
+    ptx: Sequence[tuple[Arch, Version]],
+    cc: tuple[int, int],
+    driver: Version,
+    runtime: int | None = None,
+) -> Load:
+    """SASS for the GPU (exact, else the newest compatible), else PTX the driver can JIT (the newest arch); a
+    CUDA `runtime` major newer than the driver loads nothing."""
+    runs = [a for a in sass if cf.sass_runs_on(a, cc)]
+    jits = [(a, isa) for a, isa in ptx if cf.ptx_jits_on(a, cc)]
+    if not runs and not jits:
+        return Load(False, None, None, error="cudaErrorNoKernelImageForDevice")
+    runtime_need = runtime_min_driver(runtime)
+    if runtime_need is not None and driver < runtime_need:
+        return Load(False, None, None, error="cudaErrorInsufficientDriver", needed_driver=runtime_need)
+    if runs:
+        best = max(runs, key=lambda a: (a.cc == cc, a.minor))
+        return Load(True, "exact-sass" if best.cc == cc else "compatible-sass", best)
+    max_isa = cf.max_ptx_isa_of_driver(driver)
+    fine = [(a, isa) for a, isa in jits if max_isa is not None and isa <= max_isa]
+    if fine:
+        arch, isa = max(fine, key=lambda j: j[0].cc)
+        return Load(True, "ptx-jit", arch, isa)
+    arch, isa = max(jits, key=lambda j: (j[0].cc, j[1]))
+    return Load(False, "ptx-jit", arch, isa, "cudaErrorUnsupportedPtxVersion", cf.min_driver_for_ptx_isa(isa))
 
 
 def predict_module(entries: Sequence[CodeEntry], cc: tuple[int, int], driver: Version) -> Prediction:
     """One module: which image, and whether the driver can load it."""
     first = entries[0]
-    image = choose_image(entries, cc)
-    if image is None:
+    sass = [Arch.parse(e.arch) for e in entries if e.kind == "sass"]
+    ptx = [(Arch.parse(e.arch), Version.parse(e.ptx_isa or "0")) for e in entries if e.kind == "ptx"]
+    load = loads_on(sass, ptx, cc, driver)
+    if load.arch is None:
         have = ", ".join(sorted({f"{e.arch} {e.kind.upper()}" for e in entries})) or "nothing"
         return Prediction(
             first.file,
@@ -112,21 +151,19 @@ def predict_module(entries: Sequence[CodeEntry], cc: tuple[int, int], driver: Ve
             + _error("cudaErrorNoKernelImageForDevice"),
             error="cudaErrorNoKernelImageForDevice",
         )
-    arch = Arch.parse(image.arch)
-    if image.kind == "sass":
-        exact = arch.cc == cc
+    arch = load.arch
+    if load.how != "ptx-jit":
+        exact = load.how == "exact-sass"
         return Prediction(
             first.file,
             first.container,
             f"{arch.sm} SASS",
             True,
             f"{arch.sm} SASS {'matches' if exact else 'runs on'} compute capability {_cc(cc)}",
-            how="exact-sass" if exact else "compatible-sass",
+            how=load.how,
         )
-    isa = Version.parse(image.ptx_isa or "0")
-    name = f"{arch.compute} PTX (ISA {isa})"
-    max_isa = cf.max_ptx_isa_of_driver(driver)
-    if max_isa is not None and isa <= max_isa:
+    name = f"{arch.compute} PTX (ISA {load.isa})"
+    if load.ok:
         return Prediction(
             first.file,
             first.container,
@@ -135,7 +172,7 @@ def predict_module(entries: Sequence[CodeEntry], cc: tuple[int, int], driver: Ve
             f"no SASS for {_cc(cc)}; {_driver_says(driver)} JIT-compiles {name}",
             how="ptx-jit",
         )
-    needed = cf.min_driver_for_ptx_isa(isa)
+    needed = load.needed_driver
     need = f"needs driver >= {needed}" if needed else "needs a driver newer than any fawheels knows"
     return Prediction(
         first.file,
@@ -159,26 +196,34 @@ def runtime_major(obj: CodeObject) -> int | None:
     return None
 
 
-def _runtime_block(obj: CodeObject, driver: Version) -> Prediction | None:
-    """A runtime of a newer CUDA major than the driver does not start: nothing in the object loads."""
-    major = runtime_major(obj)
-    needed = cf.MINOR_COMPAT_MIN_DRIVER.get(major) if major is not None else None
+def _runtime_block(obj: CodeObject, driver: Version, static_runtime: int | None) -> Prediction | None:
+    """A runtime of a newer CUDA major than the driver does not start: nothing in the object loads. An object
+    that links no libcudart.so.N carries its runtime statically: its major is `static_runtime` (build-info's
+    cuda_runtime_major), as `compat --index` reads it."""
+    linked = runtime_major(obj)
+    major = linked if linked is not None else static_runtime
+    needed = runtime_min_driver(major)
     if needed is None or driver >= needed:
         return None
+    what = f"links the CUDA {major} runtime (libcudart.so.{major})"
+    if linked is None:
+        what = f"carries the CUDA {major} runtime statically (build-info.json: cuda_runtime_major {major})"
     return Prediction(
         obj.file,
         -1,
         f"libcudart.so.{major}",
         False,
-        f"links the CUDA {major} runtime (libcudart.so.{major}), which needs driver >= {needed}; "
-        f"{_driver_says(driver)}: {_error('cudaErrorInsufficientDriver')}",
+        f"{what}, which needs driver >= {needed}; {_driver_says(driver)}: {_error('cudaErrorInsufficientDriver')}",
         error="cudaErrorInsufficientDriver",
         needed_driver=str(needed),
     )
 
 
-def predict(objects: Sequence[CodeObject], cc: tuple[int, int], driver: Version) -> CompatReport:
-    """Every loadable module of every object (relocatable containers and LTO IR are never loaded)."""
+def predict(
+    objects: Sequence[CodeObject], cc: tuple[int, int], driver: Version, static_runtime: int | None = None
+) -> CompatReport:
+    """Every loadable module of every object (relocatable containers and LTO IR are never loaded).
+    `static_runtime`: the CUDA runtime major of objects that link none (a wheel's build-info says it)."""
     predictions: list[Prediction] = []
     for obj in objects:
         modules: dict[int, list[CodeEntry]] = defaultdict(list)
@@ -187,11 +232,154 @@ def predict(objects: Sequence[CodeObject], cc: tuple[int, int], driver: Version)
                 modules[e.container].append(e)
         if not modules:
             continue
-        blocked = _runtime_block(obj, driver)
+        blocked = _runtime_block(obj, driver, static_runtime)
         if blocked is not None:
             predictions.append(blocked)
         predictions += [predict_module(entries, cc, driver) for _, entries in sorted(modules.items())]
     return CompatReport(cc, driver, tuple(predictions))
+
+
+# --- the verdict (pure) ------------------------------------------------------------------------------
+
+# What PTX JIT costs at first use, measured with the driver's JIT cache off (CUDA_CACHE_DISABLE=1) on an H200:
+# one FA2 forward unit as compute_80 PTX 20.4 s vs 3.8 s as SASS (bench/gpu-perf.md); stock vLLM 0.26.0's
+# first paged decode call 48-60 s against 3 ms for ours (measured there 2026-12-02, issue 22).
+JIT_SECONDS_PER_MODULE = 16.6
+JIT_COST_MEASURED = "H200, JIT cache off: 16.6 s per FA2 unit; stock vLLM 0.26.0's first decode call 48-60 s"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Identical predictions grouped: one line of `compat` however many modules share it."""
+
+    ok: bool
+    how: str | None
+    error: str | None
+    reason: str
+    needed_driver: str | None
+    modules: int  # how many modules (files, for a runtime that does not start) say this
+    files: tuple[str, ...]
+    per_file: bool  # a whole-object finding (the CUDA runtime), not a module's
+
+    @property
+    def label(self) -> str:
+        noun = "file" if self.per_file else "module"
+        return f"{self.modules} {noun}{'s' if self.modules != 1 else ''}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "how": self.how,
+            "error": self.error,
+            "reason": self.reason,
+            "needed_driver": self.needed_driver,
+            "count": self.modules,
+            "unit": "file" if self.per_file else "module",
+            "files": list(self.files),
+        }
+
+
+def findings(report: CompatReport) -> list[Finding]:
+    """The report's predictions grouped by what they say, in first-seen order."""
+    groups: dict[tuple[bool, str], list[Prediction]] = {}
+    for p in report.predictions:
+        groups.setdefault((p.ok, p.reason), []).append(p)
+    return [
+        Finding(
+            ok,
+            ps[0].how,
+            ps[0].error,
+            reason,
+            ps[0].needed_driver,
+            len(ps),
+            tuple(dict.fromkeys(p.file for p in ps)),
+            ps[0].container < 0,
+        )
+        for (ok, reason), ps in groups.items()
+    ]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # native | jit | fails | no-code
+    line: str
+    counts: dict[str, int]
+    fix: str | None = None
+
+    def exit_code(self, strict: bool = False) -> int:
+        """fails: 1; JIT: 0 (a warning), 1 with --strict; native or no code: 0."""
+        return 1 if self.kind == "fails" or (strict and self.kind == "jit") else 0
+
+
+def counts(report: CompatReport) -> dict[str, int]:
+    modules = [p for p in report.predictions if p.container >= 0]
+    return {
+        "files": len({p.file for p in report.predictions}),
+        "modules": len(modules),
+        "native": sum(p.ok and p.how != "ptx-jit" for p in modules),
+        "jit": sum(p.ok and p.how == "ptx-jit" for p in modules),
+        "failing": sum(not p.ok for p in modules),
+        "runtime_blocked_files": sum(not p.ok for p in report.predictions if p.container < 0),
+    }
+
+
+def _is_vllm_fa2(files: Sequence[str]) -> bool:
+    return any(Path(f).name.startswith("_vllm_fa2_C") for f in files)
+
+
+def cure(files: Sequence[str], cc: tuple[int, int]) -> str:
+    """What gives SASS for this GPU: fix-vllm for vLLM's _vllm_fa2_C, else a build for its arch."""
+    sm = Arch(cc[0], cc[1]).sm
+    if _is_vllm_fa2(files):
+        return f"`fawheels fix-vllm` (puts a _vllm_fa2_C with {sm} SASS into this vLLM)"
+    return (
+        f"a build with {sm} SASS (`fawheels matrix` lists targets; `fawheels compat --index URL` finds a published one)"
+    )
+
+
+def _errors_said(fails: Sequence[Finding]) -> str:
+    by_error: dict[str, int] = {}
+    for f in fails:
+        by_error[f.error or "?"] = by_error.get(f.error or "?", 0) + f.modules
+    return "; ".join(
+        f"{name} = {cf.CUDA_ERRORS[name][0] if name in cf.CUDA_ERRORS else '?'} ({n} "
+        f"{'file' if name == 'cudaErrorInsufficientDriver' else 'module'}{'s' if n != 1 else ''})"
+        for name, n in by_error.items()
+    )
+
+
+def verdict(report: CompatReport) -> Verdict:
+    """The last line of `compat`: loads natively, loads after JIT-compiling N modules (a warning, with its cost
+    and the cure), or fails (why, and the fix)."""
+    n = counts(report)
+    gpu = f"{_cc(report.cc)} with driver {report.driver}"
+    the_cure = cure([p.file for p in report.predictions], report.cc)
+    if not report.predictions:
+        return Verdict("no-code", "verdict: no CUDA code to load", n)
+    fails = [f for f in findings(report) if not f.ok]
+    if fails:
+        drivers = [Version.parse(f.needed_driver) for f in fails if f.needed_driver]
+        upgrade = f"upgrade the driver to >= {max(drivers)}" if drivers else ""
+        no_image = any(f.error == "cudaErrorNoKernelImageForDevice" for f in fails)
+        fix = the_cure if no_image or not upgrade else f"{upgrade}, or {the_cure}"
+        cuda = cf.cuda_of_driver(report.driver)
+        if any(f.error == "cudaErrorInsufficientDriver" for f in fails) and not no_image and cuda:
+            sm = Arch(report.cc[0], report.cc[1]).sm
+            files = [p.file for p in report.predictions]
+            label = f"cu{cuda.major}{cuda.minor}"
+            then = f" (vLLM's {label} build, then `fawheels fix-vllm`)" if _is_vllm_fa2(files) else ""
+            fix = f"{upgrade}, or use a CUDA {cuda.major} build with {sm} SASS{then}"
+        return Verdict("fails", f"verdict: FAILS on {gpu}: {_errors_said(fails)}; fix: {fix}", n, fix)
+    if n["jit"]:
+        total_min = n["jit"] * JIT_SECONDS_PER_MODULE / 60
+        line = (
+            f"verdict: loads only after JIT-compiling {n['jit']} module{'s' if n['jit'] != 1 else ''} of PTX "
+            f"(warning): about {JIT_SECONDS_PER_MODULE:.0f} s per module the first time one of its kernels runs, "
+            f"up to {total_min:.0f} min for all, again whenever the JIT cache is cold ({JIT_COST_MEASURED}); "
+            f"cure: {the_cure}"
+        )
+        return Verdict("jit", line, n, the_cure)
+    return Verdict("native", f"verdict: loads natively: {n['native']} modules with SASS for {_cc(report.cc)}", n)
 
 
 # --- I/O -------------------------------------------------------------------------------------------
@@ -230,26 +418,71 @@ def parse_driver(text: str) -> Version:
     return Version.parse(raw)
 
 
-def compat_command(path: str, *, gpu: str, driver: str, as_json: bool = False) -> int:
-    """`fawheels compat`: exit 1 when anything will not load on that GPU with that driver."""
-    cc, version = cf.parse_gpu(gpu), parse_driver(driver)
-    report = predict(load_objects(path), cc, version)
+def static_runtime_of(path: str) -> int | None:
+    """A wheel's build-info cuda_runtime_major: the runtime of its objects that link no libcudart.so.N."""
+    if not path.endswith(".whl") or not Path(path).is_file():
+        return None
+    from fawheels.publish.provenance import read_build_info
+
+    try:
+        major = read_build_info(Path(path)).get("cuda_runtime_major")
+    except (ValueError, OSError, KeyError):
+        return None  # not a fawheels wheel: only what its binaries link counts
+    return major if isinstance(major, int) and not isinstance(major, bool) else None
+
+
+def check(path: str, cc: tuple[int, int], driver: Version) -> CompatReport:
+    """Every module of a wheel, .so, fatbin or installed distribution on that GPU and driver."""
+    return predict(load_objects(path), cc, driver, static_runtime_of(path))
+
+
+def render(report: CompatReport, what: str, gpu_label: str = "") -> list[str]:
+    """The table for people: a header, one line per distinct finding, the verdict last."""
+    files = {p.file for p in report.predictions}
+    where = f": {next(iter(files))}" if len(files) == 1 else f": {what}"
+    gpu = f"GPU {_cc(report.cc)}{f' ({gpu_label})' if gpu_label else ''}"
+    lines = [f"{gpu}, {_driver_says(report.driver)}{where}"]
+    for f in findings(report):
+        inside = f" in {len(f.files)} files" if len(files) > 1 and not f.per_file else ""
+        lines.append(f"  {'ok  ' if f.ok else 'FAIL'} {f.label}{inside}: {f.reason}")
+    if not report.predictions:
+        lines.append(f"  {what}: no CUDA code")
+    lines.append(verdict(report).line)
+    return lines
+
+
+def compat_command(
+    path: str, *, gpu: str | None, driver: str | None, as_json: bool = False, strict: bool = False
+) -> int:
+    """`fawheels compat`: exit 1 when anything will not load on that GPU with that driver (and, with `strict`,
+    when something loads only through PTX JIT); --gpu/--driver default to what nvidia-smi says."""
+    from fawheels.check.machine import resolve
+
+    machine = resolve(gpu, driver)
+    report = check(path, machine.cc, machine.driver)
     serving = _serving_targets(path, report)
+    v = verdict(report)
     if as_json:
-        print(json.dumps({**report.to_json(), **({"serving_targets": serving} if serving else {})}, indent=2))
+        doc = {
+            **report.to_json(),
+            "gpu_name": machine.name,
+            "verdict": v.kind,
+            "verdict_line": v.line,
+            "fix": v.fix,
+            "counts": v.counts,
+            "findings": [f.to_json() for f in findings(report)],
+        }
+        print(json.dumps({**doc, **({"serving_targets": serving} if serving else {})}, indent=2))
     else:
-        print(f"GPU {_cc(cc)}, {_driver_says(version)}")
-        for p in report.predictions:
-            where = p.file if p.container < 0 else f"{p.file} [module {p.container}]"
-            print(f"  {'ok  ' if p.ok else 'FAIL'} {where}: {p.reason}")
-        if not report.predictions:
-            print(f"  {path}: no CUDA code")
+        lines = render(report, path, machine.label)
         if serving:
-            print(
+            lines.insert(
+                -1,
                 f"  targets of this matrix that would load here: {', '.join(serving)} "
-                "(`fawheels build --dry-run ID` shows how each is built)"
+                "(`fawheels build --dry-run ID` shows how each is built)",
             )
-    return 0 if report.ok else 1
+        print("\n".join(lines))
+    return v.exit_code(strict)
 
 
 def _serving_targets(path: str, report: CompatReport) -> list[str]:

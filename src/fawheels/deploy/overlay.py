@@ -30,10 +30,13 @@ from fawheels.matrix.recipes import RECIPES, Release
 BACKUP_SUFFIX = ".fawheels-original"  # not an extension suffix: Python never imports it
 STATE_SUFFIX = ".fawheels-overlay.json"
 
+# Run in the target interpreter (`python -c`, name and member as argv), or in this process with `args` given as a
+# global (fix-vllm for the running interpreter).
 _PROBE = r"""
 import importlib.metadata as md, json, sys
-name, member = sys.argv[1], sys.argv[2]
-out = {"python": sys.executable, "version": None, "path": None, "torch": None}
+name, member = globals().get("args") or sys.argv[1:3]
+out = {"python": sys.executable, "python_version": "%d.%d" % sys.version_info[:2], "version": None, "path": None,
+       "torch": None}
 try:
     dist = md.distribution(name)
     out["version"], out["path"] = dist.version, str(dist.locate_file(member))
@@ -245,7 +248,13 @@ def undo(wheel: Path, python: str) -> Path:
     inst = probe(python, served)
     if inst.path is None:
         raise OverlayError(f"{inst.python} has no {served.distribution} installed: nothing to undo")
-    path, state = inst.path, _state(inst.path)
+    return restore(inst.path)
+
+
+def restore(path: Path, *, dry_run: bool = False) -> Path:
+    """The original extension back at `path` from its backup, byte for byte (checked against the record); the
+    backup and the record removed. `dry_run`: only the checks."""
+    state = _state(path)
     backup = path.with_name(path.name + BACKUP_SUFFIX)
     if state is None or not backup.is_file():
         raise OverlayError(f"{path} carries no fawheels overlay: nothing to undo")
@@ -257,6 +266,8 @@ def undo(wheel: Path, python: str) -> Path:
         )
     if sha256_file(backup) != state["original_sha256"]:
         raise OverlayError(f"{backup} is not the original any more (sha256 differs from the record): refusing")
+    if dry_run:
+        return path
     copy_atomic(backup, path, stat_from=backup)
     backup.unlink()
     path.with_name(path.name + STATE_SUFFIX).unlink()

@@ -427,19 +427,12 @@ def main_in_env(build_info_json: str) -> int:
 def present_gpu() -> tuple[tuple[int, int], str]:
     """Compute capability and driver version of GPU 0, from nvidia-smi."""
     from fawheels._util.errors import ToolchainError
-    from fawheels._util.runner import call
+    from fawheels.check.machine import query
 
-    no_gpu = ToolchainError("no NVIDIA GPU here (nvidia-smi failed)", hint="run smoke on a GPU machine")
-    try:
-        proc = call(["nvidia-smi", "--query-gpu=compute_cap,driver_version", "--format=csv,noheader"], quiet=True)
-    except OSError as exc:
-        raise no_gpu from exc
-    if proc.returncode != 0:
-        raise no_gpu
-    out = proc.stdout
-    cc_text, driver = (x.strip() for x in out.splitlines()[0].split(","))
-    major, minor = cc_text.split(".")
-    return (int(major), int(minor)), driver
+    found = query()
+    if not found:
+        raise ToolchainError("no NVIDIA GPU here (nvidia-smi failed)", hint="run smoke on a GPU machine")
+    return found[0].cc, found[0].driver
 
 
 def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:

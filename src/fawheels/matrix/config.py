@@ -1075,8 +1075,9 @@ def parse_yaml(text: str, where: str = "matrix") -> object:
     return data
 
 
-def load_matrix(text: str, path: Path | None = None) -> Matrix:
-    """Parse and validate a build matrix; raise ConfigError naming the field on any problem."""
+def load_matrix(text: str, path: Path | None = None, *, first_is_default: bool = False) -> Matrix:
+    """Parse and validate a build matrix; raise ConfigError naming the field on any problem. `first_is_default`:
+    the first target is the default whatever default_target says (a derived matrix of one target)."""
     data = parse_yaml(text, str(path or "matrix"))
     top = _Node("", data, yaml_keys(MatrixFile))
     partial = _PartialMatrix(
@@ -1099,7 +1100,7 @@ def load_matrix(text: str, path: Path | None = None) -> Matrix:
     if not targets:
         raise ConfigError("targets: the matrix expands to no targets")
     check_wheel_names(targets)
-    default = top.text("default_target")
+    default = targets[0].id if first_is_default else top.text("default_target")
     if default not in seen:
         raise ConfigError(f"default_target: {default!r} is not a target id{_did_you_mean(default, seen)}")
     return Matrix(partial.sources, partial.toolchains, partial.torch, partial.profiles, tuple(targets), default, path)
@@ -1114,7 +1115,15 @@ def find_matrix_file(path: Path | None) -> Path:
     here = Path.cwd() / "build_matrix.yaml"
     if here.is_file():
         return here
-    raise ConfigError("no build_matrix.yaml in the current directory", hint="pass --matrix PATH")
+    from fawheels._util.project import project_root
+
+    root = project_root()
+    if root is not None:
+        return root / "build_matrix.yaml"
+    raise ConfigError(
+        "no build_matrix.yaml in the current directory, and none shipped with this fawheels",
+        hint="pass --matrix PATH, or reinstall fawheels (pip install <checkout>) so its default matrix ships with it",
+    )
 
 
 def load_matrix_file(path: Path | None) -> Matrix:

@@ -238,36 +238,90 @@ def ptx_jits_on(ptx: Arch, cc: tuple[int, int]) -> bool:
     return cc >= ptx.cc
 
 
-# Marketing names -> compute capability (lower-case, spaces/dashes collapsed when matching).
-GPUS: dict[str, tuple[int, int]] = {
-    "rtx pro 6000": (12, 0),
-    "rtx pro 6000 blackwell": (12, 0),
-    "rtx 5090": (12, 0),
-    "rtx 5080": (12, 0),
-    "dgx spark": (12, 1),
-    "gb10": (12, 1),
-    "b200": (10, 0),
-    "gb200": (10, 0),
-    "b300": (10, 3),
-    "gb300": (10, 3),
-    "h100": (9, 0),
-    "h200": (9, 0),
-    "gh200": (9, 0),
-    "l40s": (8, 9),
-    "l4": (8, 9),
-    "rtx 4090": (8, 9),
-    "a10": (8, 6),
-    "a10g": (8, 6),
-    "rtx 3090": (8, 6),
-    "a100": (8, 0),
-    "a30": (8, 0),
+# GPU names -> compute capability, as families: each pattern is matched against the whole name (lower-case, the
+# vendor words "nvidia"/"geforce" dropped, spaces/dashes/underscores collapsed), so every spelling nvidia-smi prints
+# for a family is one entry and no name can reach another generation's row ("RTX 6000 Ada" is 8.9, never the
+# Blackwell "RTX PRO 6000"). nvidia-smi's datacenter names carry memory and form-factor words (A100-SXM4-80GB,
+# H100 80GB HBM3, H200 NVL): _DC_TAIL takes those.
+_DC_TAIL = r"(?: (?:\d+gb|hbm\d?e?|pcie|sxm\d?|nvl|sxm\d? \d+gb|\d+c))*"
+_LAPTOP = r"(?: laptop gpu| generation laptop gpu)?"
+GPU_FAMILIES: tuple[tuple[str, tuple[int, int], str], ...] = (
+    # Blackwell workstation / GeForce 50: compute capability 12.0
+    (
+        r"rtx pro (?:6000|5000|4500|4000|2000|1000|500)(?: blackwell)?(?: max q)?(?: workstation| server| sff)?"
+        r"(?: edition)?" + _LAPTOP,
+        (12, 0),
+        "RTX PRO 6000/5000/4500/4000 Blackwell (Workstation, Max-Q, Server)",
+    ),
+    (r"rtx 50[5-9]0(?: ti| d| d v2)?" + _LAPTOP, (12, 0), "GeForce RTX 5050-5090"),
+    (r"(?:dgx spark|gb10)", (12, 1), "DGX Spark (GB10)"),
+    (r"g?b(?:100|200)" + _DC_TAIL, (10, 0), "B200, GB200"),
+    (r"g?b300" + _DC_TAIL, (10, 3), "B300, GB300"),
+    (r"g?h(?:100|200|800|20)" + _DC_TAIL, (9, 0), "H100, H200, GH200"),
+    (r"l(?:40s?|4|20)" + _DC_TAIL, (8, 9), "L40S, L40, L4"),
+    (r"rtx 40[5-9]0(?: ti)?(?: super)?(?: d)?" + _LAPTOP, (8, 9), "GeForce RTX 4050-4090"),
+    (r"rtx (?:6000|5000|4500|4000|3500|2000)(?: sff)? ada(?: generation)?" + _LAPTOP, (8, 9), "RTX 6000/5000/4000 Ada"),
+    (r"a(?:10g?|40|16|2)" + _DC_TAIL, (8, 6), "A10, A10G, A40"),
+    (r"rtx 30[5-9]0(?: ti)?" + _LAPTOP, (8, 6), "GeForce RTX 3050-3090"),
+    (r"rtx a(?:6000|5500|5000|4500|4000|2000)" + _LAPTOP, (8, 6), "RTX A6000/A5000/A4000"),
+    (r"a(?:100|800|30)" + _DC_TAIL, (8, 0), "A100, A800, A30"),
+    (r"(?:tesla )?t4" + _DC_TAIL, (7, 5), "T4"),
+    (r"rtx 20[6-8]0(?: ti)?(?: super)?" + _LAPTOP, (7, 5), "GeForce RTX 2060-2080"),
+    (r"quadro rtx (?:8000|6000|5000|4000)", (7, 5), "Quadro RTX 8000/6000"),
+)
+# Names that more than one generation has carried: refused with the choices, never guessed.
+_AMBIGUOUS_GPUS = {
+    "rtx 6000": "RTX PRO 6000 Blackwell (12.0), RTX 6000 Ada Generation (8.9) or Quadro RTX 6000 (7.5)",
+    "rtx 5000": "RTX PRO 5000 Blackwell (12.0), RTX 5000 Ada Generation (8.9) or Quadro RTX 5000 (7.5)",
+    "rtx 4000": "RTX PRO 4000 Blackwell (12.0), RTX 4000 Ada Generation (8.9) or Quadro RTX 4000 (7.5)",
 }
+# What the families' names look like, for "did you mean" (nvidia-smi's spellings).
+GPU_EXAMPLES = (
+    "RTX PRO 6000 Blackwell Workstation Edition",
+    "RTX PRO 6000 Blackwell Max-Q Workstation Edition",
+    "RTX PRO 6000 Blackwell Server Edition",
+    "RTX PRO 5000 Blackwell",
+    "RTX PRO 4500 Blackwell",
+    "RTX PRO 4000 Blackwell",
+    "RTX 5090",
+    "RTX 5080",
+    "RTX 5070 Ti",
+    "RTX 5070",
+    "RTX 5060 Ti",
+    "RTX 5060",
+    "RTX 5050",
+    "GB10",
+    "B200",
+    "GB200",
+    "B300",
+    "H100 80GB HBM3",
+    "H200",
+    "GH200",
+    "L40S",
+    "L4",
+    "RTX 4090",
+    "RTX 6000 Ada Generation",
+    "A10G",
+    "RTX 3090",
+    "RTX A6000",
+    "A100-SXM4-80GB",
+    "T4",
+)
+
+
+def gpu_by_name(text: str) -> tuple[int, int] | None:
+    """The compute capability of a GPU named as nvidia-smi prints it (or shorter: "RTX PRO 6000", "H100")."""
+    key = _norm_gpu(text)
+    for pattern, cc, _family in GPU_FAMILIES:
+        if re.fullmatch(pattern, key):
+            return cc
+    return None
 
 
 def _norm_gpu(text: str) -> str:
-    text = re.sub(r"^(nvidia|geforce)\s+", "", text.strip().lower())
-    text = re.sub(r"^geforce\s+", "", text)
-    return re.sub(r"[\s_-]+", " ", text)
+    text = re.sub(r"[\s_-]+", " ", text.strip().lower())
+    text = re.sub(r"(\d)(ti|super)\b", r"\1 \2", text)  # "RTX 5060Ti"
+    return re.sub(r"^(?:nvidia )?(?:geforce )?", "", text).strip()
 
 
 GPU_FORMS = "a name (RTX PRO 6000, H100, ...), an arch (sm_120, sm_90a) or a compute capability (12.0)"
@@ -306,12 +360,16 @@ def parse_gpu(text: str) -> tuple[int, int]:
         if cc not in _ARCH_SUPPORT:
             raise _gpu_error(text, f"{raw} is not an arch of any GPU fawheels knows")
         return cc
+    found = gpu_by_name(raw)
+    if found is not None:
+        return found
     key = _norm_gpu(raw)
-    if key in GPUS:
-        return GPUS[key]
+    if key in _AMBIGUOUS_GPUS:
+        raise _gpu_error(text, f"several generations carry that name: {_AMBIGUOUS_GPUS[key]}; write it out")
     import difflib
 
-    close = difflib.get_close_matches(key, list(GPUS), n=3)
+    examples = {_norm_gpu(e): e for e in GPU_EXAMPLES}
+    close = [examples[c] for c in difflib.get_close_matches(key, list(examples), n=3)]
     hint = f" (did you mean: {', '.join(close)}?)" if close else ""
     raise ConfigError(f"unknown GPU {text!r}{hint}", hint=f"give {GPU_FORMS}")
 

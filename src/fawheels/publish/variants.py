@@ -216,47 +216,44 @@ def gpu_driver_floor(cc: tuple[int, int]) -> tuple[Version, Version] | None:
 
 
 def judge(record: Mapping[str, Any], cc: tuple[int, int], driver: Version) -> Fit:
-    """Does this published wheel load on a GPU of compute capability `cc` with `driver`?"""
+    """Does this published wheel load on a GPU of compute capability `cc` with `driver`? The rule is compat's
+    (`loads_on`), over the wheel's recorded facts: what `compat WHEEL` says of the wheel's binaries."""
+    from fawheels.check.compat import loads_on
+
     facts = record.get("facts")
     if not facts:
         return Fit(record, False, "published without variant facts (publish it again with this fawheels)")
     need = Version.parse(facts["min_driver"])
+    runtime = facts["cuda_runtime_major"]
     sass = [Arch.parse(a) for a in facts["sass"]]
     ptx = [(Arch.parse(p["arch"]), Version.parse(p["isa"])) for p in facts["ptx"]]
-    runs = [a for a in sass if cf.sass_runs_on(a, cc)]
-    jits = [(a, isa) for a, isa in ptx if cf.ptx_jits_on(a, cc)]
+    load = loads_on(sass, ptx, cc, driver, runtime)
     have = " ".join(facts["sass"] + [p["arch"] for p in facts["ptx"]])
-    if not runs and not jits:
+    if load.error == "cudaErrorNoKernelImageForDevice":
         return Fit(record, False, f"no SASS runs on {cc[0]}.{cc[1]} and no PTX JIT-compiles for it (has {have})")
-    runtime = facts["cuda_runtime_major"]
-    runtime_need = cf.MINOR_COMPAT_MIN_DRIVER.get(runtime)
-    if runtime_need is not None and driver < runtime_need:
-        return Fit(record, False, f"links the CUDA {runtime} runtime, which needs driver >= {runtime_need}")
-    if not runs:
-        max_isa = cf.max_ptx_isa_of_driver(driver)
-        fine = [(a, isa) for a, isa in jits if max_isa is not None and isa <= max_isa]
-        if not fine:
-            a, isa = max(jits, key=lambda j: j[1])
+    if load.error == "cudaErrorInsufficientDriver":
+        return Fit(record, False, f"links the CUDA {runtime} runtime, which needs driver >= {load.needed_driver}")
+    assert load.arch is not None
+    if load.how == "ptx-jit":
+        if not load.ok:
             return Fit(
                 record,
                 False,
-                f"only {a.compute} PTX (ISA {isa}) for {cc[0]}.{cc[1]}, which needs driver "
-                f">= {cf.min_driver_for_ptx_isa(isa) or 'newer than any known'}",
+                f"only {load.arch.compute} PTX (ISA {load.isa}) for {cc[0]}.{cc[1]}, which needs driver "
+                f">= {load.needed_driver or 'newer than any known'}",
             )
-        a, isa = max(fine, key=lambda j: j[0].cc)
         return Fit(
             record,
             True,
-            f"{a.compute} PTX (ISA {isa}) JIT-compiled by the driver; needs driver >= {need}",
+            f"{load.arch.compute} PTX (ISA {load.isa}) JIT-compiled by the driver; needs driver >= {need}",
             (0, *_cuda_rank(facts["cuda"], driver)),
         )
-    best = max(runs, key=lambda a: (a.cc == cc, a.minor))
-    exact = best.cc == cc
+    exact = load.how == "exact-sass"
     return Fit(
         record,
         True,
-        f"{best.sm} SASS {'matches' if exact else 'runs on'} {cc[0]}.{cc[1]}; the CUDA "
-        f"{runtime} runtime needs driver >= {runtime_need}",
+        f"{load.arch.sm} SASS {'matches' if exact else 'runs on'} {cc[0]}.{cc[1]}; the CUDA "
+        f"{runtime} runtime needs driver >= {cf.MINOR_COMPAT_MIN_DRIVER.get(runtime)}",
         (2 if exact else 1, *_cuda_rank(facts["cuda"], driver)),
     )
 
@@ -373,11 +370,14 @@ def read_manifest(index: str) -> tuple[list[dict[str, Any]], str]:
     return wheels, base
 
 
-def index_command(index: str, *, gpu: str, driver: str, project: str | None = None, as_json: bool = False) -> int:
-    """`fawheels compat --index URL --gpu G --driver V`: exit 0 when a wheel fits, 1 when none does."""
-    from fawheels.check.compat import parse_driver
+def index_command(
+    index: str, *, gpu: str | None, driver: str | None, project: str | None = None, as_json: bool = False
+) -> int:
+    """`fawheels compat --index URL [--gpu G --driver V]`: exit 0 when a wheel fits, 1 when none does."""
+    from fawheels.check.machine import resolve
 
-    cc, version = cf.parse_gpu(gpu), parse_driver(driver)
+    machine = resolve(gpu, driver)
+    cc, version = machine.cc, machine.driver
     records, base = read_manifest(index)
     choices = choose(records, cc, version, project)
     if as_json:

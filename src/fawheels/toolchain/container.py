@@ -518,7 +518,10 @@ def find_checkout(*starts: Path) -> Path:
     """The fawheels source checkout, which holds docker/ and scripts/: the first of `starts`, this
     module's checkout, or the current directory. (`nox -s build-sm120` installs fawheels into a venv,
     so the module alone does not say where the checkout is.)"""
-    for start in (*starts, PACKAGE_DIR.parents[1], Path.cwd()):
+    from fawheels._util.project import project_root
+
+    shipped = [root] if (root := project_root()) is not None else []  # docker/ inside an installed fawheels
+    for start in (*starts, PACKAGE_DIR.parents[1], *shipped, Path.cwd()):
         if (start / PIP_DOCKERFILE).is_file():
             return start
     raise ContainerError(

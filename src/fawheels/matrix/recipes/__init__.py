@@ -53,6 +53,7 @@ class Release:
     wheel_url: str  # the release's PyPI wheel, where the facts below were read
     wheel_sha256: str
     ops: tuple[str, ...]  # schemas of every op its own extension registers, in its own spelling
+    cuda: str = "13.0"  # the CUDA its PyPI wheel (and its torch) is built for: its extensions link libcudart.so.13
 
     @property
     def op_names(self) -> tuple[str, ...]:
@@ -124,6 +125,7 @@ VLLM_FA2 = Recipe(
             "vllm-0.33.0-cp38-abi3-manylinux_2_28_x86_64.whl",
             wheel_sha256="4b6bdec4ab269990bf70d45a3c1e94c3760a27064513760193b26d6f0da883aa",
             ops=_vllm_fa2_ops("Tensor"),
+            cuda="13.0",
         ),
         Release(
             "0.26.0",
@@ -133,6 +135,7 @@ VLLM_FA2 = Recipe(
             "vllm-0.26.0-cp38-abi3-manylinux_2_28_x86_64.whl",
             wheel_sha256="adb1e4c9b46d0dfdb094121ae5aad670a42412dd813ed4e5db069ed6a15006de",
             ops=_vllm_fa2_ops("Generator"),
+            cuda="13.0",
         ),
     ),
 )

@@ -1,0 +1,105 @@
+"""The GPU and driver a prediction is for: `--gpu`/`--driver` when given, else what `nvidia-smi` reports.
+
+`nvidia-smi` runs through the subprocess gateway (`_util/runner.call`); parsing its answer is pure, so tests give
+it the text a machine prints. The first GPU is the one judged (a machine of mixed GPUs names one with --gpu).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from fawheels._util.errors import ConfigError, UsageError
+from fawheels.matrix import cudafacts as cf
+from fawheels.matrix.cudafacts import Version
+
+NVIDIA_SMI_QUERY = ("nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader")
+NVIDIA_SMI_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class Smi:
+    """One GPU as nvidia-smi reports it."""
+
+    name: str
+    cc: tuple[int, int]
+    driver: str
+
+
+@dataclass(frozen=True)
+class Machine:
+    cc: tuple[int, int]
+    driver: Version
+    name: str | None  # the GPU's name when nvidia-smi gave it
+    source: str  # "flags" | "nvidia-smi" | "flags+nvidia-smi"
+
+    @property
+    def label(self) -> str:
+        said = self.name or ""
+        return f"{said}, from nvidia-smi" if self.source != "flags" and said else said
+
+
+def parse_nvidia_smi(text: str) -> list[Smi]:
+    """`nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader`: one line per GPU. A
+    compute capability nvidia-smi cannot say ([N/A] on old drivers) comes from the name."""
+    from fawheels.check.compat import parse_driver
+
+    gpus = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.rsplit(",", 2)]
+        if len(parts) != 3:
+            raise ConfigError(f"nvidia-smi printed {line[:120]!r}, not name, compute_cap, driver_version")
+        name, cc_text, driver = parts
+        try:
+            major, minor = (int(x) for x in cc_text.split("."))
+            cc = (major, minor)
+        except ValueError:
+            cc = cf.parse_gpu(name)
+        gpus.append(Smi(name, cc, str(parse_driver(driver))))
+    return gpus
+
+
+Runner = Callable[[Sequence[str]], tuple[int, str]]
+
+
+def _run_nvidia_smi(cmd: Sequence[str]) -> tuple[int, str]:
+    from fawheels._util.runner import TimeoutExpired, call
+
+    try:
+        done = call(cmd, quiet=True, timeout=NVIDIA_SMI_TIMEOUT_S)
+    except (OSError, TimeoutExpired):
+        return 127, ""
+    return done.returncode, done.stdout
+
+
+def query(runner: Runner | None = None) -> list[Smi]:
+    """The machine's GPUs, or [] where nvidia-smi is missing or fails (no GPU, no driver loaded)."""
+    code, out = (runner or _run_nvidia_smi)(NVIDIA_SMI_QUERY)
+    if code != 0:
+        return []
+    return parse_nvidia_smi(out)
+
+
+def resolve(gpu: str | None, driver: str | None, runner: Runner | None = None) -> Machine:
+    """--gpu/--driver as given; what is missing comes from nvidia-smi, or a refusal that says what to pass."""
+    from fawheels.check.compat import parse_driver
+
+    if gpu is not None and driver is not None:
+        return Machine(cf.parse_gpu(gpu), parse_driver(driver), gpu.strip(), "flags")
+    found = query(runner)
+    if not found:
+        missing = " and ".join(f for f, v in (("--gpu", gpu), ("--driver", driver)) if v is None)
+        raise UsageError(
+            f"{missing}: not given, and nvidia-smi is not here (or found no GPU) to say",
+            hint="pass the GPU and driver of the machine that will run it, e.g. "
+            "--gpu 'RTX PRO 6000' --driver 570.195.03 (nvidia-smi there prints both)",
+        )
+    first = found[0]
+    return Machine(
+        cf.parse_gpu(gpu) if gpu is not None else first.cc,
+        parse_driver(driver) if driver is not None else Version.parse(first.driver),
+        gpu.strip() if gpu is not None else first.name,
+        "nvidia-smi" if gpu is None and driver is None else "flags+nvidia-smi",
+    )
