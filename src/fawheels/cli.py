@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import os
 import signal
 import sys
@@ -23,6 +24,7 @@ from fawheels._util.errors import (
     UsageError,
 )
 from fawheels._util.redact import RedactingStream, secrets_from_env
+from fawheels._util.show import say
 from fawheels.options import BUILD, MATRIX, NIGHTLY, add_options
 
 Command = Callable[[argparse.Namespace], int]
@@ -32,7 +34,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from fawheels.matrix import config as matrix
 
     m = matrix.load_matrix_file(args.matrix)
-    print(matrix.render_targets(m, args.format))
+    say(matrix.render_targets(m, args.format))
     return 0
 
 
@@ -140,7 +142,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise ConfigError(f"{path}: nested too deeply to be a model's config.json", hint=hint) from None
     name = args.name or modelprofile.profile_name(config)
     profile, found = modelprofile.profile_from_config(config, name)
-    print(modelprofile.render_yaml(profile, found, str(path)))
+    say(modelprofile.render_yaml(profile, found, str(path)))
     return 0
 
 
@@ -337,7 +339,7 @@ def interrupted_message(args: argparse.Namespace) -> str:
 def _say_error(kind: str, message: str) -> None:
     if len(message) > MAX_MESSAGE:
         message = message[:MAX_MESSAGE] + f"… ({len(message) - MAX_MESSAGE} more characters not shown)"
-    print(f"fawheels: {kind} error: {message}", file=sys.stderr)
+    say(f"fawheels: {kind} error: {message}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -348,7 +350,7 @@ def _run(args: argparse.Namespace) -> int:
         _say_error(exc.kind, str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"fawheels: {interrupted_message(args)}", file=sys.stderr)
+        say(f"fawheels: {interrupted_message(args)}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `fawheels matrix | head -1`: the reader stopped early, nothing to report
         inner = getattr(sys.stdout, "inner", sys.stdout)
@@ -382,6 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Everything printed passes through the redactor: no credential reaches a terminal or a CI log.
     secrets, users = secrets_from_env(os.environ)
     saved = sys.stdout, sys.stderr
+    for stream in saved:  # PYTHONIOENCODING=ascii and a non-ASCII name: an escape, not a UnicodeEncodeError
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     sys.stdout = RedactingStream(saved[0], secrets, users)
     sys.stderr = RedactingStream(saved[1], secrets, users)
     try:

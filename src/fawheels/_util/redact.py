@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from typing import TextIO
 from urllib.parse import quote
 
+from fawheels._util.show import visible
+
 MASK = "***"
 MIN_SECRET = 4  # shorter values ("1", "yes") would mask ordinary text and hide nothing worth hiding
 MIN_ENV_SECRET = 6  # of a value found in the environment by its variable's name (`*_TOKEN=false` is no secret)
@@ -88,7 +90,8 @@ def secrets_from_env(env: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str
 
 
 class RedactingStream(io.TextIOBase):
-    """A text stream that redacts each write before passing it on (installed on stdout/stderr by the CLI)."""
+    """A text stream that redacts each write before passing it on (installed on stdout/stderr by the CLI), and
+    makes control characters visible (show.py) whatever wrote it: argparse, a child's output, `say`."""
 
     def __init__(self, inner: TextIO, secrets: Iterable[str], users: Iterable[str]) -> None:
         super().__init__()
@@ -97,7 +100,7 @@ class RedactingStream(io.TextIOBase):
         self.users = tuple(users)
 
     def write(self, s: str) -> int:
-        self.inner.write(redact(s, self.secrets, self.users))
+        self.inner.write(visible(redact(s, self.secrets, self.users)))
         return len(s)
 
     def flush(self) -> None:

@@ -36,6 +36,7 @@ from elftools.elf.elffile import ELFFile
 
 from fawheels._util.errors import InspectError
 from fawheels._util.runner import PIPE, SubprocessError, call, log, pip_install_into, spawn
+from fawheels._util.show import say
 from fawheels._util.wheels import is_shared_object
 
 FATBIN_MAGIC = 0xBA55ED50
@@ -888,9 +889,9 @@ def inspect_command(path: Path, *, as_json: bool = False, reader: str = "fawheel
     entries = cuobjdump_path(path) if reader == "cuobjdump" else [e for obj in read_path(path) for e in obj.entries]
     problems = disagreements(entries, cuobjdump_path(path)) if reader == "both" else []
     if as_json:
-        print(json.dumps([e.to_json() for e in entries], indent=2))
+        say(json.dumps([e.to_json() for e in entries], indent=2))
     else:
-        print(_table(entries) if entries else f"{path}: no CUDA code")
+        say(_table(entries) if entries else f"{path}: no CUDA code")
     for problem in problems:
-        print(f"readers disagree: {problem}", file=sys.stderr)
+        say(f"readers disagree: {problem}", file=sys.stderr)
     return 1 if problems else 0

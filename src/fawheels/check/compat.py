@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fawheels._util.errors import ConfigError, InspectError
+from fawheels._util.show import say
 from fawheels.check.binary import CodeEntry, CodeObject, is_code_member, read_file, read_path
 from fawheels.matrix import cudafacts as cf
 from fawheels.matrix.cudafacts import Arch, Version
@@ -236,16 +237,16 @@ def compat_command(path: str, *, gpu: str, driver: str, as_json: bool = False) -
     report = predict(load_objects(path), cc, version)
     serving = _serving_targets(path, report)
     if as_json:
-        print(json.dumps({**report.to_json(), **({"serving_targets": serving} if serving else {})}, indent=2))
+        say(json.dumps({**report.to_json(), **({"serving_targets": serving} if serving else {})}, indent=2))
     else:
-        print(f"GPU {_cc(cc)}, {_driver_says(version)}")
+        say(f"GPU {_cc(cc)}, {_driver_says(version)}")
         for p in report.predictions:
             where = p.file if p.container < 0 else f"{p.file} [module {p.container}]"
-            print(f"  {'ok  ' if p.ok else 'FAIL'} {where}: {p.reason}")
+            say(f"  {'ok  ' if p.ok else 'FAIL'} {where}: {p.reason}")
         if not report.predictions:
-            print(f"  {path}: no CUDA code")
+            say(f"  {path}: no CUDA code")
         if serving:
-            print(
+            say(
                 f"  targets of this matrix that would load here: {', '.join(serving)} "
                 "(`fawheels build --dry-run ID` shows how each is built)"
             )

@@ -29,6 +29,7 @@ from packaging.version import Version as PyVersion
 from fawheels import __version__
 from fawheels._util.errors import FawheelsError, InspectError
 from fawheels._util.files import sha256_file, write_atomic
+from fawheels._util.show import say
 from fawheels._util.wheels import metadata_disagreement
 from fawheels.build.buildinfo import SCHEMA as BUILD_INFO_SCHEMA
 from fawheels.build.buildinfo import BuildInfo, BuildInfoError, needed_fields
@@ -705,15 +706,15 @@ def verify_command(wheel: Path, *, as_json: bool = False, reader: str = "both", 
     """`fawheels verify`: exit 0 when every check passes, 1 otherwise; `write`: also the report publish reads."""
     report = verify_wheel(wheel, reader=reader)
     if write:  # <wheel>.verify.json, pass or fail, as a build writes it
-        print(f"report: {write_report(wheel, report)}", file=sys.stderr)
+        say(f"report: {write_report(wheel, report)}", file=sys.stderr)
     if as_json:
-        print(json.dumps(report.to_json(), indent=2))
+        say(json.dumps(report.to_json(), indent=2))
     else:
         for c in report.checks:
-            print(f"{'PASS' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+            say(f"{'PASS' if c.ok else 'FAIL'} {c.name}: {c.detail}")
         if report.readers and report.readers.note:
-            print(f"NOTE {report.readers.note}")
-        print(
+            say(f"NOTE {report.readers.note}")
+        say(
             f"{wheel.name}: {'verified' if report.ok else 'FAILS verification'}"
             + (f" for target {report.target}" if report.target else "")
             + (" (read by one reader only)" if report.single_reader else "")

@@ -49,6 +49,7 @@ from packaging.version import Version
 
 from fawheels._util.errors import FawheelsError, PublishError
 from fawheels._util.files import TMP_MARK, ContentChanged, copy_atomic, fsync_dir, sha256_file, write_atomic
+from fawheels._util.show import say
 from fawheels._util.wheels import metadata_disagreement
 
 MANIFEST = "wheels.json"
@@ -466,7 +467,7 @@ class CheckedWheel:
 
 
 def _say(msg: str) -> None:
-    print(msg, flush=True)
+    say(msg, flush=True)
 
 
 def _read_wheel(path: Path, name: WheelName) -> tuple[bytes, dict[str, Any]]:

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from fawheels._util.errors import ConfigError, InspectError
+from fawheels._util.show import say
 from fawheels.check.binary import CodeObject
 from fawheels.matrix import cudafacts as cf
 from fawheels.matrix.cudafacts import Arch, Version
@@ -381,7 +382,7 @@ def index_command(index: str, *, gpu: str, driver: str, project: str | None = No
     records, base = read_manifest(index)
     choices = choose(records, cc, version, project)
     if as_json:
-        print(
+        say(
             json.dumps(
                 {
                     "ok": any(c.best for c in choices),
@@ -403,17 +404,17 @@ def index_command(index: str, *, gpu: str, driver: str, project: str | None = No
         )
     else:
         cuda = cf.cuda_of_driver(version)
-        print(f"GPU {cc[0]}.{cc[1]}, driver {version} (CUDA {cuda or 'older than 12.0'}), index {index}")
+        say(f"GPU {cc[0]}.{cc[1]}, driver {version} (CUDA {cuda or 'older than 12.0'}), index {index}")
         if not choices:
-            print(f"  no project{' ' + project if project else ''} in this index")
+            say(f"  no project{' ' + project if project else ''} in this index")
         for c in choices:
             if c.best:
                 r = c.best.record
-                print(f"  {c.project}: {r['filename']} ({r['variant']}): {c.best.reason}")
-                print(f"    pip install --index-url {base}{r['variant']}/simple '{c.project}=={r['version']}'")
+                say(f"  {c.project}: {r['filename']} ({r['variant']}): {c.best.reason}")
+                say(f"    pip install --index-url {base}{r['variant']}/simple '{c.project}=={r['version']}'")
             else:
-                print(f"  {c.project}: none fits: {c.why_none}")
+                say(f"  {c.project}: none fits: {c.why_none}")
             for f in c.fits:
                 if f is not c.best:
-                    print(f"    {'fits' if f.ok else 'no  '} {f.record['filename']}: {f.reason}")
+                    say(f"    {'fits' if f.ok else 'no  '} {f.record['filename']}: {f.reason}")
     return 0 if any(c.best for c in choices) else 1
