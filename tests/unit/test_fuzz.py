@@ -9,12 +9,15 @@ the whole file takes about 20 s here. The binary readers' fuzzing lives with the
 from __future__ import annotations
 
 import base64
+import html
 import json
+import re
 import string
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar
+from urllib.parse import quote, quote_plus
 
 import pytest
 import yaml
@@ -276,6 +279,10 @@ secrets_st = st.text(
 )
 
 
+def lower_hex(encoded: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)
+
+
 @FUZZ
 @given(
     st.text(max_size=40),
@@ -289,6 +296,14 @@ def test_a_known_secret_never_survives_redaction(prefix: str, secret: str, suffi
         f"{prefix}{secret}{suffix}",
         f"{prefix}Authorization: Basic {basic}{suffix}",
         f"{prefix}'HTTP_AUTHORIZATION': 'Basic {basic}'{suffix}",
+        f"{prefix}authorization: bAsIc {basic}{suffix}",
+        # issue 21: what a server's 400 page echoes: the field HTML-escaped, URL- or form-encoded, any hex case
+        f"{prefix}<p>password was {html.escape(secret)}</p>{suffix}",
+        f"{prefix}{''.join(f'&#{ord(c)};' for c in secret)}{suffix}",
+        f"{prefix}body=a&pw={quote_plus(secret)}{suffix}",
+        f"{prefix}{lower_hex(quote(secret, safe=''))}{suffix}",
     ):
         out = redact(text, [secret], [user])
         assert secret not in out and basic not in out
+        encodings = {html.escape(secret), quote_plus(secret), lower_hex(quote(secret, safe=""))}
+        assert not any(e in out for e in encodings if e != html.escape(prefix + suffix) and len(e) >= 4)

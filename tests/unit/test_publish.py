@@ -149,6 +149,22 @@ def test_credentials_from_env_and_never_in_repr() -> None:
     assert publish.redact("bad login pw-1 here", c) == "bad login *** here"
 
 
+@pytest.mark.parametrize(
+    "echo",
+    [
+        "400: password &amp;&lt;s3cret&gt;+x is wrong",  # HTML-escaped
+        "400: password &#38;&#60;s3cret&#62;&#43;x is wrong",  # numeric entities
+        "400: password=%26%3Cs3cret%3E%2Bx is wrong",  # URL-encoded
+        "400: password %26%3cs3cret%3e%2bx is wrong",  # lower-case hex
+        "400: pw=%26%3Cs3cret%3E%2Bx&user=ci",  # form-encoded
+        "400: Authorization: bAsIc Y2k6JjxzM2NyZXQ+K3g=",  # base64 behind a prefix in any case
+    ],
+)
+def test_an_encoded_echo_of_the_password_is_masked(echo: str) -> None:
+    out = publish.redact(echo, Credentials("ci", "&<s3cret>+x"))  # issue 21: a server's 400 page
+    assert "s3cret" not in out and "Y2k6" not in out and "***" in out
+
+
 # -------------------------------------------------------------------------------------------- rendering
 
 
