@@ -124,23 +124,19 @@ def cmd_profile(args: argparse.Namespace) -> int:
     import json
 
     from fawheels._util.errors import ConfigError
+    from fawheels._util.files import read_regular
     from fawheels.matrix import modelprofile
 
     path: Path = args.from_config
     hint = "give the model's config.json"
+    data = read_regular(path, 4 << 20, ConfigError)  # a config.json is kilobytes; a FIFO is refused, not awaited
     try:
-        if not path.is_file():
-            raise ConfigError(f"{path}: not a file", hint=hint)
-        if path.stat().st_size > 4 * 2**20:
-            raise ConfigError(f"{path}: {path.stat().st_size} bytes is not a model's config.json (over 4 MiB)")
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it ({exc.strerror})", hint=hint) from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not a JSON file ({str(exc)[:200]})", hint=hint) from exc
+        config = json.loads(data.decode("utf-8"))
+    except ValueError as exc:  # not UTF-8, not JSON, or a number of thousands of digits
+        raise ConfigError(f"{path}: not a JSON file ({str(exc)[:200]})", hint=hint) from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a model's config.json", hint=hint) from None
-    name = args.name or modelprofile.profile_name(config)
+    name = modelprofile.profile_name(config, args.name)
     profile, found = modelprofile.profile_from_config(config, name)
     say(modelprofile.render_yaml(profile, found, str(path)))
     return 0
