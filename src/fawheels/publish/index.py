@@ -61,7 +61,7 @@ from fawheels._util.files import (
 )
 from fawheels._util.names import ErrorClass
 from fawheels._util.show import say
-from fawheels._util.wheels import metadata_disagreement
+from fawheels._util.wheels import metadata_problem
 from fawheels.matrix.cudafacts import Arch
 
 MANIFEST = "wheels.json"
@@ -582,7 +582,6 @@ def _read_wheel(path: Path, name: WheelName) -> tuple[bytes, dict[str, Any]]:
                 raise PublishError(f"{path.name}: no {dist_info}/build-info.json; not a fawheels build") from exc
             if not isinstance(build_info, dict):
                 raise PublishError(f"{path.name}: {dist_info}/build-info.json is not a JSON object")
-            metadata_text = metadata.decode("utf-8")
     except zipfile.BadZipFile as exc:
         raise PublishError(f"{path.name}: not a zip archive, so not a wheel") from exc
     except (ValueError, RecursionError, NotImplementedError, EOFError, zipfile.LargeZipFile, zlib.error) as exc:
@@ -590,8 +589,8 @@ def _read_wheel(path: Path, name: WheelName) -> tuple[bytes, dict[str, Any]]:
             f"{path.name}: unreadable wheel ({type(exc).__name__}: {str(exc)[:200]})",
             hint="rebuild it; a wheel from `fawheels build` reads cleanly",
         ) from None
-    if said := metadata_disagreement(metadata_text, name.project, name.version):
-        raise PublishError(f"{path.name}: METADATA says {said[0]} {said[1]}, the filename disagrees")
+    if problem := metadata_problem(metadata, name.project, name.version):
+        raise PublishError(f"{path.name}: {problem}", hint="rebuild it; fawheels build writes UTF-8 METADATA")
     return metadata, build_info
 
 
