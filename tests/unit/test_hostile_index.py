@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from fawheels import cli
-from fawheels._util.errors import ConfigError, PublishError
+from fawheels._util.errors import ConfigError, PublishError, UsageError
+from fawheels._util.paths import cache_root
 from fawheels.publish import index as publish
 from fawheels.publish import variants
 from fawheels.publish.variants import CodeFacts
@@ -188,3 +189,56 @@ def test_a_server_that_breaks_off_is_a_config_error(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(urllib.request, "urlopen", broken)
     with pytest.raises(ConfigError, match="cannot read"):
         variants.read_manifest("http://index.example/")
+
+
+@pytest.mark.parametrize("epoch", [1e12, 10**30, -(10**15), "1755000000", True])
+def test_a_build_date_no_calendar_has_is_a_publish_refusal(epoch: object) -> None:
+    with pytest.raises(PublishError, match="source_date_epoch"):  # issue 21: was exit 11
+        publish.make_record(
+            publish.parse_wheel_name(GOOD),
+            sha256="ab" * 32,
+            size=1,
+            metadata=b"",
+            build_info={"source_date_epoch": epoch},
+            published=datetime(2026, 1, 1, tzinfo=UTC),
+            verify_checks=0,
+        )
+
+
+def test_two_different_files_of_one_name_in_one_call_are_named_as_such(tmp_path: Path) -> None:
+    wheels = []
+    for salt in ("a", "b"):
+        w = toy_wheel(tmp_path / salt, version="1.0", salt=salt)
+        (w.parent / (w.name + ".verify.json")).write_text('{"ok": true}')
+        wheels.append(w)
+    with pytest.raises(PublishError, match="given twice with different bytes"):
+        publish.publish_command(wheels, index=str(tmp_path / "idx"), verifier=lambda p: Passing())
+    assert not (tmp_path / "idx").exists()
+
+
+def test_a_symlink_loop_as_index_root_is_named(tmp_path: Path) -> None:
+    (tmp_path / "idx").symlink_to(tmp_path / "idx")
+    with pytest.raises(PublishError, match="symbolic link that leads nowhere"):
+        publish.check_index_dir(tmp_path / "idx")
+
+
+@pytest.mark.parametrize("spec", ["https://host/idx\r\nX: 1", "idx\x1b[2J"])
+def test_publish_refuses_a_location_with_a_control_character(spec: str) -> None:
+    with pytest.raises(PublishError, match="not a valid location"):
+        publish.parse_index(spec)
+
+
+def test_fawheels_cache_pointing_at_a_file_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cache").write_text("")
+    monkeypatch.setenv("FAWHEELS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(UsageError, match=r"FAWHEELS_CACHE=.*a file, not a directory"):
+        cache_root()
+
+
+@pytest.mark.parametrize("command", ["inspect", "compat"])
+def test_a_fifo_or_device_is_refused_not_read(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    os.mkfifo(tmp_path / "x.so")
+    extra = ["--gpu", "sm_120", "--driver", "580.65.06"] if command == "compat" else []
+    for path, says in ((tmp_path / "x.so", "a FIFO"), (Path("/dev/zero"), "a device")):
+        assert cli.main([command, str(path), *extra]) == 7
+        assert says in capsys.readouterr().err

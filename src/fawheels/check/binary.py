@@ -35,6 +35,7 @@ from elftools.elf.dynamic import DynamicSection, DynamicSegment
 from elftools.elf.elffile import ELFFile
 
 from fawheels._util.errors import InspectError
+from fawheels._util.files import regular_file
 from fawheels._util.runner import PIPE, SubprocessError, call, log, pip_install_into, spawn
 from fawheels._util.show import say
 from fawheels._util.wheels import is_shared_object
@@ -605,7 +606,9 @@ def is_wheel(path: Path) -> bool:
 
 
 def read_path(path: Path) -> list[CodeObject]:
-    """Every code object in a wheel, or the one in an ELF / fatbin file."""
+    """Every code object in a wheel, or the one in an ELF / fatbin file (regular files only: a FIFO would
+    block the read, /dev/zero would never end it)."""
+    regular_file(path, InspectError)
     if is_wheel(path):
         with open_wheel(path) as zf:
             return wheel_objects(zf, path.name)

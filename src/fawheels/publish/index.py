@@ -26,6 +26,7 @@ import json
 import os
 import re
 import secrets
+import unicodedata
 import urllib.error
 import urllib.request
 import zipfile
@@ -71,6 +72,7 @@ _VARIANT = re.compile(r"cu\d+")
 _CHUNK = 1 << 20
 _PUBLIC = 0o644  # index files are served to everyone, whatever the publisher's umask
 MAX_ANSWER = 16 << 20  # of a server's answer read: pages and error bodies, never a wheel
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
 MAX_MANIFEST = MAX_ANSWER  # a record is about 1 KB: room for thousands of wheels
 TIMEOUT_VAR = "FAWHEELS_INDEX_TIMEOUT"
 
@@ -125,7 +127,7 @@ def parse_index(spec: str) -> IndexLocation:
 
     A variant named by the location pins it: publishing `+cu130` there is refused.
     """
-    if "\x00" in spec or not spec.strip():
+    if any(unicodedata.category(c) == "Cc" for c in spec) or not spec.strip():  # NUL, CR/LF: never a location
         raise PublishError(f"index {spec[:200]!r}: not a valid location", hint="use a directory or an http(s) URL")
     try:
         parts = urlsplit(spec)
@@ -278,6 +280,8 @@ def make_record(
     torch = build_info.get("torch") or {}
     archs = build_info.get("archs") or {}
     epoch = build_info.get("source_date_epoch")
+    if epoch is not None:  # 1e12, 1e30, -1e15: not a time `datetime` can show (years 1970..9999 are)
+        epoch = names.integer(epoch, "build-info.json source_date_epoch", PublishError, high=MAX_EPOCH)
     return WheelRecord(
         filename=name.filename,
         project=name.project,
@@ -292,9 +296,7 @@ def make_record(
         python=build_info.get("python"),
         sass=tuple(archs.get("sass") or ()),
         ptx=tuple(archs.get("ptx") or ()),
-        build_date=(
-            datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC") if epoch is not None else None
-        ),
+        build_date=(datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC") if epoch is not None else None),
         published=published.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         verify_checks=verify_checks,
         facts=facts,
@@ -1023,6 +1025,12 @@ def _nearest_existing(path: Path) -> Path:
 
 def check_index_dir(root: Path) -> None:
     """Refuse, before any wheel is read into the index, a root that is a file or cannot be written."""
+    for p in (root.absolute(), *root.absolute().parents):
+        if p.is_symlink() and not p.exists():  # a loop reads as "missing" to exists(), then fails as ELOOP
+            raise PublishError(
+                f"index {root}: {p} is a symbolic link that leads nowhere (a loop, or its target is gone)",
+                hint="point --index at a real directory, or fix the link",
+            )
     existing = _nearest_existing(root.absolute())
     if not existing.is_dir():
         raise PublishError(
@@ -1059,6 +1067,14 @@ def publish_command(
     if location.root is not None:
         check_index_dir(location.root)  # before any wheel is read: a bad index path is refused at once
     checked = [check_wheel(Path(w), location.variant, index, verifier) for w in dict.fromkeys(wheels)]
+    given: dict[str, CheckedWheel] = {}
+    for w in checked:  # one file name stands for one set of bytes, in one call as in the index
+        first = given.setdefault(w.name.filename, w)
+        if first.record.sha256 != w.record.sha256:
+            raise PublishError(
+                f"{w.name.filename}: given twice with different bytes ({first.path}, {w.path}); nothing was published",
+                hint="publish one of them; a wheel's file name stands for one set of bytes",
+            )
     for w in checked:  # w.report is the fresh verification publish ran itself
         _refuse_single_reader(w.path, json.loads(w.report), accept_single_reader)
     gateway: StaticIndex | ServerIndex
