@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import os
 import signal
 import sys
@@ -24,6 +25,7 @@ from fawheels._util.errors import (
     UsageError,
 )
 from fawheels._util.redact import RedactingStream, secrets_from_env
+from fawheels._util.show import say
 from fawheels.options import BUILD, MATRIX, NIGHTLY, add_options
 
 Command = Callable[[argparse.Namespace], int]
@@ -33,7 +35,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from fawheels.matrix import config as matrix
 
     m = matrix.load_matrix_file(args.matrix)
-    print(matrix.render_targets(m, args.format))
+    say(matrix.render_targets(m, args.format))
     return 0
 
 
@@ -91,7 +93,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         from fawheels.matrix import derive
 
         derived = derived_target(args)
-        print(derived.yaml, flush=True)
+        say(derived.yaml, flush=True)
         if args.dry_run:
             return dryrun.print_plans(derived.matrix, [derived.target], container=args.container)
         matrix_path, target_ids = derive.write_tree(derived), [derived.target.id]
@@ -167,9 +169,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from fawheels.matrix import modelprofile
 
     config = read_model_config(args.from_config)
-    name = args.name or modelprofile.profile_name(config)
+    name = modelprofile.profile_name(config, args.name)
     profile, found = modelprofile.profile_from_config(config, name)
-    print(modelprofile.render_yaml(profile, found, str(args.from_config)))
+    say(modelprofile.render_yaml(profile, found, str(args.from_config)))
     return 0
 
 
@@ -178,18 +180,14 @@ def read_model_config(path: Path) -> Any:
     import json
 
     from fawheels._util.errors import ConfigError
+    from fawheels._util.files import read_regular
 
     hint = "give the model's config.json"
+    data = read_regular(path, 4 << 20, ConfigError)  # a config.json is kilobytes; a FIFO is refused, not awaited
     try:
-        if not path.is_file():
-            raise ConfigError(f"{path}: not a file", hint=hint)
-        if path.stat().st_size > 4 * 2**20:
-            raise ConfigError(f"{path}: {path.stat().st_size} bytes is not a model's config.json (over 4 MiB)")
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it ({exc.strerror})", hint=hint) from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not a JSON file ({str(exc)[:200]})", hint=hint) from exc
+        config = json.loads(data.decode("utf-8"))
+    except ValueError as exc:  # not UTF-8, not JSON, or a number of thousands of digits
+        raise ConfigError(f"{path}: not a JSON file ({str(exc)[:200]})", hint=hint) from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a model's config.json", hint=hint) from None
     return config
@@ -437,7 +435,7 @@ def interrupted_message(args: argparse.Namespace) -> str:
 def _say_error(kind: str, message: str) -> None:
     if len(message) > MAX_MESSAGE:
         message = message[:MAX_MESSAGE] + f"… ({len(message) - MAX_MESSAGE} more characters not shown)"
-    print(f"fawheels: {kind} error: {message}", file=sys.stderr)
+    say(f"fawheels: {kind} error: {message}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -448,7 +446,7 @@ def _run(args: argparse.Namespace) -> int:
         _say_error(exc.kind, str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"fawheels: {interrupted_message(args)}", file=sys.stderr)
+        say(f"fawheels: {interrupted_message(args)}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `fawheels matrix | head -1`: the reader stopped early, nothing to report
         inner = getattr(sys.stdout, "inner", sys.stdout)
@@ -482,6 +480,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Everything printed passes through the redactor: no credential reaches a terminal or a CI log.
     secrets, users = secrets_from_env(os.environ)
     saved = sys.stdout, sys.stderr
+    for stream in saved:  # PYTHONIOENCODING=ascii and a non-ASCII name: an escape, not a UnicodeEncodeError
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     sys.stdout = RedactingStream(saved[0], secrets, users)
     sys.stderr = RedactingStream(saved[1], secrets, users)
     try:

@@ -17,6 +17,8 @@ from typing import Any
 
 from fawheels._util.errors import InternalError
 
+MAX_COUNT = 4096
+
 
 def positive_int(text: str) -> int:
     """argparse type for counts like --jobs: 0 or a negative number would be a silent nonsense build."""
@@ -26,6 +28,8 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a count: use 1 or more")
+    if value > MAX_COUNT:  # 10**20 jobs would be planned as what memory allows, without a word
+        raise argparse.ArgumentTypeError(f"{text[:40]} is more than {MAX_COUNT}: no machine runs that many")
     return value
 
 

@@ -4,11 +4,12 @@ check naming the member) — never a traceback, never a pass, never gigabytes of
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import tracemalloc
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -276,3 +277,132 @@ def test_json_report_of_a_hostile_wheel_is_valid_json(tmp_path: Path, capsys: py
     assert cli.main(["verify", "--reader", "fawheels", "--json", str(path)]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] is False and doc["single_reader"] is True
+
+
+# --- issue 21: read the wheel as the loader, ptxas and an installer do ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "alias",
+    [
+        EXT.replace("/", "/./"),
+        EXT.replace("/", "//"),
+        EXT.upper(),
+    ],
+)
+def test_a_member_that_installs_over_another_fails_verification(tmp_path: Path, alias: str) -> None:
+    files = {**FILES, alias: b"\x7fELF stub"}
+    report = ours(write_wheel(tmp_path, files, info=build_info()))
+    assert "appears more than once" in failing(report)["record"]
+
+
+def _with_hidden_entry(path: Path) -> bytes:
+    """The wheel with a stored member slipped in before the central directory, the EOCD's offset moved past it:
+    the directory does not list it, a streaming reader unpacks it."""
+    data = bytearray(path.read_bytes())
+    eocd = data.rfind(b"PK\x05\x06")
+    (cd_offset,) = struct.unpack_from("<I", data, eocd + 16)
+    extra = io.BytesIO()
+    with zipfile.ZipFile(extra, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(EXT, b"\x7fELF a second extension")
+    raw = extra.getvalue()
+    blob = raw[: struct.unpack_from("<I", raw, raw.rfind(b"PK\x05\x06") + 16)[0]]
+    struct.pack_into("<I", data, eocd + 16, cd_offset + len(blob))
+    return bytes(data[:cd_offset] + blob + data[cd_offset:])
+
+
+def test_a_local_entry_hidden_before_the_central_directory_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_wheel(tmp_path, FILES, info=build_info())
+    assert ours(path).ok
+    path.write_bytes(_with_hidden_entry(path))
+    with zipfile.ZipFile(path) as zf:  # the central directory alone still reads cleanly
+        assert zf.testzip() is None
+    err = cli_error(["verify", "--reader", "fawheels", str(path)], capsys)
+    assert "streaming reader" in err or "hidden entry" in err
+
+
+def _needs_evil_behind_a_retyped_section() -> bytes:
+    """libtwo.so needing libevil.so.1 (in place of libgcc_s.so.1), its `.dynamic` section retyped from
+    SHT_DYNAMIC (6) to PROGBITS (1): the loader reads the PT_DYNAMIC segment and loads libevil all the same."""
+    data = bytearray(LIBTWO)
+    at = data.index(b"libgcc_s.so.1\x00")
+    data[at : at + 14] = b"libevil.so.1\x00\x00"
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    (shentsize, shnum) = struct.unpack_from("<HH", data, 0x3A)
+    for i in range(shnum):
+        if struct.unpack_from("<I", data, shoff + i * shentsize + 4)[0] == 6:
+            struct.pack_into("<I", data, shoff + i * shentsize + 4, 1)
+    return bytes(data)
+
+
+def test_dt_needed_is_read_from_the_dynamic_segment_not_the_section(tmp_path: Path) -> None:
+    hidden = _needs_evil_behind_a_retyped_section()
+    assert "libevil.so.1" in inspect.parse_bytes(hidden, "x.so").needed
+    report = ours(write_wheel(tmp_path, {**FILES, EXT: hidden}, info=build_info()))
+    assert "libevil.so.1" in failing(report)["dt-needed"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"/* .version 7.8 */\n.version 9.0\n.target sm_80\n",
+        b"/*\n.version 7.8\n.target sm_80\n*/\n.version 9.0\n.target sm_80\n",
+        b"// .version 7.8\n.version 9.0\n.target sm_80\n",
+    ],
+)
+def test_the_ptx_isa_is_the_directive_not_a_comment(text: bytes) -> None:
+    assert inspect._check_ptx(text, 9, 0, "sm_80", "w") == "9.0"
+    with pytest.raises(InspectError, match=r"text says \.version 9\.0"):
+        inspect._check_ptx(text, 7, 8, "sm_80", "w")  # a header that agrees with the comment is caught
+
+
+def test_cuobjdump_reading_skips_a_block_comment() -> None:
+    lines = ["Fatbin ptx code:", "arch = sm_80", "code version = [9,0]", "/*", ".version 7.8", "*/", ".version 9.0"]
+    (entry,) = inspect.parse_cuobjdump(lines, "x")
+    assert entry.ptx_isa == "9.0"
+
+
+@pytest.mark.parametrize("tag", ["cp311-cp311-linux_aarch64", "cp311-cp311-win_amd64", "cp311-cp311-macosx_14_0_arm64"])
+def test_an_x86_64_extension_under_another_platform_tag_fails(tmp_path: Path, tag: str) -> None:
+    report = ours(write_wheel(tmp_path, FILES, info=build_info(), wheel_tag=tag, filename_tag=tag))
+    assert "EM_X86_64" in failing(report)["format"]
+
+
+def test_a_manylinux_x86_64_tag_is_fine(tmp_path: Path) -> None:
+    tag = "cp311-cp311-manylinux_2_28_x86_64"
+    report = ours(write_wheel(tmp_path, FILES, info=build_info(), wheel_tag=tag, filename_tag=tag))
+    assert "format" not in failing(report)
+
+
+def _metadata(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as zf:
+        return zf.read(f"{DIST_INFO}/METADATA")
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda m: m + b"Name: other\n", "2 Name fields"),
+        (lambda m: m + b"Version: 9.9\n", "2 Version fields"),
+        (lambda m: m + b"Summary: caf\xe9\n", "not UTF-8"),
+        (lambda m: b"\xef\xbb\xbf" + m, "byte-order mark"),
+        (lambda m: m.decode().encode("utf-16"), "UTF-16"),
+        (lambda m: m.decode().encode("utf-16-le"), "UTF-16"),
+    ],
+)
+def test_metadata_that_tools_read_differently_fails(
+    tmp_path: Path, change: Callable[[bytes], bytes], says: str
+) -> None:
+    (tmp_path / "clean").mkdir()
+    meta = _metadata(write_wheel(tmp_path / "clean", FILES, info=build_info()))
+    report = ours(write_wheel(tmp_path, FILES, info=build_info(), tamper={f"{DIST_INFO}/METADATA": change(meta)}))
+    assert says in failing(report)["format"] and "None None" not in failing(report)["format"]
+
+
+def test_a_cubin_that_names_no_sm_is_refused() -> None:
+    data = bytearray((DATA / "sm_120f.cubin").read_bytes())
+    struct.pack_into("<I", data, 0x30, 0)  # e_flags
+    with pytest.raises(InspectError, match="names no SM arch"):
+        inspect.parse_bytes(bytes(data), "x.cubin")

@@ -283,7 +283,7 @@ def test_fresh_extension_with_an_unexpected_library(extensions: dict[str, bytes]
 
 def test_malformed_wheel_metadata_fails_checks_not_the_run(tmp_path: Path) -> None:
     report = wheel(tmp_path, wheel_tag="not-a-tag-at-all")
-    assert "unusable" in failing(report)["format"]
+    assert "is not interpreter-abi-platform" in failing(report)["format"]  # issue 21: was "not enough values"
     (tmp_path / "r").mkdir()
     broken_record = {f"{cudabins.PKG}-{cudabins.VERSION}.dist-info/RECORD": b'a,b\n\x00"unterminated'}
     report = wheel(tmp_path / "r", tamper=broken_record)

@@ -9,12 +9,18 @@ the whole file takes about 20 s here. The binary readers' fuzzing lives with the
 from __future__ import annotations
 
 import base64
+import html
+import io
 import json
+import re
 import string
 import tracemalloc
+import urllib.request
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar
+from urllib.parse import quote, quote_plus
 
 import pytest
 import yaml
@@ -22,12 +28,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fawheels import cli
-from fawheels._util.errors import FawheelsError, PublishError
+from fawheels._util import names
+from fawheels._util.errors import ConfigError, FawheelsError, PublishError
 from fawheels._util.redact import redact
+from fawheels._util.show import visible
 from fawheels.check import compat
 from fawheels.matrix.config import Matrix, load_matrix
 from fawheels.matrix.cudafacts import known_ccs, parse_gpu
 from fawheels.publish import index as publish
+from fawheels.publish import variants
 from support.matrices import BASE
 from support.wheelfactory import toy_wheel
 
@@ -276,6 +285,10 @@ secrets_st = st.text(
 )
 
 
+def lower_hex(encoded: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)
+
+
 @FUZZ
 @given(
     st.text(max_size=40),
@@ -289,6 +302,114 @@ def test_a_known_secret_never_survives_redaction(prefix: str, secret: str, suffi
         f"{prefix}{secret}{suffix}",
         f"{prefix}Authorization: Basic {basic}{suffix}",
         f"{prefix}'HTTP_AUTHORIZATION': 'Basic {basic}'{suffix}",
+        f"{prefix}authorization: bAsIc {basic}{suffix}",
+        # issue 21: what a server's 400 page echoes: the field HTML-escaped, URL- or form-encoded, any hex case
+        f"{prefix}<p>password was {html.escape(secret)}</p>{suffix}",
+        f"{prefix}{''.join(f'&#{ord(c)};' for c in secret)}{suffix}",
+        f"{prefix}body=a&pw={quote_plus(secret)}{suffix}",
+        f"{prefix}{lower_hex(quote(secret, safe=''))}{suffix}",
     ):
         out = redact(text, [secret], [user])
         assert secret not in out and basic not in out
+        encodings = {html.escape(secret), quote_plus(secret), lower_hex(quote(secret, safe=""))}
+        assert not any(e in out for e in encodings if e != html.escape(prefix + suffix) and len(e) >= 4)
+
+
+# ------------------------------------------------------------------------------ issue 21: names, manifests, answers
+
+# member names from every corner: separators, dots, case, combining marks, controls, CI commands
+member_names = st.one_of(
+    st.text(max_size=40),
+    st.lists(
+        st.sampled_from(["pkg", ".", "..", "", "PKG", "C\u030c", "\u010c", "x\n::error::y", "\x1b]0;t\x07", "a.so"]),
+        min_size=1,
+        max_size=5,
+    ).map("/".join),
+)
+
+
+def _printed_safely(text: str) -> None:
+    assert not any(c in text for c in "\x1b\x07\x9b\u202e\r"), "a raw control character was printed"
+    assert not any(line.lstrip().startswith(("::", "##")) for line in text.splitlines()), "a CI command was printed"
+
+
+@FUZZ
+@given(member_names)
+def test_any_member_name_is_refused_or_verified_and_printed_safely(
+    tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    wheel = toy_wheel(tmp_path_factory.mktemp("m"))
+    try:
+        with zipfile.ZipFile(wheel, "a") as zf:
+            zf.writestr(name, b"\x7fELF not really")
+    except (ValueError, IndexError, UnicodeEncodeError):  # zipfile itself will not write it
+        return
+    assert cli.main(["verify", "--reader", "fawheels", str(wheel)]) in (1, 7)
+    out = capsys.readouterr()
+    _printed_safely(out.out + out.err)
+    key = names.member_key(name)
+    assert names.member_key(key) == key and not key.startswith("/")
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)),
+    max_leaves=12,
+)
+GOOD_RECORD = {
+    "filename": "fatoy-1.0+cu130torch2.14-py3-none-any.whl",
+    "project": "fatoy",
+    "version": "1.0+cu130torch2.14",
+    "variant": "cu130",
+    "sha256": "ab" * 32,
+    "size": 1,
+    "metadata_sha256": "cd" * 32,
+    "requires_python": None,
+    "target": None,
+    "torch": None,
+    "python": None,
+    "sass": ["sm_120"],
+    "ptx": [],
+    "build_date": None,
+    "published": "2026-01-01T00:00:00Z",
+    "verify_checks": 1,
+    "facts": None,
+}
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(sorted(GOOD_RECORD)), json_values, max_size=4), st.booleans())
+def test_a_manifest_record_is_valid_or_refused_by_field(changes: dict[str, object], as_list: bool) -> None:
+    doc = {"schema": 1, "wheels": [{**GOOD_RECORD, **changes}] if as_list else {**GOOD_RECORD, **changes}}
+    try:
+        records = within_memory(publish.parse_manifest, json.dumps(doc), "wheels.json", ConfigError)
+    except ConfigError as exc:
+        assert str(exc).startswith("wheels.json") and len(str(exc)) < 2000
+        return
+    for r in records:  # what is accepted is what publish would write: it stays inside any root
+        path = names.under(Path("/srv/idx"), r.variant, "simple", r.project, r.filename, field="x", error=ConfigError)
+        assert Path("/srv/idx") in path.parents
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=300), json_values.map(lambda v: json.dumps({"wheels": v}).encode())))
+def test_any_server_answer_is_a_manifest_or_a_config_error(monkeypatch: pytest.MonkeyPatch, body: bytes) -> None:
+    class Answer(io.BytesIO):
+        def __enter__(self) -> Answer:
+            return self
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Answer(body))
+    try:
+        records, base = variants.read_manifest("https://index.example/fa/")
+    except ConfigError as exc:
+        _printed_safely(str(exc))
+        return
+    assert base == "https://index.example/fa/" and isinstance(records, list)
+
+
+@FUZZ
+@given(st.text(max_size=200), secrets_st)
+def test_a_server_error_page_is_shown_redacted_and_safely(page: str, secret: str) -> None:
+    shown = visible(publish.redact(f"{page}{html.escape(secret)}{page}", publish.Credentials("ci", secret)))
+    assert html.escape(secret) not in shown or html.escape(secret) in visible(page)
+    _printed_safely(shown)

@@ -180,3 +180,18 @@ def test_an_arch_twice_in_one_set_is_refused(archs: str) -> None:
 @pytest.mark.parametrize("text", ["a: &a [*a]\n", "a: &a {b: *a}\n", "x: &x [1, &y [*x, *y]]\n"])
 def test_a_value_that_contains_itself_is_refused(text: str) -> None:  # was a RecursionError
     assert "contains itself through an alias" in refused(text)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [('"s\\nx"', "'s\\nx'"), ('"s\\ud800"', "'s\\ud800'"), ('"s\\e]0;x\\a"', "'s\\x1b]0;x\\x07'"), ("..", "'..'")],
+)
+def test_a_section_name_must_be_a_label(name: str, shown: str) -> None:
+    # issue 21: a profile name with a newline or an escape sequence reached the table raw
+    message = refused(BASE.replace("small", name))
+    assert f"profiles: {shown} is not a label" in message
+
+
+def test_a_yaml_merge_key_is_refused_by_name() -> None:
+    message = refused(BASE + "\nx: &b {a: 1}\ny:\n  <<: *b\n")
+    assert "merge key" in message and "could not determine a constructor" not in message

@@ -4,10 +4,12 @@ tests read the committed configs in tests/data/configs)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from fawheels._util.errors import ConfigError
 from fawheels.cli import main
@@ -108,10 +110,11 @@ targets:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (None, "not a file"),
+        (None, "No such file"),
         (b"{not json", "not a JSON file"),
         (b"\xff\xfe", "not a JSON file"),
         (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
+        (b'{"head_dim": ' + b"1" * 5000 + b"}", "not a JSON file"),  # issue 21: was exit 11
     ],
 )
 def test_the_cli_refuses_an_unreadable_file_with_exit_3(
@@ -127,4 +130,43 @@ def test_the_cli_refuses_an_unreadable_file_with_exit_3(
 
 def test_a_device_is_not_read_as_a_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["profile", "--from-config", "/dev/zero"]) == 3
-    assert "/dev/zero: not a file" in capsys.readouterr().err
+    assert "/dev/zero: a device" in capsys.readouterr().err
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    os.mkfifo(tmp_path / "config.json")
+    assert main(["profile", "--from-config", str(tmp_path / "config.json")]) == 3
+    assert "a FIFO" in capsys.readouterr().err
+
+
+QWEN3 = {"model_type": "qwen3", "head_dim": 128, "torch_dtype": "bfloat16"}
+
+
+@pytest.mark.parametrize(
+    ("model_type", "name", "field"),
+    [
+        ("qwen3\nevil:\n  head_dims: [256]", None, "config.model_type"),
+        ("qwen3: {}", None, "config.model_type"),
+        ("\ud800", None, "config.model_type"),
+        ("qwen3", "x\ny: 1", "--name"),
+        ("qwen3", "\ud800", "--name"),
+        ("qwen3", "..", "--name"),
+    ],
+)
+def test_a_profile_name_that_would_inject_yaml_is_refused(
+    tmp_path: Path, model_type: str, name: str | None, field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**QWEN3, "model_type": model_type}))
+    argv = ["profile", "--from-config", str(path)] + (["--name", name] if name else [])
+    assert main(argv) == 3  # issue 21: was a YAML document with extra keys, or exit 11
+    captured = capsys.readouterr()
+    assert captured.out == "" and field in captured.err
+
+
+def test_a_path_with_a_newline_stays_in_its_comment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "a\nevil: 1\nb.json"
+    path.write_text(json.dumps(QWEN3))
+    assert main(["profile", "--from-config", str(path)]) == 0
+    doc = yaml.safe_load(capsys.readouterr().out)
+    assert list(doc) == ["qwen3"]

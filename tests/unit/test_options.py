@@ -150,3 +150,10 @@ def test_readme_command_table_names_every_command_and_only_real_options() -> Non
             unknown = set(re.findall(r"--[a-z][a-z-]*", span)) - option_strings(command)
             assert not unknown, f"README names {sorted(unknown)} for `fawheels {command}`, which has no such option"
     assert named == set(subcommands()), f"README's command table lacks {sorted(set(subcommands()) - named)}"
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999", "4097"])
+def test_a_job_count_no_machine_runs_is_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="more than 4096"):  # issue 21: was 2 jobs, silently
+        options.positive_int(text)
+    assert options.positive_int("4096") == 4096

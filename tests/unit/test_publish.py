@@ -149,6 +149,22 @@ def test_credentials_from_env_and_never_in_repr() -> None:
     assert publish.redact("bad login pw-1 here", c) == "bad login *** here"
 
 
+@pytest.mark.parametrize(
+    "echo",
+    [
+        "400: password &amp;&lt;s3cret&gt;+x is wrong",  # HTML-escaped
+        "400: password &#38;&#60;s3cret&#62;&#43;x is wrong",  # numeric entities
+        "400: password=%26%3Cs3cret%3E%2Bx is wrong",  # URL-encoded
+        "400: password %26%3cs3cret%3e%2bx is wrong",  # lower-case hex
+        "400: pw=%26%3Cs3cret%3E%2Bx&user=ci",  # form-encoded
+        "400: Authorization: bAsIc Y2k6JjxzM2NyZXQ+K3g=",  # base64 behind a prefix in any case
+    ],
+)
+def test_an_encoded_echo_of_the_password_is_masked(echo: str) -> None:
+    out = publish.redact(echo, Credentials("ci", "&<s3cret>+x"))  # issue 21: a server's 400 page
+    assert "s3cret" not in out and "Y2k6" not in out and "***" in out
+
+
 # -------------------------------------------------------------------------------------------- rendering
 
 
@@ -317,11 +333,15 @@ def test_variants_land_in_their_own_roots(index: Path, tmp_path: Path) -> None:
 
 def test_stale_temp_files_of_a_dead_publisher_are_cleared(index: Path, tmp_path: Path) -> None:
     d = index / "cu130" / "simple" / "fatoy"
-    stale = d / f".fatoy-1.0+cu130torch2.14-py3-none-any.whl{TMP_MARK}99999-dead"
+    stale = d / f".fatoy-1.0+cu130torch2.14-py3-none-any.whl{TMP_MARK}99999-deadbeef"
     stale.write_bytes(b"half a wheel")
+    not_ours = [index / f".notes{TMP_MARK}mine", d / f".draft{TMP_MARK}1-x", index / f".keep{TMP_MARK}12-abc"]
+    for f in not_ours:
+        f.write_text("a file publish did not write")
     w = verified(toy_wheel(tmp_path / "w", version="1.0"))
     publish.publish_command([w], index=str(index), verifier=lambda p: Passing())
     assert not stale.exists() and (d / w.name).is_file()
+    assert all(f.read_text() == "a file publish did not write" for f in not_ours)  # issue 21: only ours go
 
 
 def test_republishing_puts_back_a_listed_file_lost_from_disk(index: Path, tmp_path: Path) -> None:
@@ -337,7 +357,7 @@ def test_republishing_puts_back_a_listed_file_lost_from_disk(index: Path, tmp_pa
 def test_unreadable_manifest_is_refused_not_overwritten(index: Path, tmp_path: Path) -> None:
     (index / "wheels.json").write_text("{not json")
     w = verified(toy_wheel(tmp_path / "w", version="1.0"))
-    refused(index, [w], "wheels.json is unreadable")
+    refused(index, [w], "wheels.json: not JSON")
 
 
 def test_index_files_are_world_readable_whatever_the_umask(tmp_path: Path) -> None:

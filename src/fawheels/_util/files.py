@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import signal
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
+from fawheels._util.errors import FawheelsError
+
 TMP_MARK = ".tmp-"  # in the name of every temporary file `replacing` makes: `.{name}.tmp-{pid}-{random}`
+# exactly what `temp_beside` names (pid, 8 hex digits): what a cleanup may remove, nothing that merely looks alike
+TMP_NAME = re.compile(rf"\..+{re.escape(TMP_MARK)}[0-9]+-[0-9a-f]{{8}}")
 PRIVATE = 0o600  # what `write_atomic` gives by default (the mode its files have always had)
 _CHUNK = 1 << 20
 
@@ -173,3 +179,42 @@ def writable_dir(path: Path) -> str | None:
     except OSError as exc:
         return f"{exc.strerror or exc} ({existing})"
     return None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (reading it would wait for a writer)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device (reading it may never end)"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "not a regular file"
+
+
+def regular_file(path: Path, error: type[FawheelsError]) -> int:
+    """The size of `path`, refused unless it is a regular file (following links): a FIFO would block the
+    read, /dev/zero would never end it. Opens nothing."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise error(f"{path}: cannot read it: {exc.strerror or exc}", hint="check the path") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{path}: {_kind(st.st_mode)}, not a file fawheels reads", hint="give a regular file")
+    return st.st_size
+
+
+def read_regular(path: Path, limit: int, error: type[FawheelsError]) -> bytes:
+    """A regular file's bytes, refused when it is anything else (checked on the opened file, so a swap after
+    the check does not help) or holds more than `limit` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO opens without waiting
+    except OSError as exc:
+        raise error(f"{path}: cannot read it: {exc.strerror or exc}", hint="check the path") from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise error(f"{path}: {_kind(mode)}, not a file fawheels reads", hint="give a regular file")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise error(f"{path}: more than the {limit} bytes fawheels reads of it")
+    return data

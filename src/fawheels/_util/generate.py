@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fawheels._util.files import write_atomic
+from fawheels._util.show import say
 
 
 def _header(source: str) -> str:
@@ -66,11 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         outdated = stale(root)
         for rel in outdated:
-            print(f"{rel} is stale: run `python -m fawheels._util.generate` and commit the result", file=sys.stderr)
+            say(f"{rel} is stale: run `python -m fawheels._util.generate` and commit the result", file=sys.stderr)
         return 1 if outdated else 0
     for rel, make in GENERATED.items():
         write_atomic(root / rel, make()).chmod(0o644)  # a doc, not a secret (mkstemp makes 0600)
-        print(f"wrote {rel}")
+        say(f"wrote {rel}")
     return 0
 
 

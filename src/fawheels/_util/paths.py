@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fawheels._util.errors import UsageError
+
 
 def cache_root() -> Path:
     """FAWHEELS_CACHE, else $XDG_CACHE_HOME/fawheels, else ~/.cache/fawheels."""
     if env := os.environ.get("FAWHEELS_CACHE"):
+        if Path(env).exists() and not Path(env).is_dir():  # else the first download fails, blamed on the index
+            raise UsageError(f"FAWHEELS_CACHE={env}: a file, not a directory", hint="point it at a directory")
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "fawheels"

@@ -2,19 +2,23 @@
 
 A secret can reach a message in several forms: as itself (a server echoing a form field), inside an
 `Authorization: Basic <base64 of user:password>` or `Bearer <token>` header that a server echoes in an error
-page, URL-quoted, or as the userinfo of a URL (`https://user:token@host/`). `redact` removes the known
-secrets in each of those forms and, whatever the secret, any header value, URL userinfo and
-`password=`-style assignment. Pure: the secrets are passed in (`secrets_from_env` collects them).
+page, URL- or form-encoded, HTML-escaped, or as the userinfo of a URL (`https://user:token@host/`). `redact`
+removes the known secrets in each of those forms and, whatever the secret, any header value (`Basic` and
+`Bearer` in any letter case), URL userinfo and `password=`-style assignment. Pure: the secrets are passed in
+(`secrets_from_env` collects them).
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import io
 import re
 from collections.abc import Iterable, Mapping
 from typing import TextIO
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
+
+from fawheels._util.show import visible
 
 MASK = "***"
 MIN_SECRET = 4  # shorter values ("1", "yes") would mask ordinary text and hide nothing worth hiding
@@ -31,8 +35,8 @@ _HEADER = re.compile(
     r"(?im)\b((?:proxy-)?authorization|x-api-key|cookie)(\"?'?[ \t]{0,8}[:=][ \t]{0,8}[\"']?)"
     r"([^\r\n\"']{1,4096})"
 )
-_BASIC = re.compile(r"\b(Basic|BASIC|basic)([ \t]{1,8})([A-Za-z0-9+/]{4,4096}={0,2})")
-_BEARER = re.compile(r"\b(Bearer|BEARER|bearer|Token)([ \t]{1,8})([A-Za-z0-9._~+/-]{8,4096}=*)")
+_BASIC = re.compile(r"\b((?i:basic))([ \t]{1,8})([A-Za-z0-9+/]{4,4096}={0,2})")  # any case: bAsIc is Basic
+_BEARER = re.compile(r"\b((?i:bearer)|Token)([ \t]{1,8})([A-Za-z0-9._~+/-]{8,4096}=*)")
 _USERINFO = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,30}://)([^\s/@\"'<>]{1,512})@")
 _ASSIGN = re.compile(
     r"(?i)(?<![a-z0-9_.-])([a-z0-9_.-]{0,40}?(?:password|passwd|secret|api_?key|token"
@@ -41,8 +45,16 @@ _ASSIGN = re.compile(
 
 
 def _forms(secret: str, users: Iterable[str]) -> set[str]:
-    """The spellings of one secret that can appear in text."""
-    forms = {secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()}
+    """The spellings of one secret that can appear in text: as itself, URL- and form-encoded (either hex case),
+    HTML-escaped (named or numeric entities, as a server's error page echoes a field), base64."""
+    encoded = {quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret), quote_plus(secret)}
+    encoded |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), e) for e in encoded}
+    entities = {html.escape(secret), html.escape(secret, quote=False)}
+    for numeric in ("&#{};", "&#x{:x};"):  # every character, or only the non-alphanumeric ones, as numbers
+        entities.add("".join(numeric.format(ord(c)) for c in secret))
+        entities.add("".join(c if c.isalnum() else numeric.format(ord(c)) for c in secret))
+    entities |= {e.replace("&#x27;", "&#39;") for e in entities}
+    forms = {secret, *encoded, *entities, base64.b64encode(secret.encode()).decode()}
     for user in users:
         pair = base64.b64encode(f"{user}:{secret}".encode()).decode()
         forms |= {pair, pair.rstrip("=")}
@@ -88,7 +100,8 @@ def secrets_from_env(env: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str
 
 
 class RedactingStream(io.TextIOBase):
-    """A text stream that redacts each write before passing it on (installed on stdout/stderr by the CLI)."""
+    """A text stream that redacts each write before passing it on (installed on stdout/stderr by the CLI), and
+    makes control characters visible (show.py) whatever wrote it: argparse, a child's output, `say`."""
 
     def __init__(self, inner: TextIO, secrets: Iterable[str], users: Iterable[str]) -> None:
         super().__init__()
@@ -97,7 +110,7 @@ class RedactingStream(io.TextIOBase):
         self.users = tuple(users)
 
     def write(self, s: str) -> int:
-        self.inner.write(redact(s, self.secrets, self.users))
+        self.inner.write(visible(redact(s, self.secrets, self.users)))
         return len(s)
 
     def flush(self) -> None:

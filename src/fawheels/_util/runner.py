@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from fawheels._util.errors import BuildError, FawheelsError
+from fawheels._util.show import say
 
 ErrorClass = type[FawheelsError]
 # Raised by `call` when its timeout passes (the child has been killed by then).
@@ -29,7 +30,7 @@ PIPE = subprocess.PIPE
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    say(message, file=sys.stderr, flush=True)
 
 
 def format_command(cmd: Sequence[str | Path]) -> str:
@@ -220,7 +221,7 @@ def _run(
             if on_line is not None:
                 on_line(line.rstrip("\n"))
             else:
-                sys.stderr.write(line)
+                say(line, file=sys.stderr, end="")
         code = proc.wait()
     except KeyboardInterrupt:
         # Let the child (ninja) stop its own children first; kill it if it does not.

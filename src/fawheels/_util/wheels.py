@@ -1,13 +1,23 @@
-"""What build, check and publish agree on about a wheel's contents: which members are shared objects, and
-whether METADATA names the distribution and version that the file name does."""
+"""What build, check and publish agree on about a wheel's contents: which members are shared objects, whether
+METADATA names the distribution and version that the file name does, and whether its ELF objects are of the
+machine its platform tag names."""
 
 from __future__ import annotations
 
+import codecs
 import re
+from collections.abc import Iterable
 from email.parser import HeaderParser
+from typing import TYPE_CHECKING
 
+from packaging.tags import Tag
 from packaging.utils import canonicalize_name, canonicalize_version
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
+
+from fawheels._util.show import one_line
+
+if TYPE_CHECKING:  # the reader imports this module: no import cycle at run time
+    from fawheels.check.binary import CodeObject
 
 # A shared object: libx.so, libx.so.12, libx.so.12.1 (written 0755 in our wheels, read for device code).
 SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
@@ -17,13 +27,56 @@ def is_shared_object(name: str) -> bool:
     return SHARED_OBJECT.search(name) is not None
 
 
-def metadata_disagreement(metadata: str, name: str, version: Version) -> tuple[str | None, str | None] | None:
-    """(Name, Version) as METADATA gives them (None where missing) when they are not the file name's
-    normalized `name` and `version` (compared canonically), else None."""
-    meta = HeaderParser().parsestr(metadata)
-    said_name, said_version = meta.get("Name"), meta.get("Version")
-    if canonicalize_name(said_name or "") == name and canonicalize_version(said_version or "") == canonicalize_version(
-        version
-    ):
+def metadata_problem(metadata: bytes, name: str, version: Version) -> str | None:
+    """What is wrong with a wheel's METADATA for the file name's normalized `name` and `version`, or None.
+
+    One rule for verify and publish: UTF-8 without a byte-order mark (a UTF-16 or Latin-1 file reads differently
+    in each tool), exactly one Name and one Version (an installer keeps one of two, which is not said), and
+    both equal to the file name's (compared canonically)."""
+    if metadata.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or metadata[:2].count(0):
+        return "METADATA is UTF-16; core metadata is UTF-8 (rebuild the wheel)"
+    if metadata.startswith(codecs.BOM_UTF8):
+        return (
+            "METADATA starts with a byte-order mark, so its first field has no name; core metadata is UTF-8 without one"
+        )
+    try:
+        text = metadata.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"METADATA is not UTF-8 (byte {exc.start}); core metadata is UTF-8 (rebuild the wheel)"
+    meta = HeaderParser().parsestr(text)
+    fields = {key: meta.get_all(key) or [] for key in ("Name", "Version")}
+    for key, values in fields.items():
+        if len(values) != 1:
+            return f"METADATA has {len(values)} {key} fields; exactly one is allowed"
+    said_name, said_version = fields["Name"][0], fields["Version"][0]
+    try:
+        same_version = canonicalize_version(Version(said_version)) == canonicalize_version(version)
+    except InvalidVersion:
+        same_version = False
+    if canonicalize_name(said_name) == name and same_version:
         return None
-    return said_name, said_version
+    return f"METADATA says {one_line(said_name)[:100]} {one_line(said_version)[:100]}, the file name {name} {version}"
+
+
+# e_machine of the ELF objects a Linux platform tag promises, by its ending (linux_x86_64, manylinux_2_28_aarch64)
+_MACHINES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "ppc64le": "EM_PPC64", "s390x": "EM_S390"}
+
+
+def platform_mismatches(objects: Iterable[CodeObject], tags: Iterable[Tag]) -> list[str]:
+    """Host ELF objects the wheel's platform tags do not describe: an x86-64 `.so` in a `linux_aarch64` or
+    `win_amd64` wheel is refused by the loader on every machine the tag lets pip install it on."""
+    platforms = {t.platform for t in tags}
+    wanted = {
+        machine
+        for p in platforms
+        for arch, machine in _MACHINES.items()
+        if p.startswith(("linux_", "manylinux", "musllinux")) and p.endswith("_" + arch)
+    }
+    problems = []
+    for obj in objects:
+        if obj.format == "shared-object" and obj.machine and obj.machine not in wanted:
+            problems.append(
+                f"{obj.file} is an ELF object for {obj.machine}, which platform tag "
+                f"{' or '.join(sorted(platforms))} does not load"
+            )
+    return problems

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from fawheels._util.errors import ContainerError
 from fawheels._util.paths import build_root
+from fawheels._util.show import say
 from fawheels.build import jobstats
 from fawheels.build.execute import IN_CONTAINER, NVCC_JOB_BYTES, mem_available, plan_build
 from fawheels.matrix.config import Matrix, Target
@@ -150,7 +151,7 @@ def plan_text(target: Target, matrix: Matrix, *, container: bool = False) -> str
 
 def print_plans(matrix: Matrix, targets: Sequence[Target], *, container: bool = False) -> int:
     for i, target in enumerate(targets):
-        print(("\n" if i else "") + plan_text(target, matrix, container=container), flush=True)
+        say(("\n" if i else "") + plan_text(target, matrix, container=container), flush=True)
     return 0
 
 

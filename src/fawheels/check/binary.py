@@ -31,11 +31,13 @@ import lz4.block  # type: ignore[import-untyped]
 import zstandard
 from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
-from elftools.elf.dynamic import DynamicSection
+from elftools.elf.dynamic import DynamicSection, DynamicSegment
 from elftools.elf.elffile import ELFFile
 
 from fawheels._util.errors import InspectError
+from fawheels._util.files import regular_file
 from fawheels._util.runner import PIPE, SubprocessError, call, log, pip_install_into, spawn
+from fawheels._util.show import say
 from fawheels._util.wheels import is_shared_object
 
 FATBIN_MAGIC = 0xBA55ED50
@@ -100,6 +102,7 @@ class CodeObject:
     format: str  # "shared-object" (any host ELF), "cubin" or "fatbin"
     needed: tuple[str, ...] = ()  # DT_NEEDED of a host ELF
     entries: tuple[CodeEntry, ...] = field(default=())
+    machine: str = ""  # e_machine of a host ELF (EM_X86_64, EM_AARCH64), checked against the wheel's platform tag
 
 
 # --- our parser (pure: bytes in, entries out) ----------------------------------------------------
@@ -140,6 +143,13 @@ def _payload_prefix(payload: bytes | memoryview, compression: str, full_size: in
 
 _PTX_VERSION = re.compile(rb"^\s*\.version\s+(\d+)\.(\d+)", re.M)
 _PTX_TARGET = re.compile(rb"^\s*\.target\s+(\w+)", re.M)
+_PTX_COMMENT = re.compile(rb"/\*.*?(?:\*/|\Z)|//[^\n]*", re.S)  # unterminated: to the end, as ptxas refuses
+
+
+def strip_ptx_comments(text: bytes) -> bytes:
+    """PTX text as ptxas reads its directives: `/* .version 7.8 */` or `// .target sm_50` is no directive.
+    A block comment becomes the newlines it held, so a directive after it still starts its line."""
+    return _PTX_COMMENT.sub(lambda m: b" " + b"\n" * m.group(0).count(b"\n"), text)
 
 
 def parse_fatbin(
@@ -215,7 +225,8 @@ def _parse_container(
 
 
 def _check_ptx(text: bytes, major: int, minor: int, arch: str, where: str) -> str:
-    """The PTX ISA; the text's `.version`/`.target` must agree with the container header."""
+    """The PTX ISA; the text's `.version`/`.target` (outside comments) must agree with the container header."""
+    text = strip_ptx_comments(text)
     version, target = _PTX_VERSION.search(text), _PTX_TARGET.search(text)
     if version is None or target is None:
         raise InspectError(f"{where}: PTX entry has no .version/.target line")
@@ -233,6 +244,8 @@ def _cubin_entry(elf: ELFFile, data: bytes | memoryview, size: int, file: str) -
     flags = elf.header["e_flags"]
     abi = elf.header["e_ident"]["EI_ABIVERSION"]
     sm = (flags >> 8) & 0xFF if abi >= 8 else flags & 0xFF  # CUDA 12.8+ cubins (ABI 8) moved the field
+    if sm < 10:  # no GPU has an SM below sm_10: e_flags that name none are no cubin's
+        raise InspectError(f"{file}: cubin names no SM arch (e_flags {flags:#x}, ABI {abi})")
     arch = f"sm_{sm}"
     note = elf.get_section_by_name(".note.nv.tkinfo")
     if note is not None:
@@ -277,17 +290,13 @@ def parse_elf(data: bytes, file: str) -> CodeObject:
         if elf.header["e_machine"] in ("EM_CUDA", EM_CUDA):
             return CodeObject(file=file, format="cubin", entries=(_cubin_entry(elf, data, len(data), file),))
         entries: list[CodeEntry] = []
-        needed: list[str] = []
+        needed: list[str] = _needed(elf, data, file)
         for section in elf.iter_sections():
             if section.name in FATBIN_SECTIONS and section["sh_type"] != "SHT_NOBITS":
                 first = entries[-1].container + 1 if entries else 0
                 entries += parse_fatbin(
                     _section_bytes(section, data, file), file, section=section.name, first_container=first
                 )
-            elif isinstance(section, DynamicSection):
-                _section_bytes(section, data, file)
-                # pyelftools resolves the string table into an attribute it does not declare
-                needed += [tag.needed for tag in section.iter_tags("DT_NEEDED")]  # type: ignore[attr-defined]
     except (
         ELFError,
         ConstructError,
@@ -305,7 +314,21 @@ def parse_elf(data: bytes, file: str) -> CodeObject:
     ) as exc:
         # pyelftools reads hostile headers with any of these; each means "not a readable ELF"
         raise InspectError(f"{file}: not a readable ELF object ({type(exc).__name__}: {exc})"[:600]) from None
-    return CodeObject(file=file, format="shared-object", needed=tuple(needed), entries=tuple(entries))
+    machine = str(elf.header["e_machine"])
+    return CodeObject(file=file, format="shared-object", needed=tuple(needed), entries=tuple(entries), machine=machine)
+
+
+def _needed(elf: ELFFile, data: bytes, file: str) -> list[str]:
+    """DT_NEEDED as the loader reads it: from the PT_DYNAMIC segment, whatever the section headers say (a
+    `.dynamic` retyped to PROGBITS hides nothing); from the SHT_DYNAMIC section only when there is no segment
+    (an object the loader never maps)."""
+    tables: list[Any] = [seg for seg in elf.iter_segments() if isinstance(seg, DynamicSegment)]
+    if not tables:
+        tables = [sec for sec in elf.iter_sections() if isinstance(sec, DynamicSection)]
+        for sec in tables:
+            _section_bytes(sec, data, file)
+    # pyelftools resolves the string table into an attribute it does not declare
+    return [tag.needed for table in tables for tag in table.iter_tags("DT_NEEDED")]
 
 
 def parse_bytes(data: bytes, file: str) -> CodeObject:
@@ -371,6 +394,47 @@ def check_zip_sizes(zf: zipfile.ZipFile, wheel: str) -> None:
         )
 
 
+_LOCAL = struct.Struct("<4sHHHHHIIIHH")  # a local file header, before its name and extra field
+_LOCAL_MAGIC = b"PK\x03\x04"
+_DESCRIPTOR_MAGIC = b"PK\x07\x08"
+
+
+def check_streaming_view(zf: zipfile.ZipFile, wheel: str) -> None:
+    """The zip as a streaming reader sees it (local headers one after another from byte 0) must be the zip the
+    central directory describes: the same members in the same places, nothing between them. Else a member
+    hidden before the central directory, or one the directory lists at another offset, is what a streaming
+    installer unpacks while every check here read something else."""
+    fp = zf.fp
+    assert fp is not None
+    pos = 0
+    for info in sorted(zf.infolist(), key=lambda i: i.header_offset):
+        if info.header_offset != pos:
+            raise InspectError(
+                f"{wheel}: {pos} bytes from a streaming reader's view, the central directory puts "
+                f"{info.filename!r} at {info.header_offset}: bytes between members (a hidden entry?)",
+                hint="a wheel is one member after another; rebuild it",
+            )
+        fp.seek(pos)
+        head = fp.read(_LOCAL.size)
+        if len(head) < _LOCAL.size or head[:4] != _LOCAL_MAGIC:
+            raise InspectError(f"{wheel}: no local header where the central directory puts {info.filename!r}")
+        _magic, _version, flags, *_rest, name_len, extra_len = _LOCAL.unpack(head)
+        local_name = fp.read(name_len)
+        if local_name.decode("utf-8" if flags & 0x800 else "cp437", "replace") != info.filename:
+            raise InspectError(f"{wheel}: the local header names {local_name[:200]!r}, the directory {info.filename!r}")
+        pos += _LOCAL.size + name_len + extra_len + info.compress_size
+        if flags & 0x08:  # sizes follow the data, in a descriptor with or without its signature
+            fp.seek(pos)
+            zip64 = info.compress_size >= 0xFFFFFFFF or info.file_size >= 0xFFFFFFFF
+            pos += (4 if fp.read(4) == _DESCRIPTOR_MAGIC else 0) + (20 if zip64 else 12)
+    if pos != zf.start_dir:
+        raise InspectError(
+            f"{wheel}: {zf.start_dir - pos} bytes after the last member and before the central "
+            "directory (a hidden entry a streaming reader would unpack?)",
+            hint="a wheel is one member after another; rebuild it",
+        )
+
+
 def open_wheel(path: Path) -> zipfile.ZipFile:
     """The wheel as a zip whose member names are all safe and whose sizes are sane; InspectError else."""
     if not path.is_file():
@@ -393,6 +457,7 @@ def open_wheel(path: Path) -> zipfile.ZipFile:
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise InspectError(f"{path.name}: member {info.filename!r} is a symbolic link")
         check_zip_sizes(zf, path.name)
+        check_streaming_view(zf, path.name)
         if not any(re.fullmatch(r"[^/]+\.dist-info/WHEEL", n) for n in zf.namelist()):
             raise InspectError(f"{path}: not a wheel (no *.dist-info/WHEEL)")
     except InspectError:
@@ -541,7 +606,9 @@ def is_wheel(path: Path) -> bool:
 
 
 def read_path(path: Path) -> list[CodeObject]:
-    """Every code object in a wheel, or the one in an ELF / fatbin file."""
+    """Every code object in a wheel, or the one in an ELF / fatbin file (regular files only: a FIFO would
+    block the read, /dev/zero would never end it)."""
+    regular_file(path, InspectError)
     if is_wheel(path):
         with open_wheel(path) as zf:
             return wheel_objects(zf, path.name)
@@ -692,8 +759,12 @@ def parse_cuobjdump(lines: Iterable[str], file: str) -> list[CodeEntry]:
                 )
             )
 
-    standalone = True
+    standalone, in_comment = True, False
     for line in lines:
+        if in_comment:  # inside a PTX block comment: nothing is a directive until it closes
+            in_comment = "*/" not in line
+            continue
+        in_comment = "/*" in line and "*/" not in line.rsplit("/*", 1)[1]
         header = _CUOBJ_HEADER.match(line)
         if header:
             flush()
@@ -730,9 +801,10 @@ def parse_cuobjdump_listing(lines: Iterable[str]) -> list[tuple[str, str]]:
 
 
 def _keep(line: str) -> bool:
-    """The lines of a dump we parse: entry headers, not the sections and code that follow them."""
+    """The lines of a dump we parse: entry headers, not the sections and code that follow them (and the
+    lines that open or close a PTX block comment, which may hold a `.version` that is none)."""
     return line.startswith(("Fatbin ", "arch =", "code version", "compressed", ".version", ".target")) or (
-        _CUOBJ_CUBIN.match(line) is not None or "Tool Command Line" in line
+        _CUOBJ_CUBIN.match(line) is not None or "Tool Command Line" in line or "/*" in line or "*/" in line
     )
 
 
@@ -888,9 +960,9 @@ def inspect_command(path: Path, *, as_json: bool = False, reader: str = "fawheel
     entries = cuobjdump_path(path) if reader == "cuobjdump" else [e for obj in read_path(path) for e in obj.entries]
     problems = disagreements(entries, cuobjdump_path(path)) if reader == "both" else []
     if as_json:
-        print(json.dumps([e.to_json() for e in entries], indent=2))
+        say(json.dumps([e.to_json() for e in entries], indent=2))
     else:
-        print(_table(entries) if entries else f"{path}: no CUDA code")
+        say(_table(entries) if entries else f"{path}: no CUDA code")
     for problem in problems:
-        print(f"readers disagree: {problem}", file=sys.stderr)
+        say(f"readers disagree: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fawheels._util.errors import ConfigError, InspectError
+from fawheels._util.show import say
 from fawheels.check.binary import CodeEntry, CodeObject, is_code_member, read_file, read_path
 from fawheels.matrix import cudafacts as cf
 from fawheels.matrix.cudafacts import Arch, Version
@@ -472,7 +473,7 @@ def compat_command(
             "counts": v.counts,
             "findings": [f.to_json() for f in findings(report)],
         }
-        print(json.dumps({**doc, **({"serving_targets": serving} if serving else {})}, indent=2))
+        say(json.dumps({**doc, **({"serving_targets": serving} if serving else {})}, indent=2))
     else:
         lines = render(report, path, machine.label)
         if serving:
@@ -481,7 +482,7 @@ def compat_command(
                 f"  targets of this matrix that would load here: {', '.join(serving)} "
                 "(`fawheels build --dry-run ID` shows how each is built)",
             )
-        print("\n".join(lines))
+        say("\n".join(lines))
     return v.exit_code(strict)
 
 

@@ -29,7 +29,9 @@ from packaging.version import Version as PyVersion
 from fawheels import __version__
 from fawheels._util.errors import FawheelsError, InspectError
 from fawheels._util.files import sha256_file, write_atomic
-from fawheels._util.wheels import metadata_disagreement
+from fawheels._util.names import member_key
+from fawheels._util.show import one_line, say
+from fawheels._util.wheels import metadata_problem, platform_mismatches
 from fawheels.build.buildinfo import SCHEMA as BUILD_INFO_SCHEMA
 from fawheels.build.buildinfo import BuildInfo, BuildInfoError, needed_fields
 from fawheels.check.binary import (
@@ -132,9 +134,10 @@ class WheelFacts:
     objects: tuple[CodeObject, ...]  # every member holding CUDA code, as the checks see it
     unreadable: dict[str, str] = field(default_factory=dict)  # code members a reader refused -> why
     op_schemas: dict[str, dict[str, str]] = field(default_factory=dict)  # code member -> op name -> schema
-    duplicates: tuple[str, ...] = ()  # member names the zip holds more than once
+    duplicates: tuple[str, ...] = ()  # member names that are one file once installed (names.member_key)
     readers: ReadersRun | None = None
     disagreements: tuple[str, ...] = ()  # where our parser and cuobjdump read the code differently
+    metadata: bytes = b""  # METADATA as stored: its encoding is checked, not repaired
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -170,9 +173,12 @@ def read_wheel(path: Path, reader: str = "both", toolkit: Path | None = None, in
     unreadable: dict[str, str] = {}
     texts: dict[str, str] = {}
     op_schemas: dict[str, dict[str, str]] = {}
+    metadata = b""
     with open_wheel(path) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
-        counts = Counter(i.filename for i in infos)
+        # `pkg/./x.so`, `pkg//x.so`, `PKG/x.so` and an NFD spelling install over `pkg/x.so`: one file
+        counts = Counter(member_key(i.filename) for i in infos)
+        aliased = {i.filename for i in infos if counts[member_key(i.filename)] > 1}
         dist_infos = {i.filename.split("/", 1)[0] for i in infos if re.match(r"[^/]+\.dist-info/", i.filename)}
         dist_info = dist_infos.pop() if len(dist_infos) == 1 else None
 
@@ -188,6 +194,8 @@ def read_wheel(path: Path, reader: str = "both", toolkit: Path | None = None, in
                         f"{MAX_TEXT_BYTES} fawheels reads of a metadata file"
                     )
                 texts[m.name.rsplit("/", 1)[1]] = m.data.decode("utf-8", errors="replace")
+                if m.name.endswith("/METADATA"):
+                    metadata = m.data
             if m.data is None:
                 continue
             if m.fatbin_at is not None:  # a fatbin inside a member of another kind
@@ -219,7 +227,7 @@ def read_wheel(path: Path, reader: str = "both", toolkit: Path | None = None, in
                     theirs[m.name] = cuobjdump_bytes(m.data, m.name, tool.path, expect)
                 except InspectError as exc:
                     unreadable.setdefault(m.name, f"cuobjdump cannot read it: {exc}")
-    duplicates = tuple(sorted(n for n, c in counts.items() if c > 1))
+    duplicates = tuple(sorted(aliased))
     return _facts(
         path.name,
         members,
@@ -233,6 +241,7 @@ def read_wheel(path: Path, reader: str = "both", toolkit: Path | None = None, in
         reader,
         tool,
         why_not if located else "",
+        metadata,
     )
 
 
@@ -249,6 +258,7 @@ def _facts(
     reader: str,
     tool: Cuobjdump | None,
     why_not: str,
+    metadata: bytes = b"",
 ) -> WheelFacts:
     """Put the readings together: which entries the checks see, and where the readers differ."""
     ran: list[tuple[str, str]] = []
@@ -296,6 +306,7 @@ def _facts(
         duplicates,
         readers,
         tuple(problems),
+        metadata,
     )
 
 
@@ -382,12 +393,16 @@ def check_format(f: WheelFacts) -> Check:
         problems.append("WHEEL says Root-Is-Purelib is not false (the wheel carries compiled extensions)")
     declared = set()
     for tag in wheel.get_all("Tag") or []:
-        interp, abi, plat = tag.split("-")
-        declared.add(Tag(interp, abi, plat))
+        parts = tag.strip().split("-")
+        if len(parts) != 3 or not all(parts):
+            problems.append(f"WHEEL Tag {tag[:80]!r} is not interpreter-abi-platform (e.g. cp311-cp311-linux_x86_64)")
+            continue
+        declared.add(Tag(*parts))
     if declared != set(tags):
         problems.append(f"WHEEL tags {sorted(map(str, declared))} differ from the file name's {sorted(map(str, tags))}")
-    if said := metadata_disagreement(f.texts.get("METADATA", ""), name, version):
-        problems.append(f"METADATA says {said[0]} {said[1]}, the file name {name} {version}")
+    if said := metadata_problem(f.metadata, name, version):
+        problems.append(said)
+    problems += platform_mismatches(f.objects, tags)
     return _ok("format", problems, f"{name} {version}, tags {', '.join(sorted(map(str, tags)))}")
 
 
@@ -414,7 +429,8 @@ def check_record(f: WheelFacts) -> Check:
             problems.append(f"{member}: hash or size differs from RECORD")
     problems += [f"{m} is not in RECORD" for m in sorted(set(f.members) - listed)]
     problems += [
-        f"{m} appears more than once in the zip (an installer keeps one, a reader may see the other)"
+        f"{one_line(m)} appears more than once in the zip, as written or once installed ('./', '//', letter case "
+        "and Unicode form aside): an installer keeps one, a reader may see the other"
         for m in f.duplicates
     ]
     return _ok("record", problems, f"{len(f.members)} members match RECORD")
@@ -705,15 +721,15 @@ def verify_command(wheel: Path, *, as_json: bool = False, reader: str = "both", 
     """`fawheels verify`: exit 0 when every check passes, 1 otherwise; `write`: also the report publish reads."""
     report = verify_wheel(wheel, reader=reader)
     if write:  # <wheel>.verify.json, pass or fail, as a build writes it
-        print(f"report: {write_report(wheel, report)}", file=sys.stderr)
+        say(f"report: {write_report(wheel, report)}", file=sys.stderr)
     if as_json:
-        print(json.dumps(report.to_json(), indent=2))
+        say(json.dumps(report.to_json(), indent=2))
     else:
         for c in report.checks:
-            print(f"{'PASS' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+            say(f"{'PASS' if c.ok else 'FAIL'} {c.name}: {c.detail}")
         if report.readers and report.readers.note:
-            print(f"NOTE {report.readers.note}")
-        print(
+            say(f"NOTE {report.readers.note}")
+        say(
             f"{wheel.name}: {'verified' if report.ok else 'FAILS verification'}"
             + (f" for target {report.target}" if report.target else "")
             + (" (read by one reader only)" if report.single_reader else "")

@@ -28,6 +28,7 @@ from typing import Any
 from fawheels._util.errors import FawheelsError, ToolchainError
 from fawheels._util.files import write_atomic
 from fawheels._util.runner import log, pip_install_into, run
+from fawheels._util.show import say
 
 # The child: fresh interpreter, nothing imported before the clock starts. Shapes: one small causal bf16
 # prefill with head dim 128, the kernel every fawheels profile has (one-tu: bf16, d128, causal).
@@ -181,7 +182,7 @@ def first_call_command(wheel_arg: str, *, runs: int = 3, out: str | None = None)
             save()
     doc["complete"] = True
     save()
-    print(json.dumps(doc, indent=2))
+    say(json.dumps(doc, indent=2))
     return 0 if all(r.get("finite") for r in [*cold, *cached.values()]) else 1
 
 
@@ -196,5 +197,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return first_call_command(args.wheel, runs=args.runs, out=args.out)
     except FawheelsError as exc:
-        print(f"first_call: {exc.kind} error: {exc}", file=sys.stderr)
+        say(f"first_call: {exc.kind} error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fawheels._util.errors import ConfigError, OverlayError
+from fawheels._util.show import say
 from fawheels.check import compat
 from fawheels.check.machine import Machine
 from fawheels.matrix.cudafacts import Arch
@@ -302,9 +303,9 @@ def fix_vllm_command(
         cores=os.cpu_count() or 1,
     )
     if as_json:
-        print(json.dumps({**p.to_json(), "dry_run": dry_run}, indent=2))
+        say(json.dumps({**p.to_json(), "dry_run": dry_run}, indent=2))
     else:
-        print(render(p, dry_run), flush=True)
+        say(render(p, dry_run), flush=True)
     if dry_run or p.action == "nothing":
         return 0
     return _carry_out(p, python, index, records)
@@ -315,9 +316,9 @@ def _undo(inst: InstalledVllm, dry_run: bool) -> int:
 
     if dry_run:
         restore(inst.extension, dry_run=True)
-        print(f"would restore the original {inst.extension} (dry run: nothing is changed)")
+        say(f"would restore the original {inst.extension} (dry run: nothing is changed)")
         return 0
-    print(f"restored the original {restore(inst.extension)}")
+    say(f"restored the original {restore(inst.extension)}")
     return 0
 
 
@@ -358,14 +359,14 @@ def _carry_out(p: Plan, python: str | None, index: str | None, records: list[dic
         wheel = dist / derived.target.wheel_name
     py = python or sys.executable
     replaced = overlay.overlay(wheel, py)
-    print(f"{replaced} now holds {wheel.name}; `fawheels fix-vllm --undo` puts the original back")
+    say(f"{replaced} now holds {wheel.name}; `fawheels fix-vllm --undo` puts the original back")
     from fawheels.check.machine import query
 
     if query():
         from fawheels.deploy.smoke import smoke_command
 
         return smoke_command(str(wheel), bench_too=False, out=None)
-    print("no GPU here: smoke it on the GPU machine with `fawheels smoke WHEEL`")
+    say("no GPU here: smoke it on the GPU machine with `fawheels smoke WHEEL`")
     return 0
 
 

@@ -24,6 +24,7 @@ from packaging.version import Version
 from fawheels._util.errors import OverlayError
 from fawheels._util.files import copy_atomic, sha256_file, write_atomic
 from fawheels._util.runner import TimeoutExpired, call
+from fawheels._util.show import say
 from fawheels.check.verify import op_schemas_in, schema_differences, verify_wheel
 from fawheels.matrix.recipes import RECIPES, Release
 
@@ -282,11 +283,11 @@ def overlay_command(wheel: Path, *, python: str | None, undo_it: bool) -> int:
             hint="pass the path of a vllm-fa2 wheel",
         )
     if undo_it:
-        print(f"restored the original {undo(wheel, py)}")
+        say(f"restored the original {undo(wheel, py)}")
     else:
         path = overlay(wheel, py)
         again = f"fawheels overlay {wheel} --into-site-packages{f' --python {python}' if python else ''} --undo"
-        print(
+        say(
             f"{path} now holds the extension of {wheel.name} (original kept as {path.name}{BACKUP_SUFFIX}; "
             f"`{again}` puts it back)"
         )

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fawheels._util.show import say
+
 # Max |ours - fp32 reference| accepted, per dtype: FA2's own tests allow a few ulps of the output dtype.
 TOLERANCE = {"fp16": 1e-2, "bf16": 3e-2}
 
@@ -403,7 +405,7 @@ def main_in_env(build_info_json: str) -> int:
     started = time.monotonic()
     cases = run_smoke(info["profile"], list((info.get("flags") or {}).get("defines") or []))
     figures = bench(info["profile"]["dtypes"][0]) if "bench" in info.get("_smoke_mode", "") else {}
-    print(
+    say(
         json.dumps(
             {
                 "device": torch.cuda.get_device_name(),
@@ -479,7 +481,7 @@ def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
         env = {"PYTHONPATH": os.pathsep.join([str(site), package_parent])}
         code = "import sys; from fawheels.deploy.smoke import main_in_env; sys.exit(main_in_env(sys.argv[1]))"
         proc = call([sys.executable, "-c", code, json.dumps(info)], env=env, cwd=tmp, quiet=True)
-    sys.stderr.write(proc.stderr[-3000:])
+    say(proc.stderr[-3000:], file=sys.stderr, end="")
     doc = (
         proc.stdout
         if proc.stdout.strip()
@@ -487,7 +489,7 @@ def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
             {"ok": False, "exit": proc.returncode, "error": proc.stderr.strip().splitlines()[-1:] or [""]}, indent=2
         )
     )
-    print(doc)
+    say(doc)
     if out:
         write_atomic(Path(out), doc, mode=None)
     log(f"smoke {'passed' if proc.returncode == 0 else 'FAILED'} for {wheel.name}")

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from packaging.specifiers import SpecifierSet
 
+from fawheels._util import names
 from fawheels._util.errors import ConfigError
 from fawheels.matrix import cudafacts
 from fawheels.matrix.cudafacts import Arch, Version
@@ -946,6 +947,8 @@ def _section(top: _Node, key: str) -> dict[str, object]:
             raise ConfigError(
                 f"{key}.{k}: a name must be a string; YAML reads {k!r} as a {type(k).__name__}", hint=f'quote it: "{k}"'
             )
+        # a name is printed in tables and may reach a wheel name: one label, no newline or escape sequence
+        names.label(str(k), key, ConfigError)
     return {str(k): v for k, v in value.items()}
 
 
@@ -989,6 +992,11 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         seen: dict[object, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise ConfigError(
+                    f"{self.where}:{key_node.start_mark.line + 1}: a YAML merge key (`<<: *anchor`) is not read here",
+                    hint="write the keys out; an alias of a whole value (`key: *anchor`) works",
+                )
             key = self.construct_object(key_node, deep=deep)
             try:
                 first = seen.get(key)

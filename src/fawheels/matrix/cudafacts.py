@@ -25,7 +25,8 @@ class Version:
     @classmethod
     def parse(cls, text: str | float | int) -> Version:
         text = str(text).strip()
-        if not re.fullmatch(r"\d+(\.\d+)*", text):
+        # ASCII digits, bounded: a 5,000-digit part from a hostile manifest is "not a version", not an int
+        if not re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,9}){0,7}", text):
             raise ValueError(f"not a version: {text!r}")
         return cls(tuple(int(p) for p in text.split(".")), text)
 
@@ -123,7 +124,7 @@ class Arch:
 
     @classmethod
     def parse(cls, text: str) -> Arch:
-        m = re.fullmatch(r"(?:sm_|compute_)?(\d+)(\d)([af]?)", text.strip())
+        m = re.fullmatch(r"(?:sm_|compute_)?([0-9]{1,3})([0-9])([af]?)", text.strip())
         if not m:
             raise ValueError(f"not an arch: {text!r} (expected e.g. sm_120, sm_90a, sm_120f)")
         return cls(int(m.group(1)), int(m.group(2)), m.group(3))

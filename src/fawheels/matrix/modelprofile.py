@@ -16,7 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fawheels._util import names
 from fawheels._util.errors import ConfigError
+from fawheels._util.show import one_line
 from fawheels.matrix.config import HEAD_DIMS, Profile
 
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
@@ -142,16 +144,25 @@ def profile_from_config(config: dict[str, Any], name: str) -> tuple[Profile, lis
     return profile, found
 
 
-def profile_name(config: dict[str, Any]) -> str:
+def profile_name(config: dict[str, Any], given: str | None = None) -> str:
+    """`--name`, else the config's model_type (`qwen2_vl` → `qwen2-vl`), else `model`; a label either way
+    (`[a-z0-9._-]+`): it becomes a YAML key the user pastes, so a newline or `:` in it would add keys."""
+    if given is not None:
+        return names.label(given, "--name", ConfigError)
     model_type = config.get("model_type") if isinstance(config, dict) else None
-    return str(model_type).replace("_", "-") if isinstance(model_type, str) and model_type else "model"
+    if not isinstance(model_type, str) or not model_type:
+        return "model"
+    try:
+        return names.label(model_type.replace("_", "-").lower(), "config.model_type", ConfigError)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, hint="name the profile with --name NAME") from None
 
 
 def render_yaml(profile: Profile, found: list[Tower], source: str) -> str:
     def flow(values: tuple[object, ...]) -> str:
         return "[" + ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values) + "]"
 
-    lines = [f"# from {source}:"]
+    lines = [f"# from {one_line(source)}:"]  # a newline in the path must not end the comment
     for t in found:
         run = f"runs in FA2's {t.bucket} kernels" if t.bucket != t.head_dim else "its own FA2 kernels"
         lines.append(f"#   {t.where}: head dim {t.head_dim}, {'causal' if t.causal else 'non-causal'}, {run}")

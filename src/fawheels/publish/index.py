@@ -26,6 +26,7 @@ import json
 import os
 import re
 import secrets
+import unicodedata
 import urllib.error
 import urllib.request
 import zipfile
@@ -47,9 +48,22 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from fawheels._util import names
 from fawheels._util.errors import FawheelsError, PublishError
-from fawheels._util.files import TMP_MARK, ContentChanged, copy_atomic, fsync_dir, sha256_file, write_atomic
-from fawheels._util.wheels import metadata_disagreement
+from fawheels._util.files import (
+    TMP_MARK,
+    TMP_NAME,
+    ContentChanged,
+    copy_atomic,
+    fsync_dir,
+    read_regular,
+    sha256_file,
+    write_atomic,
+)
+from fawheels._util.names import ErrorClass
+from fawheels._util.show import say
+from fawheels._util.wheels import metadata_problem
+from fawheels.matrix.cudafacts import Arch
 
 MANIFEST = "wheels.json"
 LOCK = ".fawheels-publish.lock"
@@ -57,7 +71,9 @@ PEP691_VERSION = "1.1"
 _VARIANT = re.compile(r"cu\d+")
 _CHUNK = 1 << 20
 _PUBLIC = 0o644  # index files are served to everyone, whatever the publisher's umask
-_MAX_ANSWER = 16 << 20  # of a server's answer read: pages and error bodies, never a wheel
+MAX_ANSWER = 16 << 20  # of a server's answer read: pages and error bodies, never a wheel
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
+MAX_MANIFEST = MAX_ANSWER  # a record is about 1 KB: room for thousands of wheels
 TIMEOUT_VAR = "FAWHEELS_INDEX_TIMEOUT"
 
 # -------------------------------------------------------------------------------------------- pure part
@@ -111,7 +127,7 @@ def parse_index(spec: str) -> IndexLocation:
 
     A variant named by the location pins it: publishing `+cu130` there is refused.
     """
-    if "\x00" in spec or not spec.strip():
+    if any(unicodedata.category(c) == "Cc" for c in spec) or not spec.strip():  # NUL, CR/LF: never a location
         raise PublishError(f"index {spec[:200]!r}: not a valid location", hint="use a directory or an http(s) URL")
     try:
         parts = urlsplit(spec)
@@ -184,8 +200,69 @@ class WheelRecord:
         return d
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> WheelRecord:
-        return cls(**{**d, "sass": tuple(d["sass"]), "ptx": tuple(d["ptx"])})
+    def from_json(cls, d: object, where: str, error: ErrorClass = PublishError) -> WheelRecord:
+        """One manifest record, each field checked against its grammar before anything uses it: its project,
+        variant and filename become path parts of the index and words of a printed `pip install`."""
+        if not isinstance(d, dict):
+            raise error(f"{where}: expected an object, got {type(d).__name__}")
+        fields = cls.__dataclass_fields__
+        if unknown := sorted(map(str, set(d) - set(fields)))[:5]:
+            raise error(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
+        if missing := [k for k in fields if k not in d and k != "facts"]:
+            raise error(f"{where}: missing field(s) {', '.join(missing)}")
+        project = names.project_name(d["project"], f"{where}.project", error, normalized=True)
+        version = names.version(d["version"], f"{where}.version", error)
+        variant = names.label(d["variant"], f"{where}.variant", error)
+        filename = names.path_part(d["filename"], f"{where}.filename", error)
+        try:
+            wn = parse_wheel_name(filename)
+        except PublishError as exc:
+            raise error(f"{where}.filename: {exc.message}") from None
+        if (wn.project, str(wn.version), wn.variant) != (project, version, variant):
+            raise error(
+                f"{where}: filename {filename!r} is not {project} {version} of the {variant} root",
+                hint="wheels.json is written by fawheels publish; restore it from a backup",
+            )
+        text = {k: names.plain_text(d[k], f"{where}.{k}", error, optional=True) for k in _TEXT_FIELDS}
+        archs = {}
+        for kind in ("sass", "ptx"):
+            values = d[kind]
+            if not isinstance(values, list) or len(values) > 64:
+                raise error(f"{where}.{kind}: expected a list of arches (sm_120, compute_90)")
+            archs[kind] = tuple(_arch_text(a, f"{where}.{kind}[{i}]", error) for i, a in enumerate(values))
+        facts = d.get("facts")
+        if facts is not None:
+            from fawheels.publish.variants import check_facts
+
+            check_facts(facts, f"{where}.facts", error)
+        return cls(
+            filename=filename,
+            project=project,
+            version=version,
+            variant=variant,
+            sha256=names.sha256_hex(d["sha256"], f"{where}.sha256", error),
+            size=names.integer(d["size"], f"{where}.size", error),
+            metadata_sha256=names.sha256_hex(d["metadata_sha256"], f"{where}.metadata_sha256", error),
+            verify_checks=names.integer(d["verify_checks"], f"{where}.verify_checks", error, high=10_000),
+            sass=archs["sass"],
+            ptx=archs["ptx"],
+            facts=facts,
+            published=names.plain_text(d["published"], f"{where}.published", error) or "",
+            **text,
+        )
+
+
+_TEXT_FIELDS = ("requires_python", "target", "torch", "python", "build_date")
+
+
+def _arch_text(value: object, field: str, error: ErrorClass) -> str:
+    """An arch as the index lists it (`sm_120`, `compute_90a`), refused unless it parses as one."""
+    text = names.plain_text(value, field, error) or ""
+    try:
+        Arch.parse(text)
+    except ValueError as exc:
+        raise error(f"{field}: {exc}") from None
+    return text
 
 
 def make_record(
@@ -203,6 +280,8 @@ def make_record(
     torch = build_info.get("torch") or {}
     archs = build_info.get("archs") or {}
     epoch = build_info.get("source_date_epoch")
+    if epoch is not None:  # 1e12, 1e30, -1e15: not a time `datetime` can show (years 1970..9999 are)
+        epoch = names.integer(epoch, "build-info.json source_date_epoch", PublishError, high=MAX_EPOCH)
     return WheelRecord(
         filename=name.filename,
         project=name.project,
@@ -217,9 +296,7 @@ def make_record(
         python=build_info.get("python"),
         sass=tuple(archs.get("sass") or ()),
         ptx=tuple(archs.get("ptx") or ()),
-        build_date=(
-            datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC") if epoch is not None else None
-        ),
+        build_date=(datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC") if epoch is not None else None),
         published=published.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         verify_checks=verify_checks,
         facts=facts,
@@ -302,8 +379,26 @@ def render_manifest(records: Iterable[WheelRecord]) -> str:
     return json.dumps({"schema": 1, "wheels": [r.to_json() for r in _sorted(records)]}, indent=1) + "\n"
 
 
-def parse_manifest(text: str) -> list[WheelRecord]:
-    return [WheelRecord.from_json(d) for d in json.loads(text)["wheels"]]
+def parse_manifest(data: bytes | str, where: str = MANIFEST, error: ErrorClass = PublishError) -> list[WheelRecord]:
+    """The records of a `wheels.json`, every one checked (WheelRecord.from_json); `error` names the refusal's
+    class: publish's for an index it will write, config's for one `compat --index` reads."""
+    hint = "wheels.json is written by fawheels publish; restore it from a backup or publish into a new index"
+    try:
+        doc = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+    except UnicodeDecodeError:
+        raise error(f"{where}: not UTF-8, so not a manifest fawheels wrote", hint=hint) from None
+    except (ValueError, RecursionError) as exc:
+        raise error(f"{where}: not JSON ({str(exc)[:200]})", hint=hint) from None
+    wheels = doc.get("wheels") if isinstance(doc, dict) else None
+    if not isinstance(wheels, list) or doc.get("schema", 1) != 1:
+        raise error(f'{where}: not a fawheels index manifest (no schema 1 "wheels" list)', hint=hint)
+    records = [WheelRecord.from_json(d, f"{where}: wheels[{i}]", error) for i, d in enumerate(wheels)]
+    seen: set[tuple[str, str]] = set()
+    for r in records:
+        if (r.variant, r.filename) in seen:
+            raise error(f"{where}: {r.filename} is listed twice in {r.variant}", hint=hint)
+        seen.add((r.variant, r.filename))
+    return records
 
 
 def human_size(n: int) -> str:
@@ -466,7 +561,7 @@ class CheckedWheel:
 
 
 def _say(msg: str) -> None:
-    print(msg, flush=True)
+    say(msg, flush=True)
 
 
 def _read_wheel(path: Path, name: WheelName) -> tuple[bytes, dict[str, Any]]:
@@ -489,7 +584,6 @@ def _read_wheel(path: Path, name: WheelName) -> tuple[bytes, dict[str, Any]]:
                 raise PublishError(f"{path.name}: no {dist_info}/build-info.json; not a fawheels build") from exc
             if not isinstance(build_info, dict):
                 raise PublishError(f"{path.name}: {dist_info}/build-info.json is not a JSON object")
-            metadata_text = metadata.decode("utf-8")
     except zipfile.BadZipFile as exc:
         raise PublishError(f"{path.name}: not a zip archive, so not a wheel") from exc
     except (ValueError, RecursionError, NotImplementedError, EOFError, zipfile.LargeZipFile, zlib.error) as exc:
@@ -497,8 +591,8 @@ def _read_wheel(path: Path, name: WheelName) -> tuple[bytes, dict[str, Any]]:
             f"{path.name}: unreadable wheel ({type(exc).__name__}: {str(exc)[:200]})",
             hint="rebuild it; a wheel from `fawheels build` reads cleanly",
         ) from None
-    if said := metadata_disagreement(metadata_text, name.project, name.version):
-        raise PublishError(f"{path.name}: METADATA says {said[0]} {said[1]}, the filename disagrees")
+    if problem := metadata_problem(metadata, name.project, name.version):
+        raise PublishError(f"{path.name}: {problem}", hint="rebuild it; fawheels build writes UTF-8 METADATA")
     return metadata, build_info
 
 
@@ -651,17 +745,17 @@ class StaticIndex:
 
     def publish(self, wheels: Sequence[CheckedWheel]) -> list[tuple[CheckedWheel, bool]]:
         with _locked(self.root):
-            # Under the lock every temp file belongs to a publisher that died: clear them.
+            # Under the lock every temp file of ours belongs to a publisher that died: clear them (by the exact
+            # name `temp_beside` gives; another file that merely looks alike is not ours to delete).
             for tmp in self.root.rglob(f".*{TMP_MARK}*"):
-                tmp.unlink(missing_ok=True)
+                if TMP_NAME.fullmatch(tmp.name) and tmp.is_file():
+                    tmp.unlink(missing_ok=True)
             manifest = self.root / MANIFEST
-            try:
-                records = parse_manifest(manifest.read_text()) if manifest.exists() else []
-            except (ValueError, KeyError, TypeError) as exc:
-                raise PublishError(
-                    f"{manifest} is unreadable ({exc!r}); nothing was changed",
-                    hint="restore it from a backup: the pages are rendered from it",
-                ) from exc
+            records = (
+                parse_manifest(read_regular(manifest, MAX_MANIFEST, PublishError), str(manifest))
+                if manifest.exists()
+                else []
+            )
             listed = {(r.variant, r.filename): r.sha256 for r in records}
             plan = []
             for w in wheels:  # decide for all before writing anything: a refusal leaves the index as it was
@@ -679,8 +773,12 @@ class StaticIndex:
             fsync_dir(self.root)
         return plan
 
+    def _path(self, variant: str, *parts: str) -> Path:
+        """`root/<variant>/simple/…`, proven to stay inside the root whatever a record says (names.under)."""
+        return names.under(self.root, variant, "simple", *parts, field="index path", error=PublishError)
+
     def _dest(self, w: CheckedWheel) -> Path:
-        return self.root / w.name.variant / "simple" / w.name.project / w.name.filename
+        return self._path(w.name.variant, w.name.project, w.name.filename)
 
     def _place(self, w: CheckedWheel) -> None:
         d = self._dest(w).parent
@@ -695,12 +793,12 @@ class StaticIndex:
         for r in records:
             groups.setdefault((r.variant, r.project), []).append(r)
         for (variant, project), rs in groups.items():
-            d = self.root / variant / "simple" / project
+            d = self._path(variant, project)
             _write_atomic(d / "index.html", render_project_html(project, rs).encode())
             _write_atomic(d / "index.json", render_project_json(project, rs).encode())
         for variant in {r.variant for r in records}:
             projects = [p for v, p in groups if v == variant]
-            d = self.root / variant / "simple"
+            d = self._path(variant)
             _write_atomic(d / "index.html", render_simple_html(projects).encode())
             _write_atomic(d / "index.json", render_simple_json(projects).encode())
         _write_atomic(self.root / "index.html", render_root_html(records).encode())
@@ -713,9 +811,9 @@ class StaticIndex:
 
         docs = [r.to_json() for r in records]
         for variant in {r.variant for r in records}:
-            _write_atomic(self.root / variant / "simple" / PER_ROOT_FILE, render_per_root(variant, docs).encode())
+            _write_atomic(self._path(variant, PER_ROOT_FILE), render_per_root(variant, docs).encode())
         for (variant, project, filename), text in pep825_files(docs).items():
-            _write_atomic(self.root / variant / "simple" / project / filename, text.encode())
+            _write_atomic(self._path(variant, project, filename), text.encode())
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -773,9 +871,9 @@ class ServerIndex:
         opener = urllib.request.build_opener(_NoRedirect)
         try:
             with opener.open(req, timeout=self.timeout) as resp:
-                return int(resp.status), resp.read(_MAX_ANSWER).decode("utf-8", "replace")
+                return int(resp.status), resp.read(MAX_ANSWER).decode("utf-8", "replace")
         except urllib.error.HTTPError as exc:
-            return exc.code, exc.read(_MAX_ANSWER).decode("utf-8", "replace")
+            return exc.code, exc.read(MAX_ANSWER).decode("utf-8", "replace")
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, TimeoutError):
                 raise self._timed_out() from None
@@ -927,6 +1025,12 @@ def _nearest_existing(path: Path) -> Path:
 
 def check_index_dir(root: Path) -> None:
     """Refuse, before any wheel is read into the index, a root that is a file or cannot be written."""
+    for p in (root.absolute(), *root.absolute().parents):
+        if p.is_symlink() and not p.exists():  # a loop reads as "missing" to exists(), then fails as ELOOP
+            raise PublishError(
+                f"index {root}: {p} is a symbolic link that leads nowhere (a loop, or its target is gone)",
+                hint="point --index at a real directory, or fix the link",
+            )
     existing = _nearest_existing(root.absolute())
     if not existing.is_dir():
         raise PublishError(
@@ -963,6 +1067,14 @@ def publish_command(
     if location.root is not None:
         check_index_dir(location.root)  # before any wheel is read: a bad index path is refused at once
     checked = [check_wheel(Path(w), location.variant, index, verifier) for w in dict.fromkeys(wheels)]
+    given: dict[str, CheckedWheel] = {}
+    for w in checked:  # one file name stands for one set of bytes, in one call as in the index
+        first = given.setdefault(w.name.filename, w)
+        if first.record.sha256 != w.record.sha256:
+            raise PublishError(
+                f"{w.name.filename}: given twice with different bytes ({first.path}, {w.path}); nothing was published",
+                hint="publish one of them; a wheel's file name stands for one set of bytes",
+            )
     for w in checked:  # w.report is the fresh verification publish ran itself
         _refuse_single_reader(w.path, json.loads(w.report), accept_single_reader)
     gateway: StaticIndex | ServerIndex

@@ -18,16 +18,23 @@ Pure first (facts, properties, rendering, choosing); fetching an index's manifes
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
+import shlex
+import unicodedata
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
+from fawheels._util import names
 from fawheels._util.errors import ConfigError, InspectError
+from fawheels._util.files import read_regular
+from fawheels._util.names import ErrorClass
+from fawheels._util.show import one_line, say
 from fawheels.check.binary import CodeObject
 from fawheels.matrix import cudafacts as cf
 from fawheels.matrix.cudafacts import Arch, Version
@@ -123,6 +130,47 @@ def code_facts(objects: Sequence[CodeObject], build_info: Mapping[str, Any]) -> 
         ptx=tuple(sorted(ptx, key=lambda p: key(p[0]))),
         min_driver=str(code_min_driver(major, (isa for _, isa in ptx))),
     )
+
+
+def check_facts(facts: object, where: str, error: ErrorClass) -> None:
+    """A manifest's `facts`, as `CodeFacts.to_json` writes them, each value parsed as what `judge` reads it as;
+    a string where a list belongs, a 5,000-digit driver or an unknown arch is refused naming the field."""
+    if not isinstance(facts, dict):
+        raise error(f"{where}: expected an object, got {type(facts).__name__}")
+    if missing := [k for k in _FACT_FIELDS if k not in facts]:
+        raise error(f"{where}: missing field(s) {', '.join(missing)}")
+
+    def parsed(value: object, field: str, parse: Callable[[str], object]) -> None:
+        text = names.plain_text(value, f"{where}.{field}", error) or ""
+        try:
+            parse(text)
+        except ValueError as exc:
+            raise error(f"{where}.{field}: {exc}") from None
+
+    def listed(field: str) -> list[object]:
+        values = facts[field]
+        if not isinstance(values, list) or len(values) > 64:
+            raise error(f"{where}.{field}: expected a list (of at most 64 values), got {type(values).__name__}")
+        return values
+
+    parsed(facts["cuda"], "cuda", Version.parse)
+    parsed(facts["min_driver"], "min_driver", Version.parse)
+    names.integer(facts["cuda_runtime_major"], f"{where}.cuda_runtime_major", error, low=1, high=99)
+    for i, arch in enumerate(listed("sass")):
+        parsed(arch, f"sass[{i}]", Arch.parse)
+    for i, p in enumerate(listed("ptx")):
+        if not isinstance(p, dict):
+            raise error(f'{where}.ptx[{i}]: expected {{"arch": …, "isa": …}}, got {type(p).__name__}')
+        parsed(p.get("arch"), f"ptx[{i}].arch", Arch.parse)
+        parsed(p.get("isa"), f"ptx[{i}].isa", Version.parse)
+    names.label(facts["variant_label"], f"{where}.variant_label", error)
+    for i, line in enumerate(listed("variant_properties")):
+        text = names.plain_text(line, f"{where}.variant_properties[{i}]", error) or ""
+        if len(text.split(" :: ")) != 3:
+            raise error(f"{where}.variant_properties[{i}]: {text!r} is not 'namespace :: feature :: value'")
+
+
+_FACT_FIELDS = ("cuda", "cuda_runtime_major", "sass", "ptx", "min_driver", "variant_label", "variant_properties")
 
 
 # ----------------------------------------------------------------------------- index files (pure)
@@ -337,37 +385,58 @@ def serving_targets(targets: Iterable[Any], distribution: str, cc: tuple[int, in
 # ----------------------------------------------------------------------------- I/O
 
 
-def read_manifest(index: str) -> tuple[list[dict[str, Any]], str]:
-    """The records of an index's `wheels.json` (directory, file:// or http(s) URL) and the index base URL."""
-    from fawheels.publish.index import MANIFEST
-
+def _manifest_url(index: str) -> tuple[str | None, Path | None]:
+    """(http(s) URL, None) or (None, local directory) of `--index`; refused when it is neither."""
+    hint = "--index takes the index root that fawheels publish wrote (a directory, or its http(s) URL)"
+    if any(unicodedata.category(c) == "Cc" for c in index):
+        raise ConfigError(f"--index {one_line(index)}: a control character (CR, LF, …) in a location", hint=hint)
     parts = urlsplit(index)
     if parts.scheme in ("http", "https"):
-        base = index if index.endswith("/") else index + "/"
-        try:
-            with urllib.request.urlopen(urljoin(base, MANIFEST), timeout=60) as resp:
-                text = resp.read().decode("utf-8")
-        except (urllib.error.URLError, OSError) as exc:
+        if not parts.hostname:
+            raise ConfigError(f"--index {index}: no host in the URL", hint=hint)
+        return (index if index.endswith("/") else index + "/"), None
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):  # as publish: file://server/share is not this machine's /share
             raise ConfigError(
-                f"cannot read {urljoin(base, MANIFEST)}: {getattr(exc, 'reason', exc)}",
-                hint="--index takes the index root that fawheels publish wrote (it holds wheels.json)",
-            ) from None
+                f"--index {index}: a file URL on another host ({parts.netloc})",
+                hint="mount it and pass the local directory, or use the server's http(s) URL",
+            )
+        return None, Path(unquote(parts.path))
+    if parts.scheme and len(parts.scheme) > 1:  # "C:" aside, `idx:1` is an unknown scheme, not a folder name
+        raise ConfigError(
+            f"--index {index}: unsupported scheme {parts.scheme!r}",
+            hint=f"a directory whose name holds ':' is written ./{index}; else use an http(s) URL",
+        )
+    return None, Path(index)
+
+
+def read_manifest(index: str) -> tuple[list[dict[str, Any]], str]:
+    """The records of an index's `wheels.json` (directory, file:// or http(s) URL), each checked against its
+    grammar (index.parse_manifest), and the index base URL. Reads at most MAX_MANIFEST bytes."""
+    from fawheels.publish.index import MANIFEST, MAX_MANIFEST, parse_manifest
+
+    hint = "--index takes the index root that fawheels publish wrote (it holds wheels.json)"
+    url, path = _manifest_url(index)
+    if url is not None:
+        base, where = url, urljoin(url, MANIFEST)
+        try:
+            with urllib.request.urlopen(where, timeout=60) as resp:
+                data = resp.read(MAX_MANIFEST + 1)
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+            raise ConfigError(f"cannot read {where}: {getattr(exc, 'reason', exc)}", hint=hint) from None
+        if len(data) > MAX_MANIFEST:
+            raise ConfigError(f"{where}: answer larger than {MAX_MANIFEST} bytes, not a manifest", hint=hint)
     else:
-        path = Path(parts.path if parts.scheme == "file" else index)
-        base = path.resolve().as_uri() + "/"
-        try:
-            text = (path / MANIFEST).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read {path / MANIFEST}: {exc.strerror}",
-                hint="--index takes the index root that fawheels publish wrote (it holds wheels.json)",
-            ) from None
-    try:
-        wheels = json.loads(text)["wheels"]
-        assert isinstance(wheels, list)
-    except (ValueError, KeyError, TypeError, AssertionError):
-        raise ConfigError(f"{MANIFEST} of {index} is not a fawheels index manifest") from None
-    return wheels, base
+        assert path is not None
+        base, where = path.resolve().as_uri() + "/", str(path / MANIFEST)
+        data = read_regular(path / MANIFEST, MAX_MANIFEST, ConfigError)
+    return [r.to_json() for r in parse_manifest(data, where, ConfigError)], base
+
+
+def install_command(base: str, record: Mapping[str, Any]) -> str:
+    """The `pip install` line for a chosen wheel, from validated parts only, each quoted for a POSIX shell."""
+    requirement = f"{record['project']}=={record['version']}"
+    return f"pip install --index-url {shlex.quote(base + record['variant'] + '/simple')} {shlex.quote(requirement)}"
 
 
 def index_command(
@@ -381,7 +450,7 @@ def index_command(
     records, base = read_manifest(index)
     choices = choose(records, cc, version, project)
     if as_json:
-        print(
+        say(
             json.dumps(
                 {
                     "ok": any(c.best for c in choices),
@@ -403,17 +472,17 @@ def index_command(
         )
     else:
         cuda = cf.cuda_of_driver(version)
-        print(f"GPU {cc[0]}.{cc[1]}, driver {version} (CUDA {cuda or 'older than 12.0'}), index {index}")
+        say(f"GPU {cc[0]}.{cc[1]}, driver {version} (CUDA {cuda or 'older than 12.0'}), index {index}")
         if not choices:
-            print(f"  no project{' ' + project if project else ''} in this index")
+            say(f"  no project{' ' + project if project else ''} in this index")
         for c in choices:
             if c.best:
                 r = c.best.record
-                print(f"  {c.project}: {r['filename']} ({r['variant']}): {c.best.reason}")
-                print(f"    pip install --index-url {base}{r['variant']}/simple '{c.project}=={r['version']}'")
+                say(f"  {c.project}: {r['filename']} ({r['variant']}): {c.best.reason}")
+                say(f"    {install_command(base, r)}")
             else:
-                print(f"  {c.project}: none fits: {c.why_none}")
+                say(f"  {c.project}: none fits: {c.why_none}")
             for f in c.fits:
                 if f is not c.best:
-                    print(f"    {'fits' if f.ok else 'no  '} {f.record['filename']}: {f.reason}")
+                    say(f"    {'fits' if f.ok else 'no  '} {f.record['filename']}: {f.reason}")
     return 0 if any(c.best for c in choices) else 1

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 from fawheels._util.errors import ConfigError, ToolchainError
 from fawheels._util.paths import cache_root
 from fawheels._util.runner import call
+from fawheels._util.show import say
 
 Backend = Literal["local", "redis"]
 # sccache's language keys for the steps of one nvcc call (sccache >= 0.9 splits nvcc into them).
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     `export`); `stats [SPEC]`: the server's stats as JSON."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in ("env", "stats"):
-        print(
+        say(
             "usage: python -m fawheels.toolchain.compilercache {env|stats} [off|local|DIR|redis://HOST:PORT]",
             file=sys.stderr,
         )
@@ -267,9 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cache = Sccache(find_sccache(), config)
     if args[0] == "env":
-        print("\n".join(f"{k}={v}" for k, v in cache.env.items()))
+        say("\n".join(f"{k}={v}" for k, v in cache.env.items()))
     else:
-        print(json.dumps(cache.stats().to_json(), indent=2))
+        say(json.dumps(cache.stats().to_json(), indent=2))
     return 0
 
 
