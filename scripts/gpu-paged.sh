@@ -13,20 +13,8 @@ FA2=fa2-cu130-torch2.11-sm90-cp312-qwen3-vl
 
 case ${1:-} in
 build)
-  nvidia-smi --query-gpu=name,compute_cap,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
-  { nvcc --version | tail -2; python3 -c 'import torch, sys; print(sys.version.split()[0], torch.__version__)'; nproc; } \
-    | tee "$out/versions.txt"
-  # Two builds of 16 units each share the 16 cores; setsid keeps them going if this call returns first.
-  for t in $VLLM $FA2; do
-    setsid nohup python3 -m fawheels.cli build "$t" --offline --jobs 8 --dist /tmp/g/dist \
-      --report "/tmp/g/$t.report.json" > "/tmp/g/$t.log" 2>&1 &
-  done
-  for _ in $(seq 110); do
-    sleep 5
-    [ "$(ls /tmp/g/*.report.json 2>/dev/null | wc -l)" -ge 2 ] && break
-  done
-  for t in $VLLM $FA2; do tail -4 "/tmp/g/$t.log"; cp "/tmp/g/$t.log" "/tmp/g/$t.report.json" "$out/" 2>/dev/null; done
-  ls -la /tmp/g/dist
+  machine_facts
+  build_pair $VLLM 8 $FA2 8
   ;;
 test)  # PARTS (default "vllm kvcache bench") picks steps when one call cannot hold them all
   for _ in $(seq 60); do  # a build that outlived the build call is still finishing

@@ -18,9 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import sys
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -30,6 +28,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from support.attention_ref import paged_cache, reference  # noqa: E402  (needs torch)
+from support.built import skip_unless_built  # noqa: E402
+from support.vllm_site import make_site  # noqa: E402
 
 pytestmark = [
     pytest.mark.gpu,
@@ -43,41 +43,17 @@ pytestmark = [
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 ATOL, RTOL = 1.5e-2, 1e-2  # vLLM's tests/kernels/attention tolerances for its flash-attn backend
 RESULTS: list[dict[str, Any]] = []
-
-# vLLM's flash_attn_interface asks `vllm.platforms.current_platform` for the device capability, nothing else.
-PLATFORMS = """import torch
-
-
-class _CudaPlatform:
-    def get_device_capability(self):
-        return torch.cuda.get_device_capability()
-
-    def has_device_capability(self, capability):
-        major, minor = torch.cuda.get_device_capability()
-        return major * 10 + minor >= capability
-
-    def is_device_capability_family(self, family):
-        return torch.cuda.get_device_capability()[0] * 10 == family
-
-
-current_platform = _CudaPlatform()
-"""
+WHEEL = Path(os.environ.get("FAWHEELS_VLLM_FA2_WHEEL", "-"))
 
 
 @pytest.fixture(scope="module")
 def fai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     """vLLM's interface module, importing our extension as `vllm.vllm_flash_attn._vllm_fa2_C`."""
-    root = tmp_path_factory.mktemp("site")
-    pkg = root / "vllm" / "vllm_flash_attn"
-    (root / "vllm" / "platforms").mkdir(parents=True)
-    pkg.mkdir()
-    (root / "vllm" / "__init__.py").write_text("")
-    (root / "vllm" / "platforms" / "__init__.py").write_text(PLATFORMS)
-    (pkg / "__init__.py").write_text("")
-    shutil.copy(os.environ["FAWHEELS_VLLM_INTERFACE"], pkg / "flash_attn_interface.py")
-    with zipfile.ZipFile(os.environ["FAWHEELS_VLLM_FA2_WHEEL"]) as zf:
-        member = next(n for n in zf.namelist() if n.endswith("_vllm_fa2_C.abi3.so"))
-        (pkg / "_vllm_fa2_C.abi3.so").write_bytes(zf.read(member))
+    root = make_site(
+        tmp_path_factory.mktemp("site"),
+        WHEEL,
+        Path(os.environ["FAWHEELS_VLLM_INTERFACE"]),
+    )
     sys.path.insert(0, str(root))
     import vllm.vllm_flash_attn.flash_attn_interface as module
 
@@ -184,6 +160,7 @@ GQA = {"8:2": (8, 2), "4:4": (4, 4)}
 @pytest.mark.parametrize("num_blocks", [2048, 32768])
 @pytest.mark.parametrize("page", [16, 32, 256])
 def test_vllm_varlen_over_paged_kv(fai: ModuleType, page: int, num_blocks: int, gqa: str, dtype: str) -> None:
+    skip_unless_built(WHEEL, 128, dtype)
     hq, hk = GQA[gqa]
     batch = Batch.random(QLENS, KLENS, hq, hk, 128, DTYPES[dtype], page, num_blocks)
     failures = []
@@ -206,6 +183,7 @@ def test_vllm_varlen_over_paged_kv(fai: ModuleType, page: int, num_blocks: int, 
 @pytest.mark.parametrize("page", [64, 128])
 @pytest.mark.parametrize("d", [72, 96, 128])  # 72: Qwen3-VL's vision tower, run in FA2's 96 bucket
 def test_every_head_dim_and_the_other_page_sizes(fai: ModuleType, d: int, page: int, dtype: str) -> None:
+    skip_unless_built(WHEEL, d, dtype)
     batch = Batch.random(QLENS, KLENS, 8, 2, d, DTYPES[dtype], page, 2048, seed=d)
     failure = check(f"varlen page {page} d {d} {dtype}", batch.call(fai), batch.reference(softcap=0.0, window=(-1, -1)))
     assert failure is None, failure
@@ -215,6 +193,7 @@ def test_every_head_dim_and_the_other_page_sizes(fai: ModuleType, d: int, page: 
 @pytest.mark.parametrize("d", [72, 128])
 def test_vision_tower_prefill_without_a_cache(fai: ModuleType, d: int, dtype: str) -> None:
     """The ViT's call: non-causal, contiguous K/V with cu_seqlens_k, images of different sizes in one batch."""
+    skip_unless_built(WHEEL, d, dtype)
     gen = torch.Generator().manual_seed(7)
     lens = [256, 1024, 64]
     qkv = [torch.randn(3, n, 16, d, generator=gen).to(DTYPES[dtype]).cuda() for n in lens]

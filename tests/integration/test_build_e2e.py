@@ -68,7 +68,9 @@ def test_build_puts_a_verified_wheel_in_dist(first_build: Path) -> None:
     assert [p["file"] for p in info["patches"]] == [
         "0001-forward-only-profile-dispatch.patch",
         "0003-paged-kv-pages-of-16-tokens.patch",
+        "0004-varlen-fwd-num-splits.patch",
         "0005-split-kv-parts.patch",
+        "0006-paged-kv-per-tile-and-decode-routes.patch",
     ]
     assert "Requires-Dist: torch==2.14.*" in metadata
 

@@ -124,6 +124,7 @@ def test_a_git_source_goes_through_patch_build_and_verify(tmp_path: Path, monkey
         "0003-paged-kv-pages-of-16-tokens.patch",
         "0004-varlen-fwd-num-splits.patch",
         "0005-split-kv-parts.patch",
+        "0006-paged-kv-per-tile-and-decode-routes.patch",
     ]
 
 

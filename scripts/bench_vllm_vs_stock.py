@@ -1,0 +1,346 @@
+"""Our `_vllm_fa2_C` against the one vLLM ships ("stock"), side by side on vLLM's own calls (issue 20).
+
+Both extensions are called through vLLM's own `flash_attn_interface.flash_attn_varlen_func` (the file from the
+pinned vLLM wheel, scripts/vllm_interface.py), each loaded in a process of its own (one process cannot load two
+libraries that register `_vllm_fa2_C`). Per case: kernel-only time (CUDA events around CALLS back-to-back calls,
+REPS repetitions, min/median/max per call), the output (saved, so the parent compares ours with stock's) and,
+on the routes that return it, the softmax LSE against a float32 reference.
+
+  python scripts/bench_vllm_vs_stock.py compare --stock STOCK.so --ours OURS.whl --interface IFACE.py --out DIR
+      runs stock then ours (ROUNDS times, alternating), then writes DIR/vllm-vs-stock.json and .md
+  python scripts/bench_vllm_vs_stock.py worker --ext SO --interface IFACE.py --out RESULT.json
+      one extension, every case (what `compare` starts)
+  python scripts/bench_vllm_vs_stock.py first-call --ext SO --interface IFACE.py
+      the first paged decode call of a fresh process (run it with CUDA_CACHE_DISABLE=1)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.vllm_site import make_site
+
+REPS, CALLS, WARMUP = 9, 20, 5
+ATOL, RTOL = 1.5e-2, 1e-2  # vLLM's tolerances for its flash-attn backend tests
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    seqs: tuple[tuple[int, int], ...]  # (query rows, key rows) per sequence
+    hq: int = 32
+    hk: int = 8
+    d: int = 128
+    page: int | None = 16  # None: contiguous K/V, no block table
+    causal: bool = True
+    softcap: float = 0.0
+    window: tuple[int, int] = (-1, -1)
+    num_splits: int = 0
+    lse: bool = False  # check the LSE against float32 (cost: a reference per sequence)
+
+
+def _cases() -> list[Case]:
+    """The 16-token page cases first (vLLM's default), then the vision tower's, then other page sizes: stock's
+    first run JIT-compiles each module it touches, so a run cut short still has the cases that matter most."""
+    paged: dict[int, list[Case]] = {}
+    for page in (16, 64, 256):
+        tag = "" if page == 16 else f", page {page}"
+        check = page == 16
+        paged[page] = [
+            Case(f"decode 64 x 4096{tag}", ((1, 4096),) * 64, page=page, lse=check),
+            Case(f"decode 16 x 32768{tag}", ((1, 32768),) * 16, page=page, lse=check),
+            Case(
+                f"decode 64 x 4096 softcap 50 window 1024{tag}",
+                ((1, 4096),) * 64,
+                page=page,
+                softcap=50.0,
+                window=(1024, 0),
+                lse=check,
+            ),
+            Case(f"prefill 8 x 2048{tag}", ((2048, 2048),) * 8, page=page, lse=check),
+            Case(
+                f"mixed 32 x decode 2048 + 2 x prefill 1024{tag}",
+                ((1, 2048),) * 32 + ((1024, 1024),) * 2,
+                page=page,
+                lse=check,
+            ),
+        ]
+    return [
+        *paged[16],
+        Case("decode 64 x 4096, num_splits 1", ((1, 4096),) * 64, num_splits=1, lse=True),
+        Case("vision 4 x 1024 d72 (96 bucket), no cache", ((1024, 1024),) * 4, 16, 16, 72, None, False, lse=True),
+        Case("vision 4 x 1024 d128, no cache", ((1024, 1024),) * 4, 16, 16, 128, None, False),
+        *paged[64],
+        *paged[256],
+    ]
+
+
+CASES = _cases()
+
+
+def _interface(ext: Path, iface: Path) -> Any:
+    """vLLM's interface module over `ext`, imported as `vllm.vllm_flash_attn._vllm_fa2_C`."""
+    root = make_site(Path(tempfile.mkdtemp(prefix="vllm-site-")), ext, iface)
+    sys.path.insert(0, str(root))
+    import vllm.vllm_flash_attn.flash_attn_interface as module
+
+    assert module.FA2_AVAILABLE, module.FA2_UNAVAILABLE_REASON
+    return module
+
+
+class Inputs:
+    """One case's tensors, the same on both sides (seeded), with K/V scattered over random pages."""
+
+    def __init__(self, torch: Any, case: Case, seed: int = 0) -> None:
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        dt = torch.bfloat16
+
+        def rand(*shape: int) -> Any:
+            return torch.randn(*shape, generator=gen).to(dt).cuda()
+
+        self.case = case
+        qlens = [s for s, _ in case.seqs]
+        klens = [k for _, k in case.seqs]
+        self.q = rand(sum(qlens), case.hq, case.d)
+        self.ks = [rand(k, case.hk, case.d) for k in klens]
+        self.vs = [rand(k, case.hk, case.d) for k in klens]
+        self.cu_q = torch.tensor([0, *itertools_accumulate(qlens)], dtype=torch.int32, device="cuda")
+        self.max_q, self.max_k = max(qlens), max(klens)
+        self.out = torch.empty_like(self.q)
+        if case.page is None:
+            self.k, self.v = torch.cat(self.ks), torch.cat(self.vs)
+            self.cu_k = torch.tensor([0, *itertools_accumulate(klens)], dtype=torch.int32, device="cuda")
+            self.seqused = self.table = None
+            return
+        page = case.page
+        per_seq = [math.ceil(k / page) for k in klens]
+        num_blocks = sum(per_seq) + 7
+        perm = torch.randperm(num_blocks, generator=gen)
+        self.table = torch.zeros(len(klens), max(per_seq), dtype=torch.int32)
+        self.k = torch.zeros(num_blocks, page, case.hk, case.d, dtype=dt, device="cuda")
+        self.v = torch.zeros_like(self.k)
+        start = 0
+        for b, (k, v) in enumerate(zip(self.ks, self.vs, strict=True)):
+            blocks = perm[start : start + per_seq[b]]
+            start += per_seq[b]
+            self.table[b, : per_seq[b]] = blocks
+            pad = per_seq[b] * page - k.shape[0]
+            kp = torch.nn.functional.pad(k, (0, 0, 0, 0, 0, pad)).view(per_seq[b], page, case.hk, case.d)
+            vp = torch.nn.functional.pad(v, (0, 0, 0, 0, 0, pad)).view(per_seq[b], page, case.hk, case.d)
+            self.k[blocks.cuda()] = kp
+            self.v[blocks.cuda()] = vp
+        self.table = self.table.cuda()
+        self.seqused = torch.tensor(klens, dtype=torch.int32, device="cuda")
+        self.cu_k = None
+
+    def call(self, fai: Any, lse: bool = False) -> Any:
+        c = self.case
+        return fai.flash_attn_varlen_func(
+            self.q,
+            self.k,
+            self.v,
+            self.max_q,
+            self.cu_q,
+            self.max_k,
+            cu_seqlens_k=self.cu_k,
+            seqused_k=self.seqused,
+            softmax_scale=c.d**-0.5,
+            causal=c.causal,
+            window_size=list(c.window),
+            softcap=c.softcap,
+            block_table=self.table,
+            return_softmax_lse=lse,
+            out=self.out,
+            fa_version=2,
+            num_splits=c.num_splits,
+        )
+
+
+def itertools_accumulate(xs: list[int]) -> list[int]:
+    out, total = [], 0
+    for x in xs:
+        total += x
+        out.append(total)
+    return out
+
+
+def lse_reference(torch: Any, inp: Inputs) -> Any:
+    """float32 LSE (hq, total_q) over each sequence's own rows, masks bottom-right aligned."""
+    c = inp.case
+    parts, q0 = [], 0
+    for (sq, sk), k in zip(c.seqs, inp.ks, strict=True):
+        q = inp.q[q0 : q0 + sq].float()
+        q0 += sq
+        kk = k.float().repeat_interleave(c.hq // c.hk, dim=1)
+        s = torch.einsum("qhd,khd->hqk", q, kk) * c.d**-0.5
+        if c.softcap > 0:
+            s = c.softcap * torch.tanh(s / c.softcap)
+        row = torch.arange(sq, device="cuda")[:, None] + sk - sq
+        col = torch.arange(sk, device="cuda")[None, :]
+        allowed = torch.ones(sq, sk, dtype=torch.bool, device="cuda")
+        left, right = c.window
+        if c.causal:
+            right = 0
+        if left >= 0:
+            allowed &= col >= row - left
+        if right >= 0:
+            allowed &= col <= row + right
+        parts.append(torch.logsumexp(s.masked_fill(~allowed[None], float("-inf")), dim=-1))
+    return torch.cat(parts, dim=1)
+
+
+def time_case(torch: Any, fai: Any, inp: Inputs) -> list[float]:
+    for _ in range(WARMUP):
+        inp.call(fai)
+    torch.cuda.synchronize()
+    per_call = []
+    for _ in range(REPS):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(CALLS):
+            inp.call(fai)
+        end.record()
+        end.synchronize()
+        per_call.append(start.elapsed_time(end) * 1000 / CALLS)
+    return per_call
+
+
+def worker(ext: Path, iface: Path, out: Path, names: list[str] | None) -> None:
+    import torch
+
+    fai = _interface(ext, iface)
+    results: dict[str, Any] = {"ext": str(ext), "gpu": torch.cuda.get_device_name(), "cases": {}}
+    for case in CASES:
+        if names and case.name not in names:
+            continue
+        inp = Inputs(torch, case)
+        t0 = time.perf_counter()
+        res = inp.call(fai, lse=case.lse)
+        torch.cuda.synchronize()
+        first_s = time.perf_counter() - t0
+        row: dict[str, Any] = {"first_call_s": round(first_s, 4)}
+        if case.lse:
+            lse = res[1]
+            ref = lse_reference(torch, inp)
+            row["lse_max_err"] = float((lse.float() - ref).abs().max())
+        torch.save(inp.out.cpu(), out.with_suffix(f".{CASES.index(case)}.pt"))
+        us = time_case(torch, fai, inp)
+        row["us"] = [round(x, 2) for x in us]
+        results["cases"][case.name] = row
+        out.write_text(json.dumps(results, indent=1) + "\n")  # after each case: a run cut short keeps what it did
+        print(f"{case.name}: median {statistics.median(us):.1f} us, first call {first_s:.3f} s", file=sys.stderr)
+        del inp
+        torch.cuda.empty_cache()
+
+
+def first_call(ext: Path, iface: Path) -> None:
+    import torch
+
+    fai = _interface(ext, iface)
+    inp = Inputs(torch, CASES[0])
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    inp.call(fai)
+    torch.cuda.synchronize()
+    print(json.dumps({"ext": str(ext), "case": CASES[0].name, "first_call_s": round(time.perf_counter() - t0, 4)}))
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def compare(
+    stock: Path, ours: Path, iface: Path, out_dir: Path, rounds: int, names: list[str] | None, limit_s: float
+) -> None:
+    import torch
+
+    work = Path(tempfile.mkdtemp(prefix="vs-stock-"))
+    runs: dict[str, list[dict[str, Any]]] = {"stock": [], "ours": []}
+    for r in range(rounds):
+        for side, ext in (("stock", stock), ("ours", ours)):
+            res = work / f"{side}-{r}.json"
+            cmd = [sys.executable, __file__, "worker", "--ext", str(ext), "--interface", str(iface), "--out", str(res)]
+            for n in names or []:
+                cmd += ["--case", n]
+            print("+", " ".join(cmd), file=sys.stderr)
+            try:  # stock JIT-compiles its PTX on first use: a run past the limit keeps the cases it finished
+                subprocess.run(cmd, check=True, timeout=limit_s)
+            except subprocess.TimeoutExpired:
+                print(f"{side}: stopped after {limit_s:.0f} s", file=sys.stderr)
+            if res.exists():
+                runs[side].append(json.loads(res.read_text()))
+    report: dict[str, Any] = {
+        "schema": "fawheels.bench.vllm-vs-stock/1",
+        "command": " ".join(["python", "scripts/bench_vllm_vs_stock.py", *sys.argv[1:]]),
+        "gpu": runs["ours"][0]["gpu"],
+        "timing": f"kernel-only: CUDA events around {CALLS} back-to-back calls, {REPS} repetitions per run, "
+        f"{rounds} run(s) per side alternating stock/ours, each in its own process; us per call",
+        "cases": {},
+    }
+    done = [
+        (i, case)
+        for i, case in enumerate(CASES)
+        if all(runs[side] and case.name in runs[side][0]["cases"] for side in runs)
+    ]
+    report["missing"] = [c.name for c in CASES if (not names or c.name in names) and c not in [d[1] for d in done]]
+    for i, case in done:
+        row: dict[str, Any] = {"case": asdict(case)}
+        for side in ("stock", "ours"):
+            us = [x for run in runs[side] if case.name in run["cases"] for x in run["cases"][case.name]["us"]]
+            row[f"{side}_us"] = round(statistics.median(us), 2)
+            row[f"{side}_us_spread"] = {k: round(v, 2) for k, v in _summary(us).items()}
+            row[f"{side}_first_call_s"] = runs[side][0]["cases"][case.name]["first_call_s"]
+            if "lse_max_err" in runs[side][0]["cases"][case.name]:
+                row[f"{side}_lse_max_err"] = runs[side][0]["cases"][case.name]["lse_max_err"]
+        row["speedup"] = round(row["stock_us"] / row["ours_us"], 3)
+        a = torch.load(work / f"stock-0.{i}.pt").float()
+        b = torch.load(work / f"ours-0.{i}.pt").float()
+        row["out_max_abs_diff_vs_stock"] = float((a - b).abs().max())
+        row["out_within_vllm_tolerance"] = bool(torch.allclose(b, a, atol=ATOL, rtol=RTOL))
+        report["cases"][case.name] = row
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "vllm-vs-stock.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps({k: v["speedup"] for k, v in report["cases"].items()}, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("worker")
+    w.add_argument("--ext", type=Path, required=True)
+    w.add_argument("--interface", type=Path, required=True)
+    w.add_argument("--out", type=Path, required=True)
+    w.add_argument("--case", action="append")
+    f = sub.add_parser("first-call")
+    f.add_argument("--ext", type=Path, required=True)
+    f.add_argument("--interface", type=Path, required=True)
+    c = sub.add_parser("compare")
+    c.add_argument("--stock", type=Path, required=True)
+    c.add_argument("--ours", type=Path, required=True)
+    c.add_argument("--interface", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--rounds", type=int, default=1)
+    c.add_argument("--case", action="append")
+    c.add_argument("--limit-s", type=float, default=600.0, help="stop a side's run after this long")
+    args = parser.parse_args()
+    if args.cmd == "worker":
+        worker(args.ext, args.interface, args.out, args.case)
+    elif args.cmd == "first-call":
+        first_call(args.ext, args.interface)
+    else:
+        compare(args.stock, args.ours, args.interface, args.out, args.rounds, args.case, args.limit_s)
+
+
+if __name__ == "__main__":
+    main()

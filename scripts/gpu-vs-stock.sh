@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# On the GPU machine (device tool), issue 20's proof in steps, one call each (the machine keeps /tmp while warm
+# between calls):
+#   scripts/gpu-vs-stock.sh build   sm_90 builds, offline, side by side: vllm-fa2 ...-vllm-tests and fa2 qwen3
+#                                   (or carry wheels built elsewhere in .devcache/wheels/ and skip this step)
+#   scripts/gpu-vs-stock.sh test    tests/gpu (vLLM's interface over paged KV, our ops, the LSE on every route),
+#                                   vLLM's own test_varlen_with_paged_kv (VLLM_K: a -k filter), and flash-attn's
+#                                   kvcache test (pages 16-256) when an fa2 wheel is there
+#   scripts/gpu-vs-stock.sh bench   stock vLLM 0.26.0's _vllm_fa2_C against ours (scripts/bench_vllm_vs_stock.py,
+#                                   each side stopped after BENCH_LIMIT_S), then our first paged decode in a fresh
+#                                   process with CUDA_CACHE_DISABLE=1 (stock's too with FIRST_CALL_STOCK=1)
+# Carried (no registry there): .whl/ (pyelftools, zstandard, lz4 for cp312) and .devcache/ = FAWHEELS_CACHE: the
+# pinned flash-attn sdist; vllm-0.26.0/flash_attn_interface.py (scripts/vllm_interface.py) and test_flash_attn.py
+# (from vLLM's sdist: scripts/vllm_kernel_tests.py); stock/part-* = the stock extension from vLLM 0.26.0's wheel,
+# zstd -19 with a 128 MiB window (80 MB), split in parts so each call stays under the carry limit: every call
+# keeps the parts it carries in /tmp/stock-parts. Results go to $OUT.
+set -uo pipefail
+source "$(dirname "$0")/gpu-env.sh"
+STOCK_SHA=869c73f37150ad0f5bad7c637be808f67fb80bc9419a53d6c1e046dc8788cdf3  # vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so
+VLLM=vllm-fa2-cu130-torch2.11-sm90-cp312-vllm-tests
+FA2=fa2-cu130-torch2.11-sm90-cp312
+IFACE=.devcache/vllm-0.26.0/flash_attn_interface.py
+export CUDA_CACHE_MAXSIZE=4294967296  # stock's JIT-compiled kernels stay cached for the next process
+mkdir -p /tmp/g /tmp/stock-parts
+cp .devcache/stock/part-* /tmp/stock-parts/ 2>/dev/null
+
+wheels() {
+  if ls .devcache/wheels/vllm_fa2-*.whl > /dev/null 2>&1; then
+    vw=$(ls .devcache/wheels/vllm_fa2-*.whl) fw=$(ls .devcache/wheels/flash_attn-*.whl 2>/dev/null)
+    return
+  fi
+  for _ in $(seq 100); do  # a build that outlived the build call is still finishing
+    [ "$(ls /tmp/g/*.report.json 2>/dev/null | wc -l)" -ge 2 ] && break
+    sleep 5
+  done
+  vw=$(ls /tmp/g/dist/vllm_fa2-*.whl) || { echo "no wheels: run build first"; exit 1; }
+  fw=$(ls /tmp/g/dist/flash_attn-*.whl 2>/dev/null)
+}
+
+case ${1:-} in
+build)
+  machine_facts
+  build_pair $VLLM 10 $FA2 6
+  ;;
+bench)
+  wheels
+  cat /tmp/stock-parts/part-* | python3 -c 'import sys, zstandard; zstandard.ZstdDecompressor().copy_stream(sys.stdin.buffer, sys.stdout.buffer)' \
+    > /tmp/stock.so
+  echo "$STOCK_SHA  /tmp/stock.so" | sha256sum -c || exit 1
+  sha256sum "$vw" | tee "$out/wheels.sha256"
+  python3 scripts/bench_vllm_vs_stock.py compare --stock /tmp/stock.so --ours "$vw" --interface $IFACE \
+    --out "$out" --limit-s "${BENCH_LIMIT_S:-600}" 2>&1 | tee "$out/bench.log" | grep -v "^+"
+  for ext in "$vw" ${FIRST_CALL_STOCK:+/tmp/stock.so}; do
+    CUDA_CACHE_DISABLE=1 timeout 200 python3 scripts/bench_vllm_vs_stock.py first-call --ext "$ext" --interface $IFACE
+  done | tee "$out/first-call.jsonl"
+  ;;
+test)
+  wheels
+  sha256sum "$vw" $fw | tee "$out/wheels.sha256"
+  # One pytest process per file: loading the extension twice in one process registers _vllm_fa2_C twice (abort).
+  export FAWHEELS_VLLM_FA2_WHEEL=$vw FAWHEELS_VLLM_INTERFACE=$IFACE
+  for t in vllm_paged vllm_fa2; do
+    FAWHEELS_GPU_FIGURES=$out/$t.json timeout 120 python3 -m pytest -q -rfE -p no:cacheprovider \
+      tests/gpu/test_${t}_gpu.py 2>&1 | tail -15 | tee "$out/$t-tests.txt"
+  done
+  python3 scripts/vllm_kernel_tests.py /tmp/vk --ext "$vw" --interface $IFACE \
+    --test-file .devcache/vllm-0.26.0/test_flash_attn.py &&
+  (cd /tmp/vk && PYTHONPATH=/tmp/vk/site:/tmp/site timeout 150 python3 -m pytest -q -p no:cacheprovider -n 8 \
+    test_flash_attn.py -k "test_varlen_with_paged_kv ${VLLM_K:+and ($VLLM_K)}" --junitxml "$out/vllm-kernel-tests.xml" \
+    2>&1 | tail -6) | tee "$out/vllm-kernel-tests.txt"
+  [ -n "$fw" ] && python3 -m pip install -q --no-index --no-deps --target /tmp/fa2site "$fw" &&
+  python3 scripts/flash_attn_kvcache_tests.py /tmp/fakv > "$out/fa-kvcache-params.txt" &&
+  (cd /tmp/fakv && PYTHONPATH=/tmp/fa2site:/tmp/site timeout -s INT 120 python3 -m pytest -q -p no:cacheprovider \
+    -n 12 test_flash_attn.py -k test_flash_attn_kvcache 2>&1 | tail -4) | tee "$out/fa-kvcache.txt"
+  ;;
+*)
+  echo "usage: scripts/gpu-vs-stock.sh build|bench|test" >&2
+  exit 2
+  ;;
+esac
