@@ -12,6 +12,8 @@ on the routes that return it, the softmax LSE against a float32 reference.
       one extension, every case (what `compare` starts)
   python scripts/bench_vllm_vs_stock.py first-call --ext SO --interface IFACE.py
       the first paged decode call of a fresh process (run it with CUDA_CACHE_DISABLE=1)
+  python scripts/bench_vllm_vs_stock.py routes --ext OURS.whl --interface IFACE.py
+      our paged prefill on each route and the same prefill over contiguous K/V
 """
 
 from __future__ import annotations
@@ -256,6 +258,24 @@ def first_call(ext: Path, iface: Path) -> None:
     print(json.dumps({"ext": str(ext), "case": CASES[0].name, "first_call_s": round(time.perf_counter() - t0, 4)}))
 
 
+# Our extension alone: the paged prefill on its two routes (the forward kernel, num_splits 0; the split-KV
+# kernel, num_splits 1) against the same prefill with contiguous K/V, to see what paging itself costs.
+ROUTES = [
+    Case("prefill 8 x 2048, paged (forward kernel)", ((2048, 2048),) * 8),
+    Case("prefill 8 x 2048, paged, num_splits 1 (split-KV kernel)", ((2048, 2048),) * 8, num_splits=1),
+    Case("prefill 8 x 2048, contiguous K/V", ((2048, 2048),) * 8, page=None),
+]
+
+
+def routes(ext: Path, iface: Path) -> None:
+    import torch
+
+    fai = _interface(ext, iface)
+    for case in ROUTES:
+        us = time_case(torch, fai, Inputs(torch, case))
+        print(json.dumps({"case": case.name, **{k: round(v, 1) for k, v in _summary(us).items()}}), flush=True)
+
+
 def _summary(values: list[float]) -> dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
@@ -311,7 +331,31 @@ def compare(
         report["cases"][case.name] = row
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "vllm-vs-stock.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out_dir / "vllm-vs-stock-table.md").write_text(render_table(report))
     print(json.dumps({k: v["speedup"] for k, v in report["cases"].items()}, indent=1))
+
+
+def render_table(report: dict[str, Any]) -> str:
+    """The report as a markdown table: per case stock and ours (median, min-max), speedup, LSE and output checks."""
+
+    def spread(row: dict[str, Any], side: str) -> str:
+        s = row[f"{side}_us_spread"]
+        return f"{s['median']:,.1f} ({s['min']:,.1f}-{s['max']:,.1f})"
+
+    lines = [
+        "| case | stock µs median (min-max) | ours µs median (min-max) | speedup | LSE max err stock / ours | "
+        "max abs diff vs stock | within vLLM tol |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in report["cases"].items():
+        lse = f"{row['stock_lse_max_err']:.1e} / {row['ours_lse_max_err']:.1e}" if "ours_lse_max_err" in row else "-"
+        lines.append(
+            f"| {name} | {spread(row, 'stock')} | {spread(row, 'ours')} | {row['speedup']:.3f} | {lse} | "
+            f"{row['out_max_abs_diff_vs_stock']:.1e} | {'yes' if row['out_within_vllm_tolerance'] else 'NO'} |"
+        )
+    if report.get("missing"):
+        lines.append(f"\nNot measured (a side's run stopped first): {', '.join(report['missing'])}")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -322,6 +366,9 @@ def main() -> None:
     w.add_argument("--interface", type=Path, required=True)
     w.add_argument("--out", type=Path, required=True)
     w.add_argument("--case", action="append")
+    o = sub.add_parser("routes")
+    o.add_argument("--ext", type=Path, required=True)
+    o.add_argument("--interface", type=Path, required=True)
     f = sub.add_parser("first-call")
     f.add_argument("--ext", type=Path, required=True)
     f.add_argument("--interface", type=Path, required=True)
@@ -336,6 +383,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.cmd == "worker":
         worker(args.ext, args.interface, args.out, args.case)
+    elif args.cmd == "routes":
+        routes(args.ext, args.interface)
     elif args.cmd == "first-call":
         first_call(args.ext, args.interface)
     else:

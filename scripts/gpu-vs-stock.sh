@@ -21,12 +21,13 @@ VLLM=vllm-fa2-cu130-torch2.11-sm90-cp312-vllm-tests
 FA2=fa2-cu130-torch2.11-sm90-cp312
 IFACE=.devcache/vllm-0.26.0/flash_attn_interface.py
 export CUDA_CACHE_MAXSIZE=4294967296  # stock's JIT-compiled kernels stay cached for the next process
-mkdir -p /tmp/g /tmp/stock-parts
+mkdir -p /tmp/g/carried /tmp/stock-parts
 cp .devcache/stock/part-* /tmp/stock-parts/ 2>/dev/null
+cp .devcache/wheels/*.whl /tmp/g/carried/ 2>/dev/null  # wheels built elsewhere, kept for the next call
 
 wheels() {
-  if ls .devcache/wheels/vllm_fa2-*.whl > /dev/null 2>&1; then
-    vw=$(ls .devcache/wheels/vllm_fa2-*.whl) fw=$(ls .devcache/wheels/flash_attn-*.whl 2>/dev/null)
+  if ls /tmp/g/carried/vllm_fa2-*.whl > /dev/null 2>&1; then
+    vw=$(ls /tmp/g/carried/vllm_fa2-*.whl) fw=$(ls /tmp/g/carried/flash_attn-*.whl 2>/dev/null)
     return
   fi
   for _ in $(seq 100); do  # a build that outlived the build call is still finishing
@@ -54,27 +55,29 @@ bench)
     CUDA_CACHE_DISABLE=1 timeout 200 python3 scripts/bench_vllm_vs_stock.py first-call --ext "$ext" --interface $IFACE
   done | tee "$out/first-call.jsonl"
   ;;
-test)
+test | ours | vllm | kvcache)  # test: all three; ours, vllm, kvcache: one of them
   wheels
   sha256sum "$vw" $fw | tee "$out/wheels.sha256"
   # One pytest process per file: loading the extension twice in one process registers _vllm_fa2_C twice (abort).
   export FAWHEELS_VLLM_FA2_WHEEL=$vw FAWHEELS_VLLM_INTERFACE=$IFACE
-  for t in vllm_paged vllm_fa2; do
+  [[ $1 == test || $1 == ours ]] && for t in vllm_paged vllm_fa2; do
     FAWHEELS_GPU_FIGURES=$out/$t.json timeout 120 python3 -m pytest -q -rfE -p no:cacheprovider \
       tests/gpu/test_${t}_gpu.py 2>&1 | tail -15 | tee "$out/$t-tests.txt"
   done
-  python3 scripts/vllm_kernel_tests.py /tmp/vk --ext "$vw" --interface $IFACE \
+  [[ $1 == test || $1 == vllm ]] && python3 scripts/vllm_kernel_tests.py /tmp/vk --ext "$vw" --interface $IFACE \
     --test-file .devcache/vllm-0.26.0/test_flash_attn.py &&
   (cd /tmp/vk && PYTHONPATH=/tmp/vk/site:/tmp/site timeout 150 python3 -m pytest -q -p no:cacheprovider -n 8 \
     test_flash_attn.py -k "test_varlen_with_paged_kv ${VLLM_K:+and ($VLLM_K)}" --junitxml "$out/vllm-kernel-tests.xml" \
     2>&1 | tail -6) | tee "$out/vllm-kernel-tests.txt"
-  [ -n "$fw" ] && python3 -m pip install -q --no-index --no-deps --target /tmp/fa2site "$fw" &&
+  [[ $1 == test || $1 == kvcache ]] && [ -n "$fw" ] &&
+  python3 -m pip install -q --no-index --no-deps --target /tmp/fa2site "$fw" &&
   python3 scripts/flash_attn_kvcache_tests.py /tmp/fakv > "$out/fa-kvcache-params.txt" &&
   (cd /tmp/fakv && PYTHONPATH=/tmp/fa2site:/tmp/site timeout -s INT 120 python3 -m pytest -q -p no:cacheprovider \
     -n 12 test_flash_attn.py -k test_flash_attn_kvcache 2>&1 | tail -4) | tee "$out/fa-kvcache.txt"
+  exit 0
   ;;
 *)
-  echo "usage: scripts/gpu-vs-stock.sh build|bench|test" >&2
+  echo "usage: scripts/gpu-vs-stock.sh build|bench|test|ours|vllm|kvcache" >&2
   exit 2
   ;;
 esac
