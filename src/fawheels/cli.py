@@ -14,6 +14,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from fawheels._util import console
 from fawheels._util.errors import (
     BuildError,
     ConfigError,
@@ -472,7 +473,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "quiet", False) and getattr(args, "verbose", False):
+        parser.error("-q/--quiet and -v/--verbose: give one")  # usage, exit 2
+    console.set_level(console.level_from(getattr(args, "quiet", False), getattr(args, "verbose", False)))
     # A CI runner cancels with SIGTERM, a closed terminal sends SIGHUP: treat both like Ctrl-C so children
     # stop and files being written are removed.
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)

@@ -113,6 +113,14 @@ OFFLINE = switch(
     forward=True,
 )
 
+QUIET = Option(("--quiet", "-q"), "print errors only", action="store_true", default=False)
+VERBOSE = Option(
+    ("--verbose", "-v"),
+    "print everything the log file gets too: every command, its output, the schedule, the target",
+    action="store_true",
+    default=False,
+)
+
 # ----------------------------------------------------------------------------- fawheels build
 
 # Order: the forwarded ones first, in the order the nested argv names them.
@@ -138,6 +146,8 @@ BUILD: tuple[Option, ...] = (
     # result is reported by the run that started it; a dry run starts nothing.
     switch("--container", "build inside the target's toolchain image"),
     switch("--keep-going", "build the remaining targets after a failure"),
+    QUIET,
+    VERBOSE,
     Option(
         ("--report",),
         "write a JSON report (per target: status, stage, wall time, per-job compile times, sha256)",
@@ -218,4 +228,6 @@ NIGHTLY: tuple[Option, ...] = (
         "configure and objects the last night left where their inputs are unchanged; the wheels are the same bytes)",
     ),
     Option(("--report",), "JSON report (default: <out>/nightly-report.json)", type=Path, metavar="FILE"),
+    QUIET,
+    VERBOSE,
 )
