@@ -96,10 +96,14 @@ def cmd_build(args: argparse.Namespace) -> int:
         derived = derived_target(args)
         say(derived.yaml, flush=True)
         if args.dry_run:
-            return dryrun.print_plans(derived.matrix, [derived.target], container=args.container)
+            return dryrun.print_plans(
+                derived.matrix, [derived.target], container=args.container, as_json=args.json, jobs=args.jobs
+            )
         matrix_path, target_ids = derive.write_tree(derived), [derived.target.id]
     elif given := [f"--{n.replace('_', '-')}" for n in DERIVE_OPTIONS if getattr(args, n)]:
         raise UsageError(f"{', '.join(given)}: only with --vllm VERSION (a derived target)")
+    if args.json and not args.dry_run:
+        raise UsageError("build --json: only with --dry-run (a build's JSON is --report FILE)")
 
     return build.build_command(
         matrix_path=matrix_path,
@@ -112,6 +116,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         report=args.report,
         clean=args.clean,
         dry_run=args.dry_run,
+        as_json=args.json,
     )
 
 

@@ -154,7 +154,12 @@ BUILD: tuple[Option, ...] = (
         type=Path,
         metavar="FILE",
     ),
-    switch("--dry-run", "print the whole plan (image, toolkit, torch, nvcc command per unit, wheel name); run nothing"),
+    switch(
+        "--dry-run",
+        "print the whole plan (image, toolkit, torch, nvcc command per job, wheel name, time estimate) and check "
+        "what can be checked without compiling (nvcc, disk, memory); run nothing",
+    ),
+    switch("--json", "with --dry-run: the plan as one JSON document (with a schema field)"),
     # A target derived from a vLLM release instead of named (matrix/derive.py): the outer run writes the derived
     # matrix and hands the nested build its file and the target id, so none of these is forwarded.
     Option(

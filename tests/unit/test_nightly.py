@@ -302,3 +302,9 @@ def test_docker_down_is_that_targets_container_error_not_a_bug() -> None:
     assert outcomes[0].error_head[0].startswith("docker: the daemon is not running")
     assert "Traceback" not in outcomes[0].error
     assert exit_code(outcomes) == 9  # container, as `build` says it (issue 23)
+
+
+def test_the_workflow_reads_the_dry_runs_json_instead_of_scraping_it() -> None:
+    text = WORKFLOW.read_text()
+    assert "--dry-run --json" in text
+    assert not re.search(r"\bsed\s", text)  # issue 23: `fawheels build --dry-run | sed -n 's/^ *docker pull //p'`

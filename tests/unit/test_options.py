@@ -24,7 +24,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 # Build options the build inside an image does not get, and why: it is already in its image, builds the one
 # target it was given, and its result is reported by the run that started it; a dry run starts nothing.
 # A new option lands here only by a decision (this set), never by being forgotten.
-HOST_ONLY = {"container", "keep_going", "report", "dry_run", "quiet", "verbose"}
+HOST_ONLY = {"container", "keep_going", "report", "dry_run", "json", "quiet", "verbose"}
 # `build --vllm …` derives a target on the host and hands the nested build the derived matrix file and its id
 DERIVING = {"vllm", "archs", "python", "profile", "from_config", "cuda"}
 

@@ -1038,13 +1038,14 @@ def build_command(
     report: Path | None = None,
     clean: bool = False,
     dry_run: bool = False,
+    as_json: bool = False,
 ) -> int:
     matrix = load_matrix_file(matrix_path)
     targets = [matrix.target(t) for t in (target_ids or [matrix.default_target])]
     from fawheels.build import dryrun
 
     if dry_run:
-        return dryrun.print_plans(matrix, targets, container=container)
+        return dryrun.print_plans(matrix, targets, container=container, as_json=as_json, jobs=jobs)
     dryrun.refuse_unprovided_images(matrix, targets, container=container)  # before any work
     results: list[Result] = []
     for target in targets:
