@@ -36,7 +36,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from fawheels.matrix import config as matrix
 
     m = matrix.load_matrix_file(args.matrix)
-    say(matrix.render_targets(m, args.format))
+    say(matrix.render_targets(m, "json" if args.json else args.format))
     return 0
 
 
@@ -162,7 +162,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_smoke(args: argparse.Namespace) -> int:
     from fawheels.deploy import smoke
 
-    return smoke.smoke_command(str(args.wheel), bench_too=args.bench, out=args.out)
+    return smoke.smoke_command(str(args.wheel), bench_too=args.bench, out=args.report)
 
 
 def cmd_overlay(args: argparse.Namespace) -> int:
@@ -250,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="table",
         help="a table for people (default), JSON for tools, or a GitHub Actions include matrix",
     )
+    p.add_argument("--json", action="store_true", help="the targets as one JSON document (as --format json)")
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("build", help="build targets into dist/ (wheel + .sha256 + .verify.json)")
@@ -363,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("smoke", help="on a GPU: check every kernel of a wheel against a float32 reference")
     p.add_argument("wheel", type=Path, metavar="WHEEL")
     p.add_argument("--bench", action="store_true", help="also time ours vs torch's flash backend")
-    p.add_argument("--out", default=None, metavar="FILE", help="write the JSON results here too")
+    p.add_argument("--report", default=None, metavar="FILE", help="write the JSON results here too")
+    p.add_argument("--out", dest="report", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old spelling
     p.set_defaults(func=cmd_smoke)
 
     p = sub.add_parser(

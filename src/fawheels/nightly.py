@@ -299,12 +299,12 @@ def write_report(path: Path, doc: Mapping[str, Any]) -> None:
 
 def check_outputs(out: Path, report: Path | None) -> None:
     """The per-target directories and the report must be writable before the first build starts."""
-    for what, d in (("--out", out), ("--report's directory", (report or out / "nightly-report.json").parent)):
+    for what, d in (("--dist", out), ("--report's directory", (report or out / "nightly-report.json").parent)):
         why = writable_dir(d)
         if why is not None:
             raise UsageError(
                 f"{what} {d}: cannot write there: {why}",
-                hint="pass a directory this user can write (--out DIR, --report FILE)",
+                hint="pass a directory this user can write (--dist DIR, --report FILE)",
             )
     if report is not None and report.is_dir():
         raise UsageError(f"--report {report} is a directory", hint="pass a file path, e.g. --report night.json")
@@ -357,7 +357,7 @@ def command(args: argparse.Namespace) -> int:
     """`fawheels nightly`, its options as options.NIGHTLY declares them."""
     return nightly_command(
         matrix_path=args.matrix,
-        ids=args.targets,
+        ids=[*args.targets, *getattr(args, "targets_alias", [])],
         keywords=args.keywords,
         out=args.out,
         index=args.index,
