@@ -86,7 +86,7 @@ def bench_gpu(session: nox.Session) -> None:
             "smoke",
             wheel,
             "--bench",
-            "--out",
+            "--report",
             f"{wheel}.gpu.json",
             env={"PYTHONPATH": "src"},
         )

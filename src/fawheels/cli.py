@@ -14,6 +14,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from fawheels._util import console
 from fawheels._util.errors import (
     BuildError,
     ConfigError,
@@ -35,7 +36,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from fawheels.matrix import config as matrix
 
     m = matrix.load_matrix_file(args.matrix)
-    say(matrix.render_targets(m, args.format))
+    say(matrix.render_targets(m, "json" if args.json else args.format))
     return 0
 
 
@@ -95,10 +96,14 @@ def cmd_build(args: argparse.Namespace) -> int:
         derived = derived_target(args)
         say(derived.yaml, flush=True)
         if args.dry_run:
-            return dryrun.print_plans(derived.matrix, [derived.target], container=args.container)
+            return dryrun.print_plans(
+                derived.matrix, [derived.target], container=args.container, as_json=args.json, jobs=args.jobs
+            )
         matrix_path, target_ids = derive.write_tree(derived), [derived.target.id]
     elif given := [f"--{n.replace('_', '-')}" for n in DERIVE_OPTIONS if getattr(args, n)]:
         raise UsageError(f"{', '.join(given)}: only with --vllm VERSION (a derived target)")
+    if args.json and not args.dry_run:
+        raise UsageError("build --json: only with --dry-run (a build's JSON is --report FILE)")
 
     return build.build_command(
         matrix_path=matrix_path,
@@ -111,6 +116,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         report=args.report,
         clean=args.clean,
         dry_run=args.dry_run,
+        as_json=args.json,
     )
 
 
@@ -156,7 +162,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_smoke(args: argparse.Namespace) -> int:
     from fawheels.deploy import smoke
 
-    return smoke.smoke_command(str(args.wheel), bench_too=args.bench, out=args.out)
+    return smoke.smoke_command(str(args.wheel), bench_too=args.bench, out=args.report)
 
 
 def cmd_overlay(args: argparse.Namespace) -> int:
@@ -244,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="table",
         help="a table for people (default), JSON for tools, or a GitHub Actions include matrix",
     )
+    p.add_argument("--json", action="store_true", help="the targets as one JSON document (as --format json)")
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("build", help="build targets into dist/ (wheel + .sha256 + .verify.json)")
@@ -357,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("smoke", help="on a GPU: check every kernel of a wheel against a float32 reference")
     p.add_argument("wheel", type=Path, metavar="WHEEL")
     p.add_argument("--bench", action="store_true", help="also time ours vs torch's flash backend")
-    p.add_argument("--out", default=None, metavar="FILE", help="write the JSON results here too")
+    p.add_argument("--report", default=None, metavar="FILE", help="write the JSON results here too")
+    p.add_argument("--out", dest="report", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old spelling
     p.set_defaults(func=cmd_smoke)
 
     p = sub.add_parser(
@@ -472,7 +480,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "quiet", False) and getattr(args, "verbose", False):
+        parser.error("-q/--quiet and -v/--verbose: give one")  # usage, exit 2
+    console.set_level(console.level_from(getattr(args, "quiet", False), getattr(args, "verbose", False)))
     # A CI runner cancels with SIGTERM, a closed terminal sends SIGHUP: treat both like Ctrl-C so children
     # stop and files being written are removed.
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)

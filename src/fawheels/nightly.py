@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from fawheels._util import console
 from fawheels._util.errors import ConfigError, FawheelsError, InternalError, UsageError
 from fawheels._util.files import writable_dir, write_atomic
-from fawheels._util.runner import log
 from fawheels.build.execute import Result
 from fawheels.matrix.config import Matrix, Target, load_matrix_file
 from fawheels.toolchain.compilercache import (
@@ -173,6 +173,8 @@ def _build_one(target: Target, build: BuildFn) -> Result:
         return build(target)
     except (KeyboardInterrupt, SystemExit):
         raise
+    except FawheelsError as exc:  # e.g. docker down (exit 9): the error's own code and words, no traceback
+        return Result(target.id, "failed", "build", str(exc), exc.exit_code, wall_s=time.monotonic() - start)
     except Exception as exc:  # a failing target never stops the others, whatever it raised
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return Result(
@@ -273,17 +275,17 @@ def compiler_cache(config: CacheConfig | None) -> Iterator[Sccache | None]:
     except FawheelsError as exc:  # a cache outage slows the night down; it does not cancel it
         os.environ.clear()
         os.environ.update(saved)
-        log(f"warning: compiler cache {config.display} unavailable, building without it: {exc}")
+        console.error(f"warning: compiler cache {config.display} unavailable, building without it: {exc}")
         yield None
         return
     try:
-        log(f"compiler cache: sccache {cache.binary} -> {config.backend} {config.display}")
+        console.step(f"compiler cache: sccache {cache.binary} -> {config.backend} {config.display}")
         yield cache
     finally:
         try:
             cache.stop()
         except FawheelsError as exc:
-            log(f"note: {exc}")
+            console.detail(f"note: {exc}")
         os.environ.clear()
         os.environ.update(saved)
 
@@ -297,12 +299,12 @@ def write_report(path: Path, doc: Mapping[str, Any]) -> None:
 
 def check_outputs(out: Path, report: Path | None) -> None:
     """The per-target directories and the report must be writable before the first build starts."""
-    for what, d in (("--out", out), ("--report's directory", (report or out / "nightly-report.json").parent)):
+    for what, d in (("--dist", out), ("--report's directory", (report or out / "nightly-report.json").parent)):
         why = writable_dir(d)
         if why is not None:
             raise UsageError(
                 f"{what} {d}: cannot write there: {why}",
-                hint="pass a directory this user can write (--out DIR, --report FILE)",
+                hint="pass a directory this user can write (--dist DIR, --report FILE)",
             )
     if report is not None and report.is_dir():
         raise UsageError(f"--report {report} is a directory", hint="pass a file path, e.g. --report night.json")
@@ -331,7 +333,7 @@ def nightly_command(
         if location.root is not None:
             check_index_dir(location.root)
     config = parse_cache_spec(cache_spec, os.environ)
-    log(f"nightly: {len(targets)} target(s): {', '.join(t.id for t in targets)}")
+    console.step(f"nightly: {len(targets)} target(s): {', '.join(t.id for t in targets)}")
     started, t0 = time.time(), time.monotonic()
     with compiler_cache(config) as cache:
         outcomes = run_targets(
@@ -344,10 +346,10 @@ def nightly_command(
     doc = report_doc(outcomes, cache=used, index=index, started=started, wall_s=time.monotonic() - t0)
     report_path = report or out / "nightly-report.json"
     write_report(report_path, doc)
-    log("")
-    log("== nightly summary")
-    log(render_table(outcomes))
-    log(f"report: {report_path}")
+    console.step("")
+    console.step("== nightly summary")
+    (console.error if exit_code(outcomes) else console.step)(render_table(outcomes))
+    console.step(f"report: {report_path}")
     return exit_code(outcomes)
 
 
@@ -355,7 +357,7 @@ def command(args: argparse.Namespace) -> int:
     """`fawheels nightly`, its options as options.NIGHTLY declares them."""
     return nightly_command(
         matrix_path=args.matrix,
-        ids=args.targets,
+        ids=[*args.targets, *getattr(args, "targets_alias", [])],
         keywords=args.keywords,
         out=args.out,
         index=args.index,

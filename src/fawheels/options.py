@@ -46,6 +46,7 @@ class Option:
     default: Any = None
     nargs: str | None = None
     metavar: str | None = None
+    aliases: tuple[str, ...] = ()  # old spellings, accepted and not shown (docs/cli.md: one flag, one meaning)
 
     @property
     def name(self) -> str:
@@ -63,6 +64,12 @@ class Option:
             if getattr(self, key) is not None:
                 kwargs[key] = getattr(self, key)
         parser.add_argument(*self.flags, **kwargs)
+        if self.aliases:  # hidden; a positional's alias stores beside it (`<name>_alias`), the command merges
+            hidden = {**kwargs, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
+            hidden["dest"] = f"{self.name}_alias" if self.positional else self.name
+            if self.positional:
+                hidden["nargs"] = "+"
+            parser.add_argument(*self.aliases, **hidden)
 
     def to_argv(self, value: Any) -> list[str]:
         """The words that parse back to `value` (none for a default that needs no saying)."""
@@ -113,6 +120,14 @@ OFFLINE = switch(
     forward=True,
 )
 
+QUIET = Option(("--quiet", "-q"), "print errors only", action="store_true", default=False)
+VERBOSE = Option(
+    ("--verbose", "-v"),
+    "print everything the log file gets too: every command, its output, the schedule, the target",
+    action="store_true",
+    default=False,
+)
+
 # ----------------------------------------------------------------------------- fawheels build
 
 # Order: the forwarded ones first, in the order the nested argv names them.
@@ -138,13 +153,20 @@ BUILD: tuple[Option, ...] = (
     # result is reported by the run that started it; a dry run starts nothing.
     switch("--container", "build inside the target's toolchain image"),
     switch("--keep-going", "build the remaining targets after a failure"),
+    QUIET,
+    VERBOSE,
     Option(
         ("--report",),
         "write a JSON report (per target: status, stage, wall time, per-job compile times, sha256)",
         type=Path,
         metavar="FILE",
     ),
-    switch("--dry-run", "print the whole plan (image, toolkit, torch, nvcc command per unit, wheel name); run nothing"),
+    switch(
+        "--dry-run",
+        "print the whole plan (image, toolkit, torch, nvcc command per job, wheel name, time estimate) and check "
+        "what can be checked without compiling (nvcc, disk, memory); run nothing",
+    ),
+    switch("--json", "with --dry-run: the plan as one JSON document (with a schema field)"),
     # A target derived from a vLLM release instead of named (matrix/derive.py): the outer run writes the derived
     # matrix and hands the nested build its file and the target id, so none of these is forwarded.
     Option(
@@ -185,8 +207,15 @@ def nested_build_argv(values: Mapping[str, Any]) -> list[str]:
 # ----------------------------------------------------------------------------- fawheels nightly
 
 NIGHTLY: tuple[Option, ...] = (
+    Option(
+        ("targets",),
+        "only these target ids (default: every target)",
+        nargs="*",
+        default=[],
+        metavar="TARGET_ID",
+        aliases=("--targets",),
+    ),
     MATRIX,
-    Option(("--targets",), "only these target ids", nargs="+", default=[], metavar="ID"),
     Option(
         ("-k",),
         "only targets whose id contains TEXT (repeat: all must match)",
@@ -196,11 +225,18 @@ NIGHTLY: tuple[Option, ...] = (
         metavar="TEXT",
     ),
     Option(
-        ("--out",),
-        "per-target dist directories and the report (default: dist/nightly/)",
+        ("--dist",),
+        "output directory: a dist directory per target and the report (default: dist/nightly/)",
+        dest="out",
         type=Path,
         default=Path("dist/nightly"),
         metavar="DIR",
+        aliases=("--out",),
+    ),
+    switch(
+        "--keep-going",
+        "build the remaining targets after a failure (the nightly always does; accepted for the "
+        "same meaning as build's)",
     ),
     Option(("--index",), "publish passing wheels to this index (directory or URL)", metavar="DIR_OR_URL"),
     Option(
@@ -218,4 +254,57 @@ NIGHTLY: tuple[Option, ...] = (
         "configure and objects the last night left where their inputs are unchanged; the wheels are the same bytes)",
     ),
     Option(("--report",), "JSON report (default: <out>/nightly-report.json)", type=Path, metavar="FILE"),
+    QUIET,
+    VERBOSE,
 )
+
+
+# ----------------------------------------------------------------------------- environment variables
+
+# Every environment variable fawheels reads (or sets for the processes it starts), declared here once:
+# docs/environment.md is generated from this table, and tests/unit/test_cli_convention.py fails on a name the
+# package uses that is missing here. (sccache's own SCCACHE_* settings pass through; see compilercache.py.)
+ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    ("MAX_JOBS", "concurrent compile jobs, as `--jobs N` (the option wins)"),
+    ("CUDA_HOME", "the host CUDA toolkit of a `host` toolchain (default `/usr/local/cuda-<cuda>`)"),
+    (
+        "SOURCE_DATE_EPOCH",
+        "the time stamped into a wheel (default: fixed by the source's pin, so two builds give the same bytes)",
+    ),
+    ("FAWHEELS_CACHE", "the cache (default `~/.cache/fawheels`: torch envs, sources, toolkits, job history, sccache)"),
+    (
+        "FAWHEELS_BUILD_ROOT",
+        "where targets compile (default `/tmp/fawheels-build`; a fixed place keeps nvcc's symbol names stable); "
+        "each target's log file is `<root>/<target>.log`",
+    ),
+    ("FAWHEELS_DEBUG", "`1`: an internal error (exit 11) prints its traceback"),
+    ("FAWHEELS_CONTAINER_ENGINE", "`docker` or `podman` for toolchain images (default: the first one found)"),
+    ("FAWHEELS_COMPILER_CACHE", "the nightly's compiler cache, as `--compiler-cache SPEC` (the option wins)"),
+    ("FAWHEELS_SCCACHE", "the sccache binary to use (default: the one on PATH or installed by `.[nightly]`)"),
+    (
+        "FAWHEELS_COMPILER_LAUNCHER",
+        "a compiler cache put in front of nvcc and c++ (set by the nightly for its builds; sccache or ccache)",
+    ),
+    ("FAWHEELS_CUOBJDUMP", "the cuobjdump `verify` and `inspect` use (default: the toolkit's, else one from PyPI)"),
+    ("FAWHEELS_INDEX_USER", "user name for an upload index (else TWINE_USERNAME, else keyring)"),
+    ("FAWHEELS_INDEX_PASSWORD", "password or token for an upload index (else TWINE_PASSWORD, else keyring)"),
+    ("FAWHEELS_INDEX_TIMEOUT", "seconds to wait for an index server (publish, compat --index)"),
+    ("FAWHEELS_IMAGE", "set inside a toolchain image: its tag, recorded in the provenance file"),
+    ("FAWHEELS_IMAGE_DIGEST", "set inside a toolchain image: its digest, recorded in the provenance file"),
+    ("FAWHEELS_IN_CONTAINER", "set inside a toolchain image: the build there uses the image's toolkit"),
+)
+
+
+def environment_markdown() -> str:
+    """docs/environment.md: the table above."""
+    lines = [
+        "# Environment variables",
+        "",
+        "Every variable fawheels reads or sets for the processes it starts. A command-line option with the same",
+        "meaning wins over the variable (docs/cli.md).",
+        "",
+        "| variable | meaning |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | {meaning} |" for name, meaning in ENVIRONMENT]
+    return "\n".join(lines) + "\n"

@@ -130,7 +130,7 @@ def test_interrupted_build_leaves_dist_as_it_was(tmp_path: Path) -> None:
     build_root = tmp_path / "build-root"  # private, so the compilers of this build alone can be found
     env = {**os.environ, "PYTHONPATH": str(checkout / "src"), "FAWHEELS_BUILD_ROOT": str(build_root)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fawheels.cli", "build", TARGET],
+        [sys.executable, "-m", "fawheels.cli", "build", TARGET, "-v"],  # -v: the commands too (`ninja -C`)
         cwd=checkout,
         env=env,
         stderr=subprocess.PIPE,

@@ -25,7 +25,9 @@ def test_dry_run_plans_every_target(target: object) -> None:
     assert f"wheel: {target.wheel_name}" in text
     assert f"torch: {target.torch.version}" in text
     units = [line for line in text.splitlines() if line.startswith("  nvcc -")]
-    assert len(units) == len(target.profile.translation_units())
+    from fawheels.build.dryrun import plan_choice
+
+    assert len(units) == len(plan_choice(target, MATRIX).way.units)  # one per kernel job the build runs here
     for arch in target.sass:
         assert all(f"-gencode=arch={arch.compute},code={arch.sm}" in u for u in units)
     assert "cannot be planned" not in text
@@ -33,6 +35,22 @@ def test_dry_run_plans_every_target(target: object) -> None:
         assert "@sha256:" in text and "docker pull nvidia/cuda:" in text
 
 
+@pytest.fixture
+def ample_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A host nvcc where CUDA_HOME says, disk and memory enough: every dry-run check passes."""
+    from fawheels.build import dryrun
+
+    nvcc = tmp_path / "cuda" / "bin" / "nvcc"
+    nvcc.parent.mkdir(parents=True)
+    nvcc.write_text("")
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path / "cuda"))
+    monkeypatch.setattr(dryrun, "DISK_NEEDED", 0)
+    monkeypatch.setattr(dryrun, "mem_available", lambda: 256 * 1024**3)
+    monkeypatch.setenv("FAWHEELS_CACHE", str(tmp_path / "cache"))  # no job history: static estimates
+    return tmp_path / "cuda"
+
+
+@pytest.mark.usefixtures("ample_machine")
 def test_dry_run_cli_touches_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ids = [t.id for t in MATRIX.targets]
     dist = tmp_path / "dist"
@@ -94,3 +112,33 @@ def test_an_engine_without_the_base_gets_the_pull_command(
     asked = calls.read_text().splitlines()
     assert asked[0] == "info" and all(a.startswith("image inspect ") for a in asked[1:]) and len(asked) == 3
     assert not (tmp_path / "dist").exists()
+
+
+@pytest.mark.usefixtures("ample_machine")
+def test_dry_run_json_is_one_document_with_a_schema_and_an_estimate(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    code = cli.main(["build", "--matrix", str(ROOT / "build_matrix.yaml"), "--dry-run", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["schema"] == 1 and doc["dry_run"] is True
+    (plan,) = doc["targets"]
+    assert plan["target"] == MATRIX.default_target
+    assert plan["estimate"]["compile_s"] > 0 and plan["estimate"]["other_way_s"] > 0
+    # the count the build will show: ninja's jobs (kernel units of the chosen way, flash_api.cpp, link)
+    assert plan["compile_jobs"] == (26 if plan["splitkv_parts"] else 10)
+    assert all(c["ok"] for c in plan["checks"])
+
+
+def test_dry_run_fails_where_the_build_would_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CUDA_HOME", "/nonexistent")  # issue 23: this exited 0 printing "host nvcc at /nonexistent"
+    code = cli.main(["build", "--matrix", str(ROOT / "build_matrix.yaml"), "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 4
+    assert "check: nvcc FAILED: /nonexistent/bin/nvcc not found: set CUDA_HOME, or use a pip toolchain" in out
+
+
+def test_json_without_dry_run_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["build", "--json"]) == 2
+    assert "--json: only with --dry-run" in capsys.readouterr().err

@@ -41,7 +41,7 @@ def test_a_duplicate_key_inside_a_flow_mapping_is_refused() -> None:
 def test_an_unquoted_version_is_refused_with_quote_it(axis: str, quoted: str, bare: str, misread: str) -> None:
     msg = refused(BASE.replace(f"{axis}: [{quoted}]", f"{axis}: [{bare}]"))
     assert f"targets[0].matrix.{axis}[0]: {misread} is a number to YAML" in msg
-    assert f'quote it: "{misread}"' in msg
+    assert f'quote it as you meant it: "{bare}"' in msg  # issue 23: the hint said "3.1" for python: [3.10]
 
 
 def test_python_3_10_unquoted_never_becomes_cp31() -> None:

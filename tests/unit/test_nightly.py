@@ -285,3 +285,26 @@ def test_a_target_marked_publish_false_is_built_and_verified_but_never_published
     outcomes = run_targets(targets, build=ok, cache=None, publish=published.append)
     assert [(o.status, o.published) for o in outcomes] == [("ok", True), ("ok", False)]
     assert published == [Path(f"/dist/{DEFAULT}/w.whl")]
+
+
+def test_docker_down_is_that_targets_container_error_not_a_bug() -> None:
+    from fawheels._util.errors import ContainerError
+
+    targets = [MATRIX.target(DEFAULT), MATRIX.target(ONE_TU)]
+
+    def build(target: Target) -> Result:
+        if target.id == DEFAULT:
+            raise ContainerError("docker: the daemon is not running", hint="start the docker daemon")
+        return ok(target)
+
+    outcomes = run_targets(targets, build=build, cache=None, publish=None)
+    assert [(o.status, o.stage) for o in outcomes] == [("failed", "build"), ("ok", "done")]
+    assert outcomes[0].error_head[0].startswith("docker: the daemon is not running")
+    assert "Traceback" not in outcomes[0].error
+    assert exit_code(outcomes) == 9  # container, as `build` says it (issue 23)
+
+
+def test_the_workflow_reads_the_dry_runs_json_instead_of_scraping_it() -> None:
+    text = WORKFLOW.read_text()
+    assert "--dry-run --json" in text
+    assert not re.search(r"\bsed\s", text)  # issue 23: `fawheels build --dry-run | sed -n 's/^ *docker pull //p'`

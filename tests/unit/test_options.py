@@ -24,7 +24,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 # Build options the build inside an image does not get, and why: it is already in its image, builds the one
 # target it was given, and its result is reported by the run that started it; a dry run starts nothing.
 # A new option lands here only by a decision (this set), never by being forgotten.
-HOST_ONLY = {"container", "keep_going", "report", "dry_run"}
+HOST_ONLY = {"container", "keep_going", "report", "dry_run", "json", "quiet", "verbose"}
 # `build --vllm …` derives a target on the host and hands the nested build the derived matrix file and its id
 DERIVING = {"vllm", "archs", "python", "profile", "from_config", "cuda"}
 
@@ -110,7 +110,8 @@ def test_the_nested_argv_takes_exactly_the_forwarded_options() -> None:
 def test_the_parsers_hold_exactly_the_declared_options(command: str, table: tuple[options.Option, ...]) -> None:
     defaults = vars(build_parser().parse_args([command]))
     assert {k: v for k, v in defaults.items() if k not in ("command", "func")} == {o.name: o.default for o in table}
-    assert option_strings(command) - {"-h", "--help"} == {f for o in table for f in o.flags if f.startswith("-")}
+    declared = {f for o in table for f in (*o.flags, *o.aliases) if f.startswith("-")}
+    assert option_strings(command) - {"-h", "--help"} == declared
 
 
 def test_matrix_is_one_option_whose_help_says_where_it_looks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,8 @@
     python -m fawheels._util.generate --check   # nox -s tests runs this: a stale copy fails CI
 
 docs/build-info.md comes from the build-info model (build/buildinfo.py); docs/matrix.md and
-build_matrix.schema.json from the matrix model (matrix/config.py, matrix/schema.py). Paths are relative to
+build_matrix.schema.json from the matrix model (matrix/config.py, matrix/schema.py); docs/environment.md from
+options.ENVIRONMENT. Paths are relative to
 the repository root (`--root`, default the current directory).
 """
 
@@ -41,7 +42,14 @@ def _matrix_schema() -> str:
     return schema.schema_text()
 
 
+def _environment_md() -> str:
+    from fawheels import options
+
+    return _header("src/fawheels/options.py") + options.environment_markdown()
+
+
 GENERATED: dict[str, Callable[[], str]] = {
+    "docs/environment.md": _environment_md,
     "docs/build-info.md": _build_info_md,
     "docs/matrix.md": _matrix_md,
     "build_matrix.schema.json": _matrix_schema,

@@ -1,7 +1,8 @@
 """The one gateway for subprocesses: no other module of the package imports `subprocess`.
 
 Every command is echoed the same way before it runs (`$ cmd`, except quiet probes), and child output that is
-shown goes through our own `sys.stderr`, so the redaction the CLI installs there applies to it too. Three
+shown goes through our own `sys.stderr`, so the redaction the CLI installs there applies to it too. Echoes and
+streamed output are details (console.py): in a build's log file, on the terminal with `-v`. Three
 shapes: `run` (stream or capture, raise on failure), `call` (capture stdout and stderr apart, return the exit
 code: probes and checks that judge the result themselves), `spawn` (a long-running child read as it goes).
 """
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from fawheels._util import console
 from fawheels._util.errors import BuildError, FawheelsError
-from fawheels._util.show import say
 
 ErrorClass = type[FawheelsError]
 # Raised by `call` when its timeout passes (the child has been killed by then).
@@ -30,7 +31,8 @@ PIPE = subprocess.PIPE
 
 
 def log(message: str) -> None:
-    say(message, file=sys.stderr, flush=True)
+    """A detail (console.py): the build's log file, the terminal with -v (or when no log file is open)."""
+    console.detail(message)
 
 
 def format_command(cmd: Sequence[str | Path]) -> str:
@@ -168,13 +170,14 @@ def run_code(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> int:
-    """Like `run` streaming to our stderr, but the exit code is returned, not raised (the caller judges it)."""
+    """Like `run`, but the exit code is returned, not raised (the caller judges it), and the output is shown
+    as steps (a build run elsewhere, whose own output already chose what a person sees)."""
     return _run(
         cmd,
         cwd=cwd,
         env=env,
         capture=False,
-        on_line=None,
+        on_line=console.step,
         error=error,
         what=what,
         quiet=False,
@@ -218,10 +221,7 @@ def _run(
             lines.append(line)
             if capture:
                 continue
-            if on_line is not None:
-                on_line(line.rstrip("\n"))
-            else:
-                say(line, file=sys.stderr, end="")
+            (on_line or log)(line.rstrip("\n"))
         code = proc.wait()
     except KeyboardInterrupt:
         # Let the child (ninja) stop its own children first; kill it if it does not.

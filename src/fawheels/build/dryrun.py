@@ -11,16 +11,27 @@ Also here: the check a real build makes before any work (`refuse_unprovided_imag
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
-from collections.abc import Sequence
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from fawheels._util.errors import ContainerError
+from fawheels._util.errors import ContainerError, ToolchainError
 from fawheels._util.paths import build_root
 from fawheels._util.show import say
-from fawheels.build import jobstats
-from fawheels.build.execute import IN_CONTAINER, NVCC_JOB_BYTES, mem_available, plan_build
+from fawheels.build import jobstats, planner
+from fawheels.build.execute import (
+    IN_CONTAINER,
+    NVCC_JOB_BYTES,
+    SPLITKV_PARTS_MARKER,
+    mem_available,
+    ninja_jobs,
+    plan_build,
+    plan_compile,
+)
 from fawheels.matrix.config import Matrix, Target
 from fawheels.matrix.recipes import RECIPES
 from fawheels.toolchain.container import (
@@ -34,6 +45,8 @@ from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv, pip_toolkit_requir
 
 TORCH_ENV = Path("<torch-env>")  # where the build's isolated torch env will be
 CONTAINER_CUDA_HOME = "/opt/fawheels/cuda"  # the toolchain images' CUDA_HOME (docker/Dockerfile.*)
+GB = jobstats.GB
+DISK_NEEDED = 10 * GB  # the torch env (5.5 GB), the unpacked source and the objects (README: time and disk)
 
 
 def _uses_container(target: Target, container: bool) -> bool:
@@ -91,7 +104,103 @@ def _image_lines(target: Target, root: Path) -> list[str]:
     return lines
 
 
-def plan_text(target: Target, matrix: Matrix, *, container: bool = False) -> str:
+def _parts_in_patches(target: Target, matrix: Matrix) -> bool:
+    """Whether the target's patches give split-KV units in parts (patch 0005: the marker the build looks for in
+    the patched header); the dry run unpacks nothing, so it reads the patch files."""
+    for patch in target.source.patches:
+        try:
+            if SPLITKV_PARTS_MARKER in (matrix.root / patch).read_text(encoding="utf-8", errors="replace"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _nvcc_version_in_history(history: Mapping[str, list[dict[str, Any]]], cuda: str) -> str:
+    """The nvcc of this CUDA release that earlier builds measured jobs with (their keys start `nvcc 13.0.88 |`)."""
+    seen = sorted({k.split(" | ")[0].removeprefix("nvcc ") for k in history if k.startswith(f"nvcc {cuda}.")})
+    return seen[-1] if seen else cuda
+
+
+def plan_choice(target: Target, matrix: Matrix, jobs: int | None = None) -> planner.Choice:
+    """The granularity and job count the build would choose on this machine (execute.plan_compile)."""
+    history = jobstats.load_history()
+    return plan_compile(
+        target,
+        nvcc_version=_nvcc_version_in_history(history, target.toolchain.cuda),
+        history=history,
+        cpus=os.cpu_count() or 1,
+        mem=mem_available(),
+        override=jobs,
+        parts_available=_parts_in_patches(target, matrix),
+    )
+
+
+def checks(target: Target, tk: CudaToolkit, *, container: bool) -> list[tuple[str, bool, str]]:
+    """What the dry run can check without compiling: (name, ok, detail). A host nvcc that is not there, too
+    little disk under the build root or too little memory for one job fails here instead of in the build."""
+    found: list[tuple[str, bool, str]] = []
+    if not _uses_container(target, container) and target.toolchain.provision == "host":
+        there = tk.nvcc.is_file()
+        found.append(
+            ("nvcc", there, f"{tk.nvcc}" + ("" if there else " not found: set CUDA_HOME, or use a pip toolchain"))
+        )
+    root = build_root()
+    probe = next((p for p in (root, *root.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    found.append(
+        ("disk", free >= DISK_NEEDED, f"{free / GB:.0f} GB free at {probe} (about {DISK_NEEDED // GB} GB used)")
+    )
+    mem = mem_available()
+    n_archs = len(target.sass) + len(target.ptx)
+    need = NVCC_JOB_BYTES * n_archs
+    found.append(("memory", mem >= need, f"{mem / GB:.1f} GB available, {need / GB:.0f} GB per job assumed"))
+    return found
+
+
+def plan_doc(target: Target, matrix: Matrix, *, container: bool = False, jobs: int | None = None) -> dict[str, Any]:
+    """The dry-run plan of one target as data (`--dry-run --json`)."""
+    tk, _ = _toolkit(target, container)
+    choice = plan_choice(target, matrix, jobs)
+    image = None
+    if _uses_container(target, container):
+        try:
+            root = find_checkout(matrix.root)
+            recipe = resolve_recipe(target.toolchain, target.torch.version, target.torch.cuda, target.python, root)
+            image = {
+                "tag": recipe.tag(recipe.inputs_sha256(root)),
+                "base": recipe.base,
+                "pull": None if recipe.base == LOCAL_BASE else recipe.base,
+            }
+        except ContainerError as exc:
+            image = {"error": exc.message}
+    way = choice.way
+    return {
+        "target": target.id,
+        "wheel": target.wheel_name,
+        "toolchain": {"name": target.toolchain.name, "cuda": target.toolchain.cuda, "nvcc": str(tk.nvcc)},
+        "provision": "container" if _uses_container(target, container) else target.toolchain.provision,
+        "image": image,
+        "torch": target.torch.version,
+        "python": target.python,
+        "min_driver": str(target.min_driver),
+        "sass": [a.sm for a in target.sass],
+        "ptx": [a.compute for a in target.ptx],
+        "splitkv_parts": way.parts,
+        "jobs": way.jobs,
+        "compile_jobs": ninja_jobs(target, list(way.units)),
+        "estimate": {
+            "compile_s": round(way.wall_s),
+            "measured_jobs": way.measured,
+            "of_jobs": len(way.seconds),
+            "other_way_s": round(choice.other.wall_s) if choice.other else None,
+            "sentence": choice.sentence,
+        },
+        "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in checks(target, tk, container=container)],
+    }
+
+
+def plan_text(target: Target, matrix: Matrix, *, container: bool = False, jobs: int | None = None) -> str:
     """The dry-run plan of one target, as printed."""
     recipe = RECIPES[target.recipe]
     tk, tk_lines = _toolkit(target, container)
@@ -99,16 +208,10 @@ def plan_text(target: Target, matrix: Matrix, *, container: bool = False) -> str
     workdir = build_root() / target.id
     tree = workdir / "src" / "<unpacked source>"
     cpus = os.cpu_count() or 1
-    n_archs = len(target.sass) + len(target.ptx)
-    # The job count as a first build would choose it (the peaks earlier builds measured are not read here).
-    jobs, _why = jobstats.choose_jobs_measured(
-        cpus,
-        mem_available(),
-        dict.fromkeys([*target.profile.translation_units(), "flash_api.cpp"]),
-        None,
-        fallback=NVCC_JOB_BYTES * n_archs,
+    choice = plan_choice(target, matrix, jobs)
+    plan = plan_build(
+        target, tree, workdir, tk, torch, choice.way.jobs, cpus, workdir / "recipe", 0, splitkv_parts=choice.way.parts
     )
-    plan = plan_build(target, tree, workdir, tk, torch, jobs, cpus, workdir / "recipe", 0)
     lines = [
         f"== {target.id} (dry run: nothing is fetched, compiled or written)",
         f"wheel: {target.wheel_name}",
@@ -136,23 +239,44 @@ def plan_text(target: Target, matrix: Matrix, *, container: bool = False) -> str
     lines += [
         f"min driver: {target.min_driver} (CUDA {target.toolchain.cuda} GA)",
         f"archs: SASS {' '.join(a.sm for a in target.sass)}; PTX {' '.join(a.compute for a in target.ptx) or 'none'}",
-        f"profile: {target.profile.name}, {len(target.profile.translation_units())} kernel unit(s); "
-        f"{jobs} concurrent nvcc job(s) here",
+        f"profile: {target.profile.name}, {len(target.profile.translation_units())} kernel unit(s) of FA2; "
+        f"{ninja_jobs(target, list(choice.way.units))} compile jobs here (kernel units, host units, link)",
+        f"plan: {choice.sentence}",
         "configure: " + shlex.join(plan.configure),
         "compile: " + shlex.join(plan.compile),
     ]
     common = " ".join(shlex.quote(f) for f in plan.recorded_flags["nvcc"])
     defines = " ".join(f"-D{d}" for d in plan.recorded_flags["defines"])
-    for unit in target.profile.translation_units():
+    for unit in choice.way.units:
         lines.append(f"  nvcc {common} -std=c++{target.torch.cxx_std} {defines} -c units/{unit}")
     lines.append("then: strip --strip-all, reproducible wheel, fawheels verify, and only then dist/")
+    lines += [
+        f"check: {name} {'ok' if ok else 'FAILED'}: {detail}"
+        for name, ok, detail in checks(target, tk, container=container)
+    ]
     return "\n".join(lines)
 
 
-def print_plans(matrix: Matrix, targets: Sequence[Target], *, container: bool = False) -> int:
-    for i, target in enumerate(targets):
-        say(("\n" if i else "") + plan_text(target, matrix, container=container), flush=True)
-    return 0
+DRY_RUN_SCHEMA = 1
+
+
+def print_plans(
+    matrix: Matrix,
+    targets: Sequence[Target],
+    *,
+    container: bool = False,
+    as_json: bool = False,
+    jobs: int | None = None,
+) -> int:
+    """The plans, as text or one JSON document; exit 4 (toolchain) when a check failed: the build would too."""
+    docs = [plan_doc(t, matrix, container=container, jobs=jobs) for t in targets]
+    if as_json:
+        say(json.dumps({"schema": DRY_RUN_SCHEMA, "dry_run": True, "targets": docs}, indent=2), flush=True)
+    else:
+        for i, target in enumerate(targets):
+            say(("\n" if i else "") + plan_text(target, matrix, container=container, jobs=jobs), flush=True)
+    failed = [c for d in docs for c in d["checks"] if not c["ok"]]
+    return ToolchainError.exit_code if failed else 0
 
 
 def refuse_unprovided_images(matrix: Matrix, targets: Sequence[Target], *, container: bool) -> None:

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,11 +20,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fawheels import __version__
+from fawheels._util import console
 from fawheels._util.errors import BuildError, FawheelsError, VerifyError
 from fawheels._util.files import copy_atomic, sha256_file, write_atomic
 from fawheels._util.paths import build_root
 from fawheels._util.runner import log, run
-from fawheels.build import jobstats
+from fawheels.build import jobstats, planner, progress
 from fawheels.build.buildinfo import SCHEMA as BUILD_INFO_SCHEMA
 from fawheels.build.buildinfo import (
     ArchsInfo,
@@ -392,6 +392,77 @@ def plan_build(
     )
 
 
+def host_units(target: Target) -> list[str]:
+    """The compile jobs besides the kernel units: the binding (flash_api.cpp) and a recipe's extra sources."""
+    return ["flash_api.cpp", *(Path(s).name for s in RECIPES[target.recipe].extra_sources)]
+
+
+def ninja_jobs(target: Target, units: list[str]) -> int:
+    """The jobs ninja runs for a fresh build: every kernel unit, the host units, the link (its [n/N])."""
+    return len(units) + len(host_units(target)) + 1
+
+
+def plan_compile(
+    target: Target,
+    *,
+    nvcc_version: str,
+    history: Mapping[str, list[dict[str, Any]]],
+    cpus: int,
+    mem: int,
+    override: int | None,
+    parts_available: bool,
+) -> planner.Choice:
+    """Whole split-KV units or parts, and the job count, for this machine (planner.py): the build and its dry
+    run decide here, from the job history (`history`, jobstats.load_history) and the cores and memory."""
+    archs = [a.sm for a in target.sass] + [a.compute for a in target.ptx]
+    key_flags = [*nvcc_parallel_flags(len(archs)), *(f"-D{d}" for d in target.profile.defines)]
+
+    def key(unit: str) -> str:
+        return jobstats.stats_key(nvcc_version, archs, unit, key_flags)
+
+    def way(parts: bool) -> planner.Way:
+        return planner.way(
+            parts,
+            compile_units(target.profile, parts),
+            host_units(target),
+            measured_s=lambda u: jobstats.measured_seconds(history, key(u)),
+            measured_peak=lambda u: jobstats.measured_peak(history, key(u)),
+            n_archs=len(archs),
+            cpus=cpus,
+            mem_available=mem,
+            override=override,
+            fallback=NVCC_JOB_BYTES * len(archs),
+        )
+
+    splittable = parts_available and compile_units(target.profile, True) != compile_units(target.profile, False)
+    return planner.choose(way(False), way(True) if splittable else None)
+
+
+def compile_summary(
+    result: Result,
+    records: Mapping[str, jobstats.JobRecord],
+    slowest: tuple[str, float] | None,
+    predicted_s: float,
+    jobs_run: int,
+) -> str:
+    """One line after the compile: jobs run, wall against the prediction, the slowest job by name, CPU, memory."""
+    timed = {Path(k).name.removesuffix(".o"): v for k, v in result.job_times.items()}
+    if slowest is None and timed:
+        slowest = max(timed.items(), key=lambda kv: (kv[1], kv[0]))
+    result.slowest, result.predicted_compile_s = slowest, predicted_s
+    measured = [r for r in records.values() if r.memory_measured]
+    return (
+        f"compiled {jobs_run} job(s) in {result.compile_wall_s:.0f} s (predicted {predicted_s:.0f} s)"
+        + (f"; slowest {slowest[0]} {slowest[1]:.0f} s" if slowest else "")
+        + (
+            f"; CPU {sum(r.cpu_s for r in measured):.0f} s; largest peak RSS "
+            f"{max(r.peak_rss_bytes for r in measured) / GB:.1f} GB"
+            if measured
+            else ""
+        )
+    )
+
+
 # ----------------------------------------------------------------------------- execution
 
 
@@ -416,6 +487,9 @@ class Result:
     job_stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # output -> wall, CPU, peak RSS
     stages_s: dict[str, float] = field(default_factory=dict)  # wall seconds per stage, in pipeline order
     reused: list[str] = field(default_factory=list)  # work skipped because an earlier build's result held
+    slowest: tuple[str, float] | None = None  # the compile job that took longest, and its seconds
+    predicted_compile_s: float = 0.0  # the planner's compile wall for this machine, before it ran
+    log: Path | None = None  # the build's log file (every command, its output, the schedule)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -435,6 +509,9 @@ class Result:
             "job_stats": self.job_stats,
             "stages_s": {k: round(v, 2) for k, v in self.stages_s.items()},
             "reused": self.reused,
+            "slowest_job": {"unit": self.slowest[0], "wall_s": self.slowest[1]} if self.slowest else None,
+            "predicted_compile_s": round(self.predicted_compile_s, 1),
+            "log": str(self.log) if self.log else None,
         }
 
     @contextmanager
@@ -519,34 +596,6 @@ def ninja_job_times(cmake_dir: Path, skip_lines: int = 0) -> dict[str, float]:
             name = Path(parts[3]).name
             times[name] = (int(parts[1]) - int(parts[0])) / 1000
     return times
-
-
-class _Heartbeat:
-    """Prints progress every `period` s while ninja is quiet, so CI logs show a long compile is alive."""
-
-    def __init__(self, total_steps: int, period: float = 30.0) -> None:
-        self.period = period
-        self.status = f"[0/{total_steps}]"
-        self.start = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def on_line(self, line: str) -> None:
-        if m := re.match(r"\[(\d+)/(\d+)\]", line):
-            self.status = m.group(0)
-        log(line)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period):
-            log(f"  ... still compiling {self.status} after {time.monotonic() - self.start:.0f} s")
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def source_date_epoch(source: Source, offline: bool) -> int:
@@ -701,7 +750,7 @@ def _verify_into_report(wheel: Path, toolkit: Path | None = None, offline: bool 
     report = verify.verify_wheel(wheel, toolkit=toolkit, install=not offline)
     verify.write_report(wheel, report)
     readers = next((c.detail for c in report.checks if c.name == "readers"), "")
-    log(f"verify: {'passed' if report.ok else 'FAILED'}; readers: {readers}")
+    console.step(f"verify: {'passed' if report.ok else 'FAILED'}; readers: {readers}")
     if not report.ok:
         failed = [c for c in report.to_json().get("checks", []) if not c.get("ok", True)]
         lines = "\n".join(f"  - {c.get('name')}: {c.get('detail', '')}" for c in failed)
@@ -718,11 +767,12 @@ def build_target(
     dist/ is only touched after verify passes."""
     result = Result(target.id)
     start = time.monotonic()
-    try:
-        _build_stages(target, matrix, dist, jobs, offline, result, clean)
-    except FawheelsError as exc:
-        result.status, result.error, result.exit_code = "failed", str(exc), exc.exit_code
-        log(f"fawheels: {exc.kind} error during {result.stage}: {exc}")
+    with console.log_to(build_root() / f"{target.id}.log") as result.log:
+        try:
+            _build_stages(target, matrix, dist, jobs, offline, result, clean)
+        except FawheelsError as exc:
+            result.status, result.error, result.exit_code = "failed", str(exc), exc.exit_code
+            console.error(f"fawheels: {exc.kind} error during {result.stage}: {exc}")
     result.wall_s = time.monotonic() - start
     return result
 
@@ -731,7 +781,9 @@ def _build_stages(
     target: Target, matrix: Matrix, dist: Path, jobs: int | None, offline: bool, result: Result, clean: bool
 ) -> None:
     workdir = build_root() / target.id
-    log(f"== {target.id}")
+    console.step(f"== {target.id}")
+    here = "shown here too" if console.level() == console.VERBOSE else "-v shows it here too"
+    console.step(f"log: {console.logging_to()} (every command and its output; {here})")
     log(json.dumps(target.summary(), indent=2))
 
     result.stage = "toolchain"
@@ -739,10 +791,8 @@ def _build_stages(
         tk = toolchain.provision_cuda(target.toolchain, offline=offline)
         torch_env = toolchain.torch_env(target, offline=offline)
         host_cc = toolchain.host_compiler_version()
-    log(
-        f"nvcc {tk.version} ({tk.provision}: {tk.cuda_home}); torch {torch_env.torch_version} "
-        f"({torch_env.python}); {host_cc}"
-    )
+    console.step(f"toolchain: nvcc {tk.version} ({tk.provision}), torch {torch_env.torch_version}, {host_cc}")
+    log(f"nvcc at {tk.cuda_home}; torch env {torch_env.python}")
 
     result.stage = "source"
     with result.timed("unpack"):
@@ -759,23 +809,21 @@ def _build_stages(
     result.stage = "compile"
     cpus = os.cpu_count() or 1
     archs = [a.sm for a in target.sass] + [a.compute for a in target.ptx]
-    splitkv_parts = splitkv_parts_available(tree / RECIPES[target.recipe].kernel_dir)
-    units = compile_units(target.profile, splitkv_parts)
     parallel = nvcc_parallel_flags(len(archs))
-    history = jobstats.load_history()
     key_flags = [*parallel, *(f"-D{d}" for d in target.profile.defines)]
-    keys = {u: jobstats.stats_key(tk.version, archs, u, key_flags) for u in [*units, "flash_api.cpp"]}
-    seconds = {
-        u: jobstats.measured_seconds(history, keys[u]) or jobstats.static_estimate_s(u, len(archs)) for u in units
-    }
-    order = jobstats.schedule(units, seconds)
-    n_jobs, why = jobstats.choose_jobs_measured(
-        cpus,
-        mem_available(),
-        {u: jobstats.measured_peak(history, k) for u, k in keys.items()},
-        jobs if jobs is not None else _env_jobs(),
-        fallback=NVCC_JOB_BYTES * len(archs),
+    choice = plan_compile(
+        target,
+        nvcc_version=tk.version,
+        history=jobstats.load_history(),
+        cpus=cpus,
+        mem=mem_available(),
+        override=jobs if jobs is not None else _env_jobs(),
+        parts_available=splitkv_parts_available(tree / RECIPES[target.recipe].kernel_dir),
     )
+    way = choice.way
+    units, seconds, splitkv_parts = list(way.units), way.seconds, way.parts
+    order = jobstats.schedule(units, seconds)
+    n_jobs, why = way.jobs, way.jobs_detail
     with result.timed("configure"):
         recipe_dir = workdir / "recipe"
         recipe = RECIPES[target.recipe]
@@ -825,10 +873,12 @@ def _build_stages(
                 capture=True,
             )
             (plan.cmake_dir / ".ninja_log").unlink(missing_ok=True)
-        log(
-            f"compiling {len(units)} translation unit(s) x {len(archs)} arch(es), "
-            f"nvcc {' '.join(parallel)}: {why}; override with --jobs or MAX_JOBS"
+        total = ninja_jobs(target, units)
+        console.step(
+            f"compile: {total} jobs ({len(units)} kernel units, {len(host_units(target))} host, 1 link) for "
+            f"{', '.join(archs)}; {choice.sentence}"
         )
+        log(f"jobs: {why}; override with --jobs or MAX_JOBS; nvcc {' '.join(parallel)}")
         log(f"schedule (longest first): {', '.join(f'{u} ~{seconds[u]:.0f} s' for u in order)}")
         if done_stamp.exists() and done_stamp.read_text() == full_id and (plan.cmake_dir / "build.ninja").exists():
             result.reused.append("configure")
@@ -842,26 +892,20 @@ def _build_stages(
         shutil.rmtree(record_dir)  # this run's records only
     logged_before = ninja_log_lines(plan.cmake_dir)
     compile_start = time.monotonic()
-    with result.timed("compile"), _Heartbeat(total_steps=len(units) + 2) as beat:  # kernels + flash_api + link
-        run(plan.compile, env=plan.env, what="compile", on_line=beat.on_line)
+    host = host_units(target)
+    watched = progress.Progress([*order, *host], seconds, min(n_jobs, cpus), total)
+    with (
+        result.timed("compile"),
+        progress.Watch(watched, record_dir, show=console.step, other=log) as watch,
+    ):
+        run(plan.compile, env=plan.env, what="compile", on_line=watch.on_line)
     result.compile_wall_s = time.monotonic() - compile_start
     result.jobs, result.jobs_reason, result.schedule = n_jobs, why, order
     result.job_times = ninja_job_times(plan.cmake_dir, logged_before)
     records = jobstats.read_records(record_dir)
     result.job_stats = {r.output: r.to_json() for r in records.values()}
     jobstats.remember({jobstats.stats_key(tk.version, archs, r.unit, key_flags): r for r in records.values()})
-    measured = [r for r in records.values() if r.memory_measured]
-    log(
-        f"compiled in {result.compile_wall_s:.0f} s wall; sum of per-job times "
-        f"{sum(result.job_times.values()):.0f} s; slowest job {max(result.job_times.values(), default=0):.0f} s"
-        + (
-            f"; CPU {sum(r.cpu_s for r in measured):.0f} s; largest peak RSS "
-            f"{max(r.peak_rss_bytes for r in measured) / GB:.1f} GB"
-            if measured
-            else ""
-        )
-    )
-
+    console.step(compile_summary(result, records, watched.slowest(), way.wall_s, watched.done))
     result.stage = "package"
     with result.timed("strip"):
         stage = workdir / "stage"
@@ -890,6 +934,7 @@ def _build_stages(
     result.size = final.stat().st_size
     result.status = "ok"
     result.stage = "done"
+    console.step(f"wheel: {final}")
     log("stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.stages_s.items()))
 
 
@@ -966,16 +1011,19 @@ def _env_jobs() -> int | None:
 
 
 def print_summary(results: list[Result]) -> None:
-    log("")
-    log("== summary")
+    say = console.step
+    say("")
+    say("== summary")
     for r in results:
+        slowest = f"; slowest job {r.slowest[0]} {r.slowest[1]:.0f} s" if r.slowest else ""
         if r.status == "ok" and r.wheel:
-            log(f"  ok      {r.target}  {r.wall_s:.0f} s")
-            log(f"          {r.wheel}  {r.size / 1e6:.1f} MB  sha256 {r.sha256}")
+            say(f"  ok      {r.target}  {r.wall_s:.0f} s (compile {r.compile_wall_s:.0f} s{slowest})")
+            say(f"          {r.wheel}  {r.size / 1e6:.1f} MB  sha256 {r.sha256}")
         elif r.status == "ok":
-            log(f"  ok      {r.target}  (built in its toolchain image; the wheel is in the summary above)")
+            say(f"  ok      {r.target}  (built in its toolchain image; the wheel is in the summary above)")
         else:
-            log(f"  FAILED  {r.target}  at {r.stage}: {r.error.splitlines()[0] if r.error else ''}")
+            first = r.error.splitlines()[0] if r.error else ""
+            console.error(f"  FAILED  {r.target}  at {r.stage}: {first}" + (f" (log: {r.log})" if r.log else ""))
 
 
 def build_command(
@@ -990,13 +1038,14 @@ def build_command(
     report: Path | None = None,
     clean: bool = False,
     dry_run: bool = False,
+    as_json: bool = False,
 ) -> int:
     matrix = load_matrix_file(matrix_path)
     targets = [matrix.target(t) for t in (target_ids or [matrix.default_target])]
     from fawheels.build import dryrun
 
     if dry_run:
-        return dryrun.print_plans(matrix, targets, container=container)
+        return dryrun.print_plans(matrix, targets, container=container, as_json=as_json, jobs=jobs)
     dryrun.refuse_unprovided_images(matrix, targets, container=container)  # before any work
     results: list[Result] = []
     for target in targets:

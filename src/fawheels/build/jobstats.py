@@ -30,6 +30,9 @@ FALLBACK_JOB_BYTES = 5 * GB
 PEAK_MARGIN = 1.15
 # Leave this share of the memory available at the start for everything else on the machine.
 MEMORY_RESERVE = 0.10
+# What each extra job of a unit in parts costs besides its share of the kernels, on the static estimates' scale:
+# ~25-30 s on the 16-core GPU machine (docs/build-performance.md); 42-60 CPU s on 2 cores (bench/splitkv-parts.md).
+PART_OVERHEAD_S = 30.0
 HISTORY_RUNS = 5  # per key: the last few runs (time: the latest; memory: the largest of them)
 
 # The launcher, as a standalone script (only the standard library: it starts once per compile job).
@@ -71,6 +74,10 @@ def main():
     record_dir, cmd = sys.argv[1], sys.argv[2:]
     output = cmd[cmd.index("-o") + 1] if "-o" in cmd[:-1] else (cmd[-1] if cmd else "job")
     start = time.monotonic()
+    os.makedirs(record_dir, exist_ok=True)
+    running = os.path.join(record_dir, os.path.basename(output) + ".running")  # read by the build's status line
+    with open(running, "w") as fh:
+        fh.write(repr(time.time()))
     proc = subprocess.Popen(cmd)
     peak = [0]
     done = threading.Event()
@@ -85,6 +92,7 @@ def main():
         code = proc.wait()
     except KeyboardInterrupt:
         proc.wait()
+        os.remove(running)
         raise
     done.set()
     sampler.join()
@@ -100,6 +108,7 @@ def main():
     with open(tmp, "w") as fh:
         json.dump(record, fh)
     os.replace(tmp, os.path.join(record_dir, record["output"] + ".json"))
+    os.remove(running)
     sys.exit(code)
 
 
@@ -157,14 +166,15 @@ def stats_key(nvcc_version: str, archs: Sequence[str], unit: str, flags: Sequenc
 def static_estimate_s(unit: str, n_archs: int) -> float:
     """Compile seconds on one core of the GPU machine, before anything was measured: FA2 forward units measured
     with nvcc 13.0 for sm_90 (bench/gpu-smoke.md): split-KV non-causal ~305 s, split-KV causal ~187 s,
-    non-causal ~148 s, causal ~100 s; flash_api.cpp ~20 s; a split-KV part a quarter of its unit. Only the
-    order matters (longest first)."""
+    non-causal ~148 s, causal ~100 s; flash_api.cpp ~20 s; a split-KV part a quarter of its unit plus
+    PART_OVERHEAD_S of header parsing and host code of its own. The planner scales them to what was measured
+    (planner.estimates) and weighs whole units against parts with them."""
     if not unit.endswith(".cu"):
         return 20.0
     split, causal = "_split_" in unit, "_causal" in unit
     base = {(True, False): 305.0, (True, True): 187.0, (False, False): 148.0, (False, True): 100.0}[(split, causal)]
     if split and "_part_split" in unit:  # one of a split-KV unit's four equal parts (build.SPLITKV_PARTS)
-        base /= 4
+        return base / 4 * max(1, n_archs) + PART_OVERHEAD_S
     elif split and unit.endswith("_dispatch.cu"):  # its dispatch and combine kernels only
         base = 20.0
     return base * max(1, n_archs)
@@ -237,6 +247,25 @@ def read_records(record_dir: Path) -> dict[str, JobRecord]:
             continue  # a half-written or foreign file is not a measurement
         records[record.unit] = record
     return records
+
+
+def running_jobs(record_dir: Path, now: float) -> dict[str, float]:
+    """The jobs the launcher is running now, by unit, with their seconds so far (`now`: time.time())."""
+    found: dict[str, float] = {}
+    for path in record_dir.glob("*.running") if record_dir.is_dir() else ():
+        try:
+            found[path.name.removesuffix(".running").removesuffix(".o")] = max(0.0, now - float(path.read_text()))
+        except (OSError, ValueError):
+            continue  # just finished, or being written
+    return found
+
+
+def record_seconds(record_dir: Path, output: str) -> float | None:
+    """The wall seconds the launcher recorded for one output (`x.cu.o`), or None."""
+    try:
+        return JobRecord.from_json(json.loads((record_dir / f"{output}.json").read_text())).wall_s
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def history_path() -> Path:

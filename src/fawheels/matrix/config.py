@@ -143,7 +143,7 @@ class Toolchain:
         metadata=yaml_key(
             "the exact nvidia-cuda-nvcc version, e.g. 13.0.88",
             {"type": "string"},
-            rules="required for a pip toolchain, and must start with `cuda`",
+            rules="required for a pip toolchain; starts with the toolchain's `cuda` and a dot (13.0.88 for 13.0)",
         ),
     )
     image: ImageSpec | None = field(
@@ -560,6 +560,14 @@ def _ref(path: str, name: object, known: Mapping[str, object], what: str) -> Any
     return known[name]
 
 
+def _quote_hint(value: float) -> str:
+    """How to write a version YAML read as a number: `3.10` arrives as 3.1, so name both readings."""
+    text = str(value)
+    if isinstance(value, float) and re.fullmatch(r"\d+\.\d", text):
+        return f'quote it as you meant it: "{text}0" (YAML read 3.10 as 3.1) or "{text}"'
+    return f'quote it: "{text}"'
+
+
 def _version_string(path: str, value: object) -> str:
     """A version in a list must be a string: YAML reads `3.10` as the float 3.1."""
     if isinstance(value, str):
@@ -567,7 +575,7 @@ def _version_string(path: str, value: object) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise ConfigError(
             f"{path}: {_show(value)} is a number to YAML (3.10 reads as 3.1), not a version",
-            hint=f'quote it: "{value}"',
+            hint=_quote_hint(value),
         )
     raise ConfigError(f"{path}: expected a version string, got {type(value).__name__} {_show(value)}")
 
