@@ -67,6 +67,91 @@ def reference_attention(q: Any, k: Any, v: Any, causal: bool, window: tuple[int,
     return torch.einsum("hqk,khd->qhd", probs, vf)
 
 
+@dataclass(frozen=True)
+class AttentionApi:
+    """The three calls the smoke checks make, in flash_attn's Python spelling: flash_attn's own functions for an
+    `fa2` wheel; for a `vllm-fa2` wheel (no Python package, only `_vllm_fa2_C`) the same calls on its ops, with
+    the positional arguments vLLM's flash_attn_interface passes."""
+
+    varlen: Callable[
+        ..., Any
+    ]  # flash_attn_varlen_func(q, k, v, cu_q, cu_k, max_q, max_k, causal=, window_size=, softcap=)
+    kvcache: Callable[..., Any]  # flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=, block_table=, causal=)
+    dense: Callable[..., Any]  # flash_attn_func(q, k, v, causal=)
+
+
+def flash_attn_api() -> AttentionApi:
+    from flash_attn import flash_attn_func, flash_attn_varlen_func, flash_attn_with_kvcache
+
+    return AttentionApi(flash_attn_varlen_func, flash_attn_with_kvcache, flash_attn_func)
+
+
+def vllm_ops_api(ops: Any, empty_like: Callable[[Any], Any], cu_seqlens: Callable[[int, int], Any]) -> AttentionApi:
+    """`ops` = torch.ops._vllm_fa2_C; `cu_seqlens(batch, seqlen)` = the int32 offsets of a uniform batch."""
+
+    def varlen(
+        q: Any,
+        k: Any,
+        v: Any,
+        cu_q: Any,
+        cu_k: Any,
+        max_q: int,
+        max_k: int,
+        causal: bool = False,
+        window_size: tuple[int, int] = (-1, -1),
+        softcap: float = 0.0,
+    ) -> Any:
+        out = empty_like(q)
+        ops.varlen_fwd(
+            q, k, v, out, cu_q, cu_k, None, None, None, None, max_q, max_k, 0.0, q.shape[-1] ** -0.5,
+            False, causal, window_size[0], window_size[1], softcap, False, 0, None,
+        )  # fmt: skip
+        return out
+
+    def kvcache(q: Any, k_cache: Any, v_cache: Any, *, cache_seqlens: Any, block_table: Any, causal: bool) -> Any:
+        out = empty_like(q)
+        ops.fwd_kvcache(
+            q, k_cache, v_cache, None, None, cache_seqlens, None, None, None, None, block_table, None, out,
+            q.shape[-1] ** -0.5, causal, -1, -1, 0.0, False, 0,
+        )  # fmt: skip
+        return out
+
+    def dense(q: Any, k: Any, v: Any, causal: bool = False) -> Any:
+        b, s = q.shape[0], q.shape[1]
+        cu = cu_seqlens(b, s)
+        flat = [t.reshape(b * s, *t.shape[2:]) for t in (q, k, v)]
+        return varlen(flat[0], flat[1], flat[2], cu, cu, s, s, causal=causal).view(q.shape)
+
+    return AttentionApi(varlen, kvcache, dense)
+
+
+def vllm_extension_api() -> AttentionApi:
+    """The installed wheel's `_vllm_fa2_C` (found on sys.path, as the smoke env installs it), loaded as torch ops."""
+    import sys
+    from pathlib import Path
+
+    torch = _torch()
+    so = next(p for d in sys.path if (p := Path(d) / "vllm" / "vllm_flash_attn" / "_vllm_fa2_C.abi3.so").is_file())
+    torch.ops.load_library(str(so))
+    return vllm_ops_api(
+        torch.ops._vllm_fa2_C,
+        torch.empty_like,
+        lambda b, s: torch.arange(0, (b + 1) * s, s, dtype=torch.int32, device="cuda"),
+    )
+
+
+@functools.cache
+def _api(recipe: str) -> AttentionApi:
+    return vllm_extension_api() if recipe == "vllm-fa2" else flash_attn_api()
+
+
+_RECIPE = ["fa2"]  # the recipe of the wheel under test (main_in_env sets it from build-info.json)
+
+
+def api() -> AttentionApi:
+    return _api(_RECIPE[0])
+
+
 def _dtype(name: str) -> Any:
     torch = _torch()
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[name]
@@ -84,7 +169,7 @@ def check_varlen(
 ) -> float:
     """Variable-length prefill of three sequences with GQA; returns the max abs error."""
     torch = _torch()
-    from flash_attn import flash_attn_varlen_func
+    flash_attn_varlen_func = api().varlen
 
     lens = [113, 256, 77]
     cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
@@ -109,7 +194,7 @@ def check_paged_decode(
 ) -> float:
     """Decode (1 query token) over a paged KV cache with GQA: the split-KV kernels."""
     torch = _torch()
-    from flash_attn import flash_attn_with_kvcache
+    flash_attn_with_kvcache = api().kvcache
 
     batch, max_blocks = 4, 8
     seqlens = torch.tensor([1000, 37, 2048, 513], dtype=torch.int32, device="cuda")
@@ -194,7 +279,7 @@ def _check_refused(dtype: str, head_dim: int, causal: bool, name: str, kwargs: d
 def _check_missing_kernel(profile: dict[str, Any]) -> Case:
     """A head dim the profile did not compile must raise a clear Python error, not crash."""
     torch = _torch()
-    from flash_attn import flash_attn_func
+    flash_attn_func = api().dense
 
     missing = next(d for d in (64, 96, 256, 32, 192, 128) if d not in profile["head_dims"])
     q = torch.randn(1, 16, 4, missing, device="cuda", dtype=_dtype(profile["dtypes"][0]))
@@ -402,6 +487,7 @@ def main_in_env(build_info_json: str) -> int:
     """Entry point in the smoke interpreter: prints one JSON document (cases, bench, device)."""
     torch = _torch()
     info = json.loads(build_info_json)
+    _RECIPE[0] = info.get("recipe") or "fa2"
     started = time.monotonic()
     cases = run_smoke(info["profile"], list((info.get("flags") or {}).get("defines") or []))
     figures = bench(info["profile"]["dtypes"][0]) if "bench" in info.get("_smoke_mode", "") else {}
