@@ -47,11 +47,13 @@ def test_nightly_with_an_out_that_is_a_file_stops_before_building(
     monkeypatch.setattr(nightly, "run_targets", recording(built, []))
     blocker = tmp_path / "out-is-a-file"
     blocker.write_text("keep")
-    for out in (blocker, blocker / "sub"):
-        code = cli.main(["nightly", "--matrix", str(matrix_file), "--out", str(out), "--compiler-cache", "off"])
-        assert code == UsageError.exit_code
-        err = capsys.readouterr().err
-        assert f"--out {out}: cannot write there: {blocker} is a file" in err and "hint: pass a directory" in err
+    # `--out` is the old spelling of nightly's `--dist` (docs/cli.md): it still works, and errors name `--dist`
+    for flag in ("--dist", "--out"):
+        for out in (blocker, blocker / "sub"):
+            code = cli.main(["nightly", "--matrix", str(matrix_file), flag, str(out), "--compiler-cache", "off"])
+            assert code == UsageError.exit_code
+            err = capsys.readouterr().err
+            assert f"--dist {out}: cannot write there: {blocker} is a file" in err and "hint: pass a directory" in err
     assert built == [] and blocker.read_text() == "keep"
 
 

@@ -54,7 +54,7 @@ torch:
   "2.14": {{version: 2.14.1, cuda: "13.0", cxx_std: 20}}
   "2.11": {{version: 2.11.0, cuda: "13.0", cxx_std: 20}}
 profiles:
-  p: {{head_dims: [128], dtypes: [bf16], causal: [true], split_kv: false}}
+  p: {{head_dims: [128], dtypes: [bf16], causal: [false, true], split_kv: true}}  # serves vLLM's calls
 targets:
   - recipe: vllm-fa2
     source: fa
