@@ -197,7 +197,8 @@ import signal, sys
 from pathlib import Path
 from fawheels import cli
 from fawheels.publish import index as publish
-signal.signal(signal.SIGTERM, cli._interrupt_on_sigterm)
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a foreground process has it, even if launched
+signal.signal(signal.SIGTERM, cli._interrupt_on_sigterm)  # from a background job, which inherits SIGINT ignored
 signal.signal(signal.SIGHUP, cli._interrupt_on_sigterm)
 publish._copy_atomic(Path(sys.argv[1]), Path(sys.argv[2]), "00" * 32)
 """
