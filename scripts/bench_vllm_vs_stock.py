@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +118,12 @@ class Inputs:
         self.q = rand(sum(qlens), case.hq, case.d)
         self.ks = [rand(k, case.hk, case.d) for k in klens]
         self.vs = [rand(k, case.hk, case.d) for k in klens]
-        self.cu_q = torch.tensor([0, *itertools_accumulate(qlens)], dtype=torch.int32, device="cuda")
+        self.cu_q = torch.tensor([0, *accumulate(qlens)], dtype=torch.int32, device="cuda")
         self.max_q, self.max_k = max(qlens), max(klens)
         self.out = torch.empty_like(self.q)
         if case.page is None:
             self.k, self.v = torch.cat(self.ks), torch.cat(self.vs)
-            self.cu_k = torch.tensor([0, *itertools_accumulate(klens)], dtype=torch.int32, device="cuda")
+            self.cu_k = torch.tensor([0, *accumulate(klens)], dtype=torch.int32, device="cuda")
             self.seqused = self.table = None
             return
         page = case.page
@@ -169,36 +170,16 @@ class Inputs:
         )
 
 
-def itertools_accumulate(xs: list[int]) -> list[int]:
-    out, total = [], 0
-    for x in xs:
-        total += x
-        out.append(total)
-    return out
+def lse_reference(inp: Inputs) -> Any:
+    """float32 LSE (hq, total_q) over each sequence's own rows (tests/support/attention_ref.py, as the GPU tests)."""
+    import torch
 
+    from support.attention_ref import reference
 
-def lse_reference(torch: Any, inp: Inputs) -> Any:
-    """float32 LSE (hq, total_q) over each sequence's own rows, masks bottom-right aligned."""
-    c = inp.case
-    parts, q0 = [], 0
-    for (sq, sk), k in zip(c.seqs, inp.ks, strict=True):
-        q = inp.q[q0 : q0 + sq].float()
+    c, parts, q0 = inp.case, [], 0
+    for (sq, _), k, v in zip(c.seqs, inp.ks, inp.vs, strict=True):
+        parts.append(reference(inp.q[q0 : q0 + sq], k, v, causal=c.causal, window=c.window, softcap=c.softcap)[1])
         q0 += sq
-        kk = k.float().repeat_interleave(c.hq // c.hk, dim=1)
-        s = torch.einsum("qhd,khd->hqk", q, kk) * c.d**-0.5
-        if c.softcap > 0:
-            s = c.softcap * torch.tanh(s / c.softcap)
-        row = torch.arange(sq, device="cuda")[:, None] + sk - sq
-        col = torch.arange(sk, device="cuda")[None, :]
-        allowed = torch.ones(sq, sk, dtype=torch.bool, device="cuda")
-        left, right = c.window
-        if c.causal:
-            right = 0
-        if left >= 0:
-            allowed &= col >= row - left
-        if right >= 0:
-            allowed &= col <= row + right
-        parts.append(torch.logsumexp(s.masked_fill(~allowed[None], float("-inf")), dim=-1))
     return torch.cat(parts, dim=1)
 
 
@@ -234,7 +215,7 @@ def worker(ext: Path, iface: Path, out: Path, names: list[str] | None) -> None:
         row: dict[str, Any] = {"first_call_s": round(first_s, 4)}
         if case.lse:
             lse = res[1]
-            ref = lse_reference(torch, inp)
+            ref = lse_reference(inp)
             row["lse_max_err"] = float((lse.float() - ref).abs().max())
         torch.save(inp.out.cpu(), out.with_suffix(f".{CASES.index(case)}.pt"))
         us = time_case(torch, fai, inp)
