@@ -72,7 +72,7 @@ def _inspect(wheel: Path) -> list[dict[str, object]]:
         text=True,
         check=True,
     ).stdout
-    entries: list[dict[str, object]] = json.loads(out)
+    entries: list[dict[str, object]] = json.loads(out)["entries"]
     return entries
 
 

@@ -114,12 +114,14 @@ def test_wheel_members_are_read_in_memory(tmp_path: Path) -> None:
 def test_cli_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["inspect", "--json", str(DATA / "multi.fatbin")]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert isinstance(doc, list) and len(doc) == 8
-    for e in doc:
+    assert doc["schema"] == 1 and doc["reader"] == "fawheels" and doc["disagreements"] == []
+    entries = doc["entries"]
+    assert isinstance(entries, list) and len(entries) == 8
+    for e in entries:
         assert {"file", "kind", "arch", "ptx_isa", "compression", "size"} <= set(e)
         assert e["kind"] in ("sass", "ptx")
         assert (e["ptx_isa"] is None) == (e["kind"] == "sass")
-    assert {e["arch"] for e in doc} >= {"sm_90a", "sm_100f", "sm_120a", "sm_120f"}
+    assert {e["arch"] for e in entries} >= {"sm_90a", "sm_100f", "sm_120a", "sm_120f"}
 
 
 def test_cli_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,6 @@ Also here: the check a real build makes before any work (`refuse_unprovided_imag
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -19,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fawheels._util import jsondoc
 from fawheels._util.errors import ContainerError, ToolchainError
 from fawheels._util.paths import build_root
 from fawheels._util.show import say
@@ -271,7 +271,7 @@ def print_plans(
     """The plans, as text or one JSON document; exit 4 (toolchain) when a check failed: the build would too."""
     docs = [plan_doc(t, matrix, container=container, jobs=jobs) for t in targets]
     if as_json:
-        say(json.dumps({"schema": DRY_RUN_SCHEMA, "dry_run": True, "targets": docs}, indent=2), flush=True)
+        say(jsondoc.dumps({"schema": DRY_RUN_SCHEMA, "dry_run": True, "targets": docs}), flush=True)
     else:
         for i, target in enumerate(targets):
             say(("\n" if i else "") + plan_text(target, matrix, container=container, jobs=jobs), flush=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fawheels import __version__
-from fawheels._util import console
+from fawheels._util import console, jsondoc
 from fawheels._util.errors import BuildError, FawheelsError, VerifyError
 from fawheels._util.files import copy_atomic, sha256_file, write_atomic
 from fawheels._util.paths import build_root
@@ -1010,6 +1010,19 @@ def _env_jobs() -> int | None:
     return int(value)
 
 
+REPORT_SCHEMA = 1  # `build --report FILE`: {schema, ok, results: [one per target, in build order]}
+
+
+def report_json(results: list[Result]) -> str:
+    """The `--report` document: an object with its schema, the targets' results under `results`."""
+    doc = {
+        "schema": REPORT_SCHEMA,
+        "ok": all(r.status == "ok" for r in results),
+        "results": [r.to_json() for r in results],
+    }
+    return jsondoc.dumps(doc)
+
+
 def print_summary(results: list[Result]) -> None:
     say = console.step
     say("")
@@ -1062,7 +1075,7 @@ def build_command(
 
         write_atomic(
             report,
-            redact(json.dumps([r.to_json() for r in results], indent=2) + "\n", *secrets_from_env(os.environ)),
+            redact(report_json(results) + "\n", *secrets_from_env(os.environ)),
             mode=None,
         )
     failures = [r for r in results if r.status != "ok"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
-import json
 import os
 import re
 import shutil
@@ -34,6 +33,7 @@ from elftools.construct.core import ConstructError
 from elftools.elf.dynamic import DynamicSection, DynamicSegment
 from elftools.elf.elffile import ELFFile
 
+from fawheels._util import jsondoc
 from fawheels._util.errors import InspectError
 from fawheels._util.files import regular_file
 from fawheels._util.runner import PIPE, SubprocessError, call, log, pip_install_into, spawn
@@ -953,6 +953,9 @@ def _table(entries: list[CodeEntry]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
+INSPECT_JSON_SCHEMA = 1  # `inspect --json`: {schema, file, reader, entries, disagreements}
+
+
 def inspect_command(path: Path, *, as_json: bool = False, reader: str = "fawheels") -> int:
     """`fawheels inspect`: list every code entry; `reader=both` also exits 1 when the readers disagree."""
     if not path.exists():
@@ -960,7 +963,13 @@ def inspect_command(path: Path, *, as_json: bool = False, reader: str = "fawheel
     entries = cuobjdump_path(path) if reader == "cuobjdump" else [e for obj in read_path(path) for e in obj.entries]
     problems = disagreements(entries, cuobjdump_path(path)) if reader == "both" else []
     if as_json:
-        say(json.dumps([e.to_json() for e in entries], indent=2))
+        doc = {
+            "schema": INSPECT_JSON_SCHEMA,
+            "file": str(path),
+            "reader": reader,
+            "entries": [e.to_json() for e in entries],
+        }
+        say(jsondoc.dumps({**doc, "disagreements": problems}))
     else:
         say(_table(entries) if entries else f"{path}: no CUDA code")
     for problem in problems:

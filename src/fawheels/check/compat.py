@@ -7,7 +7,6 @@ Prediction is pure (`predict`); only finding the objects (file, wheel, installed
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from fawheels._util import jsondoc
 from fawheels._util.errors import ConfigError, InspectError
 from fawheels._util.show import say
 from fawheels.check.binary import CodeEntry, CodeObject, is_code_member, read_file, read_path
@@ -452,6 +452,9 @@ def render(report: CompatReport, what: str, gpu_label: str = "") -> list[str]:
     return lines
 
 
+COMPAT_JSON_SCHEMA = 1  # `compat PATH --json`
+
+
 def compat_command(
     path: str, *, gpu: str | None, driver: str | None, as_json: bool = False, strict: bool = False
 ) -> int:
@@ -465,6 +468,7 @@ def compat_command(
     v = verdict(report)
     if as_json:
         doc = {
+            "schema": COMPAT_JSON_SCHEMA,
             **report.to_json(),
             "gpu_name": machine.name,
             "verdict": v.kind,
@@ -473,7 +477,7 @@ def compat_command(
             "counts": v.counts,
             "findings": [f.to_json() for f in findings(report)],
         }
-        say(json.dumps({**doc, **({"serving_targets": serving} if serving else {})}, indent=2))
+        say(jsondoc.dumps({**doc, **({"serving_targets": serving} if serving else {})}))
     else:
         lines = render(report, path, machine.label)
         if serving:

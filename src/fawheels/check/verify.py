@@ -27,6 +27,7 @@ from packaging.version import InvalidVersion
 from packaging.version import Version as PyVersion
 
 from fawheels import __version__
+from fawheels._util import jsondoc
 from fawheels._util.errors import FawheelsError, InspectError
 from fawheels._util.files import sha256_file, write_atomic
 from fawheels._util.names import member_key
@@ -723,7 +724,7 @@ def verify_command(wheel: Path, *, as_json: bool = False, reader: str = "both", 
     if write:  # <wheel>.verify.json, pass or fail, as a build writes it
         say(f"report: {write_report(wheel, report)}", file=sys.stderr)
     if as_json:
-        say(json.dumps(report.to_json(), indent=2))
+        say(jsondoc.dumps(report.to_json()))
     else:
         for c in report.checks:
             say(f"{'PASS' if c.ok else 'FAIL'} {c.name}: {c.detail}")

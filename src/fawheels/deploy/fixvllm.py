@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fawheels._util import jsondoc
 from fawheels._util.errors import ConfigError, OverlayError
 from fawheels._util.show import say
 from fawheels.check import compat
@@ -24,6 +25,7 @@ from fawheels.check.machine import Machine
 from fawheels.matrix.cudafacts import Arch
 from fawheels.matrix.recipes import VLLM_FA2, Release
 
+PLAN_SCHEMA = 1  # `fix-vllm --json`: the plan
 EXTENSION = f"{VLLM_FA2.extension_dir}/{VLLM_FA2.extension}.abi3.so"  # vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so
 
 
@@ -303,7 +305,7 @@ def fix_vllm_command(
         cores=os.cpu_count() or 1,
     )
     if as_json:
-        say(json.dumps({**p.to_json(), "dry_run": dry_run}, indent=2))
+        say(jsondoc.dumps({"schema": PLAN_SCHEMA, **p.to_json(), "dry_run": dry_run}))
     else:
         say(render(p, dry_run), flush=True)
     if dry_run or p.action == "nothing":

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from packaging.specifiers import SpecifierSet
 
-from fawheels._util import names
+from fawheels._util import jsondoc, names
 from fawheels._util.errors import ConfigError
 from fawheels.matrix import cudafacts
 from fawheels.matrix.cudafacts import Arch, Version
@@ -29,6 +29,7 @@ SourceKind = Literal["sdist", "git"]
 Provision = Literal["host", "pip", "container"]
 
 HEAD_DIMS = (32, 64, 96, 128, 192, 256)
+MATRIX_JSON_SCHEMA = 1  # `fawheels matrix --json`: {schema, default_target, targets}
 DTYPES = ("bf16", "fp16")
 # Features a profile may leave out, and FA2's switch for each (its static_switch.h and flash_api.cpp).
 LEAVE_OUT = {
@@ -1165,10 +1166,11 @@ def load_matrix_file(path: Path | None) -> Matrix:
 
 
 def render_targets(m: Matrix, fmt: str) -> str:
-    """`fawheels matrix` output: a table for people, JSON for tools, a GitHub Actions include matrix."""
+    """`fawheels matrix` output: a table for people, JSON for tools (with its schema), a GitHub Actions include
+    matrix (GitHub's layout, read by `strategy.matrix`: no schema field)."""
     rows = [t.summary() for t in m.targets]
     if fmt == "json":
-        return json.dumps(rows, indent=2)
+        return jsondoc.dumps({"schema": MATRIX_JSON_SCHEMA, "default_target": m.default_target, "targets": rows})
     if fmt == "github":
         include = [{"target": r["id"], "cuda": r["cuda"], "provision": r["provision"]} for r in rows]
         return json.dumps({"include": include}, separators=(",", ":"))

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from fawheels._util import names
+from fawheels._util import jsondoc, names
 from fawheels._util.errors import ConfigError, InspectError
 from fawheels._util.files import read_regular
 from fawheels._util.names import ErrorClass
@@ -439,6 +439,9 @@ def install_command(base: str, record: Mapping[str, Any]) -> str:
     return f"pip install --index-url {shlex.quote(base + record['variant'] + '/simple')} {shlex.quote(requirement)}"
 
 
+INDEX_CHOICE_SCHEMA = 1  # `compat --index URL --json`: {schema, ok, gpu, driver, projects}
+
+
 def index_command(
     index: str, *, gpu: str | None, driver: str | None, project: str | None = None, as_json: bool = False
 ) -> int:
@@ -451,8 +454,9 @@ def index_command(
     choices = choose(records, cc, version, project)
     if as_json:
         say(
-            json.dumps(
+            jsondoc.dumps(
                 {
+                    "schema": INDEX_CHOICE_SCHEMA,
                     "ok": any(c.best for c in choices),
                     "gpu": f"{cc[0]}.{cc[1]}",
                     "driver": str(version),
@@ -466,8 +470,7 @@ def index_command(
                         }
                         for c in choices
                     ],
-                },
-                indent=2,
+                }
             )
         )
     else:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from fawheels._util import jsondoc
 from fawheels._util.errors import ConfigError, ToolchainError
 from fawheels._util.paths import cache_root
 from fawheels._util.runner import call
@@ -253,6 +254,9 @@ class Sccache:
         self._run("--stop-server")
 
 
+STATS_SCHEMA = 1  # `python -m fawheels.toolchain.compilercache stats`: {schema, hits, misses, …}
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m fawheels.toolchain.compilercache env [SPEC]`: the variables as KEY=VALUE lines (for $GITHUB_ENV or
     `export`); `stats [SPEC]`: the server's stats as JSON."""
@@ -270,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "env":
         say("\n".join(f"{k}={v}" for k, v in cache.env.items()))
     else:
-        say(json.dumps(cache.stats().to_json(), indent=2))
+        say(jsondoc.dumps({"schema": STATS_SCHEMA, **cache.stats().to_json()}))
     return 0
 
 
