@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from fawheels._util.errors import ContainerError
 from fawheels._util.files import write_atomic
-from fawheels._util.paths import cache_root
+from fawheels._util.paths import cache_root, mark_used
 from fawheels._util.runner import Completed, TimeoutExpired, call, log, run, run_code
 
 ENGINES = ("docker", "podman")
@@ -659,6 +659,7 @@ def build_in_container(
     dist = dist.resolve()
     for d in (private / "build", private / "cache", cache / "sources", dist):
         d.mkdir(parents=True, exist_ok=True)  # created by us, so owned by the invoking user
+    mark_used(private)
     spec = plan_run(
         image=tag,
         target_id=target_id,
