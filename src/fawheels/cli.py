@@ -85,7 +85,7 @@ def derived_target(args: argparse.Namespace) -> Any:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from fawheels.build import execute as build
+    from fawheels.build import command as build
 
     check_output_paths(args.dist, args.report)
     matrix_path, target_ids = args.matrix, args.targets

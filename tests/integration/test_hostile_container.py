@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from fawheels._util.errors import SourceError
+from fawheels.build import command
 from fawheels.build import execute as build
 from fawheels.matrix.config import Source
 from fawheels.source.fetch import cached_path, prefetch, prepare_tree
@@ -48,7 +49,7 @@ def test_build_command_passes_clean_and_offline_to_the_container(
     monkeypatch.setattr(container, "build_in_container", fake)
     monkeypatch.delenv(build.IN_CONTAINER, raising=False)
     assert (
-        build.build_command(
+        command.build_command(
             matrix_path=matrix,
             target_ids=[],
             dist=tmp_path / "dist",

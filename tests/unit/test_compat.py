@@ -18,6 +18,7 @@ from fawheels.check import binary as inspect
 from fawheels.check import compat
 from fawheels.check.binary import CodeEntry, CodeObject
 from fawheels.check.compat import predict
+from fawheels.matrix import loading
 from fawheels.matrix.cudafacts import Arch, Version, parse_gpu
 from support import cudabins, elfs
 from support.cudabins import DATA, DRIVER_RESULTS, GPU_CASES
@@ -372,13 +373,13 @@ def test_a_static_runtime_has_the_same_driver_floor_per_file_and_in_an_index(
 
 def test_loads_on_is_the_one_rule() -> None:
     sm80, sm120 = Arch.parse("sm_80"), Arch.parse("sm_120")
-    assert compat.loads_on([sm120], [], (12, 0), Version.parse("580.65.06"), 13).how == "exact-sass"
-    assert compat.loads_on([sm120], [], (12, 0), Version.parse("575.51.03"), 13).error == (
+    assert loading.loads_on([sm120], [], (12, 0), Version.parse("580.65.06"), 13).how == "exact-sass"
+    assert loading.loads_on([sm120], [], (12, 0), Version.parse("575.51.03"), 13).error == (
         "cudaErrorInsufficientDriver"
     )
-    assert compat.loads_on([sm120], [], (9, 0), Version.parse("580.65.06"), 13).error == (
+    assert loading.loads_on([sm120], [], (9, 0), Version.parse("580.65.06"), 13).error == (
         "cudaErrorNoKernelImageForDevice"
     )
     old_and_new = [(sm80, Version.parse("8.7")), (Arch.parse("sm_90"), Version.parse("9.2"))]
-    load = compat.loads_on([], old_and_new, (12, 0), Version.parse("575.51.03"))
+    load = loading.loads_on([], old_and_new, (12, 0), Version.parse("575.51.03"))
     assert (load.ok, load.how, str(load.arch), str(load.isa)) == (True, "ptx-jit", "sm_80", "8.7")

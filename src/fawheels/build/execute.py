@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fawheels import __version__
-from fawheels._util import console, jsondoc
+from fawheels._util import console
 from fawheels._util.errors import BuildError, FawheelsError, VerifyError
-from fawheels._util.files import copy_atomic, sha256_file, write_atomic
+from fawheels._util.files import copy_atomic, sha256_file
 from fawheels._util.paths import build_root
 from fawheels._util.runner import log, run
 from fawheels.build import jobstats, planner, progress
@@ -38,7 +38,7 @@ from fawheels.build.buildinfo import (
     TorchInfo,
 )
 from fawheels.build.wheel import WheelSpec, render_metadata, write_wheel
-from fawheels.matrix.config import Matrix, Profile, Source, Target, load_matrix_file
+from fawheels.matrix.config import Matrix, Profile, Source, Target
 from fawheels.matrix.cudafacts import Arch
 from fawheels.matrix.recipes import RECIPES
 from fawheels.source.fetch import AppliedPatch, prepare_tree, source_epoch
@@ -1008,75 +1008,3 @@ def _env_jobs() -> int | None:
     if not value.isdigit():
         raise BuildError(f"MAX_JOBS must be a positive integer, got {value!r}")
     return int(value)
-
-
-REPORT_SCHEMA = 1  # `build --report FILE`: {schema, ok, results: [one per target, in build order]}
-
-
-def report_json(results: list[Result]) -> str:
-    """The `--report` document: an object with its schema, the targets' results under `results`."""
-    doc = {
-        "schema": REPORT_SCHEMA,
-        "ok": all(r.status == "ok" for r in results),
-        "results": [r.to_json() for r in results],
-    }
-    return jsondoc.dumps(doc)
-
-
-def print_summary(results: list[Result]) -> None:
-    say = console.step
-    say("")
-    say("== summary")
-    for r in results:
-        slowest = f"; slowest job {r.slowest[0]} {r.slowest[1]:.0f} s" if r.slowest else ""
-        if r.status == "ok" and r.wheel:
-            say(f"  ok      {r.target}  {r.wall_s:.0f} s (compile {r.compile_wall_s:.0f} s{slowest})")
-            say(f"          {r.wheel}  {r.size / 1e6:.1f} MB  sha256 {r.sha256}")
-        elif r.status == "ok":
-            say(f"  ok      {r.target}  (built in its toolchain image; the wheel is in the summary above)")
-        else:
-            first = r.error.splitlines()[0] if r.error else ""
-            console.error(f"  FAILED  {r.target}  at {r.stage}: {first}" + (f" (log: {r.log})" if r.log else ""))
-
-
-def build_command(
-    *,
-    matrix_path: Path | None,
-    target_ids: list[str],
-    dist: Path,
-    jobs: int | None,
-    container: bool,
-    offline: bool,
-    keep_going: bool,
-    report: Path | None = None,
-    clean: bool = False,
-    dry_run: bool = False,
-    as_json: bool = False,
-) -> int:
-    matrix = load_matrix_file(matrix_path)
-    targets = [matrix.target(t) for t in (target_ids or [matrix.default_target])]
-    from fawheels.build import dryrun
-
-    if dry_run:
-        return dryrun.print_plans(matrix, targets, container=container, as_json=as_json, jobs=jobs)
-    dryrun.refuse_unprovided_images(matrix, targets, container=container)  # before any work
-    results: list[Result] = []
-    for target in targets:
-        # Inside a toolchain image the pipeline runs on the host path (the image is the toolchain).
-        if (container or target.toolchain.provision == "container") and not os.environ.get(IN_CONTAINER):
-            results.append(build_target_in_container(target, matrix, dist, jobs, offline, clean))
-        else:
-            results.append(build_target(target, matrix, dist, jobs, offline, clean))
-        if results[-1].status != "ok" and not keep_going:
-            break
-    print_summary(results)
-    if report is not None:
-        from fawheels._util.redact import redact, secrets_from_env  # an error may quote a URL with credentials
-
-        write_atomic(
-            report,
-            redact(report_json(results) + "\n", *secrets_from_env(os.environ)),
-            mode=None,
-        )
-    failures = [r for r in results if r.status != "ok"]
-    return failures[0].exit_code if failures else 0

@@ -23,6 +23,7 @@ from fawheels._util.show import say
 from fawheels.check import compat
 from fawheels.check.machine import Machine
 from fawheels.matrix.cudafacts import Arch
+from fawheels.matrix.loading import cudart_major, runtime_min_driver
 from fawheels.matrix.recipes import VLLM_FA2, Release
 
 PLAN_SCHEMA = 1  # `fix-vllm --json`: the plan
@@ -97,7 +98,7 @@ class Plan:
 
 def _refuse_runtime(inst: InstalledVllm, machine: Machine) -> None:
     """A vLLM whose CUDA runtime the driver cannot start: no _vllm_fa2_C can help; say what can."""
-    need = compat.runtime_min_driver(inst.runtime_major)
+    need = runtime_min_driver(inst.runtime_major)
     if need is None or machine.driver >= need:
         return
     origin = f"vLLM {inst.version}" + ("" if "+" in inst.version else " from PyPI")
@@ -264,11 +265,11 @@ def read_installed(python: str | None) -> InstalledVllm:
     if not ext.is_file():
         raise OverlayError(f"vLLM {facts['version']} in {where} has no {EXTENSION}: nothing to fix")
     obj = read_file(ext)
-    major = compat.runtime_major(obj)
+    major = cudart_major(obj.needed)
     if major is None:  # look at vLLM's main extension beside it
         main = ext.parents[1] / "_C.abi3.so"
         if main.is_file():
-            major = compat.runtime_major(read_file(main))
+            major = cudart_major(read_file(main).needed)
     return InstalledVllm(where, facts["python_version"], facts["version"], facts.get("torch"), ext, major, (obj,))
 
 
@@ -334,7 +335,7 @@ def _carry_out(p: Plan, python: str | None, index: str | None, records: list[dic
         assert records is not None and index is not None and p.wheel is not None
         wheel = _download(index, next(r for r in records if r["filename"] == p.wheel), dist)
     else:
-        from fawheels.build.execute import build_command
+        from fawheels.build.command import build_command
         from fawheels.matrix.config import find_matrix_file
         from fawheels.matrix.derive import derive_vllm_target, write_tree
 
