@@ -27,8 +27,9 @@ from typing import Any, Protocol
 from fawheels._util import console, jsondoc
 from fawheels._util.errors import ConfigError, FawheelsError, InternalError, UsageError
 from fawheels._util.files import writable_dir, write_atomic
-from fawheels.build.execute import Result
-from fawheels.matrix.config import Matrix, Target, load_matrix_file
+from fawheels.build.result import Result
+from fawheels.matrix.config import load_matrix_file
+from fawheels.matrix.model import Matrix, Target
 from fawheels.toolchain.compilercache import (
     CacheConfig,
     CacheStats,

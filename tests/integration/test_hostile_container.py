@@ -14,8 +14,8 @@ import pytest
 
 from fawheels._util.errors import SourceError
 from fawheels.build import command
-from fawheels.build import execute as build
-from fawheels.matrix.config import Source
+from fawheels.build.plan import IN_CONTAINER
+from fawheels.matrix.model import Source
 from fawheels.source.fetch import cached_path, prefetch, prepare_tree
 from fawheels.toolchain import container
 from support.fakes import sample_run
@@ -47,7 +47,7 @@ def test_build_command_passes_clean_and_offline_to_the_container(
         return 0
 
     monkeypatch.setattr(container, "build_in_container", fake)
-    monkeypatch.delenv(build.IN_CONTAINER, raising=False)
+    monkeypatch.delenv(IN_CONTAINER, raising=False)
     assert (
         command.build_command(
             matrix_path=matrix,

@@ -18,7 +18,7 @@ MATRIX = load_matrix_file(ROOT / "build_matrix.yaml")
 
 @pytest.mark.parametrize("target", MATRIX.targets, ids=lambda t: t.id)
 def test_dry_run_plans_every_target(target: object) -> None:
-    from fawheels.matrix.config import Target
+    from fawheels.matrix.model import Target
 
     assert isinstance(target, Target)
     text = plan_text(target, MATRIX)

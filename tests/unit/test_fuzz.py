@@ -33,8 +33,9 @@ from fawheels._util.errors import ConfigError, FawheelsError, PublishError
 from fawheels._util.redact import redact
 from fawheels._util.show import visible
 from fawheels.matrix import cudafacts
-from fawheels.matrix.config import Matrix, load_matrix
+from fawheels.matrix.config import load_matrix
 from fawheels.matrix.cudafacts import known_ccs, parse_gpu
+from fawheels.matrix.model import Matrix
 from fawheels.publish import index as publish
 from fawheels.publish import records, server, variants
 from support.matrices import BASE

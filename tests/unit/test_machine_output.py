@@ -14,7 +14,7 @@ from fawheels import cli, nightly
 from fawheels._util import jsondoc
 from fawheels._util.errors import InternalError
 from fawheels.build.command import report_json
-from fawheels.build.execute import Result
+from fawheels.build.result import Result
 from support.wheelfactory import toy_wheel
 
 TESTS = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from fawheels._util.errors import InspectError
 from fawheels.matrix import cudafacts as cf
-from fawheels.matrix.config import Target
 from fawheels.matrix.cudafacts import Arch, Version
+from fawheels.matrix.model import Target
 from fawheels.matrix.recipes import RECIPES
 
 _CUDART = re.compile(r"^libcudart\.so\.([0-9]+)$")

@@ -23,7 +23,7 @@ from fawheels._util.errors import SourceError
 from fawheels._util.files import PRIVATE, replacing, sha256_file
 from fawheels._util.paths import cache_root, mark_used
 from fawheels._util.runner import log, run
-from fawheels.matrix.config import Source
+from fawheels.matrix.model import Source
 
 
 def cached_path(source: Source, cache: Path | None = None) -> Path:

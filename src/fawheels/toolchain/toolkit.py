@@ -20,7 +20,7 @@ from fawheels._util.errors import ToolchainError
 from fawheels._util.files import write_atomic
 from fawheels._util.paths import cache_root, mark_used
 from fawheels._util.runner import call, log, pip_install_into, run
-from fawheels.matrix.config import Target, Toolchain, TorchSpec
+from fawheels.matrix.model import Target, Toolchain, TorchSpec
 
 # Build tools installed beside torch; pinned so two builders configure identically.
 CMAKE_PIN = "cmake==4.1.3"
