@@ -121,7 +121,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from fawheels.check import binary as inspect
+    from fawheels.check import inspect
 
     return inspect.inspect_command(args.path, as_json=args.json, reader=args.reader)
 

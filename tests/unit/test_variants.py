@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from fawheels import cli
-from fawheels.check.binary import read_path
+from fawheels.check.wheelzip import read_path
 from fawheels.matrix import loading
 from fawheels.matrix.config import load_matrix_file
 from fawheels.matrix.cudafacts import Version, parse_gpu

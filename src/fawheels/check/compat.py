@@ -17,7 +17,8 @@ from typing import Any
 from fawheels._util import jsondoc
 from fawheels._util.errors import ConfigError, InspectError
 from fawheels._util.show import say
-from fawheels.check.binary import CodeEntry, CodeObject, is_code_member, read_file, read_path
+from fawheels.check.binary import CodeEntry, CodeObject
+from fawheels.check.wheelzip import is_code_member, read_file, read_path
 from fawheels.matrix import cudafacts as cf
 from fawheels.matrix.cudafacts import Arch, Version
 from fawheels.matrix.loading import cudart_major, loads_on, runtime_min_driver

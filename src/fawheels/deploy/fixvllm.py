@@ -253,7 +253,7 @@ def _probe(python: str | None) -> dict[str, Any]:
 
 
 def read_installed(python: str | None) -> InstalledVllm:
-    from fawheels.check.binary import read_file
+    from fawheels.check.wheelzip import read_file
 
     facts = _probe(python)
     where = facts["python"]

@@ -118,7 +118,7 @@ def _report_doc(report: VerifyReportLike) -> dict[str, Any]:
 
 def _variant_facts(path: Path, build_info: Mapping[str, Any]) -> dict[str, Any]:
     """What an installer would select this wheel on, read from its code (variants.py)."""
-    from fawheels.check.binary import read_path
+    from fawheels.check.wheelzip import read_path
     from fawheels.publish.variants import code_facts
 
     try:
