@@ -11,6 +11,7 @@ from pathlib import Path
 import fawheels
 
 PACKAGE = Path(fawheels.__file__).resolve().parent
+MAX_LINES = 600  # a module a reader can hold in mind; a longer one is several (issue 23)
 
 
 def module_name(path: Path, package: Path = PACKAGE) -> str:
@@ -112,3 +113,20 @@ def test_the_check_sees_a_circle_made_of_lazy_and_relative_imports(tmp_path: Pat
     graph = import_graph(pkg)
     assert graph["pkg.a"] == {"pkg.sub.b"} and graph["pkg.sub.c"] == {"pkg.a"} and graph["pkg.d"] == {"pkg.a"}
     assert cycles(graph) == [["pkg.a", "pkg.sub.b", "pkg.sub.c"]]
+
+
+def too_long(package: Path = PACKAGE, limit: int = MAX_LINES) -> dict[str, int]:
+    lengths = {
+        str(p.relative_to(package)): len(p.read_text(encoding="utf-8").splitlines()) for p in package.rglob("*.py")
+    }
+    return {name: n for name, n in sorted(lengths.items()) if n > limit}
+
+
+def test_no_package_file_is_over_600_lines() -> None:
+    assert too_long() == {}
+
+
+def test_the_length_check_sees_a_long_file(tmp_path: Path) -> None:
+    (tmp_path / "short.py").write_text("x = 1\n" * 600)
+    (tmp_path / "long.py").write_text("x = 1\n" * 601)
+    assert too_long(tmp_path) == {"long.py": 601}

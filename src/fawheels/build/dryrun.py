@@ -27,13 +27,8 @@ from fawheels.build.plan import IN_CONTAINER, NVCC_JOB_BYTES, mem_available, nin
 from fawheels.build.units import SPLITKV_PARTS_MARKER
 from fawheels.matrix.model import Matrix, Target
 from fawheels.matrix.recipes import RECIPES
-from fawheels.toolchain.container import (
-    LOCAL_BASE,
-    find_checkout,
-    preflight_registry_base,
-    provide_commands,
-    resolve_recipe,
-)
+from fawheels.toolchain.container import preflight_registry_base
+from fawheels.toolchain.images import LOCAL_BASE, find_checkout, provide_commands, resolve_recipe
 from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv, pip_toolkit_requirements
 
 TORCH_ENV = Path("<torch-env>")  # where the build's isolated torch env will be
