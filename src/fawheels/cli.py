@@ -85,12 +85,12 @@ def derived_target(args: argparse.Namespace) -> Any:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from fawheels.build import command as build
+    from fawheels.compile import command as build
 
     check_output_paths(args.dist, args.report)
     matrix_path, target_ids = args.matrix, args.targets
     if args.vllm is not None:
-        from fawheels.build import dryrun
+        from fawheels.compile import dryrun
         from fawheels.matrix import derive
 
         derived = derived_target(args)

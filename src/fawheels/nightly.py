@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from fawheels._util import console, jsondoc
 from fawheels._util.errors import ConfigError, FawheelsError, InternalError, UsageError
 from fawheels._util.files import writable_dir, write_atomic
-from fawheels.build.result import Result
+from fawheels.compile.result import Result
 from fawheels.matrix.config import load_matrix_file
 from fawheels.matrix.model import Matrix, Target
 from fawheels.toolchain.compilercache import (
@@ -239,7 +239,7 @@ def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bo
 
     def build(target: Target) -> Result:
         dist = out / target.id
-        from fawheels.build.execute import build_target, build_target_in_container
+        from fawheels.compile.execute import build_target, build_target_in_container
 
         if target.toolchain.provision == "container":
             return build_target_in_container(target, matrix, dist, jobs, offline, clean=clean)

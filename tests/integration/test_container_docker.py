@@ -93,8 +93,8 @@ def _one_wheel(dist: Path) -> Path:
 def test_container_build_equals_host_build(
     engine: Engine, base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fawheels.build.execute import build_target
     from fawheels.check.verify import verify_wheel
+    from fawheels.compile.execute import build_target
     from fawheels.matrix.config import load_matrix_file
 
     # Both builds compile at this path (the container mounts its own tree there), and no other

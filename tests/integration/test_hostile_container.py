@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from fawheels._util.errors import SourceError
-from fawheels.build import command
-from fawheels.build.plan import IN_CONTAINER
+from fawheels.compile import command
+from fawheels.compile.plan import IN_CONTAINER
 from fawheels.matrix.model import Source
 from fawheels.source.fetch import cached_path, prefetch, prepare_tree
 from fawheels.toolchain import container

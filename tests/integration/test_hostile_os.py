@@ -146,7 +146,7 @@ def test_build_refuses_a_job_count_that_is_not_a_count(argv: list[str], capsys: 
 def test_build_refuses_unwritable_outputs_before_building(
     where: str, tmp_path: Path, matrix_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fawheels.build import command
+    from fawheels.compile import command
 
     started: list[str] = []
     monkeypatch.setattr(command, "build_command", recording(started, 0))

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from fawheels._util.errors import ConfigError, OverlayError
-from fawheels.build.buildinfo import BuildInfo
-from fawheels.build.units import ops_header
 from fawheels.check.verify import check_op_schemas
 from fawheels.check.wheelfacts import WheelFacts, op_schemas_in
 from fawheels.check.wheelzip import read_file
+from fawheels.compile.buildinfo import BuildInfo
+from fawheels.compile.units import ops_header
 from fawheels.deploy.overlay import BACKUP_SUFFIX, STATE_SUFFIX, Installed, Served, _check_install
 from fawheels.matrix.config import load_matrix, load_matrix_file
 from fawheels.matrix.model import Source

@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fawheels.build.wheel import record_hash
 from fawheels.check import compat, cuobjdump, wheelzip
+from fawheels.compile.wheel import record_hash
 from fawheels.matrix.cudafacts import Version, parse_gpu
 
 DATA = Path(__file__).parents[1] / "data"

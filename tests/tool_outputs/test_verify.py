@@ -13,9 +13,9 @@ import pytest
 
 from fawheels import cli
 from fawheels._util.errors import InspectError
-from fawheels.build.buildinfo import BuildInfo
 from fawheels.check import verify, wheelfacts
 from fawheels.check.binary import CodeEntry, CodeObject
+from fawheels.compile.buildinfo import BuildInfo
 from support import cudabins
 from support.cudabins import DATA, EXT, build_info, write_wheel
 

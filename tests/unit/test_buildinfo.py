@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.build.buildinfo import EXAMPLE, BuildInfo, BuildInfoError, needed_fields
+from fawheels.compile.buildinfo import EXAMPLE, BuildInfo, BuildInfoError, needed_fields
 from support.fakes import fake_toolkit, fake_torch
 
 ROOT = Path(__file__).parents[2]
@@ -76,8 +76,8 @@ def test_the_build_writes_the_bytes_it_wrote_before_the_model(
 ) -> None:
     """The golden files were written by the build before the model existed (a dict through json.dumps)."""
     from fawheels import __version__
-    from fawheels.build import execute
-    from fawheels.build.plan import plan_build
+    from fawheels.compile import execute
+    from fawheels.compile.plan import plan_build
     from fawheels.matrix.config import load_matrix_file
     from fawheels.source.fetch import AppliedPatch
 

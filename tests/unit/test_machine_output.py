@@ -13,8 +13,8 @@ import pytest
 from fawheels import cli, nightly
 from fawheels._util import jsondoc
 from fawheels._util.errors import InternalError
-from fawheels.build.command import report_json
-from fawheels.build.result import Result
+from fawheels.compile.command import report_json
+from fawheels.compile.result import Result
 from support.wheelfactory import toy_wheel
 
 TESTS = Path(__file__).resolve().parents[1]

@@ -7,9 +7,9 @@ import dataclasses
 import re
 from pathlib import Path
 
-from fawheels.build import jobstats
-from fawheels.build.plan import SCHEDULE_VAR, BuildPlan, configure_identity, plan_build
-from fawheels.build.units import (
+from fawheels.compile import jobstats
+from fawheels.compile.plan import SCHEDULE_VAR, BuildPlan, configure_identity, plan_build
+from fawheels.compile.units import (
     SPLITKV_PARTS,
     SPLITKV_PARTS_HEADER,
     SPLITKV_PARTS_MARKER,

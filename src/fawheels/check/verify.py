@@ -30,8 +30,6 @@ from fawheels._util.errors import FawheelsError
 from fawheels._util.files import sha256_file, write_atomic
 from fawheels._util.show import one_line, say
 from fawheels._util.wheels import metadata_problem, platform_mismatches
-from fawheels.build.buildinfo import SCHEMA as BUILD_INFO_SCHEMA
-from fawheels.build.buildinfo import BuildInfo, BuildInfoError, needed_fields
 from fawheels.check.binary import CodeEntry, CodeObject
 from fawheels.check.wheelfacts import (
     ReadersRun,
@@ -39,6 +37,8 @@ from fawheels.check.wheelfacts import (
     read_wheel,
     schema_differences,
 )
+from fawheels.compile.buildinfo import SCHEMA as BUILD_INFO_SCHEMA
+from fawheels.compile.buildinfo import BuildInfo, BuildInfoError, needed_fields
 from fawheels.matrix import cudafacts as cf
 from fawheels.matrix.cudafacts import Arch, Version
 from fawheels.matrix.recipes import RECIPES

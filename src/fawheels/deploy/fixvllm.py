@@ -112,7 +112,7 @@ def _refuse_runtime(inst: InstalledVllm, machine: Machine) -> None:
 def estimate_seconds(target: Any, cores: int) -> float:
     """Compile wall of a target from the job history (~/.cache/fawheels/jobstats), else the static estimates:
     the slowest unit, or all units' seconds over the cores, whichever is longer."""
-    from fawheels.build import jobstats
+    from fawheels.compile import jobstats
 
     history = jobstats.load_history()
     archs = [a.sm for a in (*target.sass, *target.ptx)]
@@ -335,7 +335,7 @@ def _carry_out(p: Plan, python: str | None, index: str | None, records: list[dic
         assert records is not None and index is not None and p.wheel is not None
         wheel = _download(index, next(r for r in records if r["filename"] == p.wheel), dist)
     else:
-        from fawheels.build.command import build_command
+        from fawheels.compile.command import build_command
         from fawheels.matrix.config import find_matrix_file
         from fawheels.matrix.derive import derive_vllm_target, write_tree
 

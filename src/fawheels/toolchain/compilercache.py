@@ -2,7 +2,7 @@
 
 Backends: a local directory (default, `<cache>/sccache`) or Redis shared by many builders
 (`SCCACHE_REDIS_ENDPOINT`, e.g. `redis://127.0.0.1:6379`). The build picks the cache up from
-`FAWHEELS_COMPILER_LAUNCHER` (build/execute.py passes it to CMake as the CUDA and CXX compiler launcher).
+`FAWHEELS_COMPILER_LAUNCHER` (compile/execute.py passes it to CMake as the CUDA and CXX compiler launcher).
 
 Why sccache: it splits an nvcc call into its steps (cudafe++, cicc -> PTX, ptxas -> CUBIN, host c++) and
 keys each on the tool's binary, its arguments (-gencode included) and its preprocessed input (every

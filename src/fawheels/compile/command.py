@@ -9,10 +9,10 @@ from pathlib import Path
 from fawheels._util import console, jsondoc
 from fawheels._util.files import write_atomic
 from fawheels._util.redact import redact, secrets_from_env
-from fawheels.build import dryrun
-from fawheels.build.execute import build_target, build_target_in_container
-from fawheels.build.plan import IN_CONTAINER
-from fawheels.build.result import Result
+from fawheels.compile import dryrun
+from fawheels.compile.execute import build_target, build_target_in_container
+from fawheels.compile.plan import IN_CONTAINER
+from fawheels.compile.result import Result
 from fawheels.matrix.config import load_matrix_file
 
 REPORT_SCHEMA = 1  # `build --report FILE`: {schema, ok, results: [one per target, in build order]}

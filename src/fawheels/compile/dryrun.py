@@ -22,9 +22,9 @@ from fawheels._util import jsondoc
 from fawheels._util.errors import ContainerError, ToolchainError
 from fawheels._util.paths import build_root
 from fawheels._util.show import say
-from fawheels.build import jobstats, planner
-from fawheels.build.plan import IN_CONTAINER, NVCC_JOB_BYTES, mem_available, ninja_jobs, plan_build, plan_compile
-from fawheels.build.units import SPLITKV_PARTS_MARKER
+from fawheels.compile import jobstats, planner
+from fawheels.compile.plan import IN_CONTAINER, NVCC_JOB_BYTES, mem_available, ninja_jobs, plan_build, plan_compile
+from fawheels.compile.units import SPLITKV_PARTS_MARKER
 from fawheels.matrix.model import Matrix, Target
 from fawheels.matrix.recipes import RECIPES
 from fawheels.toolchain.container import preflight_registry_base

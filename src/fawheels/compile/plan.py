@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from fawheels._util.errors import BuildError
-from fawheels.build import jobstats, planner
-from fawheels.build.units import (
+from fawheels.compile import jobstats, planner
+from fawheels.compile.units import (
     compile_units,
     kernels_header,
     ops_header,

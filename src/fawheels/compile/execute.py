@@ -22,9 +22,9 @@ from fawheels._util.errors import BuildError, FawheelsError, VerifyError
 from fawheels._util.files import copy_atomic, sha256_file
 from fawheels._util.paths import build_root
 from fawheels._util.runner import log, run
-from fawheels.build import jobstats, progress
-from fawheels.build.buildinfo import SCHEMA as BUILD_INFO_SCHEMA
-from fawheels.build.buildinfo import (
+from fawheels.compile import jobstats, progress
+from fawheels.compile.buildinfo import SCHEMA as BUILD_INFO_SCHEMA
+from fawheels.compile.buildinfo import (
     ArchsInfo,
     BuildInfo,
     FlagsInfo,
@@ -34,7 +34,7 @@ from fawheels.build.buildinfo import (
     ToolchainInfo,
     TorchInfo,
 )
-from fawheels.build.plan import (
+from fawheels.compile.plan import (
     GB,
     BuildPlan,
     configure_identity,
@@ -45,11 +45,11 @@ from fawheels.build.plan import (
     plan_build,
     plan_compile,
 )
-from fawheels.build.result import Result, container_result, wheels_in
-from fawheels.build.units import (
+from fawheels.compile.result import Result, container_result, wheels_in
+from fawheels.compile.units import (
     splitkv_parts_available,
 )
-from fawheels.build.wheel import WheelSpec, render_metadata, write_wheel
+from fawheels.compile.wheel import WheelSpec, render_metadata, write_wheel
 from fawheels.matrix.model import Matrix, Source, Target
 from fawheels.matrix.recipes import RECIPES
 from fawheels.source.fetch import AppliedPatch, prepare_tree, source_epoch
