@@ -30,6 +30,7 @@ from fawheels._util.show import say
 
 SCHEMA = 1  # `cache --json` and `cache prune --json`
 DAY = 86400.0
+REMOVING = ".fawheels-removing"  # an entry renamed aside while it is removed
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,8 @@ def _candidates(kind: Kind, folder: Path) -> Iterator[Path]:
         level = [c for d in level if d.is_dir() and not d.is_symlink() for c in sorted(d.iterdir())]
     for path in level:
         # In the build root only what a build made: a tree beside its lock file (builds always take one), so a
-        # build root pointed at a folder of other things lists none of them.
-        if kind.name == "builds" and not path.with_name(path.name + ".lock").is_file():
+        # build root pointed at a folder of other things lists none of them; and what an interrupted prune left.
+        if kind.name == "builds" and not path.with_name(path.name + ".lock").is_file() and REMOVING not in path.name:
             continue
         yield path
 
@@ -216,10 +217,14 @@ def _holding(locks: Sequence[Path]) -> Iterator[bool]:
 
 
 def _remove(path: Path) -> None:
+    """A file or link is unlinked; a folder is first renamed aside, so an interrupted prune never leaves a torch
+    env or toolkit half-removed under its own name (with its completion marker) for the next build to use."""
     if path.is_symlink() or not path.is_dir():
         path.unlink(missing_ok=True)
-    else:
-        shutil.rmtree(path)  # does not follow links inside (and refuses a tree that turned into a link)
+        return
+    aside = path.with_name(f".{path.name}{REMOVING}-{os.getpid()}")
+    path.rename(aside)
+    shutil.rmtree(aside)  # does not follow links inside (and refuses a tree that turned into a link)
 
 
 def prune(
@@ -253,7 +258,7 @@ def prune(
                         if path.exists() or path.is_symlink():
                             _remove(path)
                 except OSError as exc:
-                    result.failed.append((entry, f"{exc.filename or entry.path}: {exc.strerror or exc}"))
+                    result.failed.append((entry, f"{entry.path}: {exc.strerror or exc}"))
                     continue
         result.removed.append(entry)
     return result, notes

@@ -133,7 +133,7 @@ def test_an_entry_that_cannot_be_removed_is_a_usage_error_after_the_rest(
     real = shutil.rmtree
 
     def rmtree(path: Path) -> None:
-        if Path(path).name == "torch-old":
+        if "torch-old" in Path(path).name:  # renamed aside first (.torch-old.fawheels-removing-PID)
             raise PermissionError(13, "Permission denied", str(path))
         real(path)
 
@@ -142,6 +142,8 @@ def test_an_entry_that_cannot_be_removed_is_a_usage_error_after_the_rest(
     captured = capsys.readouterr()
     assert "could not remove" in captured.err and "torch-old: Permission denied" in captured.err
     assert "removed builds" in captured.out and not (c / "sources" / "sha256" / "ab12").exists()
+    (aside,) = (c / "envs").glob(".torch-old.fawheels-removing-*")  # not a usable env under its own name
+    assert not (c / "envs" / "torch-old").exists() and (aside / "lib" / "torch.so").exists()
 
 
 @pytest.mark.parametrize(
@@ -178,3 +180,13 @@ def test_a_used_entry_is_new_again(tmp_path: Path) -> None:
     age(tmp_path / "env")
     mark_used(tmp_path / "env")
     assert time.time() - (tmp_path / "env").stat().st_mtime < 60
+
+
+def test_what_an_interrupted_prune_left_is_removed_next_time(
+    roots: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    c, b = roots
+    put(c / "envs" / f".torch-x{cache.REMOVING}-99" / "lib" / "a.so")
+    put(b / f".t-y{cache.REMOVING}-99" / "obj" / "a.o")  # a build tree renamed aside: no lock beside it
+    assert cli.main(["cache", "prune", "--what", "envs", "--what", "builds"]) == 0
+    assert list((c / "envs").iterdir()) == [] and not any(b.glob(f"*{cache.REMOVING}*"))
