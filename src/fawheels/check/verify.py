@@ -1,7 +1,7 @@
 """Check a built wheel against the promises of its target, read from its `build-info.json`.
 
-Reading (`read_wheel`) gathers everything from the zip once, in memory; every check is a pure function
-of what was read, so each failure mode is testable on data. The build writes the report beside the wheel
+Reading (`wheelfacts.read_wheel`) gathers everything from the zip once, in memory; every check here is a pure
+function of what was read, so each failure mode is testable on data. The build writes the report beside the wheel
 (`write_report`); publishing re-runs `verify_wheel` and refuses a wheel that fails.
 """
 

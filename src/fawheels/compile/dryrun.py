@@ -3,7 +3,7 @@
 For every target: the wheel it writes, the toolchain and how it is provisioned (a container target's
 image recipe with its base pinned by digest, and the commands that would provide it), the torch it links,
 the pinned source and patches, the CMake configure line and one nvcc command per kernel unit. The plan
-comes from the same planner a build uses (`build.plan_build`), fed with where the tools will be instead of
+comes from the same planner a build uses (`plan.plan_build`), fed with where the tools will be instead of
 probing them; nothing is downloaded, compiled or written.
 
 Also here: the check a real build makes before any work (`refuse_unprovided_images`).
@@ -111,7 +111,7 @@ def _nvcc_version_in_history(history: Mapping[str, list[dict[str, Any]]], cuda: 
 
 
 def plan_choice(target: Target, matrix: Matrix, jobs: int | None = None) -> planner.Choice:
-    """The granularity and job count the build would choose on this machine (execute.plan_compile)."""
+    """The granularity and job count the build would choose on this machine (plan.plan_compile)."""
     history = jobstats.load_history()
     return plan_compile(
         target,

@@ -1,4 +1,4 @@
-"""The build matrix: `build_matrix.yaml` -> frozen, validated `Matrix` of `Target`s.
+"""The build matrix's loader: `build_matrix.yaml` -> frozen, validated `Matrix` of `Target`s (model.py).
 
 Pure: `load_matrix(text)` does no I/O besides parsing the string it is given, so every rule here is
 unit-tested from YAML strings. Every error names its field path (`targets[0].matrix.archs[1]`) and,

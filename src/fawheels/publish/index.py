@@ -11,7 +11,8 @@ Two backends behind one entry point, `publish_command`:
 
 Either way a wheel is refused unless the `.verify.json` beside it says ok AND a fresh `verify_wheel` passes,
 and unless its variant (the CUDA part of its local version, `+cu130torch2.14` → `cu130`) matches the root.
-The pure part (names, rules, rendering) comes first; everything that touches disk or network follows.
+Here: the location, the static index and the command. The records and `wheels.json` are records.py's, the
+pages pages.py's, what a wheel must pass checked.py's, the upload server.py's.
 """
 
 from __future__ import annotations

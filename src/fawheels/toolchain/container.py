@@ -5,7 +5,8 @@ An image is named by a hash of everything it is built from (Dockerfile, docker/ 
 build arguments), so a tag that exists was built from these inputs; `docker/images.lock.json`
 records the hash per toolchain and what the image was found to contain (`lock_images`, run by
 `nox -s lock-images`). Before a build the image's labels and the versions it reports are compared
-with the target; a mismatch is refused. `Engine` is the only code that talks to docker/podman.
+with the target; a mismatch is refused. `Engine` is the only code that talks to docker/podman. The recipes
+and the lock file are images.py's (pure); the host's indexes for an image build pipserve.py's.
 """
 
 from __future__ import annotations
