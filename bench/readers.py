@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fawheels.check import binary as inspect
+from fawheels.check import cuobjdump, wheelzip
 
 
 def timed(fn: Callable[[], object], runs: int) -> list[float]:
@@ -51,18 +51,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
-    tool = inspect.find_cuobjdump()
+    tool = cuobjdump.find_cuobjdump()
     assert tool, "cuobjdump not found"
     print(
-        f"cuobjdump {inspect.cuobjdump_version(tool)}; {os.cpu_count()} cores; load average "
+        f"cuobjdump {cuobjdump.cuobjdump_version(tool)}; {os.cpu_count()} cores; load average "
         f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at start; {args.runs} runs; min / median / max s\n"
     )
     print("| file | size | entries | ours | cuobjdump as verify runs it | cuobjdump listing first | both (verify) |")
     print("|---|---|---|---|---|---|---|")
     for path in args.files:
         size = f"{path.stat().st_size / 1e6:.1f} MB"
-        if inspect.is_wheel(path):
-            entries = sum(len(o.entries) for o in inspect.read_path(path))
+        if wheelzip.is_wheel(path):
+            entries = sum(len(o.entries) for o in wheelzip.read_path(path))
             ours = timed(verify_cmd(path, "fawheels"), args.runs)
             theirs = timed(verify_cmd(path, "cuobjdump"), args.runs)
             both = timed(verify_cmd(path, "both"), args.runs)
@@ -71,14 +71,14 @@ def main(argv: list[str]) -> int:
                 f"| {cell(both)} |"
             )
             continue
-        reading = list(inspect.read_file(path).entries)
-        assert inspect.disagreements(reading, inspect.cuobjdump_read(path, tool=tool, expect=reading)) == []
-        ours = timed(lambda p=path: inspect.read_file(p), args.runs)  # type: ignore[misc]
+        reading = list(wheelzip.read_file(path).entries)
+        assert cuobjdump.disagreements(reading, cuobjdump.cuobjdump_read(path, tool=tool, expect=reading)) == []
+        ours = timed(lambda p=path: wheelzip.read_file(p), args.runs)  # type: ignore[misc]
         expect = timed(
-            lambda p=path, r=reading: inspect.cuobjdump_read(p, tool=tool, expect=r),  # type: ignore[misc]
+            lambda p=path, r=reading: cuobjdump.cuobjdump_read(p, tool=tool, expect=r),  # type: ignore[misc]
             args.runs,
         )
-        listed = timed(lambda p=path: inspect.cuobjdump_read(p, tool=tool), args.runs)  # type: ignore[misc]
+        listed = timed(lambda p=path: cuobjdump.cuobjdump_read(p, tool=tool), args.runs)  # type: ignore[misc]
         print(f"| `{path.name}` | {size} | {len(reading)} | {cell(ours)} | {cell(expect)} | {cell(listed)} | |")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
     print(

@@ -44,13 +44,15 @@ def main() -> int:
             cmd += ["--jobs", str(args.jobs)]
         env = {**os.environ, "FAWHEELS_COMPILER_LAUNCHER": ""}  # cold: no compiler cache
         code = subprocess.call(cmd, cwd=REPO, env=env)
-        results = json.loads(report.read_text())
+        doc = json.loads(report.read_text())
     if code != 0:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(doc, indent=2))
         return code
-    r = results[0]
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from perf_report import build_section  # the same tables as the GPU machine's (scripts/perf_report.py)
+    from perf_report import build_results, build_section  # the same tables as the GPU machine's (perf_report.py)
+
+    results = build_results(doc)
+    r = results[0]
 
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     lines = [

@@ -23,9 +23,20 @@ def _mmm(d: dict[str, float], digits: int = 3) -> str:
     return f"{d['median']:.{digits}f} ({d['min']:.{digits}f}–{d['max']:.{digits}f})"
 
 
-def build_section(report: list[dict[str, Any]], title: str, cores: int | None = None) -> list[str]:
+def build_results(doc: Any) -> list[dict[str, Any]]:
+    """The per-target results of a `fawheels build --report` document ({"schema": 1, "results": [...]}); a report
+    written before the document had a schema (a bare list, as the older raw files under bench/) is read too."""
+    if isinstance(doc, list):
+        return doc
+    if doc.get("schema") != 1:
+        raise SystemExit(f"a build report of schema {doc.get('schema')!r}: this script reads schema 1")
+    results: list[dict[str, Any]] = doc["results"]
+    return results
+
+
+def build_section(report: Any, title: str, cores: int | None = None) -> list[str]:
     lines: list[str] = []
-    for r in report:
+    for r in build_results(report):
         lines += [f"### {title}: `{r['target']}` — {r['status']}", ""]
         if r["status"] != "ok":
             lines += [f"Failed at {r['stage']}: {r['error'].splitlines()[0] if r['error'] else ''}", ""]

@@ -13,7 +13,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from fawheels.matrix.config import Source
+from fawheels.matrix.model import Source
 from fawheels.matrix.recipes import RECIPES
 from fawheels.source.fetch import fetch_sdist
 

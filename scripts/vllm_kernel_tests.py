@@ -18,7 +18,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from fawheels.matrix.config import Source
+from fawheels.matrix.model import Source
 from fawheels.source.fetch import fetch_sdist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

@@ -85,12 +85,12 @@ def derived_target(args: argparse.Namespace) -> Any:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from fawheels.build import execute as build
+    from fawheels.compile import command as build
 
     check_output_paths(args.dist, args.report)
     matrix_path, target_ids = args.matrix, args.targets
     if args.vllm is not None:
-        from fawheels.build import dryrun
+        from fawheels.compile import dryrun
         from fawheels.matrix import derive
 
         derived = derived_target(args)
@@ -121,7 +121,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from fawheels.check import binary as inspect
+    from fawheels.check import inspect
 
     return inspect.inspect_command(args.path, as_json=args.json, reader=args.reader)
 
@@ -218,6 +218,63 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     from fawheels import nightly
 
     return nightly.command(args)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from fawheels import cache
+
+    if args.cache_action == "prune":
+        return cache.prune_command(
+            older_than_days=args.older_than, kinds=args.kinds, dry_run=args.dry_run, as_json=args.json
+        )
+    return cache.show_command(kinds=args.kinds or cache.KIND_NAMES, as_json=args.json)
+
+
+def non_negative_days(text: str) -> float:
+    """argparse type for --older-than: a number of days, 0 or more (fractions allowed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not value >= 0 or value == float("inf"):  # NaN fails the first test
+        raise argparse.ArgumentTypeError(f"{text} is not a number of days: use 0 or more")
+    return value
+
+
+def add_cache_parser(sub: Any) -> None:
+    from fawheels.cache import KIND_NAMES
+
+    what = {
+        "dest": "kinds",
+        "action": "append",
+        "choices": KIND_NAMES,
+        "metavar": "KIND",
+        "help": f"only this kind (repeat for more): {', '.join(KIND_NAMES)}",
+    }
+    p = sub.add_parser(
+        "cache",
+        help="show what the caches hold (sizes, last use); `cache prune` removes what is old",
+        epilog="The cache is FAWHEELS_CACHE (default ~/.cache/fawheels), the build trees FAWHEELS_BUILD_ROOT "
+        "(default /tmp/fawheels-build). docs/cli.md",
+    )
+    p.add_argument("--what", default=None, **what)
+    p.add_argument("--json", action="store_true", help="one JSON document instead of the table")
+    actions = p.add_subparsers(dest="cache_action", metavar="ACTION")
+    q = actions.add_parser(
+        "prune",
+        help="remove cache entries and build trees (never outside the cache roots, never one a build holds)",
+    )
+    q.add_argument(
+        "--older-than",
+        type=non_negative_days,
+        default=None,
+        metavar="DAYS",
+        help="only entries not used for DAYS days (default: every entry of --what)",
+    )
+    q.add_argument("--what", default=None, **what)
+    q.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
+    q.add_argument("--json", action="store_true", help="one JSON document instead of the list")
+    p.set_defaults(func=cmd_cache)
 
 
 def add_machine_options(p: argparse.ArgumentParser) -> None:
@@ -385,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--undo", action="store_true", help="put the original extension back")
     p.set_defaults(func=cmd_overlay)
 
+    add_cache_parser(sub)
     return parser
 
 

@@ -15,7 +15,6 @@ wheel), so the rules (isolation of failures, what gets published, the report) ar
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 import traceback
@@ -25,11 +24,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from fawheels._util import console
+from fawheels._util import console, jsondoc
 from fawheels._util.errors import ConfigError, FawheelsError, InternalError, UsageError
 from fawheels._util.files import writable_dir, write_atomic
-from fawheels.build.execute import Result
-from fawheels.matrix.config import Matrix, Target, load_matrix_file
+from fawheels.compile.result import Result
+from fawheels.matrix.config import load_matrix_file
+from fawheels.matrix.model import Matrix, Target
 from fawheels.toolchain.compilercache import (
     CacheConfig,
     CacheStats,
@@ -239,7 +239,7 @@ def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bo
 
     def build(target: Target) -> Result:
         dist = out / target.id
-        from fawheels.build.execute import build_target, build_target_in_container
+        from fawheels.compile.execute import build_target, build_target_in_container
 
         if target.toolchain.provision == "container":
             return build_target_in_container(target, matrix, dist, jobs, offline, clean=clean)
@@ -294,7 +294,7 @@ def write_report(path: Path, doc: Mapping[str, Any]) -> None:
     """The JSON report, with credentials masked (an error may quote a URL or a server's echo)."""
     from fawheels._util.redact import redact, secrets_from_env
 
-    write_atomic(path, redact(json.dumps(doc, indent=2) + "\n", *secrets_from_env(os.environ)))
+    write_atomic(path, redact(jsondoc.dumps(doc) + "\n", *secrets_from_env(os.environ)))
 
 
 def check_outputs(out: Path, report: Path | None) -> None:

@@ -271,11 +271,15 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
         "SOURCE_DATE_EPOCH",
         "the time stamped into a wheel (default: fixed by the source's pin, so two builds give the same bytes)",
     ),
-    ("FAWHEELS_CACHE", "the cache (default `~/.cache/fawheels`: torch envs, sources, toolkits, job history, sccache)"),
+    (
+        "FAWHEELS_CACHE",
+        "the cache (default `~/.cache/fawheels`: torch envs, sources, toolkits, job history, sccache); "
+        "`fawheels cache` shows and prunes it",
+    ),
     (
         "FAWHEELS_BUILD_ROOT",
         "where targets compile (default `/tmp/fawheels-build`; a fixed place keeps nvcc's symbol names stable); "
-        "each target's log file is `<root>/<target>.log`",
+        "each target's log file is `<root>/<target>.log`; `fawheels cache --what builds` shows and prunes it",
     ),
     ("FAWHEELS_DEBUG", "`1`: an internal error (exit 11) prints its traceback"),
     ("FAWHEELS_CONTAINER_ENGINE", "`docker` or `podman` for toolchain images (default: the first one found)"),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.check.binary import find_cuobjdump
+from fawheels.check.cuobjdump import find_cuobjdump
 from support.checkout import copy_repo, fawheels
 
 TARGET = "fa2-cu130-torch2.14-sm120-cp311-one-tu"

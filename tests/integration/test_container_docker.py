@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from fawheels._util.errors import ContainerError
-from fawheels.toolchain import container
-from fawheels.toolchain.container import Engine, ImageRecipe
+from fawheels.toolchain import container, images
+from fawheels.toolchain.container import Engine
+from fawheels.toolchain.images import ImageRecipe
 
 pytestmark = pytest.mark.docker
 
@@ -40,17 +41,17 @@ def engine() -> Engine:
 
 @pytest.fixture(scope="module")
 def base(engine: Engine) -> str:
-    if engine.inspect(container.LOCAL_BASE) is None and (os.getuid() != 0 or not shutil.which("debootstrap")):
-        pytest.skip(f"{container.LOCAL_BASE} is missing and building it needs root and debootstrap")
-    container.ensure_base(engine, container.LOCAL_BASE, REPO)
-    return container.LOCAL_BASE
+    if engine.inspect(images.LOCAL_BASE) is None and (os.getuid() != 0 or not shutil.which("debootstrap")):
+        pytest.skip(f"{images.LOCAL_BASE} is missing and building it needs root and debootstrap")
+    container.ensure_base(engine, images.LOCAL_BASE, REPO)
+    return images.LOCAL_BASE
 
 
 def _recipe() -> ImageRecipe:
     from fawheels.matrix.config import load_matrix_file
 
     target = load_matrix_file(REPO / "build_matrix.yaml").target(TARGET)
-    return container.recipe_for(target.toolchain, target.torch.version, target.torch.cuda, target.python, REPO)
+    return images.recipe_for(target.toolchain, target.torch.version, target.torch.cuda, target.python, REPO)
 
 
 def test_an_image_that_promises_another_nvcc_is_refused(engine: Engine, base: str, tmp_path: Path) -> None:
@@ -72,7 +73,7 @@ def _inspect(wheel: Path) -> list[dict[str, object]]:
         text=True,
         check=True,
     ).stdout
-    entries: list[dict[str, object]] = json.loads(out)
+    entries: list[dict[str, object]] = json.loads(out)["entries"]
     return entries
 
 
@@ -92,8 +93,8 @@ def _one_wheel(dist: Path) -> Path:
 def test_container_build_equals_host_build(
     engine: Engine, base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fawheels.build.execute import build_target
     from fawheels.check.verify import verify_wheel
+    from fawheels.compile.execute import build_target
     from fawheels.matrix.config import load_matrix_file
 
     # Both builds compile at this path (the container mounts its own tree there), and no other

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fawheels._util.errors import SourceError
-from fawheels.matrix.config import Source
+from fawheels.matrix.model import Source
 from fawheels.source.fetch import git_cache_dir, prepare_tree, source_epoch
 from support.checkout import copy_repo, fawheels
 from support.gitrepos import GIT_ENV, commit_all, git

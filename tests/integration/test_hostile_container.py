@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from fawheels._util.errors import SourceError
-from fawheels.build import execute as build
-from fawheels.matrix.config import Source
+from fawheels.compile import command
+from fawheels.compile.plan import IN_CONTAINER
+from fawheels.matrix.model import Source
 from fawheels.source.fetch import cached_path, prefetch, prepare_tree
 from fawheels.toolchain import container
 from support.fakes import sample_run
@@ -46,9 +47,9 @@ def test_build_command_passes_clean_and_offline_to_the_container(
         return 0
 
     monkeypatch.setattr(container, "build_in_container", fake)
-    monkeypatch.delenv(build.IN_CONTAINER, raising=False)
+    monkeypatch.delenv(IN_CONTAINER, raising=False)
     assert (
-        build.build_command(
+        command.build_command(
             matrix_path=matrix,
             target_ids=[],
             dist=tmp_path / "dist",

@@ -146,10 +146,10 @@ def test_build_refuses_a_job_count_that_is_not_a_count(argv: list[str], capsys: 
 def test_build_refuses_unwritable_outputs_before_building(
     where: str, tmp_path: Path, matrix_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fawheels.build import execute as build
+    from fawheels.compile import command
 
     started: list[str] = []
-    monkeypatch.setattr(build, "build_command", recording(started, 0))
+    monkeypatch.setattr(command, "build_command", recording(started, 0))
     blocker = tmp_path / "a-file"
     blocker.write_text("keep")
     argv = ["build", "--matrix", str(matrix_file)]

@@ -27,6 +27,7 @@ from fawheels import cli
 from fawheels._util.errors import EXIT_CODES, FawheelsError, InternalError, PublishError, UsageError
 from fawheels._util.redact import redact, secrets_from_env
 from fawheels.publish import index as publish
+from fawheels.publish import server
 from support.wheelfactory import toy_wheel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -186,7 +187,7 @@ def test_a_server_that_never_answers_ends_in_a_clear_error(tmp_path: Path) -> No
 @pytest.mark.parametrize("value", ["0", "-1", "soon", "1e9"])
 def test_a_bad_timeout_setting_is_refused(value: str) -> None:
     with pytest.raises(PublishError, match="FAWHEELS_INDEX_TIMEOUT"):
-        publish.index_timeout({"FAWHEELS_INDEX_TIMEOUT": value})
+        server.index_timeout({"FAWHEELS_INDEX_TIMEOUT": value})
 
 
 # ------------------------------------------------------------------------------- interrupted copies

@@ -150,7 +150,9 @@ def build(builder: Builder, checkout: Path) -> tuple[Path, dict[str, object], Ca
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     (wheel,) = (checkout / "dist").glob("*.whl")
-    (report,) = json.loads((checkout / "report.json").read_text())
+    doc = json.loads((checkout / "report.json").read_text())
+    assert doc["schema"] == 1
+    (report,) = doc["results"]
     return wheel, report, stats
 
 

@@ -19,12 +19,14 @@ from pathlib import Path
 import pytest
 
 from fawheels._util.errors import ConfigError, OverlayError
-from fawheels.build.buildinfo import BuildInfo
-from fawheels.build.execute import ops_header
-from fawheels.check.binary import read_file
-from fawheels.check.verify import WheelFacts, check_op_schemas, op_schemas_in
+from fawheels.check.verify import check_op_schemas
+from fawheels.check.wheelfacts import WheelFacts, op_schemas_in
+from fawheels.check.wheelzip import read_file
+from fawheels.compile.buildinfo import BuildInfo
+from fawheels.compile.units import ops_header
 from fawheels.deploy.overlay import BACKUP_SUFFIX, STATE_SUFFIX, Installed, Served, _check_install
-from fawheels.matrix.config import Source, load_matrix, load_matrix_file
+from fawheels.matrix.config import load_matrix, load_matrix_file
+from fawheels.matrix.model import Source
 from fawheels.matrix.recipes import VLLM_FA2, Release
 from fawheels.source.fetch import fetch_sdist
 from support.checkout import copy_repo, fawheels

@@ -19,9 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fawheels.build.wheel import record_hash
-from fawheels.check import binary as inspect
-from fawheels.check import compat
+from fawheels.check import compat, cuobjdump, wheelzip
+from fawheels.compile.wheel import record_hash
 from fawheels.matrix.cudafacts import Version, parse_gpu
 
 DATA = Path(__file__).parents[1] / "data"
@@ -108,7 +107,7 @@ def compile_so(
 
 
 def cuobjdump_text(path: Path) -> str:
-    exe = inspect.find_cuobjdump()
+    exe = cuobjdump.find_cuobjdump()
     assert exe, "cuobjdump not found"
     return subprocess.run([str(exe), "-elf", "-ptx", str(path)], check=True, capture_output=True, text=True).stdout
 
@@ -217,7 +216,7 @@ def gpu_fatbin(case: GpuCase) -> Path:
 
 
 def predicted(case: GpuCase, gpu: str, driver: str) -> compat.Prediction:
-    objects = inspect.read_path(gpu_fatbin(case))
+    objects = wheelzip.read_path(gpu_fatbin(case))
     report = compat.predict(objects, parse_gpu(gpu), Version.parse(driver))
     assert len(report.predictions) == 1
     return report.predictions[0]
@@ -329,7 +328,7 @@ def regen(data: Path, nvcc132: str | None) -> None:
     src.unlink()
     for f in ("multi.fatbin", "sm80+ptx80-size.fatbin", "libtwo.so", "sm_120f.cubin"):
         (data / f"{f}.cuobjdump.txt").write_text(cuobjdump_text(data / f))
-    exe = inspect.find_cuobjdump()
+    exe = cuobjdump.find_cuobjdump()
     assert exe, "cuobjdump not found"
     for f in ("multi.fatbin", "libtwo.so"):  # the listing verify starts from
         listing = subprocess.run(

@@ -1,7 +1,7 @@
 """Small but real wheels for publish tests.
 
 Real FA2 wheels take minutes of nvcc; these take about two seconds. `toy_wheel` writes, with the build's
-own reproducible writer (fawheels.build.wheel), a wheel shaped like a fawheels build (local version
+own reproducible writer (fawheels.compile.wheel), a wheel shaped like a fawheels build (local version
 `+cuXYZtorchA.B`, `build-info.json`, RECORD) whose
 extension is a real CPython module compiled by nvcc with sm_120 SASS (static cudart: it imports without
 torch and without a GPU). Without `extension` it is a pure-python wheel of the same shape, for tests that
@@ -17,7 +17,7 @@ import subprocess
 import sysconfig
 from pathlib import Path
 
-from fawheels.build.wheel import WheelSpec, render_metadata, write_wheel
+from fawheels.compile.wheel import WheelSpec, render_metadata, write_wheel
 from fawheels.matrix import cudafacts
 
 SOURCE_DATE_EPOCH = 1755000000

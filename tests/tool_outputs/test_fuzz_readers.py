@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from fawheels._util.errors import FawheelsError
 from fawheels.check import binary as inspect
-from fawheels.check import verify
+from fawheels.check import verify, wheelzip
 from support.cudabins import DATA, EXT, build_info, write_wheel
 
 pytestmark = pytest.mark.fuzz
@@ -98,8 +98,8 @@ def test_parser_on_random_bytes_behind_a_magic(magic: bytes, tail: bytes) -> Non
 @given(mutated(), st.integers(0, 3))
 def test_embedded_scan_on_mutated_fatbins(case: tuple[str, bytes], pad: int) -> None:
     _name, data = case
-    member = inspect.Member("m.dat", b"", len(data) + pad, b"\n" * pad + data, fatbin_at=pad)
-    bounded(lambda: inspect.embedded_fatbin(member, "w.whl"))
+    member = wheelzip.Member("m.dat", b"", len(data) + pad, b"\n" * pad + data, fatbin_at=pad)
+    bounded(lambda: wheelzip.embedded_fatbin(member, "w.whl"))
 
 
 def _wheel_bytes(tmp: Path, member: bytes) -> bytes:
@@ -127,7 +127,7 @@ def test_zip_readers_on_mutated_wheels(
     path = tmp_path_factory.mktemp("w") / "fa2toy-1.0+cu130torch2.14-cp311-cp311-linux_x86_64.whl"
     path.write_bytes(bytes(whole))
     bounded(lambda: verify.verify_wheel(path, reader="fawheels"))
-    bounded(lambda: inspect.read_path(path))
+    bounded(lambda: wheelzip.read_path(path))
 
 
 @BUDGET
@@ -155,4 +155,4 @@ def test_zip_readers_on_random_wheels(
     path = tmp_path_factory.mktemp("r") / "x-1.0-py3-none-any.whl"
     path.write_bytes(buf.getvalue())
     bounded(lambda: verify.verify_wheel(path, reader="fawheels"))
-    bounded(lambda: inspect.read_path(path))
+    bounded(lambda: wheelzip.read_path(path))

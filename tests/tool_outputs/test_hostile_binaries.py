@@ -17,7 +17,7 @@ import pytest
 from fawheels import cli
 from fawheels._util.errors import InspectError
 from fawheels.check import binary as inspect
-from fawheels.check import verify
+from fawheels.check import cuobjdump, verify, wheelfacts, wheelzip
 from fawheels.publish import provenance
 from support.cudabins import DATA, EXT, PKG, VERSION, build_info, write_wheel
 
@@ -250,14 +250,14 @@ def test_deep_json_elsewhere_in_the_wheel_is_just_data(tmp_path: Path) -> None:
 def test_metadata_texts_are_size_capped(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(verify, "MAX_TEXT_BYTES", 1000)
+    monkeypatch.setattr(wheelfacts, "MAX_TEXT_BYTES", 1000)
     path = write_wheel(tmp_path, FILES, info=build_info(padding="x" * 2000))
     err = cli_error(["verify", "--reader", "fawheels", str(path)], capsys)
     assert "build-info.json is" in err and "metadata file" in err
 
 
 def test_member_streaming_never_holds_more_than_declared() -> None:
-    chunks = list(inspect.member_chunks(*_one_member_zip(b"x" * 3_000_000)))
+    chunks = list(wheelzip.member_chunks(*_one_member_zip(b"x" * 3_000_000)))
     assert sum(map(len, chunks)) == 3_000_000 and max(map(len, chunks)) <= 1 << 20
 
 
@@ -360,7 +360,7 @@ def test_the_ptx_isa_is_the_directive_not_a_comment(text: bytes) -> None:
 
 def test_cuobjdump_reading_skips_a_block_comment() -> None:
     lines = ["Fatbin ptx code:", "arch = sm_80", "code version = [9,0]", "/*", ".version 7.8", "*/", ".version 9.0"]
-    (entry,) = inspect.parse_cuobjdump(lines, "x")
+    (entry,) = cuobjdump.parse_cuobjdump(lines, "x")
     assert entry.ptx_isa == "9.0"
 
 

@@ -17,6 +17,7 @@ import pytest
 from fawheels import cli
 from fawheels._util.errors import InspectError
 from fawheels.check import binary as inspect
+from fawheels.check import cuobjdump, wheelzip
 from fawheels.check.binary import CodeEntry
 from support import cudabins
 from support.cudabins import DATA
@@ -27,12 +28,12 @@ def kinds(entries: list[CodeEntry]) -> list[tuple[str, str, str | None, str]]:
 
 
 def read(name: str) -> inspect.CodeObject:
-    return inspect.read_file(DATA / name)
+    return wheelzip.read_file(DATA / name)
 
 
 def committed_cuobjdump(name: str) -> list[CodeEntry]:
     text = (DATA / f"{name}.cuobjdump.txt").read_text()
-    return inspect.parse_cuobjdump(text.splitlines(), str(DATA / name))
+    return cuobjdump.parse_cuobjdump(text.splitlines(), str(DATA / name))
 
 
 # --- committed real outputs -----------------------------------------------------------------------
@@ -62,7 +63,7 @@ def test_parser_agrees_with_committed_cuobjdump_output(name: str) -> None:
     ours = list(read(name).entries)
     theirs = committed_cuobjdump(name)
     assert ours and len(ours) == len(theirs)
-    assert inspect.disagreements(ours, theirs) == []
+    assert cuobjdump.disagreements(ours, theirs) == []
 
 
 @pytest.mark.parametrize(
@@ -92,7 +93,7 @@ def test_cubin_suffix_comes_from_the_recorded_ptxas_arguments() -> None:
 
 
 def test_ptx_from_nvcc_13_2_is_isa_9_2() -> None:
-    (entry,) = inspect.read_file(DATA / "gpu" / "ptx80-nvcc13.2.fatbin").entries
+    (entry,) = wheelzip.read_file(DATA / "gpu" / "ptx80-nvcc13.2.fatbin").entries
     assert (entry.kind, entry.arch, entry.ptx_isa) == ("ptx", "sm_80", "9.2")
 
 
@@ -106,7 +107,7 @@ def test_wheel_members_are_read_in_memory(tmp_path: Path) -> None:
         tmp_path, {cudabins.EXT: (DATA / "libtwo.so").read_bytes()}, info=cudabins.build_info()
     )
     before = set(tmp_path.iterdir())
-    (obj,) = inspect.read_path(wheel)
+    (obj,) = wheelzip.read_path(wheel)
     assert obj.file == cudabins.EXT and len(obj.entries) == 5
     assert set(tmp_path.iterdir()) == before
 
@@ -114,12 +115,14 @@ def test_wheel_members_are_read_in_memory(tmp_path: Path) -> None:
 def test_cli_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["inspect", "--json", str(DATA / "multi.fatbin")]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert isinstance(doc, list) and len(doc) == 8
-    for e in doc:
+    assert doc["schema"] == 1 and doc["reader"] == "fawheels" and doc["disagreements"] == []
+    entries = doc["entries"]
+    assert isinstance(entries, list) and len(entries) == 8
+    for e in entries:
         assert {"file", "kind", "arch", "ptx_isa", "compression", "size"} <= set(e)
         assert e["kind"] in ("sass", "ptx")
         assert (e["ptx_isa"] is None) == (e["kind"] == "sass")
-    assert {e["arch"] for e in doc} >= {"sm_90a", "sm_100f", "sm_120a", "sm_120f"}
+    assert {e["arch"] for e in entries} >= {"sm_90a", "sm_100f", "sm_120a", "sm_120f"}
 
 
 def test_cli_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,7 +148,7 @@ def test_every_truncation_is_a_clean_error(name: str, tmp_path: Path) -> None:
     for end in range(1, len(data), 97):
         cut.write_bytes(data[:end])
         with pytest.raises(InspectError):
-            inspect.read_file(cut)
+            wheelzip.read_file(cut)
 
 
 def test_corrupt_header_bytes_never_escape_as_other_exceptions(tmp_path: Path) -> None:
@@ -212,11 +215,11 @@ def test_symlink_member_is_refused(tmp_path: Path) -> None:
         link.external_attr = 0o120777 << 16
         zf.writestr(link, "/etc/passwd")
     with pytest.raises(InspectError, match="symbolic link"):
-        inspect.read_path(wheel)
+        wheelzip.read_path(wheel)
 
 
 def test_cuobjdump_output_parser_handles_no_device_code() -> None:
-    assert inspect.parse_cuobjdump(["cuobjdump info    : File 'x' does not contain device code"], "x") == []
+    assert cuobjdump.parse_cuobjdump(["cuobjdump info    : File 'x' does not contain device code"], "x") == []
 
 
 # --- nvcc: compiled now, cross-checked with cuobjdump --------------------------------------------------
@@ -224,7 +227,7 @@ def test_cuobjdump_output_parser_handles_no_device_code() -> None:
 NVCC_TARGETS = ("sm_80", "sm_90a", "sm_100", "sm_120a", "sm_120f", "compute_80", "compute_120f")
 COMPRESS_MODES = ("default", "size", "speed", "balance", "none")
 needs_tools = pytest.mark.skipif(
-    cudabins.find_nvcc() is None or inspect.find_cuobjdump() is None,
+    cudabins.find_nvcc() is None or cuobjdump.find_cuobjdump() is None,
     reason="needs nvcc and cuobjdump (pip install nvidia-cuda-cuobjdump)",
 )
 
@@ -251,7 +254,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("mode", COMPRESS_MODES)
 def test_each_compress_mode_parses_like_cuobjdump(mode: str, compiled: dict[str, Path]) -> None:
     path = compiled[f"mode-{mode}"]
-    ours = list(inspect.read_file(path).entries)
+    ours = list(wheelzip.read_file(path).entries)
     assert {(e.kind, e.arch) for e in ours} == {
         ("sass", "sm_80"),
         ("sass", "sm_90a"),
@@ -264,16 +267,16 @@ def test_each_compress_mode_parses_like_cuobjdump(mode: str, compiled: dict[str,
     assert {e.ptx_isa for e in ours if e.kind == "ptx"} == {"9.0"}
     expected = {"none": {"none"}, "speed": {"lz4", "none"}}.get(mode, {"zstd", "none"})
     assert {e.compression for e in ours} <= expected
-    assert inspect.disagreements(ours, inspect.cuobjdump_file(path)) == []
+    assert cuobjdump.disagreements(ours, cuobjdump.cuobjdump_file(path)) == []
 
 
 @pytest.mark.nvcc
 @needs_tools
 def test_ptx_only_and_shared_object_agree_with_cuobjdump(compiled: dict[str, Path]) -> None:
     for name in ("ptx-only", "so"):
-        ours = list(inspect.read_file(compiled[name]).entries)
-        assert inspect.disagreements(ours, inspect.cuobjdump_file(compiled[name])) == []
-    assert {e.kind for e in inspect.read_file(compiled["ptx-only"]).entries} == {"ptx"}
+        ours = list(wheelzip.read_file(compiled[name]).entries)
+        assert cuobjdump.disagreements(ours, cuobjdump.cuobjdump_file(compiled[name])) == []
+    assert {e.kind for e in wheelzip.read_file(compiled["ptx-only"]).entries} == {"ptx"}
 
 
 @pytest.mark.nvcc
@@ -294,12 +297,12 @@ def test_wheel_readers_agree_through_the_cli(
 def test_readers_disagreeing_is_exit_1(
     compiled: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = inspect.parse_cuobjdump
+    real = cuobjdump.parse_cuobjdump
 
     def drop_first(lines: Iterable[str], file: str) -> list[CodeEntry]:
         return real(lines, file)[1:]
 
-    monkeypatch.setattr(inspect, "parse_cuobjdump", drop_first)
+    monkeypatch.setattr(cuobjdump, "parse_cuobjdump", drop_first)
     copy = tmp_path / "x.fatbin"
     shutil.copy(compiled["mode-default"], copy)
     assert cli.main(["inspect", "--reader", "both", str(copy)]) == 1

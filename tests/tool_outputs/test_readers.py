@@ -14,8 +14,9 @@ import pytest
 from fawheels import cli
 from fawheels._util.errors import InspectError, PublishError
 from fawheels.check import binary as inspect
-from fawheels.check import verify
-from fawheels.check.binary import CodeEntry, Cuobjdump
+from fawheels.check import cuobjdump, verify, wheelfacts, wheelzip
+from fawheels.check.binary import CodeEntry
+from fawheels.check.cuobjdump import Cuobjdump
 from fawheels.publish import index as publish
 from fawheels.publish import provenance
 from support.cudabins import DATA, EXT, build_info, write_wheel
@@ -29,7 +30,7 @@ def committed_dump(name: str, label: str, edit: tuple[str, str] | None = None) -
     if edit:
         assert edit[0] in text
         text = text.replace(edit[0], edit[1], 1)
-    return inspect.parse_cuobjdump(text.splitlines(), label)
+    return cuobjdump.parse_cuobjdump(text.splitlines(), label)
 
 
 def failing(report: verify.VerifyReport) -> dict[str, str]:
@@ -40,7 +41,7 @@ def failing(report: verify.VerifyReport) -> dict[str, str]:
 
 
 def test_listing_drops_the_f_suffix_of_sass_and_keeps_ptx_suffixes() -> None:
-    listed = inspect.parse_cuobjdump_listing((DATA / "multi.fatbin.cuobjdump-list.txt").read_text().splitlines())
+    listed = cuobjdump.parse_cuobjdump_listing((DATA / "multi.fatbin.cuobjdump-list.txt").read_text().splitlines())
     assert sorted(listed) == sorted(
         [
             ("ptx", "sm_90a"),
@@ -54,7 +55,7 @@ def test_listing_drops_the_f_suffix_of_sass_and_keeps_ptx_suffixes() -> None:
         ]
     )
     # which is why verify dumps the entry headers when family-capable SASS (sm_100 and later) is listed
-    ours = inspect.read_file(DATA / "multi.fatbin").entries
+    ours = wheelzip.read_file(DATA / "multi.fatbin").entries
     assert ("sass", "sm_100f") in {(e.kind, e.arch) for e in ours}
 
 
@@ -88,31 +89,31 @@ def test_ptx_isa_comes_from_the_dumped_text() -> None:
 def test_one_altered_reading_is_a_disagreement_naming_the_member_and_both_readings(
     name: str, edit: tuple[str, str], ours_says: str, theirs_says: str
 ) -> None:
-    ours = list(inspect.read_file(DATA / name).entries)
+    ours = list(wheelzip.read_file(DATA / name).entries)
     label = str(DATA / name)
-    assert inspect.disagreements(ours, committed_dump(name, label)) == []
-    (problem,) = inspect.disagreements(ours, committed_dump(name, label, edit))
+    assert cuobjdump.disagreements(ours, committed_dump(name, label)) == []
+    (problem,) = cuobjdump.disagreements(ours, committed_dump(name, label, edit))
     assert problem.startswith(f"{label}: fawheels reads ")
     mine, theirs = problem.split("; cuobjdump reads ")
     assert ours_says in mine and theirs_says in theirs + ",", problem
 
 
 def test_an_entry_only_one_reader_sees_is_a_disagreement() -> None:
-    ours = list(inspect.read_file(DATA / "multi.fatbin").entries)
+    ours = list(wheelzip.read_file(DATA / "multi.fatbin").entries)
     theirs = committed_dump("multi.fatbin", "m")
     ours = [
         CodeEntry("m", e.kind, e.arch, e.ptx_isa, e.code_version, e.compression, e.size, e.uncompressed_size)
         for e in ours
     ]
-    assert inspect.disagreements(ours, theirs) == []
-    (problem,) = inspect.disagreements(ours, theirs[1:])
+    assert cuobjdump.disagreements(ours, theirs) == []
+    (problem,) = cuobjdump.disagreements(ours, theirs[1:])
     assert problem.startswith("m: fawheels reads ") and theirs[0].arch in problem.split(";")[0]
 
 
-def _facts_with(theirs: list[CodeEntry]) -> verify.WheelFacts:
+def _facts_with(theirs: list[CodeEntry]) -> wheelfacts.WheelFacts:
     ours = inspect.parse_bytes(LIBTWO, EXT)
     tool = Cuobjdump(Path("/nonexistent/cuobjdump"), "13.2.86", "test")
-    return verify._facts("w.whl", {}, None, {}, [ours], {EXT: theirs}, {}, {}, (), "both", tool, "")
+    return wheelfacts._facts("w.whl", {}, None, {}, [ours], {EXT: theirs}, {}, {}, (), "both", tool, "")
 
 
 def test_readers_check_fails_on_real_output_with_one_view_altered() -> None:
@@ -134,7 +135,7 @@ def test_readers_check_fails_on_real_output_with_one_view_altered() -> None:
 @pytest.fixture
 def no_cuobjdump(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        verify, "_cuobjdump", lambda toolkit, install=True: (None, "no wheel of nvidia-cuda-cuobjdump here")
+        wheelfacts, "_cuobjdump", lambda toolkit, install=True: (None, "no wheel of nvidia-cuda-cuobjdump here")
     )
 
 
@@ -181,7 +182,7 @@ def test_locate_reports_why_no_cuobjdump(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("CUDA_HOME", str(tmp_path))
     monkeypatch.setenv("FAWHEELS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    tool, why = inspect.locate_cuobjdump(install=False)
+    tool, why = cuobjdump.locate_cuobjdump(install=False)
     assert tool is None and "installing it was not allowed" in why
 
 
@@ -189,7 +190,7 @@ def test_locate_reports_why_no_cuobjdump(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 needs_cuobjdump = pytest.mark.skipif(
-    inspect.find_cuobjdump() is None, reason="needs cuobjdump (pip install nvidia-cuda-cuobjdump==13.2.86)"
+    cuobjdump.find_cuobjdump() is None, reason="needs cuobjdump (pip install nvidia-cuda-cuobjdump==13.2.86)"
 )
 BINARIES = sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*") if p.suffix in (".fatbin", ".so", ".cubin"))
 
@@ -198,11 +199,11 @@ BINARIES = sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*") if p.s
 @needs_cuobjdump
 @pytest.mark.parametrize("name", BINARIES)
 def test_real_cuobjdump_reads_every_committed_binary_like_our_parser(name: str) -> None:
-    ours = list(inspect.read_file(DATA / name).entries)
-    listed_first = inspect.cuobjdump_read(DATA / name)
-    headers_first = inspect.cuobjdump_read(DATA / name, expect=ours)  # -res-usage when sm_100+ SASS is expected
+    ours = list(wheelzip.read_file(DATA / name).entries)
+    listed_first = cuobjdump.cuobjdump_read(DATA / name)
+    headers_first = cuobjdump.cuobjdump_read(DATA / name, expect=ours)  # -res-usage when sm_100+ SASS is expected
     for theirs in (listed_first, headers_first):
-        assert inspect.disagreements(ours, theirs) == []
+        assert cuobjdump.disagreements(ours, theirs) == []
         assert len(theirs) == len([e for e in ours if e.kind != "lto"])
 
 
@@ -212,7 +213,7 @@ def test_real_cuobjdump_with_one_view_altered_fails_verification(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The real tool reads the real binary; then its PTX reading is altered the way a reader bug would."""
-    real = inspect.parse_cuobjdump
+    real = cuobjdump.parse_cuobjdump
 
     def ptx_isa_misread(lines: Iterable[str], file: str) -> list[CodeEntry]:
         return [
@@ -231,7 +232,7 @@ def test_real_cuobjdump_with_one_view_altered_fails_verification(
 
     path = write_wheel(tmp_path, FILES, info=build_info())
     assert verify.verify_wheel(path).ok
-    monkeypatch.setattr(inspect, "parse_cuobjdump", ptx_isa_misread)
+    monkeypatch.setattr(cuobjdump, "parse_cuobjdump", ptx_isa_misread)
     assert cli.main(["verify", "--json", str(path)]) == 1
     doc = json.loads(capsys.readouterr().out)
     (readers,) = [c for c in doc["checks"] if c["name"] == "readers"]
@@ -287,11 +288,11 @@ def test_each_cuda_member_is_read_by_both_whatever_its_name(tmp_path: Path) -> N
 @pytest.mark.network
 def test_cuobjdump_is_provisioned_once_into_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAWHEELS_CACHE", str(tmp_path / "cache"))
-    exe = inspect.provision_cuobjdump()
+    exe = cuobjdump.provision_cuobjdump()
     assert exe.is_relative_to(tmp_path / "cache" / "tools")
-    assert inspect.cuobjdump_version(exe) == inspect.CUOBJDUMP_PIN
+    assert cuobjdump.cuobjdump_version(exe) == cuobjdump.CUOBJDUMP_PIN
     stamp = (exe.parents[3] / ".fawheels-complete").stat().st_mtime_ns
-    assert inspect.provision_cuobjdump() == exe  # cached: not installed again
+    assert cuobjdump.provision_cuobjdump() == exe  # cached: not installed again
     assert (exe.parents[3] / ".fawheels-complete").stat().st_mtime_ns == stamp
 
 
@@ -303,13 +304,13 @@ def test_the_toolkits_cuobjdump_comes_first(tmp_path: Path, monkeypatch: pytest.
     fake.write_text("#!/bin/sh\necho 'Cuda compilation tools, release 13.0, V13.0.88'\n")
     fake.chmod(0o755)
     monkeypatch.delenv("FAWHEELS_CUOBJDUMP", raising=False)
-    tool, why = inspect.locate_cuobjdump(toolkit, install=False)
+    tool, why = cuobjdump.locate_cuobjdump(toolkit, install=False)
     assert tool == Cuobjdump(fake, "13.0.88", "toolkit") and why == ""
     broken = tmp_path / "broken"
     broken.write_text("#!/bin/sh\nexit 3\n")
     broken.chmod(0o755)
     monkeypatch.setenv("FAWHEELS_CUOBJDUMP", str(broken))
-    tool, _ = inspect.locate_cuobjdump(toolkit, install=False)
+    tool, _ = cuobjdump.locate_cuobjdump(toolkit, install=False)
     assert tool is not None and tool.path == fake  # one that does not run is passed over
 
 
@@ -321,8 +322,8 @@ def test_offline_verify_installs_nothing(tmp_path: Path, monkeypatch: pytest.Mon
         asked.append(install)
         return None, "no cuobjdump found and installing it was not allowed"
 
-    monkeypatch.setattr(verify, "locate_cuobjdump", locate)
-    monkeypatch.setattr(verify, "_cuobjdump_found", {})
+    monkeypatch.setattr(wheelfacts, "locate_cuobjdump", locate)
+    monkeypatch.setattr(wheelfacts, "_cuobjdump_found", {})
     report = verify.verify_wheel(write_wheel(tmp_path, FILES, info=build_info()), install=False)
     assert asked == [False] and report.ok and report.single_reader
     assert report.readers is not None and "installing it was not allowed" in report.readers.note

@@ -13,9 +13,9 @@ import pytest
 
 from fawheels import cli
 from fawheels._util.errors import InspectError
-from fawheels.build.buildinfo import BuildInfo
-from fawheels.check import verify
+from fawheels.check import verify, wheelfacts
 from fawheels.check.binary import CodeEntry, CodeObject
+from fawheels.compile.buildinfo import BuildInfo
 from support import cudabins
 from support.cudabins import DATA, EXT, build_info, write_wheel
 
@@ -40,8 +40,10 @@ def wheel(
 # --- pure checks on facts ------------------------------------------------------------------------------
 
 
-def facts(entries: list[CodeEntry], needed: tuple[str, ...] = ("libcudart.so.13", "libc.so.6")) -> verify.WheelFacts:
-    return verify.WheelFacts(
+def facts(
+    entries: list[CodeEntry], needed: tuple[str, ...] = ("libcudart.so.13", "libc.so.6")
+) -> wheelfacts.WheelFacts:
+    return wheelfacts.WheelFacts(
         filename="x.whl",
         members={EXT: ("", 0)},
         dist_info="x.dist-info",

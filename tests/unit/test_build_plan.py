@@ -10,16 +10,10 @@ from pathlib import Path
 import pytest
 
 from fawheels._util.errors import BuildError
-from fawheels.build.execute import (
-    SCHEDULE_VAR,
-    configure_identity,
-    gencode_flags,
-    kernels_header,
-    ninja_job_times,
-    nvcc_parallel_flags,
-    plan_build,
-)
-from fawheels.build.wheel import WheelSpec, write_wheel
+from fawheels.compile.execute import ninja_job_times
+from fawheels.compile.plan import SCHEDULE_VAR, configure_identity, gencode_flags, nvcc_parallel_flags, plan_build
+from fawheels.compile.units import kernels_header
+from fawheels.compile.wheel import WheelSpec, write_wheel
 from fawheels.matrix.config import load_matrix_file
 from fawheels.matrix.cudafacts import Arch
 from fawheels.toolchain.toolkit import parse_nvcc_version, pip_toolkit_requirements

@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from fawheels.build.execute import container_result, wheels_in
+from fawheels.compile.result import container_result, wheels_in
 
 
 def _wheel(dist: Path, name: str, data: bytes = b"wheel") -> Path:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.build import execute as build
-from fawheels.build.execute import Result, _prepare_tree_reusing, _sync_dir
+from fawheels.compile import execute as build
+from fawheels.compile.execute import _prepare_tree_reusing, _sync_dir
+from fawheels.compile.result import Result
 from fawheels.matrix.config import load_matrix_file
 from fawheels.source.fetch import AppliedPatch
 from support.fakes import fake_torch

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.build.buildinfo import EXAMPLE, BuildInfo, BuildInfoError, needed_fields
+from fawheels.compile.buildinfo import EXAMPLE, BuildInfo, BuildInfoError, needed_fields
 from support.fakes import fake_toolkit, fake_torch
 
 ROOT = Path(__file__).parents[2]
@@ -76,7 +76,8 @@ def test_the_build_writes_the_bytes_it_wrote_before_the_model(
 ) -> None:
     """The golden files were written by the build before the model existed (a dict through json.dumps)."""
     from fawheels import __version__
-    from fawheels.build import execute
+    from fawheels.compile import execute
+    from fawheels.compile.plan import plan_build
     from fawheels.matrix.config import load_matrix_file
     from fawheels.source.fetch import AppliedPatch
 
@@ -88,7 +89,7 @@ def test_the_build_writes_the_bytes_it_wrote_before_the_model(
     (tree / "AUTHORS").write_text("a")
     (tmp_path / "x.so").write_bytes(b"")
     tk, torch = fake_toolkit(), fake_torch(tmp_path)
-    plan = execute.plan_build(
+    plan = plan_build(
         target, tree, tmp_path / "w", tk, torch, jobs=2, cpus=2, recipe_dir=tmp_path / "recipe", source_date_epoch=1
     )
     written: dict[str, bytes] = {}

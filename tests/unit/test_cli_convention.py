@@ -29,10 +29,19 @@ WITH_VALUE = {"--dist": "DIR", "--report": "FILE", "--matrix": "PATH", "--jobs":
 READER_DEFAULTS = {"inspect": "fawheels", "verify": "both"}
 
 
-def subcommands() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
+def subcommands(parser: argparse.ArgumentParser | None = None, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every subcommand, nested ones too (`cache prune`)."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in (parser or build_parser())._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, p in action.choices.items():
+                found[prefix + name] = p
+                found.update(subcommands(p, f"{prefix}{name} "))
+    return found
+
+
+def test_nested_subcommands_are_checked_too() -> None:
+    assert {"build", "cache", "cache prune"} <= set(subcommands())
 
 
 def visible(p: argparse.ArgumentParser) -> dict[str, argparse.Action]:

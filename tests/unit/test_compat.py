@@ -14,10 +14,10 @@ import pytest
 
 from fawheels import cli
 from fawheels._util.errors import ConfigError, InspectError
-from fawheels.check import binary as inspect
-from fawheels.check import compat
+from fawheels.check import compat, wheelzip
 from fawheels.check.binary import CodeEntry, CodeObject
 from fawheels.check.compat import predict
+from fawheels.matrix import loading
 from fawheels.matrix.cudafacts import Arch, Version, parse_gpu
 from support import cudabins, elfs
 from support.cudabins import DATA, DRIVER_RESULTS, GPU_CASES
@@ -281,7 +281,7 @@ def test_prediction_table(
     table_binaries: dict[str, Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert inspect.read_file(table_binaries[binary]).entries[0].ptx_isa in (None, "9.0")
+    assert wheelzip.read_file(table_binaries[binary]).entries[0].ptx_isa in (None, "9.0")
     code = cli.main(["compat", str(table_binaries[binary]), "--gpu", gpu, "--driver", driver, "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert code == (0 if error is None else 1)
@@ -363,7 +363,7 @@ def test_a_static_runtime_has_the_same_driver_floor_per_file_and_in_an_index(
     doc = json.loads(capsys.readouterr().out)
     assert doc["findings"][0]["error"] == "cudaErrorInsufficientDriver"
     assert "statically" in doc["findings"][0]["reason"]
-    facts = variants.code_facts(inspect.read_path(wheel), cudabins.build_info()).to_json()
+    facts = variants.code_facts(wheelzip.read_path(wheel), cudabins.build_info()).to_json()
     for driver, ok in (("575.51.03", False), ("580.65.06", True)):
         fit = variants.judge({"facts": facts}, (12, 0), Version.parse(driver))
         per_file = compat.check(str(wheel), (12, 0), Version.parse(driver))
@@ -372,13 +372,13 @@ def test_a_static_runtime_has_the_same_driver_floor_per_file_and_in_an_index(
 
 def test_loads_on_is_the_one_rule() -> None:
     sm80, sm120 = Arch.parse("sm_80"), Arch.parse("sm_120")
-    assert compat.loads_on([sm120], [], (12, 0), Version.parse("580.65.06"), 13).how == "exact-sass"
-    assert compat.loads_on([sm120], [], (12, 0), Version.parse("575.51.03"), 13).error == (
+    assert loading.loads_on([sm120], [], (12, 0), Version.parse("580.65.06"), 13).how == "exact-sass"
+    assert loading.loads_on([sm120], [], (12, 0), Version.parse("575.51.03"), 13).error == (
         "cudaErrorInsufficientDriver"
     )
-    assert compat.loads_on([sm120], [], (9, 0), Version.parse("580.65.06"), 13).error == (
+    assert loading.loads_on([sm120], [], (9, 0), Version.parse("580.65.06"), 13).error == (
         "cudaErrorNoKernelImageForDevice"
     )
     old_and_new = [(sm80, Version.parse("8.7")), (Arch.parse("sm_90"), Version.parse("9.2"))]
-    load = compat.loads_on([], old_and_new, (12, 0), Version.parse("575.51.03"))
+    load = loading.loads_on([], old_and_new, (12, 0), Version.parse("575.51.03"))
     assert (load.ok, load.how, str(load.arch), str(load.isa)) == (True, "ptx-jit", "sm_80", "8.7")

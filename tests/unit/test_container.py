@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from fawheels._util.errors import ContainerError
-from fawheels.toolchain import container
+from fawheels.toolchain import container, images, pipserve
 from fawheels.toolchain import toolkit as toolchain
-from fawheels.toolchain.container import Engine, ImageFacts, ImageRecipe, Mount, mismatches, plan_run, recipe_for
+from fawheels.toolchain.container import Engine, Mount, plan_run
+from fawheels.toolchain.images import ImageFacts, ImageRecipe, mismatches, recipe_for
 from support.fakes import sample_run
 
 
@@ -53,7 +54,7 @@ def default_recipe() -> ImageRecipe:
 def test_default_recipe_is_pypi_nvcc_on_the_debootstrap_base() -> None:
     r = default_recipe()
     assert r.dockerfile == "docker/Dockerfile.pip-cuda"
-    assert r.base == container.LOCAL_BASE
+    assert r.base == images.LOCAL_BASE
     assert (r.cuda, r.nvcc, r.torch, r.python, r.gcc) == ("13.0", "13.0.88", "2.14.1", "3.11", "12")
     assert r.labels["org.fawheels.nvcc"] == "13.0.88"
 
@@ -68,7 +69,7 @@ def test_cuda12_needs_an_nvidia_image_and_takes_torch_from_the_pytorch_index() -
 
 
 def test_recipe_refuses_mismatched_python_or_torch_cuda() -> None:
-    image = Image(container.LOCAL_BASE, "3.12", "docker/Dockerfile.pip-cuda")
+    image = Image(images.LOCAL_BASE, "3.12", "docker/Dockerfile.pip-cuda")
     with pytest.raises(ContainerError, match=r"Python 3\.12"):
         recipe_for(Toolchain("cu130", "13.0", "container", image), "2.14.1", "13.0", "3.11", ROOT)
     with pytest.raises(ContainerError, match=r"has Python 3\.11, the target is for Python 3\.12"):
@@ -78,10 +79,10 @@ def test_recipe_refuses_mismatched_python_or_torch_cuda() -> None:
 
 
 def test_the_checkout_is_found_from_the_matrix_or_this_module(tmp_path: Path) -> None:
-    assert container.find_checkout(tmp_path) == ROOT
+    assert images.find_checkout(tmp_path) == ROOT
     (tmp_path / "docker").mkdir()
     (tmp_path / "docker" / "Dockerfile.pip-cuda").write_text("FROM scratch\n")
-    assert container.find_checkout(tmp_path) == tmp_path
+    assert images.find_checkout(tmp_path) == tmp_path
 
 
 def test_build_tool_pins_match_the_host_pipeline() -> None:
@@ -255,7 +256,7 @@ def test_loopback_index_serves_local_indexes_and_the_ca(tmp_path: Path) -> None:
     ca = tmp_path / "ca.crt"
     ca.write_text("CA\n")
     settings = {"index-url": ["https://pypi.example/simple"], "extra-index-url": [f"file://{tmp_path}/pypi/simple"]}
-    with container.loopback_indexes(settings, ca) as args:
+    with pipserve.loopback_indexes(settings, ca) as args:
         assert args["PIP_INDEX_URL"] == "https://pypi.example/simple"
         url = args["PIP_EXTRA_INDEX_URL"]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/simple/")

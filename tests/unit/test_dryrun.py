@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fawheels import cli
-from fawheels.build.dryrun import plan_text
+from fawheels.compile.dryrun import plan_text
 from fawheels.matrix.config import load_matrix_file
 
 ROOT = Path(__file__).parents[2]
@@ -18,14 +18,14 @@ MATRIX = load_matrix_file(ROOT / "build_matrix.yaml")
 
 @pytest.mark.parametrize("target", MATRIX.targets, ids=lambda t: t.id)
 def test_dry_run_plans_every_target(target: object) -> None:
-    from fawheels.matrix.config import Target
+    from fawheels.matrix.model import Target
 
     assert isinstance(target, Target)
     text = plan_text(target, MATRIX)
     assert f"wheel: {target.wheel_name}" in text
     assert f"torch: {target.torch.version}" in text
     units = [line for line in text.splitlines() if line.startswith("  nvcc -")]
-    from fawheels.build.dryrun import plan_choice
+    from fawheels.compile.dryrun import plan_choice
 
     assert len(units) == len(plan_choice(target, MATRIX).way.units)  # one per kernel job the build runs here
     for arch in target.sass:
@@ -38,7 +38,7 @@ def test_dry_run_plans_every_target(target: object) -> None:
 @pytest.fixture
 def ample_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A host nvcc where CUDA_HOME says, disk and memory enough: every dry-run check passes."""
-    from fawheels.build import dryrun
+    from fawheels.compile import dryrun
 
     nvcc = tmp_path / "cuda" / "bin" / "nvcc"
     nvcc.parent.mkdir(parents=True)

@@ -87,7 +87,7 @@ def test_json_plan(
     use(installs["cu130"], "5090-580", monkeypatch)
     code, out, _ = dry(capsys, "--json")
     doc = json.loads(out)
-    assert code == 0 and doc["dry_run"] is True
+    assert code == 0 and doc["schema"] == fixvllm.PLAN_SCHEMA and doc["dry_run"] is True
     assert (doc["vllm"], doc["cuda_runtime_major"], doc["verdict"], doc["action"]) == ("0.26.0", 13, "jit", "build")
     assert doc["counts"]["jit"] == 4 and doc["target"].startswith("vllm-fa2-cu130-torch2.11-sm120-")
     assert doc["estimate_s"] > 0

@@ -32,11 +32,12 @@ from fawheels._util import names
 from fawheels._util.errors import ConfigError, FawheelsError, PublishError
 from fawheels._util.redact import redact
 from fawheels._util.show import visible
-from fawheels.check import compat
-from fawheels.matrix.config import Matrix, load_matrix
+from fawheels.matrix import cudafacts
+from fawheels.matrix.config import load_matrix
 from fawheels.matrix.cudafacts import known_ccs, parse_gpu
+from fawheels.matrix.model import Matrix
 from fawheels.publish import index as publish
-from fawheels.publish import variants
+from fawheels.publish import records, server, variants
 from support.matrices import BASE
 from support.wheelfactory import toy_wheel
 
@@ -191,7 +192,7 @@ def test_gpu_argument_is_a_known_gpu_or_refused(text: str) -> None:
 @given(driver_like)
 def test_driver_argument_is_a_driver_version_or_refused(text: str) -> None:
     try:
-        v = compat.parse_driver(text)
+        v = cudafacts.parse_driver(text)
     except FawheelsError:
         return
     assert 100 <= v.major <= 999 and 2 <= len(v.parts) <= 3
@@ -226,7 +227,7 @@ filenames = st.one_of(
 @given(filenames)
 def test_wheel_filenames_parse_or_are_refused(filename: str) -> None:
     try:
-        name = publish.parse_wheel_name(filename)
+        name = records.parse_wheel_name(filename)
     except PublishError:
         return
     assert name.variant.startswith("cu") and name.filename == filename
@@ -382,11 +383,11 @@ GOOD_RECORD = {
 def test_a_manifest_record_is_valid_or_refused_by_field(changes: dict[str, object], as_list: bool) -> None:
     doc = {"schema": 1, "wheels": [{**GOOD_RECORD, **changes}] if as_list else {**GOOD_RECORD, **changes}}
     try:
-        records = within_memory(publish.parse_manifest, json.dumps(doc), "wheels.json", ConfigError)
+        parsed = within_memory(records.parse_manifest, json.dumps(doc), "wheels.json", ConfigError)
     except ConfigError as exc:
         assert str(exc).startswith("wheels.json") and len(str(exc)) < 2000
         return
-    for r in records:  # what is accepted is what publish would write: it stays inside any root
+    for r in parsed:  # what is accepted is what publish would write: it stays inside any root
         path = names.under(Path("/srv/idx"), r.variant, "simple", r.project, r.filename, field="x", error=ConfigError)
         assert Path("/srv/idx") in path.parents
 
@@ -410,6 +411,6 @@ def test_any_server_answer_is_a_manifest_or_a_config_error(monkeypatch: pytest.M
 @FUZZ
 @given(st.text(max_size=200), secrets_st)
 def test_a_server_error_page_is_shown_redacted_and_safely(page: str, secret: str) -> None:
-    shown = visible(publish.redact(f"{page}{html.escape(secret)}{page}", publish.Credentials("ci", secret)))
+    shown = visible(server.redact(f"{page}{html.escape(secret)}{page}", server.Credentials("ci", secret)))
     assert html.escape(secret) not in shown or html.escape(secret) in visible(page)
     _printed_safely(shown)

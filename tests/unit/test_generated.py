@@ -12,7 +12,7 @@ import yaml
 
 from fawheels._util import generate
 from fawheels.matrix import schema
-from fawheels.matrix.config import MatrixFile, yaml_keys
+from fawheels.matrix.model import MatrixFile, yaml_keys
 
 ROOT = Path(__file__).parents[2]
 SCHEMA = json.loads((ROOT / "build_matrix.schema.json").read_text())

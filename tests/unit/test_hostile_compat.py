@@ -9,7 +9,7 @@ import pytest
 
 from fawheels import cli
 from fawheels._util.errors import ConfigError
-from fawheels.check import compat
+from fawheels.matrix import cudafacts
 from fawheels.matrix.cudafacts import known_ccs, parse_gpu
 
 DATA = Path(__file__).parents[1] / "data"
@@ -77,13 +77,13 @@ def test_every_known_compute_capability_is_accepted() -> None:
 )
 def test_bad_drivers_are_refused(driver: str) -> None:
     with pytest.raises(ConfigError, match="not a driver version") as info:
-        compat.parse_driver(driver)
+        cudafacts.parse_driver(driver)
     assert "580.65.06" in str(info.value) and len(str(info.value)) < 500
 
 
 @pytest.mark.parametrize("driver", ["580.65.06", "570.195.03", "575.51", " 580.65.06 "])
 def test_accepted_drivers(driver: str) -> None:
-    assert str(compat.parse_driver(driver)) == driver.strip()
+    assert str(cudafacts.parse_driver(driver)) == driver.strip()
 
 
 def test_cli_refuses_gpu_12_with_exit_3(capsys: pytest.CaptureFixture[str]) -> None:

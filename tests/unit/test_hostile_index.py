@@ -20,7 +20,7 @@ from fawheels import cli
 from fawheels._util.errors import ConfigError, PublishError, UsageError
 from fawheels._util.paths import cache_root
 from fawheels.publish import index as publish
-from fawheels.publish import variants
+from fawheels.publish import records, variants
 from fawheels.publish.variants import CodeFacts
 from support.wheelfactory import toy_wheel
 
@@ -28,8 +28,8 @@ GOOD = "fatoy-1.0+cu130torch2.14-py3-none-any.whl"
 
 
 def good_record() -> dict[str, Any]:
-    rec = publish.make_record(
-        publish.parse_wheel_name(GOOD),
+    rec = records.make_record(
+        records.parse_wheel_name(GOOD),
         sha256="ab" * 32,
         size=10,
         metadata=b"Name: fatoy\nVersion: 1.0+cu130torch2.14\n",
@@ -179,7 +179,7 @@ def test_a_server_answer_is_read_only_up_to_the_cap(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Endless())
     with pytest.raises(ConfigError, match="larger than"):
         variants.read_manifest("http://index.example/")
-    assert asked == [publish.MAX_MANIFEST + 1]
+    assert asked == [records.MAX_MANIFEST + 1]
 
 
 def test_a_server_that_breaks_off_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,8 +194,8 @@ def test_a_server_that_breaks_off_is_a_config_error(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize("epoch", [1e12, 10**30, -(10**15), "1755000000", True])
 def test_a_build_date_no_calendar_has_is_a_publish_refusal(epoch: object) -> None:
     with pytest.raises(PublishError, match="source_date_epoch"):  # issue 21: was exit 11
-        publish.make_record(
-            publish.parse_wheel_name(GOOD),
+        records.make_record(
+            records.parse_wheel_name(GOOD),
             sha256="ab" * 32,
             size=1,
             metadata=b"",

@@ -10,7 +10,9 @@ import pytest
 
 from fawheels import cli
 from fawheels._util.errors import ConfigError, ToolchainError
-from fawheels.matrix.config import MAX_NODES, Toolchain, load_matrix, load_matrix_file
+from fawheels.matrix.config import load_matrix, load_matrix_file
+from fawheels.matrix.model import Toolchain
+from fawheels.matrix.yamlread import MAX_NODES
 from fawheels.toolchain import toolkit as toolchain
 from support.matrices import BASE
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from fawheels._util.errors import BuildError
-from fawheels.build import jobstats
-from fawheels.build.jobstats import GB, JobRecord, choose_jobs_measured, schedule, static_estimate_s, stats_key
+from fawheels.compile import jobstats
+from fawheels.compile.jobstats import GB, JobRecord, choose_jobs_measured, schedule, static_estimate_s, stats_key
 
 UNITS = [
     "flash_fwd_hdim128_bf16_causal_sm80.cu",

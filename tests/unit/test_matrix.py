@@ -195,7 +195,9 @@ def test_render_formats() -> None:
     m = load_matrix(BASE)
     table = render_targets(m, "table")
     assert "fa2-cu130-torch2.14-sm120-cp311" in table and "(default)" in table
-    assert json.loads(render_targets(m, "json"))[1]["sass"] == ["sm_90", "sm_120"]
+    doc = json.loads(render_targets(m, "json"))
+    assert doc["schema"] == 1 and doc["default_target"] == m.default_target
+    assert doc["targets"][1]["sass"] == ["sm_90", "sm_120"]
     gh = json.loads(render_targets(m, "github"))
     assert gh["include"][0] == {"target": "fa2-cu130-torch2.14-sm120-cp311", "cuda": "13.0", "provision": "host"}
 

@@ -16,8 +16,9 @@ import yaml
 
 from fawheels import nightly
 from fawheels._util.errors import ConfigError, PublishError, SourceError, ToolchainError
-from fawheels.build.execute import Result
-from fawheels.matrix.config import Target, load_matrix, load_matrix_file, render_targets
+from fawheels.compile.result import Result
+from fawheels.matrix.config import load_matrix, load_matrix_file, render_targets
+from fawheels.matrix.model import Target
 from fawheels.nightly import exit_code, render_table, report_doc, run_targets, select_targets
 from fawheels.toolchain.compilercache import CacheConfig, CacheStats, Sccache
 

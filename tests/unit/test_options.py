@@ -36,7 +36,13 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 
 def option_strings(command: str) -> set[str]:
-    return {s for a in subcommands()[command]._actions for s in a.option_strings}
+    """The options of a command and of its own subcommands (`cache prune --older-than`)."""
+
+    def of(p: argparse.ArgumentParser) -> set[str]:
+        nested = [q for a in p._actions if isinstance(a, argparse._SubParsersAction) for q in a.choices.values()]
+        return {s for a in p._actions for s in a.option_strings}.union(*(of(q) for q in nested))
+
+    return of(subcommands()[command])
 
 
 def container_run(*, jobs: int | None = 3, clean: bool = True) -> RunSpec:

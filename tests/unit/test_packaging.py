@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fawheels._util import project
 from fawheels.matrix.config import load_matrix_file
-from fawheels.toolchain import container
+from fawheels.toolchain import images
 from support.checkout import REPO
 
 
@@ -21,7 +21,7 @@ def test_everything_the_default_matrix_reads_ships() -> None:
     matrix = load_matrix_file(REPO / "build_matrix.yaml")
     needed = {p for s in matrix.sources.values() for p in s.patches}
     needed |= {t.image.dockerfile for t in matrix.toolchains.values() if t.image is not None}
-    needed |= {container.PIP_DOCKERFILE, container.SYSTEM_DOCKERFILE, container.LOCK_FILE, container.BASE_SCRIPT}
+    needed |= {images.PIP_DOCKERFILE, images.SYSTEM_DOCKERFILE, images.LOCK_FILE, images.BASE_SCRIPT}
     assert needed <= shipped, needed - shipped
     assert all((REPO / name).is_file() for name in shipped)
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from fawheels.build import jobstats, planner
-from fawheels.build.execute import compile_units, host_units, ninja_jobs, plan_compile
+from fawheels.compile import jobstats, planner
+from fawheels.compile.plan import host_units, ninja_jobs, plan_compile
+from fawheels.compile.units import compile_units
 from fawheels.matrix.config import load_matrix_file
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fawheels.build import progress
-from fawheels.build.progress import Progress, Watch, ninja_step
+from fawheels.compile import progress
+from fawheels.compile.progress import Progress, Watch, ninja_step
 
 UNITS = ["split_nc.cu", "fwd_nc.cu", "fwd_c.cu", "flash_api.cpp"]
 EST = {"split_nc.cu": 300.0, "fwd_nc.cu": 150.0, "fwd_c.cu": 100.0, "flash_api.cpp": 20.0}

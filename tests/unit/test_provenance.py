@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fawheels._util.files import sha256_file
-from fawheels.build.wheel import WheelSpec, render_metadata, write_wheel
+from fawheels.compile.wheel import WheelSpec, render_metadata, write_wheel
 from fawheels.publish.provenance import (
     PREDICATE_TYPE,
     STATEMENT_TYPE,
@@ -120,7 +120,7 @@ def test_written_statement_checks_out(tmp_path: Path) -> None:
     statement = json.loads(dest.read_text())
     assert statement["subject"][0]["digest"]["sha256"] == sha256_file(w)
     moved = tmp_path / "dist" / w.name
-    w.rename(moved)  # as build/execute.py moves the wheel in after its provenance
+    w.rename(moved)  # as compile/execute.py moves the wheel in after its provenance
     assert check_provenance(moved) == (
         True,
         f"in-toto statement for sha256 {sha256_file(moved)[:16]}…, 5 resolved dependencies",

@@ -16,8 +16,10 @@ from packaging.version import Version
 
 from fawheels._util.errors import PublishError
 from fawheels._util.files import TMP_MARK
+from fawheels.publish import checked, pages, records, server
 from fawheels.publish import index as publish
-from fawheels.publish.index import Credentials, WheelRecord
+from fawheels.publish.records import WheelRecord
+from fawheels.publish.server import Credentials
 from support.wheelfactory import toy_wheel
 
 
@@ -33,8 +35,8 @@ class Failing(Passing):
 
 
 def record(filename: str = "fatoy-1.0+cu130torch2.14-py3-none-any.whl", **kw: object) -> WheelRecord:
-    name = publish.parse_wheel_name(filename)
-    base = publish.make_record(
+    name = records.parse_wheel_name(filename)
+    base = records.make_record(
         name,
         sha256="ab" * 32,
         size=1536,
@@ -59,17 +61,17 @@ def record(filename: str = "fatoy-1.0+cu130torch2.14-py3-none-any.whl", **kw: ob
     ("version", "variant"), [("2.8.3+cu130torch2.14", "cu130"), ("1.0+cu128torch2.9", "cu128"), ("1.0+cu130", "cu130")]
 )
 def test_variant_is_the_cuda_part_of_the_local_label(version: str, variant: str) -> None:
-    assert publish.variant_of(Version(version)) == variant
+    assert records.variant_of(Version(version)) == variant
 
 
 @pytest.mark.parametrize("version", ["2.8.3", "2.8.3+cpu", "2.8.3+torch2.14cu130"])
 def test_version_without_cuda_variant_is_refused(version: str) -> None:
     with pytest.raises(PublishError, match="names no CUDA variant"):
-        publish.variant_of(Version(version))
+        records.variant_of(Version(version))
 
 
 def test_wheel_name_parsing() -> None:
-    n = publish.parse_wheel_name("flash_attn-2.8.3+cu130torch2.14-cp311-cp311-linux_x86_64.whl")
+    n = records.parse_wheel_name("flash_attn-2.8.3+cu130torch2.14-cp311-cp311-linux_x86_64.whl")
     assert (n.project, str(n.version), n.variant, n.python_tag) == (
         "flash-attn",
         "2.8.3+cu130torch2.14",
@@ -81,12 +83,12 @@ def test_wheel_name_parsing() -> None:
 @pytest.mark.parametrize("filename", ["fatoy-1.0+cu130torch2.14.tar.gz", "fatoy-1.0+cu130.zip", "notes.txt"])
 def test_non_wheel_is_refused(filename: str) -> None:
     with pytest.raises(PublishError, match="not a wheel"):
-        publish.parse_wheel_name(filename)
+        records.parse_wheel_name(filename)
 
 
 def test_bad_wheel_filename_is_refused() -> None:
     with pytest.raises(PublishError, match="not a valid wheel filename"):
-        publish.parse_wheel_name("fatoy.whl")
+        records.parse_wheel_name("fatoy.whl")
 
 
 @pytest.mark.parametrize(
@@ -116,37 +118,37 @@ def test_unknown_scheme_is_refused() -> None:
 
 
 def test_variant_mismatch_is_refused() -> None:
-    name = publish.parse_wheel_name("fatoy-1.0+cu130torch2.14-py3-none-any.whl")
-    publish.check_variant(name, None, "idx")
-    publish.check_variant(name, "cu130", "idx")
+    name = records.parse_wheel_name("fatoy-1.0+cu130torch2.14-py3-none-any.whl")
+    records.check_variant(name, None, "idx")
+    records.check_variant(name, "cu130", "idx")
     with pytest.raises(PublishError, match="variant cu130 does not belong in the cu128 index"):
-        publish.check_variant(name, "cu128", "idx")
+        records.check_variant(name, "cu128", "idx")
 
 
 def test_same_name_same_hash_is_a_noop_other_hash_refused() -> None:
     r = record()
-    assert publish.is_new(r, None, "idx") is True
-    assert publish.is_new(r, r.sha256, "idx") is False
+    assert records.is_new(r, None, "idx") is True
+    assert records.is_new(r, r.sha256, "idx") is False
     with pytest.raises(PublishError, match="another sha256"):
-        publish.is_new(r, "cd" * 32, "idx")
+        records.is_new(r, "cd" * 32, "idx")
 
 
 def test_credentials_go_only_over_https_or_to_loopback() -> None:
     creds = Credentials("ci", "pw")
     with pytest.raises(PublishError, match=r"plain http to wheels\.example"):
-        publish.ServerIndex("http://wheels.example/cu130/", creds)
+        server.ServerIndex("http://wheels.example/cu130/", creds)
     for url in ("https://wheels.example/cu130/", "http://127.0.0.1:8080/", "http://localhost:8080/"):
-        publish.ServerIndex(url, creds)
-    publish.ServerIndex("http://wheels.example/cu130/", None)
+        server.ServerIndex(url, creds)
+    server.ServerIndex("http://wheels.example/cu130/", None)
 
 
 def test_credentials_from_env_and_never_in_repr() -> None:
-    assert publish.credentials_from_env({}) is None
-    c = publish.credentials_from_env({"FAWHEELS_INDEX_USER": "ci", "FAWHEELS_INDEX_PASSWORD": "pw-1"})
+    assert server.credentials_from_env({}) is None
+    c = server.credentials_from_env({"FAWHEELS_INDEX_USER": "ci", "FAWHEELS_INDEX_PASSWORD": "pw-1"})
     assert c == Credentials("ci", "pw-1")
-    assert publish.credentials_from_env({"TWINE_USERNAME": "t", "TWINE_PASSWORD": "pw-2"}) == Credentials("t", "pw-2")
+    assert server.credentials_from_env({"TWINE_USERNAME": "t", "TWINE_PASSWORD": "pw-2"}) == Credentials("t", "pw-2")
     assert "pw-1" not in repr(c)
-    assert publish.redact("bad login pw-1 here", c) == "bad login *** here"
+    assert server.redact("bad login pw-1 here", c) == "bad login *** here"
 
 
 @pytest.mark.parametrize(
@@ -161,7 +163,7 @@ def test_credentials_from_env_and_never_in_repr() -> None:
     ],
 )
 def test_an_encoded_echo_of_the_password_is_masked(echo: str) -> None:
-    out = publish.redact(echo, Credentials("ci", "&<s3cret>+x"))  # issue 21: a server's 400 page
+    out = server.redact(echo, Credentials("ci", "&<s3cret>+x"))  # issue 21: a server's 400 page
     assert "s3cret" not in out and "Y2k6" not in out and "***" in out
 
 
@@ -170,17 +172,17 @@ def test_an_encoded_echo_of_the_password_is_masked(echo: str) -> None:
 
 def test_project_page_has_hash_fragments_and_pep658_attributes() -> None:
     r = record()
-    page = publish.render_project_html("fatoy", [r])
+    page = pages.render_project_html("fatoy", [r])
     assert f'href="fatoy-1.0%2Bcu130torch2.14-py3-none-any.whl#sha256={r.sha256}"' in page
     assert f'data-dist-info-metadata="sha256={r.metadata_sha256}"' in page
     assert f'data-core-metadata="sha256={r.metadata_sha256}"' in page
     assert 'data-requires-python="&gt;=3.10"' in page
-    assert publish.parse_simple_links(page) == {r.filename: r.sha256}
+    assert pages.parse_simple_links(page) == {r.filename: r.sha256}
 
 
 def test_project_json_is_pep691() -> None:
     rs = [record(), record("fatoy-1.1+cu130torch2.14-py3-none-any.whl", version="1.1+cu130torch2.14")]
-    doc = json.loads(publish.render_project_json("fatoy", rs))
+    doc = json.loads(pages.render_project_json("fatoy", rs))
     assert doc["meta"] == {"api-version": "1.1"} and doc["name"] == "fatoy"
     assert doc["versions"] == ["1.0+cu130torch2.14", "1.1+cu130torch2.14"]
     f = doc["files"][0]
@@ -190,15 +192,15 @@ def test_project_json_is_pep691() -> None:
 
 
 def test_simple_root_lists_projects_once() -> None:
-    page = publish.render_simple_html(["fatoy", "flash-attn", "fatoy"])
+    page = pages.render_simple_html(["fatoy", "flash-attn", "fatoy"])
     assert page.count('href="fatoy/"') == 1 and 'href="flash-attn/"' in page
-    assert json.loads(publish.render_simple_json(["fatoy"]))["projects"] == [{"name": "fatoy"}]
+    assert json.loads(pages.render_simple_json(["fatoy"]))["projects"] == [{"name": "fatoy"}]
 
 
 def test_root_page_shows_what_each_wheel_promises() -> None:
     a = record()
     b = record("fatoy-1.0+cu128torch2.14-py3-none-any.whl", variant="cu128", target="fatoy-cu128-x")
-    page = publish.render_root_html([b, a])
+    page = pages.render_root_html([b, a])
     assert page.index('id="cu128"') < page.index('id="cu130"')
     for text in (
         a.filename,
@@ -215,12 +217,12 @@ def test_root_page_shows_what_each_wheel_promises() -> None:
         'href="cu130/simple/fatoy/fatoy-1.0%2Bcu130torch2.14-py3-none-any.whl#sha256=',
     ):
         assert text in page
-    assert "No wheels published yet" in publish.render_root_html([])
+    assert "No wheels published yet" in pages.render_root_html([])
 
 
 def test_manifest_round_trip() -> None:
     rs = [record(), record("fatoy-1.0+cu128torch2.14-py3-none-any.whl", variant="cu128")]
-    assert sorted(publish.parse_manifest(publish.render_manifest(rs)), key=lambda r: r.variant) == sorted(
+    assert sorted(records.parse_manifest(records.render_manifest(rs)), key=lambda r: r.variant) == sorted(
         rs, key=lambda r: r.variant
     )
 
@@ -229,7 +231,7 @@ def test_manifest_round_trip() -> None:
     ("n", "text"), [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (300 << 20, "300.0 MiB"), (3 << 30, "3.0 GiB")]
 )
 def test_human_size(n: int, text: str) -> None:
-    assert publish.human_size(n) == text
+    assert pages.human_size(n) == text
 
 
 # -------------------------------------------------------- static index, stand-in verifier (fast, no nvcc)
@@ -262,7 +264,7 @@ def test_publish_writes_every_layer(index: Path) -> None:
     assert json.loads((d / "index.json").read_text())["files"][0]["filename"] == fn
     assert 'href="fatoy/"' in (index / "cu130" / "simple" / "index.html").read_text()
     assert fn in (index / "index.html").read_text()
-    assert [r.filename for r in publish.parse_manifest((index / "wheels.json").read_text())] == [fn]
+    assert [r.filename for r in records.parse_manifest((index / "wheels.json").read_text())] == [fn]
 
 
 def test_republishing_the_same_file_is_a_noop(index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -282,7 +284,7 @@ def refused(
     wheels: list[Path],
     match: str,
     spec: str | None = None,
-    verifier: publish.Verifier = lambda p: Passing(),
+    verifier: checked.Verifier = lambda p: Passing(),
 ) -> None:
     before = snapshot(index)
     with pytest.raises(PublishError, match=match):
@@ -351,7 +353,7 @@ def test_republishing_puts_back_a_listed_file_lost_from_disk(index: Path, tmp_pa
     w = verified(toy_wheel(tmp_path / "again", version="0.9"))
     publish.publish_command([w], index=str(index), verifier=lambda p: Passing())
     assert listed.read_bytes() == before
-    assert len(publish.parse_manifest((index / "wheels.json").read_text())) == 1
+    assert len(records.parse_manifest((index / "wheels.json").read_text())) == 1
 
 
 def test_unreadable_manifest_is_refused_not_overwritten(index: Path, tmp_path: Path) -> None:

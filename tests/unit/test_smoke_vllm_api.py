@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fawheels.check.verify import _schema_parts
+from fawheels.check.wheelfacts import _schema_parts
 from fawheels.deploy.smoke import vllm_ops_api
 from fawheels.matrix.recipes import VLLM_FA2
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fawheels._util.errors import SourceError
-from fawheels.matrix.config import Source
+from fawheels.matrix.model import Source
 from fawheels.source.fetch import apply_patches, cached_path, fetch_sdist, unpack_sdist
 
 

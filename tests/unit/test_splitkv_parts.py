@@ -7,19 +7,17 @@ import dataclasses
 import re
 from pathlib import Path
 
-from fawheels.build import jobstats
-from fawheels.build.execute import (
-    SCHEDULE_VAR,
+from fawheels.compile import jobstats
+from fawheels.compile.plan import SCHEDULE_VAR, BuildPlan, configure_identity, plan_build
+from fawheels.compile.units import (
     SPLITKV_PARTS,
     SPLITKV_PARTS_HEADER,
     SPLITKV_PARTS_MARKER,
-    BuildPlan,
     compile_units,
-    configure_identity,
-    plan_build,
     splitkv_parts_available,
 )
-from fawheels.matrix.config import Target, load_matrix_file
+from fawheels.matrix.config import load_matrix_file
+from fawheels.matrix.model import Target
 from support.fakes import fake_toolkit, fake_torch
 
 REPO = Path(__file__).resolve().parents[2]

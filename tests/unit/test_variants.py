@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from fawheels import cli
-from fawheels.check.binary import read_path
+from fawheels.check.wheelzip import read_path
+from fawheels.matrix import loading
 from fawheels.matrix.config import load_matrix_file
 from fawheels.matrix.cudafacts import Version, parse_gpu
 from fawheels.publish import variants
@@ -158,7 +159,7 @@ def test_index_files_carry_the_facts_in_draft_form() -> None:
 
 def test_serving_targets_of_the_repository_matrix_for_the_seed_user() -> None:
     m = load_matrix_file(ROOT / "build_matrix.yaml")
-    ids = variants.serving_targets(m.targets, "flash_attn", parse_gpu("RTX PRO 6000"), Version.parse("570.195.03"))
+    ids = loading.serving_targets(m.targets, "flash_attn", parse_gpu("RTX PRO 6000"), Version.parse("570.195.03"))
     assert "fa2-cu128-torch2.9-sm120-cp312" in ids and "fa2-cu129-torch2.8-sm120-cp312" in ids
     assert all("-cu12" in i for i in ids)
 

@@ -3,8 +3,8 @@
     python -m fawheels._util.generate           # rewrite them
     python -m fawheels._util.generate --check   # nox -s tests runs this: a stale copy fails CI
 
-docs/build-info.md comes from the build-info model (build/buildinfo.py); docs/matrix.md and
-build_matrix.schema.json from the matrix model (matrix/config.py, matrix/schema.py); docs/environment.md from
+docs/build-info.md comes from the build-info model (compile/buildinfo.py); docs/matrix.md and
+build_matrix.schema.json from the matrix model (matrix/model.py, matrix/schema.py); docs/environment.md from
 options.ENVIRONMENT. Paths are relative to
 the repository root (`--root`, default the current directory).
 """
@@ -25,15 +25,15 @@ def _header(source: str) -> str:
 
 
 def _build_info_md() -> str:
-    from fawheels.build import buildinfo
+    from fawheels.compile import buildinfo
 
-    return _header("src/fawheels/build/buildinfo.py") + buildinfo.markdown()
+    return _header("src/fawheels/compile/buildinfo.py") + buildinfo.markdown()
 
 
 def _matrix_md() -> str:
     from fawheels.matrix import schema
 
-    return _header("src/fawheels/matrix/config.py") + schema.markdown()
+    return _header("src/fawheels/matrix/model.py") + schema.markdown()
 
 
 def _matrix_schema() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from pathlib import Path
 
 from fawheels._util.errors import UsageError
@@ -16,6 +17,13 @@ def cache_root() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "fawheels"
+
+
+def mark_used(path: Path) -> None:
+    """Note that a build used this cache entry now (`fawheels cache` shows it as its last use; prune
+    --older-than keeps it): its folder's modification time, which nothing else reads."""
+    with suppress(OSError):  # a read-only cache is still usable
+        os.utime(path)
 
 
 def build_root() -> Path:

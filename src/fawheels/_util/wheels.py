@@ -8,7 +8,7 @@ import codecs
 import re
 from collections.abc import Iterable
 from email.parser import HeaderParser
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from packaging.tags import Tag
 from packaging.utils import canonicalize_name, canonicalize_version
@@ -16,8 +16,19 @@ from packaging.version import InvalidVersion, Version
 
 from fawheels._util.show import one_line
 
-if TYPE_CHECKING:  # the reader imports this module: no import cycle at run time
-    from fawheels.check.binary import CodeObject
+
+class HostObject(Protocol):
+    """What platform_mismatches reads of an object (check/binary.CodeObject has it; this layer imports no reader)."""
+
+    @property
+    def file(self) -> str: ...
+
+    @property
+    def format(self) -> str: ...
+
+    @property
+    def machine(self) -> str | None: ...
+
 
 # A shared object: libx.so, libx.so.12, libx.so.12.1 (written 0755 in our wheels, read for device code).
 SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
@@ -62,7 +73,7 @@ def metadata_problem(metadata: bytes, name: str, version: Version) -> str | None
 _MACHINES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "ppc64le": "EM_PPC64", "s390x": "EM_S390"}
 
 
-def platform_mismatches(objects: Iterable[CodeObject], tags: Iterable[Tag]) -> list[str]:
+def platform_mismatches(objects: Iterable[HostObject], tags: Iterable[Tag]) -> list[str]:
     """Host ELF objects the wheel's platform tags do not describe: an x86-64 `.so` in a `linux_aarch64` or
     `win_amd64` wheel is refused by the loader on every machine the tag lets pip install it on."""
     platforms = {t.platform for t in tags}

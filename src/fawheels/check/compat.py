@@ -7,8 +7,6 @@ Prediction is pure (`predict`); only finding the objects (file, wheel, installed
 
 from __future__ import annotations
 
-import json
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,13 +14,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from fawheels._util import jsondoc
 from fawheels._util.errors import ConfigError, InspectError
 from fawheels._util.show import say
-from fawheels.check.binary import CodeEntry, CodeObject, is_code_member, read_file, read_path
+from fawheels.check.binary import CodeEntry, CodeObject
+from fawheels.check.wheelzip import is_code_member, read_file, read_path
 from fawheels.matrix import cudafacts as cf
 from fawheels.matrix.cudafacts import Arch, Version
-
-_CUDART = re.compile(r"^libcudart\.so\.(\d+)$")
+from fawheels.matrix.loading import cudart_major, loads_on, runtime_min_driver
 
 
 @dataclass(frozen=True)
@@ -89,52 +88,6 @@ def _driver_says(driver: Version) -> str:
     return f"driver {driver} (CUDA {cuda}, PTX ISA <= {isa})"
 
 
-@dataclass(frozen=True)
-class Load:
-    """What the driver does with one set of code images on one GPU: the rule `compat PATH` applies per module and
-    `compat --index` per published wheel (publish/variants.py), so the two cannot disagree."""
-
-    ok: bool
-    how: str | None  # exact-sass | compatible-sass | ptx-jit; None when nothing fits
-    arch: Arch | None  # the image loaded (or refused)
-    isa: Version | None = None  # its PTX ISA
-    error: str | None = None  # the cudaError* the user would see
-    needed_driver: Version | None = None
-
-
-def runtime_min_driver(major: int | None) -> Version | None:
-    """The oldest driver that starts a CUDA `major` runtime (minor version compatibility), None if unknown."""
-    return cf.MINOR_COMPAT_MIN_DRIVER.get(major) if major is not None else None
-
-
-def loads_on(
-    sass: Sequence[Arch],
-    ptx: Sequence[tuple[Arch, Version]],
-    cc: tuple[int, int],
-    driver: Version,
-    runtime: int | None = None,
-) -> Load:
-    """SASS for the GPU (exact, else the newest compatible), else PTX the driver can JIT (the newest arch); a
-    CUDA `runtime` major newer than the driver loads nothing."""
-    runs = [a for a in sass if cf.sass_runs_on(a, cc)]
-    jits = [(a, isa) for a, isa in ptx if cf.ptx_jits_on(a, cc)]
-    if not runs and not jits:
-        return Load(False, None, None, error="cudaErrorNoKernelImageForDevice")
-    runtime_need = runtime_min_driver(runtime)
-    if runtime_need is not None and driver < runtime_need:
-        return Load(False, None, None, error="cudaErrorInsufficientDriver", needed_driver=runtime_need)
-    if runs:
-        best = max(runs, key=lambda a: (a.cc == cc, a.minor))
-        return Load(True, "exact-sass" if best.cc == cc else "compatible-sass", best)
-    max_isa = cf.max_ptx_isa_of_driver(driver)
-    fine = [(a, isa) for a, isa in jits if max_isa is not None and isa <= max_isa]
-    if fine:
-        arch, isa = max(fine, key=lambda j: j[0].cc)
-        return Load(True, "ptx-jit", arch, isa)
-    arch, isa = max(jits, key=lambda j: (j[0].cc, j[1]))
-    return Load(False, "ptx-jit", arch, isa, "cudaErrorUnsupportedPtxVersion", cf.min_driver_for_ptx_isa(isa))
-
-
 def predict_module(entries: Sequence[CodeEntry], cc: tuple[int, int], driver: Version) -> Prediction:
     """One module: which image, and whether the driver can load it."""
     first = entries[0]
@@ -188,20 +141,11 @@ def predict_module(entries: Sequence[CodeEntry], cc: tuple[int, int], driver: Ve
     )
 
 
-def runtime_major(obj: CodeObject) -> int | None:
-    """CUDA major of the runtime an object links (libcudart.so.N)."""
-    for lib in obj.needed:
-        m = _CUDART.match(lib)
-        if m:
-            return int(m.group(1))
-    return None
-
-
 def _runtime_block(obj: CodeObject, driver: Version, static_runtime: int | None) -> Prediction | None:
     """A runtime of a newer CUDA major than the driver does not start: nothing in the object loads. An object
     that links no libcudart.so.N carries its runtime statically: its major is `static_runtime` (build-info's
     cuda_runtime_major), as `compat --index` reads it."""
-    linked = runtime_major(obj)
+    linked = cudart_major(obj.needed)
     major = linked if linked is not None else static_runtime
     needed = runtime_min_driver(major)
     if needed is None or driver >= needed:
@@ -405,20 +349,6 @@ def load_objects(path: str) -> list[CodeObject]:
     return read_path(Path(path)) if Path(path).exists() else distribution_objects(path)
 
 
-_DRIVER = re.compile(r"([1-9]\d{2})\.(\d{1,3})(?:\.(\d{1,3}))?")
-
-
-def parse_driver(text: str) -> Version:
-    """An NVIDIA driver version as nvidia-smi prints it: MAJOR.MINOR[.PATCH] with a three-digit major."""
-    raw = text.strip()
-    if not _DRIVER.fullmatch(raw):
-        raise ConfigError(
-            f"--driver {text[:40]!r}: not a driver version (NVIDIA drivers read MAJOR.MINOR[.PATCH])",
-            hint="write it as nvidia-smi shows it: 580.65.06 or 570.195.03 (MAJOR.MINOR[.PATCH], three-digit major)",
-        )
-    return Version.parse(raw)
-
-
 def static_runtime_of(path: str) -> int | None:
     """A wheel's build-info cuda_runtime_major: the runtime of its objects that link no libcudart.so.N."""
     if not path.endswith(".whl") or not Path(path).is_file():
@@ -452,6 +382,9 @@ def render(report: CompatReport, what: str, gpu_label: str = "") -> list[str]:
     return lines
 
 
+COMPAT_JSON_SCHEMA = 1  # `compat PATH --json`
+
+
 def compat_command(
     path: str, *, gpu: str | None, driver: str | None, as_json: bool = False, strict: bool = False
 ) -> int:
@@ -465,6 +398,7 @@ def compat_command(
     v = verdict(report)
     if as_json:
         doc = {
+            "schema": COMPAT_JSON_SCHEMA,
             **report.to_json(),
             "gpu_name": machine.name,
             "verdict": v.kind,
@@ -473,7 +407,7 @@ def compat_command(
             "counts": v.counts,
             "findings": [f.to_json() for f in findings(report)],
         }
-        say(json.dumps({**doc, **({"serving_targets": serving} if serving else {})}, indent=2))
+        say(jsondoc.dumps({**doc, **({"serving_targets": serving} if serving else {})}))
     else:
         lines = render(report, path, machine.label)
         if serving:
@@ -494,7 +428,7 @@ def _serving_targets(path: str, report: CompatReport) -> list[str]:
     if not path.endswith(".whl") or not (Path.cwd() / "build_matrix.yaml").is_file():
         return []
     from fawheels.matrix.config import load_matrix_file
-    from fawheels.publish.variants import serving_targets
+    from fawheels.matrix.loading import serving_targets
 
     try:
         matrix = load_matrix_file(None)

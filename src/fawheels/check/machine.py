@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from fawheels._util.errors import ConfigError, UsageError
 from fawheels.matrix import cudafacts as cf
-from fawheels.matrix.cudafacts import Version
+from fawheels.matrix.cudafacts import Version, parse_driver
 
 NVIDIA_SMI_QUERY = ("nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader")
 NVIDIA_SMI_TIMEOUT_S = 30
@@ -42,8 +42,6 @@ class Machine:
 def parse_nvidia_smi(text: str) -> list[Smi]:
     """`nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader`: one line per GPU. A
     compute capability nvidia-smi cannot say ([N/A] on old drivers) comes from the name."""
-    from fawheels.check.compat import parse_driver
-
     gpus = []
     for line in text.splitlines():
         if not line.strip():
@@ -84,8 +82,6 @@ def query(runner: Runner | None = None) -> list[Smi]:
 
 def resolve(gpu: str | None, driver: str | None, runner: Runner | None = None) -> Machine:
     """--gpu/--driver as given; what is missing comes from nvidia-smi, or a refusal that says what to pass."""
-    from fawheels.check.compat import parse_driver
-
     if gpu is not None and driver is not None:
         return Machine(cf.parse_gpu(gpu), parse_driver(driver), gpu.strip(), "flags")
     found = query(runner)

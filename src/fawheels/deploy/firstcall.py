@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fawheels._util import jsondoc
 from fawheels._util.errors import FawheelsError, ToolchainError
 from fawheels._util.files import write_atomic
 from fawheels._util.runner import log, pip_install_into, run
@@ -60,6 +61,7 @@ print(json.dumps({"torch_and_cuda_init_s": t1 - t0, "import_flash_attn_s": t2 - 
                   "cache_disabled": os.environ.get("CUDA_CACHE_DISABLE", "") == "1"}))
 """
 
+REPORT_SCHEMA = 1  # the document printed and written to --out
 FIELDS = ("torch_and_cuda_init_s", "import_flash_attn_s", "first_call_s", "second_call_s", "first_token_overhead_s")
 
 
@@ -119,6 +121,7 @@ def first_call_command(wheel_arg: str, *, runs: int = 3, out: str | None = None)
         raise FawheelsError(f"{wheel}: not a fawheels wheel (no readable build-info.json)") from exc
     gpu = _gpu()
     doc: dict[str, Any] = {
+        "schema": REPORT_SCHEMA,
         "wheel": wheel.name,
         "target": info["target"],
         "archs": info["archs"],
@@ -138,7 +141,7 @@ def first_call_command(wheel_arg: str, *, runs: int = 3, out: str | None = None)
 
     def save() -> None:  # after every run: a run cut short by a timeout still leaves what it measured
         if out:
-            write_atomic(Path(out), json.dumps(doc, indent=2) + "\n")
+            write_atomic(Path(out), jsondoc.dumps(doc) + "\n")
 
     with tempfile.TemporaryDirectory(prefix="fawheels-firstcall-") as tmp:
         site = Path(tmp) / "site"
@@ -182,7 +185,7 @@ def first_call_command(wheel_arg: str, *, runs: int = 3, out: str | None = None)
             save()
     doc["complete"] = True
     save()
-    say(json.dumps(doc, indent=2))
+    say(jsondoc.dumps(doc))
     return 0 if all(r.get("finite") for r in [*cold, *cached.values()]) else 1
 
 

@@ -17,13 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fawheels._util import jsondoc
 from fawheels._util.errors import ConfigError, OverlayError
 from fawheels._util.show import say
 from fawheels.check import compat
 from fawheels.check.machine import Machine
 from fawheels.matrix.cudafacts import Arch
+from fawheels.matrix.loading import cudart_major, runtime_min_driver
 from fawheels.matrix.recipes import VLLM_FA2, Release
 
+PLAN_SCHEMA = 1  # `fix-vllm --json`: the plan
 EXTENSION = f"{VLLM_FA2.extension_dir}/{VLLM_FA2.extension}.abi3.so"  # vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so
 
 
@@ -95,7 +98,7 @@ class Plan:
 
 def _refuse_runtime(inst: InstalledVllm, machine: Machine) -> None:
     """A vLLM whose CUDA runtime the driver cannot start: no _vllm_fa2_C can help; say what can."""
-    need = compat.runtime_min_driver(inst.runtime_major)
+    need = runtime_min_driver(inst.runtime_major)
     if need is None or machine.driver >= need:
         return
     origin = f"vLLM {inst.version}" + ("" if "+" in inst.version else " from PyPI")
@@ -109,7 +112,7 @@ def _refuse_runtime(inst: InstalledVllm, machine: Machine) -> None:
 def estimate_seconds(target: Any, cores: int) -> float:
     """Compile wall of a target from the job history (~/.cache/fawheels/jobstats), else the static estimates:
     the slowest unit, or all units' seconds over the cores, whichever is longer."""
-    from fawheels.build import jobstats
+    from fawheels.compile import jobstats
 
     history = jobstats.load_history()
     archs = [a.sm for a in (*target.sass, *target.ptx)]
@@ -250,7 +253,7 @@ def _probe(python: str | None) -> dict[str, Any]:
 
 
 def read_installed(python: str | None) -> InstalledVllm:
-    from fawheels.check.binary import read_file
+    from fawheels.check.wheelzip import read_file
 
     facts = _probe(python)
     where = facts["python"]
@@ -262,11 +265,11 @@ def read_installed(python: str | None) -> InstalledVllm:
     if not ext.is_file():
         raise OverlayError(f"vLLM {facts['version']} in {where} has no {EXTENSION}: nothing to fix")
     obj = read_file(ext)
-    major = compat.runtime_major(obj)
+    major = cudart_major(obj.needed)
     if major is None:  # look at vLLM's main extension beside it
         main = ext.parents[1] / "_C.abi3.so"
         if main.is_file():
-            major = compat.runtime_major(read_file(main))
+            major = cudart_major(read_file(main).needed)
     return InstalledVllm(where, facts["python_version"], facts["version"], facts.get("torch"), ext, major, (obj,))
 
 
@@ -303,7 +306,7 @@ def fix_vllm_command(
         cores=os.cpu_count() or 1,
     )
     if as_json:
-        say(json.dumps({**p.to_json(), "dry_run": dry_run}, indent=2))
+        say(jsondoc.dumps({"schema": PLAN_SCHEMA, **p.to_json(), "dry_run": dry_run}))
     else:
         say(render(p, dry_run), flush=True)
     if dry_run or p.action == "nothing":
@@ -332,7 +335,7 @@ def _carry_out(p: Plan, python: str | None, index: str | None, records: list[dic
         assert records is not None and index is not None and p.wheel is not None
         wheel = _download(index, next(r for r in records if r["filename"] == p.wheel), dist)
     else:
-        from fawheels.build.execute import build_command
+        from fawheels.compile.command import build_command
         from fawheels.matrix.config import find_matrix_file
         from fawheels.matrix.derive import derive_vllm_target, write_tree
 

@@ -25,7 +25,8 @@ from fawheels._util.errors import OverlayError
 from fawheels._util.files import copy_atomic, sha256_file, write_atomic
 from fawheels._util.runner import TimeoutExpired, call
 from fawheels._util.show import say
-from fawheels.check.verify import op_schemas_in, schema_differences, verify_wheel
+from fawheels.check.verify import verify_wheel
+from fawheels.check.wheelfacts import op_schemas_in, schema_differences
 from fawheels.matrix.recipes import RECIPES, Release
 
 BACKUP_SUFFIX = ".fawheels-original"  # not an extension suffix: Python never imports it

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fawheels._util import jsondoc
 from fawheels._util.show import say
 
 # Max |ours - fp32 reference| accepted, per dtype: FA2's own tests allow a few ulps of the output dtype.
+REPORT_SCHEMA = 1  # `smoke --report FILE` and its stdout: {schema, device, …, cases, bench, ok}
 TOLERANCE = {"fp16": 1e-2, "bf16": 3e-2}
 
 
@@ -492,8 +494,9 @@ def main_in_env(build_info_json: str) -> int:
     cases = run_smoke(info["profile"], list((info.get("flags") or {}).get("defines") or []))
     figures = bench(info["profile"]["dtypes"][0]) if "bench" in info.get("_smoke_mode", "") else {}
     say(
-        json.dumps(
+        jsondoc.dumps(
             {
+                "schema": REPORT_SCHEMA,
                 "device": torch.cuda.get_device_name(),
                 "capability": list(torch.cuda.get_device_capability()),
                 "torch": torch.__version__,
@@ -502,8 +505,7 @@ def main_in_env(build_info_json: str) -> int:
                 "cases": [asdict(c) for c in cases],
                 "bench": figures,
                 "ok": all(c.ok for c in cases),
-            },
-            indent=2,
+            }
         )
     )
     return 0 if all(c.ok for c in cases) else 1
@@ -571,8 +573,13 @@ def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
     doc = (
         proc.stdout
         if proc.stdout.strip()
-        else json.dumps(  # the checker died: say so, as JSON too
-            {"ok": False, "exit": proc.returncode, "error": proc.stderr.strip().splitlines()[-1:] or [""]}, indent=2
+        else jsondoc.dumps(  # the checker died: say so, as JSON too
+            {
+                "schema": REPORT_SCHEMA,
+                "ok": False,
+                "exit": proc.returncode,
+                "error": proc.stderr.strip().splitlines()[-1:] or [""],
+            }
         )
     )
     say(doc)

@@ -338,6 +338,20 @@ def _gpu_error(text: str, why: str) -> ConfigError:
     )
 
 
+_DRIVER = re.compile(r"([1-9][0-9]{2})\.([0-9]{1,3})(?:\.([0-9]{1,3}))?")  # ASCII: `\d` also takes "٠"
+
+
+def parse_driver(text: str) -> Version:
+    """An NVIDIA driver version as nvidia-smi prints it: MAJOR.MINOR[.PATCH] with a three-digit major."""
+    raw = text.strip()
+    if not _DRIVER.fullmatch(raw):
+        raise ConfigError(
+            f"--driver {text[:40]!r}: not a driver version (NVIDIA drivers read MAJOR.MINOR[.PATCH])",
+            hint="write it as nvidia-smi shows it: 580.65.06 or 570.195.03 (MAJOR.MINOR[.PATCH], three-digit major)",
+        )
+    return Version.parse(raw)
+
+
 def parse_gpu(text: str) -> tuple[int, int]:
     """GPU as a name ("RTX PRO 6000", "H100"), an arch ("sm_120") or a compute capability ("12.0").
 

@@ -18,9 +18,11 @@ from typing import Any
 import yaml
 
 from fawheels._util.errors import ConfigError
-from fawheels.matrix.config import Matrix, Profile, Target, load_matrix, parse_yaml
+from fawheels.matrix.config import load_matrix
 from fawheels.matrix.cudafacts import Arch
+from fawheels.matrix.model import Matrix, Profile, Target
 from fawheels.matrix.recipes import VLLM_FA2, Release
+from fawheels.matrix.yamlread import parse_yaml
 
 # Toolchain provisions in the order a derived target takes them (the first one the machine has, if it says).
 PROVISION_ORDER = ("host", "pip", "container")

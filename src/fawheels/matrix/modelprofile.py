@@ -19,7 +19,7 @@ from typing import Any
 from fawheels._util import names
 from fawheels._util.errors import ConfigError
 from fawheels._util.show import one_line
-from fawheels.matrix.config import HEAD_DIMS, Profile
+from fawheels.matrix.model import HEAD_DIMS, Profile
 
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
 

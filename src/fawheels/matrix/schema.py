@@ -1,6 +1,6 @@
 """build_matrix.yaml described from the model: a JSON Schema for editors and docs/matrix.md.
 
-Both are made from the `yaml_key` metadata of the model's fields (matrix/config.py), the same fields the
+Both are made from the `yaml_key` metadata of the model's fields (matrix/model.py), the same fields the
 loader takes its allowed keys from; `python -m fawheels._util.generate` writes them and its `--check` (run by
 `nox -s tests`) fails when a committed copy is stale. The schema checks shapes only: the loader's rules that
 span keys (references between sections, CUDA compatibility, unique ids) are in the "rules" column.
@@ -12,16 +12,7 @@ import json
 from dataclasses import fields
 from typing import Any
 
-from fawheels.matrix.config import (
-    Axes,
-    ImageSpec,
-    MatrixFile,
-    Profile,
-    Source,
-    TargetGroup,
-    Toolchain,
-    TorchSpec,
-)
+from fawheels.matrix.model import Axes, ImageSpec, MatrixFile, Profile, Source, TargetGroup, Toolchain, TorchSpec
 
 SCHEMA_FILE = "build_matrix.schema.json"
 
@@ -73,7 +64,7 @@ def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of build_matrix.yaml."""
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$comment": "generated from src/fawheels/matrix/config.py by `python -m fawheels._util.generate`; do not edit",
+        "$comment": "generated from src/fawheels/matrix/model.py by `python -m fawheels._util.generate`; do not edit",
         "title": "fawheels build matrix (build_matrix.yaml)",
         **_object(MatrixFile),
         "$defs": {name: _object(cls) for name, cls, _where in SECTIONS},

@@ -24,20 +24,20 @@ import shlex
 import unicodedata
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from fawheels._util import names
+from fawheels._util import jsondoc
 from fawheels._util.errors import ConfigError, InspectError
 from fawheels._util.files import read_regular
-from fawheels._util.names import ErrorClass
 from fawheels._util.show import one_line, say
 from fawheels.check.binary import CodeObject
 from fawheels.matrix import cudafacts as cf
 from fawheels.matrix.cudafacts import Arch, Version
+from fawheels.matrix.loading import code_min_driver, cudart_major, loads_on
 
 # The PEP 825 draft's metadata format version (versions 0.x are drafts by that PEP's own rule).
 PEP825_SCHEMA = "https://variants-schema.wheelnext.dev/v0.0.3.json"
@@ -88,26 +88,13 @@ class CodeFacts:
         }
 
 
-def code_min_driver(runtime_major: int, ptx_isas: Iterable[str]) -> Version:
-    """The oldest driver that starts the runtime and JIT-compiles every PTX."""
-    needed = [cf.MINOR_COMPAT_MIN_DRIVER.get(runtime_major) or cf.toolkit(f"{runtime_major}.0").min_driver]
-    for isa in ptx_isas:
-        by_isa = cf.min_driver_for_ptx_isa(Version.parse(isa))
-        if by_isa is None:
-            raise InspectError(f"PTX ISA {isa} is newer than every CUDA release fawheels knows")
-        needed.append(by_isa)
-    return max(needed)
-
-
 def code_facts(objects: Sequence[CodeObject], build_info: Mapping[str, Any]) -> CodeFacts:
     """Facts from the wheel's binaries (SASS, PTX ISA, libcudart) and its build-info (toolkit)."""
-    from fawheels.check.compat import runtime_major
-
     sass: set[str] = set()
     ptx: set[tuple[str, str]] = set()
     majors = set()
     for obj in objects:
-        if (m := runtime_major(obj)) is not None:
+        if (m := cudart_major(obj.needed)) is not None:
             majors.add(m)
         for e in obj.entries:
             if e.relocatable or e.kind not in ("sass", "ptx"):
@@ -130,47 +117,6 @@ def code_facts(objects: Sequence[CodeObject], build_info: Mapping[str, Any]) -> 
         ptx=tuple(sorted(ptx, key=lambda p: key(p[0]))),
         min_driver=str(code_min_driver(major, (isa for _, isa in ptx))),
     )
-
-
-def check_facts(facts: object, where: str, error: ErrorClass) -> None:
-    """A manifest's `facts`, as `CodeFacts.to_json` writes them, each value parsed as what `judge` reads it as;
-    a string where a list belongs, a 5,000-digit driver or an unknown arch is refused naming the field."""
-    if not isinstance(facts, dict):
-        raise error(f"{where}: expected an object, got {type(facts).__name__}")
-    if missing := [k for k in _FACT_FIELDS if k not in facts]:
-        raise error(f"{where}: missing field(s) {', '.join(missing)}")
-
-    def parsed(value: object, field: str, parse: Callable[[str], object]) -> None:
-        text = names.plain_text(value, f"{where}.{field}", error) or ""
-        try:
-            parse(text)
-        except ValueError as exc:
-            raise error(f"{where}.{field}: {exc}") from None
-
-    def listed(field: str) -> list[object]:
-        values = facts[field]
-        if not isinstance(values, list) or len(values) > 64:
-            raise error(f"{where}.{field}: expected a list (of at most 64 values), got {type(values).__name__}")
-        return values
-
-    parsed(facts["cuda"], "cuda", Version.parse)
-    parsed(facts["min_driver"], "min_driver", Version.parse)
-    names.integer(facts["cuda_runtime_major"], f"{where}.cuda_runtime_major", error, low=1, high=99)
-    for i, arch in enumerate(listed("sass")):
-        parsed(arch, f"sass[{i}]", Arch.parse)
-    for i, p in enumerate(listed("ptx")):
-        if not isinstance(p, dict):
-            raise error(f'{where}.ptx[{i}]: expected {{"arch": …, "isa": …}}, got {type(p).__name__}')
-        parsed(p.get("arch"), f"ptx[{i}].arch", Arch.parse)
-        parsed(p.get("isa"), f"ptx[{i}].isa", Version.parse)
-    names.label(facts["variant_label"], f"{where}.variant_label", error)
-    for i, line in enumerate(listed("variant_properties")):
-        text = names.plain_text(line, f"{where}.variant_properties[{i}]", error) or ""
-        if len(text.split(" :: ")) != 3:
-            raise error(f"{where}.variant_properties[{i}]: {text!r} is not 'namespace :: feature :: value'")
-
-
-_FACT_FIELDS = ("cuda", "cuda_runtime_major", "sass", "ptx", "min_driver", "variant_label", "variant_properties")
 
 
 # ----------------------------------------------------------------------------- index files (pure)
@@ -266,8 +212,6 @@ def gpu_driver_floor(cc: tuple[int, int]) -> tuple[Version, Version] | None:
 def judge(record: Mapping[str, Any], cc: tuple[int, int], driver: Version) -> Fit:
     """Does this published wheel load on a GPU of compute capability `cc` with `driver`? The rule is compat's
     (`loads_on`), over the wheel's recorded facts: what `compat WHEEL` says of the wheel's binaries."""
-    from fawheels.check.compat import loads_on
-
     facts = record.get("facts")
     if not facts:
         return Fit(record, False, "published without variant facts (publish it again with this fawheels)")
@@ -365,23 +309,6 @@ def _why_none(fits: Sequence[Fit], cc: tuple[int, int], driver: Version) -> str:
     return f"no wheel of this index loads on {cc[0]}.{cc[1]} with driver {driver} (CUDA {cuda})"
 
 
-def serving_targets(targets: Iterable[Any], distribution: str, cc: tuple[int, int], driver: Version) -> list[str]:
-    """Ids of matrix targets whose wheel would load there: SASS for the GPU, runtime and PTX the driver takes."""
-    from fawheels.matrix.recipes import RECIPES
-
-    ids = []
-    for t in targets:
-        if RECIPES[t.recipe].distribution != distribution:
-            continue
-        if not any(cf.sass_runs_on(a, cc) for a in t.sass):
-            continue
-        isa = cf.toolkit(t.toolchain.cuda).ptx_isa
-        need = code_min_driver(t.toolchain.cuda_version.major, [str(isa)] * len(t.ptx))
-        if driver >= need:
-            ids.append(t.id)
-    return ids
-
-
 # ----------------------------------------------------------------------------- I/O
 
 
@@ -413,7 +340,7 @@ def _manifest_url(index: str) -> tuple[str | None, Path | None]:
 def read_manifest(index: str) -> tuple[list[dict[str, Any]], str]:
     """The records of an index's `wheels.json` (directory, file:// or http(s) URL), each checked against its
     grammar (index.parse_manifest), and the index base URL. Reads at most MAX_MANIFEST bytes."""
-    from fawheels.publish.index import MANIFEST, MAX_MANIFEST, parse_manifest
+    from fawheels.publish.records import MANIFEST, MAX_MANIFEST, parse_manifest
 
     hint = "--index takes the index root that fawheels publish wrote (it holds wheels.json)"
     url, path = _manifest_url(index)
@@ -439,6 +366,9 @@ def install_command(base: str, record: Mapping[str, Any]) -> str:
     return f"pip install --index-url {shlex.quote(base + record['variant'] + '/simple')} {shlex.quote(requirement)}"
 
 
+INDEX_CHOICE_SCHEMA = 1  # `compat --index URL --json`: {schema, ok, gpu, driver, projects}
+
+
 def index_command(
     index: str, *, gpu: str | None, driver: str | None, project: str | None = None, as_json: bool = False
 ) -> int:
@@ -451,8 +381,9 @@ def index_command(
     choices = choose(records, cc, version, project)
     if as_json:
         say(
-            json.dumps(
+            jsondoc.dumps(
                 {
+                    "schema": INDEX_CHOICE_SCHEMA,
                     "ok": any(c.best for c in choices),
                     "gpu": f"{cc[0]}.{cc[1]}",
                     "driver": str(version),
@@ -466,8 +397,7 @@ def index_command(
                         }
                         for c in choices
                     ],
-                },
-                indent=2,
+                }
             )
         )
     else:

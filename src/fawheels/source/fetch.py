@@ -21,9 +21,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from fawheels._util.errors import SourceError
 from fawheels._util.files import PRIVATE, replacing, sha256_file
-from fawheels._util.paths import cache_root
+from fawheels._util.paths import cache_root, mark_used
 from fawheels._util.runner import log, run
-from fawheels.matrix.config import Source
+from fawheels.matrix.model import Source
 
 
 def cached_path(source: Source, cache: Path | None = None) -> Path:
@@ -62,6 +62,7 @@ def fetch_sdist(source: Source, *, offline: bool = False, cache: Path | None = N
     if path.is_file():
         actual = sha256_file(path)
         if actual == source.sha256:
+            mark_used(path.parent)
             return path
         # A corrupted cache entry is never used; it is replaced from the network.
         log(f"cached {path} has sha256 {actual}, expected {source.sha256}; discarding it")

@@ -2,7 +2,7 @@
 
 Backends: a local directory (default, `<cache>/sccache`) or Redis shared by many builders
 (`SCCACHE_REDIS_ENDPOINT`, e.g. `redis://127.0.0.1:6379`). The build picks the cache up from
-`FAWHEELS_COMPILER_LAUNCHER` (build/execute.py passes it to CMake as the CUDA and CXX compiler launcher).
+`FAWHEELS_COMPILER_LAUNCHER` (compile/execute.py passes it to CMake as the CUDA and CXX compiler launcher).
 
 Why sccache: it splits an nvcc call into its steps (cudafe++, cicc -> PTX, ptxas -> CUBIN, host c++) and
 keys each on the tool's binary, its arguments (-gencode included) and its preprocessed input (every
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from fawheels._util import jsondoc
 from fawheels._util.errors import ConfigError, ToolchainError
 from fawheels._util.paths import cache_root
 from fawheels._util.runner import call
@@ -253,6 +254,9 @@ class Sccache:
         self._run("--stop-server")
 
 
+STATS_SCHEMA = 1  # `python -m fawheels.toolchain.compilercache stats`: {schema, hits, misses, …}
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m fawheels.toolchain.compilercache env [SPEC]`: the variables as KEY=VALUE lines (for $GITHUB_ENV or
     `export`); `stats [SPEC]`: the server's stats as JSON."""
@@ -270,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "env":
         say("\n".join(f"{k}={v}" for k, v in cache.env.items()))
     else:
-        say(json.dumps(cache.stats().to_json(), indent=2))
+        say(jsondoc.dumps({"schema": STATS_SCHEMA, **cache.stats().to_json()}))
     return 0
 
 

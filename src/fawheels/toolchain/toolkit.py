@@ -18,9 +18,9 @@ from pathlib import Path
 
 from fawheels._util.errors import ToolchainError
 from fawheels._util.files import write_atomic
-from fawheels._util.paths import cache_root
+from fawheels._util.paths import cache_root, mark_used
 from fawheels._util.runner import call, log, pip_install_into, run
-from fawheels.matrix.config import Target, Toolchain, TorchSpec
+from fawheels.matrix.model import Target, Toolchain, TorchSpec
 
 # Build tools installed beside torch; pinned so two builders configure identically.
 CMAKE_PIN = "cmake==4.1.3"
@@ -143,6 +143,7 @@ def provision_pip(tc: Toolchain, *, offline: bool = False) -> CudaToolkit:
         )
         fix_pip_toolkit(cuda_home)
         (root / COMPLETE_MARKER).write_text(tc.pip_version + "\n")
+    mark_used(root)
     nvcc = cuda_home / "bin" / "nvcc"
     version = _nvcc_version(nvcc)
     if version != tc.pip_version:
@@ -282,6 +283,7 @@ def torch_env(target: Target, *, offline: bool = False) -> TorchEnv:
             what=f"pip install torch=={target.torch.version}",
         )
         (root / COMPLETE_MARKER).write_text(target.torch.version + "\n")
+    mark_used(root)
     env = _probe_cached_env(root, python)
     check_torch(env, target.torch, target.python)
     return env

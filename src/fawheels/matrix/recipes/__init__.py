@@ -1,6 +1,6 @@
 """Recipes: what a target builds from its source (CMake project, extension, Python packages, metadata).
 
-The matrix names a recipe per target group; the build (build/execute.py) is recipe-agnostic and asks the recipe for
+The matrix names a recipe per target group; the build (compile/execute.py) is recipe-agnostic and asks the recipe for
 every product-specific detail. Each recipe's CMake project lives in `recipes/<cmake_dir>/`.
 """
 

@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from fawheels.build import jobstats
+from fawheels.compile import jobstats
 
 # The parts must predict at least this much less wall than the whole units: a prediction within a few per
 # cent is noise, and whole units are the cheaper build (less CPU, fewer jobs to log).

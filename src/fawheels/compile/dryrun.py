@@ -3,7 +3,7 @@
 For every target: the wheel it writes, the toolchain and how it is provisioned (a container target's
 image recipe with its base pinned by digest, and the commands that would provide it), the torch it links,
 the pinned source and patches, the CMake configure line and one nvcc command per kernel unit. The plan
-comes from the same planner a build uses (`build.plan_build`), fed with where the tools will be instead of
+comes from the same planner a build uses (`plan.plan_build`), fed with where the tools will be instead of
 probing them; nothing is downloaded, compiled or written.
 
 Also here: the check a real build makes before any work (`refuse_unprovided_images`).
@@ -11,7 +11,6 @@ Also here: the check a real build makes before any work (`refuse_unprovided_imag
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -19,28 +18,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fawheels._util import jsondoc
 from fawheels._util.errors import ContainerError, ToolchainError
 from fawheels._util.paths import build_root
 from fawheels._util.show import say
-from fawheels.build import jobstats, planner
-from fawheels.build.execute import (
-    IN_CONTAINER,
-    NVCC_JOB_BYTES,
-    SPLITKV_PARTS_MARKER,
-    mem_available,
-    ninja_jobs,
-    plan_build,
-    plan_compile,
-)
-from fawheels.matrix.config import Matrix, Target
+from fawheels.compile import jobstats, planner
+from fawheels.compile.plan import IN_CONTAINER, NVCC_JOB_BYTES, mem_available, ninja_jobs, plan_build, plan_compile
+from fawheels.compile.units import SPLITKV_PARTS_MARKER
+from fawheels.matrix.model import Matrix, Target
 from fawheels.matrix.recipes import RECIPES
-from fawheels.toolchain.container import (
-    LOCAL_BASE,
-    find_checkout,
-    preflight_registry_base,
-    provide_commands,
-    resolve_recipe,
-)
+from fawheels.toolchain.container import preflight_registry_base
+from fawheels.toolchain.images import LOCAL_BASE, find_checkout, provide_commands, resolve_recipe
 from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv, pip_toolkit_requirements
 
 TORCH_ENV = Path("<torch-env>")  # where the build's isolated torch env will be
@@ -123,7 +111,7 @@ def _nvcc_version_in_history(history: Mapping[str, list[dict[str, Any]]], cuda: 
 
 
 def plan_choice(target: Target, matrix: Matrix, jobs: int | None = None) -> planner.Choice:
-    """The granularity and job count the build would choose on this machine (execute.plan_compile)."""
+    """The granularity and job count the build would choose on this machine (plan.plan_compile)."""
     history = jobstats.load_history()
     return plan_compile(
         target,
@@ -271,7 +259,7 @@ def print_plans(
     """The plans, as text or one JSON document; exit 4 (toolchain) when a check failed: the build would too."""
     docs = [plan_doc(t, matrix, container=container, jobs=jobs) for t in targets]
     if as_json:
-        say(json.dumps({"schema": DRY_RUN_SCHEMA, "dry_run": True, "targets": docs}, indent=2), flush=True)
+        say(jsondoc.dumps({"schema": DRY_RUN_SCHEMA, "dry_run": True, "targets": docs}), flush=True)
     else:
         for i, target in enumerate(targets):
             say(("\n" if i else "") + plan_text(target, matrix, container=container, jobs=jobs), flush=True)

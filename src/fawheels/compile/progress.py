@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from fawheels.build import jobstats
+from fawheels.compile import jobstats
 
 NINJA_LINE = re.compile(r"^\[(\d+)/(\d+)\]\s+(.*)$")
 SHOWN_RUNNING = 3  # running jobs named in a status line; the rest are counted
