@@ -13,7 +13,10 @@ on the routes that return it, the softmax LSE against a float32 reference.
   python scripts/bench_vllm_vs_stock.py first-call --ext SO --interface IFACE.py
       the first paged decode call of a fresh process (run it with CUDA_CACHE_DISABLE=1)
   python scripts/bench_vllm_vs_stock.py routes --ext OURS.whl --interface IFACE.py
-      our paged prefill on each route and the same prefill over contiguous K/V
+      our paged prefill on each route, the same prefill over contiguous K/V and the vision cases (with
+      LD_PRELOAD=shim.so FAWHEELS_SHIM_EXT=_vllm_fa2_C: the forward kernel's sm_86 tiles, scripts/sm8x_tiles_shim.c)
+  python scripts/bench_vllm_vs_stock.py splits --ext EXT --interface IFACE.py --splits 0,1,2,4,8
+      the decode cases at each num_splits (0: the extension's own choice)
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -245,7 +248,11 @@ ROUTES = [
     Case("prefill 8 x 2048, paged (forward kernel)", ((2048, 2048),) * 8),
     Case("prefill 8 x 2048, paged, num_splits 1 (split-KV kernel)", ((2048, 2048),) * 8, num_splits=1),
     Case("prefill 8 x 2048, contiguous K/V", ((2048, 2048),) * 8, page=None),
+    *(c for c in CASES if c.name.startswith("vision")),
 ]
+
+# The decode cases whose split count is measured (2-16 splits, issue 20): long contexts and the batch of 64.
+SPLIT_CASES = [c for c in CASES if c.name.startswith("decode") and "num_splits" not in c.name and "," not in c.name]
 
 
 def routes(ext: Path, iface: Path) -> None:
@@ -255,6 +262,34 @@ def routes(ext: Path, iface: Path) -> None:
     for case in ROUTES:
         us = time_case(torch, fai, Inputs(torch, case))
         print(json.dumps({"case": case.name, **{k: round(v, 1) for k, v in _summary(us).items()}}), flush=True)
+
+
+class _AnySplits:
+    """vLLM's interface refuses num_splits > 1 for FA2; this calls the op it calls, with the same arguments."""
+
+    def __init__(self, torch: Any) -> None:
+        self.op = torch.ops._vllm_fa2_C.varlen_fwd
+
+    def flash_attn_varlen_func(self, q: Any, k: Any, v: Any, max_q: int, cu_q: Any, max_k: int, **kw: Any) -> Any:
+        cu_k = kw["cu_seqlens_k"] if kw["cu_seqlens_k"] is not None else cu_q.new_zeros(cu_q.shape)
+        window = kw["window_size"]
+        return self.op(q, k, v, kw["out"], cu_q, cu_k, kw["seqused_k"], None, kw["block_table"], None, max_q, max_k,
+                       0.0, kw["softmax_scale"], False, kw["causal"], window[0], window[1], kw["softcap"], False,
+                       kw["num_splits"], None)  # fmt: skip
+
+
+def splits(ext: Path, iface: Path, counts: list[int]) -> None:
+    import torch
+
+    _interface(ext, iface)  # loads the extension
+    fai = _AnySplits(torch)
+    for case in SPLIT_CASES:
+        for n in counts:
+            one = replace(case, num_splits=n)
+            us = time_case(torch, fai, Inputs(torch, one))
+            row = {"case": case.name, "num_splits": n, **{k: round(v, 1) for k, v in _summary(us).items()}}
+            print(json.dumps(row), flush=True)
+            torch.cuda.empty_cache()
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -350,6 +385,10 @@ def main() -> None:
     o = sub.add_parser("routes")
     o.add_argument("--ext", type=Path, required=True)
     o.add_argument("--interface", type=Path, required=True)
+    s = sub.add_parser("splits")
+    s.add_argument("--ext", type=Path, required=True)
+    s.add_argument("--interface", type=Path, required=True)
+    s.add_argument("--splits", default="0,1,2,3,4,6,8,12,16", help="comma-separated num_splits values")
     f = sub.add_parser("first-call")
     f.add_argument("--ext", type=Path, required=True)
     f.add_argument("--interface", type=Path, required=True)
@@ -366,6 +405,8 @@ def main() -> None:
         worker(args.ext, args.interface, args.out, args.case)
     elif args.cmd == "routes":
         routes(args.ext, args.interface)
+    elif args.cmd == "splits":
+        splits(args.ext, args.interface, [int(n) for n in args.splits.split(",")])
     elif args.cmd == "first-call":
         first_call(args.ext, args.interface)
     else:

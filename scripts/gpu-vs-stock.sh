@@ -5,7 +5,10 @@
 #                                   (or carry wheels built elsewhere in .devcache/wheels/ and skip this step)
 #   scripts/gpu-vs-stock.sh test    tests/gpu (vLLM's interface over paged KV, our ops, the LSE on every route),
 #                                   vLLM's own test_varlen_with_paged_kv (VLLM_K: a -k filter), and flash-attn's
-#                                   kvcache test (pages 16-256) when an fa2 wheel is there
+#                                   kvcache test (pages 16-256; KV_HEAD_DIMS, default 128: the fa2 target's
+#                                   qwen3 profile) when an fa2 wheel is there
+#   scripts/gpu-vs-stock.sh tune    ours alone: the decode cases at 0-16 splits, and the prefill routes and vision
+#                                   cases on the forward kernel's own tiles and on its sm_86 tiles (sm8x_tiles_shim.c)
 #   scripts/gpu-vs-stock.sh bench   stock vLLM 0.26.0's _vllm_fa2_C against ours (scripts/bench_vllm_vs_stock.py,
 #                                   each side stopped after BENCH_LIMIT_S), then our first paged decode in a fresh
 #                                   process with CUDA_CACHE_DISABLE=1 (stock's too with FIRST_CALL_STOCK=1)
@@ -55,6 +58,16 @@ bench)
     CUDA_CACHE_DISABLE=1 timeout 200 python3 scripts/bench_vllm_vs_stock.py first-call --ext "$ext" --interface $IFACE
   done | tee "$out/first-call.jsonl"
   ;;
+tune)
+  wheels
+  sha256sum "$vw" | tee "$out/wheels.sha256"
+  gcc -shared -fPIC -O2 -o /tmp/shim.so scripts/sm8x_tiles_shim.c -ldl || exit 1
+  py="python3 scripts/bench_vllm_vs_stock.py"
+  $py splits --ext "$vw" --interface $IFACE | tee "$out/splits.jsonl"
+  $py routes --ext "$vw" --interface $IFACE | tee "$out/routes.jsonl"
+  LD_PRELOAD=/tmp/shim.so FAWHEELS_SHIM_EXT=_vllm_fa2_C $py routes --ext "$vw" --interface $IFACE |
+    tee "$out/routes-sm8x-tiles.jsonl"
+  ;;
 test | ours | vllm | kvcache)  # test: all three; ours, vllm, kvcache: one of them
   wheels
   sha256sum "$vw" $fw | tee "$out/wheels.sha256"
@@ -71,13 +84,13 @@ test | ours | vllm | kvcache)  # test: all three; ours, vllm, kvcache: one of th
     2>&1 | tail -6) | tee "$out/vllm-kernel-tests.txt"
   [[ $1 == test || $1 == kvcache ]] && [ -n "$fw" ] &&
   python3 -m pip install -q --no-index --no-deps --target /tmp/fa2site "$fw" &&
-  python3 scripts/flash_attn_kvcache_tests.py /tmp/fakv > "$out/fa-kvcache-params.txt" &&
-  (cd /tmp/fakv && PYTHONPATH=/tmp/fa2site:/tmp/site timeout -s INT 120 python3 -m pytest -q -p no:cacheprovider \
+  python3 scripts/flash_attn_kvcache_tests.py /tmp/fakv --head-dims "${KV_HEAD_DIMS:-128}" > "$out/fa-kvcache-params.txt" &&
+  (cd /tmp/fakv && PYTHONPATH=/tmp/fa2site:/tmp/site timeout -s INT 420 python3 -m pytest -q -p no:cacheprovider \
     -n 12 test_flash_attn.py -k test_flash_attn_kvcache 2>&1 | tail -4) | tee "$out/fa-kvcache.txt"
   exit 0
   ;;
 *)
-  echo "usage: scripts/gpu-vs-stock.sh build|bench|test|ours|vllm|kvcache" >&2
+  echo "usage: scripts/gpu-vs-stock.sh build|tune|bench|test|ours|vllm|kvcache" >&2
   exit 2
   ;;
 esac
