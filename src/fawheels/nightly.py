@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from fawheels._util import console, jsondoc
 from fawheels._util.errors import ConfigError, FawheelsError, InternalError, UsageError
 from fawheels._util.files import writable_dir, write_atomic
-from fawheels.compile.result import Result
+from fawheels.compile.result import Result, Status
 from fawheels.matrix.config import load_matrix_file
 from fawheels.matrix.model import Matrix, Target
 from fawheels.toolchain.compilercache import (
@@ -48,7 +48,7 @@ class Outcome:
     """One row of the nightly report."""
 
     target: str
-    status: str  # ok | failed
+    status: Status
     stage: str  # where it failed ("done" when it did not); "publish" when only publishing failed
     error: str
     exit_code: int
@@ -73,7 +73,7 @@ class Outcome:
         rate = self.hit_rate
         return {
             "target": self.target,
-            "status": self.status,
+            "status": self.status.value,
             "stage": self.stage,
             "error": self.error_head,
             "exit_code": self.exit_code,
@@ -131,7 +131,7 @@ def render_table(outcomes: Sequence[Outcome]) -> str:
         )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [head, *rows]]
-    failed = [o for o in outcomes if o.status != "ok"]
+    failed = [o for o in outcomes if o.status is not Status.OK]
     for o in failed:
         lines += [
             "",
@@ -151,15 +151,15 @@ def report_doc(
         "wall_s": round(wall_s, 1),
         "compiler_cache": cache,
         "index": index,
-        "passed": sum(o.status == "ok" for o in outcomes),
-        "failed": sum(o.status != "ok" for o in outcomes),
+        "passed": sum(o.status is Status.OK for o in outcomes),
+        "failed": sum(o.status is not Status.OK for o in outcomes),
         "targets": [o.to_json() for o in outcomes],
     }
 
 
 def exit_code(outcomes: Sequence[Outcome]) -> int:
     """0 when every target passed; else the first failure's code (fawheels' stable exit codes), at least 1."""
-    failed = [o for o in outcomes if o.status != "ok"]
+    failed = [o for o in outcomes if o.status is not Status.OK]
     return max(1, failed[0].exit_code) if failed else 0
 
 
@@ -174,12 +174,12 @@ def _build_one(target: Target, build: BuildFn) -> Result:
     except (KeyboardInterrupt, SystemExit):
         raise
     except FawheelsError as exc:  # e.g. docker down (exit 9): the error's own code and words, no traceback
-        return Result(target.id, "failed", "build", str(exc), exc.exit_code, wall_s=time.monotonic() - start)
+        return Result(target.id, Status.FAILED, "build", str(exc), exc.exit_code, wall_s=time.monotonic() - start)
     except Exception as exc:  # a failing target never stops the others, whatever it raised
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return Result(
             target.id,
-            "failed",
+            Status.FAILED,
             "internal",
             f"{detail}\n{traceback.format_exc()}",
             InternalError.exit_code,
@@ -217,12 +217,14 @@ def run_targets(
     if publish is None:
         return outcomes
     for i, (target, o) in enumerate(zip(targets, outcomes, strict=True)):
-        if o.status != "ok" or o.wheel is None or not target.publish:  # demos and reproductions stay unpublished
+        if (
+            o.status is not Status.OK or o.wheel is None or not target.publish
+        ):  # demos and reproductions stay unpublished
             continue
         try:
             publish(Path(o.wheel))
         except FawheelsError as exc:
-            outcomes[i] = replace(o, status="failed", stage="publish", error=str(exc), exit_code=exc.exit_code)
+            outcomes[i] = replace(o, status=Status.FAILED, stage="publish", error=str(exc), exit_code=exc.exit_code)
         else:
             outcomes[i] = replace(o, published=True)
     return outcomes
@@ -240,8 +242,9 @@ def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bo
     def build(target: Target) -> Result:
         dist = out / target.id
         from fawheels.compile.execute import build_target, build_target_in_container
+        from fawheels.compile.plan import builds_in_image
 
-        if target.toolchain.provision == "container":
+        if builds_in_image(target):
             return build_target_in_container(target, matrix, dist, jobs, offline, clean=clean)
         return build_target(target, matrix, dist, jobs, offline, clean=clean)
 

@@ -14,10 +14,10 @@ import pytest
 
 from fawheels._util.errors import SourceError
 from fawheels.compile import command
-from fawheels.compile.plan import IN_CONTAINER
 from fawheels.matrix.model import Source
 from fawheels.source.fetch import cached_path, prefetch, prepare_tree
 from fawheels.toolchain import container
+from fawheels.toolchain.toolkit import IN_IMAGE
 from support.fakes import sample_run
 from support.matrices import BASE
 
@@ -47,7 +47,7 @@ def test_build_command_passes_clean_and_offline_to_the_container(
         return 0
 
     monkeypatch.setattr(container, "build_in_container", fake)
-    monkeypatch.delenv(IN_CONTAINER, raising=False)
+    monkeypatch.delenv(IN_IMAGE, raising=False)
     assert (
         command.build_command(
             matrix_path=matrix,

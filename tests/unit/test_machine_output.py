@@ -14,7 +14,7 @@ from fawheels import cli, nightly
 from fawheels._util import jsondoc
 from fawheels._util.errors import InternalError
 from fawheels.compile.command import report_json
-from fawheels.compile.result import Result
+from fawheels.compile.result import Result, Status
 from support.wheelfactory import toy_wheel
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def test_verify_json_carries_a_schema(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_the_build_report_is_an_object_with_the_results() -> None:
-    results = [Result("a", status="ok"), Result("b", status="failed", stage="compile", exit_code=6)]
+    results = [Result("a", status=Status.OK), Result("b", status=Status.FAILED, stage="compile", exit_code=6)]
     doc = json.loads(report_json(results))
     assert jsondoc.schema_problem(doc) is None
     assert doc["ok"] is False and [r["target"] for r in doc["results"]] == ["a", "b"]

@@ -16,7 +16,7 @@ import yaml
 
 from fawheels import nightly
 from fawheels._util.errors import ConfigError, PublishError, SourceError, ToolchainError
-from fawheels.compile.result import Result
+from fawheels.compile.result import Result, Status
 from fawheels.matrix.config import load_matrix, load_matrix_file, render_targets
 from fawheels.matrix.model import Target
 from fawheels.nightly import exit_code, render_table, report_doc, run_targets, select_targets
@@ -64,7 +64,7 @@ class FakeCache:
 def ok(target: Target) -> Result:
     return Result(
         target.id,
-        "ok",
+        Status.OK,
         "done",
         wheel=Path(f"/dist/{target.id}/w.whl"),
         sha256="ab" * 32,
@@ -92,7 +92,7 @@ def test_a_failing_target_never_stops_the_others_and_only_passes_are_published()
         if target.id == DEFAULT:
             return Result(
                 target.id,
-                "failed",
+                Status.FAILED,
                 "source",
                 "patch 0001-broken.patch no longer applies to flash_attn-2.8.3:\nerror: patch failed",
                 5,
@@ -151,7 +151,7 @@ def test_table_and_report() -> None:
     def build(target: Target) -> Result:
         if target.id == ONE_TU:
             exc = SourceError("patch 0001-broken.patch no longer applies to flash_attn-2.8.3:\n" + "line\n" * 20)
-            return Result(target.id, "failed", "source", str(exc), exc.exit_code, wall_s=2.0)
+            return Result(target.id, Status.FAILED, "source", str(exc), exc.exit_code, wall_s=2.0)
         return ok(target)
 
     cache = FakeCache([CacheStats({"PTX": 8, "CUBIN": 8}, {}), CacheStats()])

@@ -11,8 +11,8 @@ from fawheels._util.files import write_atomic
 from fawheels._util.redact import redact, secrets_from_env
 from fawheels.compile import dryrun
 from fawheels.compile.execute import build_target, build_target_in_container
-from fawheels.compile.plan import IN_CONTAINER
-from fawheels.compile.result import Result
+from fawheels.compile.plan import builds_in_image
+from fawheels.compile.result import Result, Status
 from fawheels.matrix.config import load_matrix_file
 
 REPORT_SCHEMA = 1  # `build --report FILE`: {schema, ok, results: [one per target, in build order]}
@@ -22,7 +22,7 @@ def report_json(results: list[Result]) -> str:
     """The `--report` document: an object with its schema, the targets' results under `results`."""
     doc = {
         "schema": REPORT_SCHEMA,
-        "ok": all(r.status == "ok" for r in results),
+        "ok": all(r.status is Status.OK for r in results),
         "results": [r.to_json() for r in results],
     }
     return jsondoc.dumps(doc)
@@ -34,10 +34,10 @@ def print_summary(results: list[Result]) -> None:
     say("== summary")
     for r in results:
         slowest = f"; slowest job {r.slowest[0]} {r.slowest[1]:.0f} s" if r.slowest else ""
-        if r.status == "ok" and r.wheel:
+        if r.status is Status.OK and r.wheel:
             say(f"  ok      {r.target}  {r.wall_s:.0f} s (compile {r.compile_wall_s:.0f} s{slowest})")
             say(f"          {r.wheel}  {r.size / 1e6:.1f} MB  sha256 {r.sha256}")
-        elif r.status == "ok":
+        elif r.status is Status.OK:
             say(f"  ok      {r.target}  (built in its toolchain image; the wheel is in the summary above)")
         else:
             first = r.error.splitlines()[0] if r.error else ""
@@ -66,12 +66,11 @@ def build_command(
     dryrun.refuse_unprovided_images(matrix, targets, container=container)  # before any work
     results: list[Result] = []
     for target in targets:
-        # Inside a toolchain image the pipeline runs on the host path (the image is the toolchain).
-        if (container or target.toolchain.provision == "container") and not os.environ.get(IN_CONTAINER):
+        if builds_in_image(target, container=container):
             results.append(build_target_in_container(target, matrix, dist, jobs, offline, clean))
         else:
             results.append(build_target(target, matrix, dist, jobs, offline, clean))
-        if results[-1].status != "ok" and not keep_going:
+        if results[-1].status is not Status.OK and not keep_going:
             break
     print_summary(results)
     if report is not None:  # an error may quote a URL with credentials: redacted
@@ -80,5 +79,5 @@ def build_command(
             redact(report_json(results) + "\n", *secrets_from_env(os.environ)),
             mode=None,
         )
-    failures = [r for r in results if r.status != "ok"]
+    failures = [r for r in results if r.status is not Status.OK]
     return failures[0].exit_code if failures else 0

@@ -23,13 +23,13 @@ from fawheels._util.errors import ContainerError, ToolchainError
 from fawheels._util.paths import build_root
 from fawheels._util.show import say
 from fawheels.compile import jobstats, planner
-from fawheels.compile.plan import IN_CONTAINER, NVCC_JOB_BYTES, mem_available, ninja_jobs, plan_build, plan_compile
+from fawheels.compile.plan import NVCC_JOB_BYTES, builds_in_image, mem_available, ninja_jobs, plan_build, plan_compile
 from fawheels.compile.units import SPLITKV_PARTS_MARKER
 from fawheels.matrix.model import Matrix, Target
 from fawheels.matrix.recipes import RECIPES
 from fawheels.toolchain.container import preflight_registry_base
 from fawheels.toolchain.images import LOCAL_BASE, find_checkout, provide_commands, resolve_recipe
-from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv, pip_toolkit_requirements
+from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv, in_toolchain_image, pip_toolkit_requirements
 
 TORCH_ENV = Path("<torch-env>")  # where the build's isolated torch env will be
 CONTAINER_CUDA_HOME = "/opt/fawheels/cuda"  # the toolchain images' CUDA_HOME (docker/Dockerfile.*)
@@ -37,14 +37,10 @@ GB = jobstats.GB
 DISK_NEEDED = 10 * GB  # the torch env (5.5 GB), the unpacked source and the objects (README: time and disk)
 
 
-def _uses_container(target: Target, container: bool) -> bool:
-    return container or target.toolchain.provision == "container"
-
-
 def _toolkit(target: Target, container: bool) -> tuple[CudaToolkit, list[str]]:
     """Where nvcc will be, and how it gets there (lines for the plan)."""
     tc = target.toolchain
-    if _uses_container(target, container):
+    if builds_in_image(target, container=container):
         home = Path(CONTAINER_CUDA_HOME)
         how = [f"the toolchain image's nvcc {tc.cuda}, at {home}"]
         version = tc.pip_version or tc.cuda
@@ -128,7 +124,7 @@ def checks(target: Target, tk: CudaToolkit, *, container: bool) -> list[tuple[st
     """What the dry run can check without compiling: (name, ok, detail). A host nvcc that is not there, too
     little disk under the build root or too little memory for one job fails here instead of in the build."""
     found: list[tuple[str, bool, str]] = []
-    if not _uses_container(target, container) and target.toolchain.provision == "host":
+    if not builds_in_image(target, container=container) and target.toolchain.provision == "host":
         there = tk.nvcc.is_file()
         found.append(
             ("nvcc", there, f"{tk.nvcc}" + ("" if there else " not found: set CUDA_HOME, or use a pip toolchain"))
@@ -151,7 +147,7 @@ def plan_doc(target: Target, matrix: Matrix, *, container: bool = False, jobs: i
     tk, _ = _toolkit(target, container)
     choice = plan_choice(target, matrix, jobs)
     image = None
-    if _uses_container(target, container):
+    if builds_in_image(target, container=container):
         try:
             root = find_checkout(matrix.root)
             recipe = resolve_recipe(target.toolchain, target.torch.version, target.torch.cuda, target.python, root)
@@ -167,7 +163,7 @@ def plan_doc(target: Target, matrix: Matrix, *, container: bool = False, jobs: i
         "target": target.id,
         "wheel": target.wheel_name,
         "toolchain": {"name": target.toolchain.name, "cuda": target.toolchain.cuda, "nvcc": str(tk.nvcc)},
-        "provision": "container" if _uses_container(target, container) else target.toolchain.provision,
+        "provision": "container" if builds_in_image(target, container=container) else target.toolchain.provision,
         "image": image,
         "torch": target.torch.version,
         "python": target.python,
@@ -206,10 +202,10 @@ def plan_text(target: Target, matrix: Matrix, *, container: bool = False, jobs: 
         f"recipe: {target.recipe} ({recipe.distribution}, extension {recipe.extension})"
         + (f", serves {target.serves}" if target.serves else ""),
         f"toolchain: {target.toolchain.name}, CUDA {target.toolchain.cuda}, provision "
-        f"{'container' if _uses_container(target, container) else target.toolchain.provision}",
+        f"{'container' if builds_in_image(target, container=container) else target.toolchain.provision}",
     ]
     lines += [f"  {line}" for line in tk_lines]
-    if _uses_container(target, container):
+    if builds_in_image(target, container=container):
         lines += [f"  {line}" for line in _image_lines(target, find_checkout(matrix.root))]
     torch_index = (
         f" from https://download.pytorch.org/whl/cu{target.torch.cuda.replace('.', '')}"
@@ -270,10 +266,10 @@ def print_plans(
 def refuse_unprovided_images(matrix: Matrix, targets: Sequence[Target], *, container: bool) -> None:
     """Before any work: every container target's registry base is here (or its image was built already).
     Inside a toolchain image there is nothing to check."""
-    if os.environ.get(IN_CONTAINER):
+    if in_toolchain_image():
         return
     for target in targets:
-        if not _uses_container(target, container):
+        if not builds_in_image(target, container=container):
             continue
         root = find_checkout(matrix.root)
         recipe = resolve_recipe(target.toolchain, target.torch.version, target.torch.cuda, target.python, root)

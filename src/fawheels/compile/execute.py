@@ -45,7 +45,7 @@ from fawheels.compile.plan import (
     plan_build,
     plan_compile,
 )
-from fawheels.compile.result import Result, container_result, wheels_in
+from fawheels.compile.result import Result, Status, container_result, wheels_in
 from fawheels.compile.units import (
     splitkv_parts_available,
 )
@@ -274,7 +274,7 @@ def build_target(
         try:
             _build_stages(target, matrix, dist, jobs, offline, result, clean)
         except FawheelsError as exc:
-            result.status, result.error, result.exit_code = "failed", str(exc), exc.exit_code
+            result.status, result.error, result.exit_code = Status.FAILED, str(exc), exc.exit_code
             console.error(f"fawheels: {exc.kind} error during {result.stage}: {exc}")
     result.wall_s = time.monotonic() - start
     return result
@@ -435,7 +435,7 @@ def _build_stages(
     result.wheel = final
     result.sha256 = sha256_file(final)
     result.size = final.stat().st_size
-    result.status = "ok"
+    result.status = Status.OK
     result.stage = "done"
     console.step(f"wheel: {final}")
     log("stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.stages_s.items()))

@@ -7,10 +7,19 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from fawheels._util.files import sha256_file
+
+
+class Status(StrEnum):
+    """A target's state in a build or a nightly (written as its value in every report)."""
+
+    PENDING = "pending"
+    OK = "ok"
+    FAILED = "failed"
 
 
 @dataclass
@@ -18,7 +27,7 @@ class Result:
     """What happened to one target: failures are data, the CLI turns them into an exit code."""
 
     target: str
-    status: str = "pending"  # ok | failed
+    status: Status = Status.PENDING
     stage: str = ""
     error: str = ""
     exit_code: int = 0
@@ -41,7 +50,7 @@ class Result:
     def to_json(self) -> dict[str, Any]:
         return {
             "target": self.target,
-            "status": self.status,
+            "status": self.status.value,
             "stage": self.stage,
             "error": self.error,
             "wheel": str(self.wheel) if self.wheel else None,
@@ -90,7 +99,13 @@ def container_result(
     mine = [dist / name for name, mark in wheels_in(dist).items() if before.get(name) != mark]
     if code != 0 or len(mine) != 1:
         why = f"container build exited {code}" if code else f"container build left {len(mine)} wheels in {dist}"
-        return Result(target_id, "failed", "container", f"{why}; its log is above", code or 1, wall_s=wall_s)
+        return Result(target_id, Status.FAILED, "container", f"{why}; its log is above", code or 1, wall_s=wall_s)
     return Result(
-        target_id, "ok", "done", wheel=mine[0], sha256=sha256_file(mine[0]), size=mine[0].stat().st_size, wall_s=wall_s
+        target_id,
+        Status.OK,
+        "done",
+        wheel=mine[0],
+        sha256=sha256_file(mine[0]),
+        size=mine[0].stat().st_size,
+        wall_s=wall_s,
     )

@@ -42,6 +42,7 @@ from fawheels.toolchain.images import (
     resolve_recipe,
 )
 from fawheels.toolchain.pipserve import host_pip_settings, loopback_indexes
+from fawheels.toolchain.toolkit import IN_IMAGE
 
 ENGINES = ("docker", "podman")
 # Inside the container: where the host's pieces are mounted.
@@ -176,7 +177,7 @@ def plan_run(
         FAWHEELS_CACHE=CACHE,
         FAWHEELS_BUILD_ROOT=str(build_root),
         HOME="/tmp",
-        FAWHEELS_IN_CONTAINER="1",
+        **{IN_IMAGE: "1"},
         PYTHONDONTWRITEBYTECODE="1",
     )
     return RunSpec(image, tuple(argv), tuple(mounts), env, f"{uid}:{gid}")

@@ -151,9 +151,16 @@ def provision_pip(tc: Toolchain, *, offline: bool = False) -> CudaToolkit:
     return CudaToolkit(cuda_home, nvcc, version, "pip")
 
 
+IN_IMAGE = "FAWHEELS_IN_CONTAINER"  # container.py sets it in what it runs inside a toolchain image
+
+
+def in_toolchain_image() -> bool:
+    """Whether this process runs inside a toolchain image, where a container toolchain is the host's."""
+    return bool(os.environ.get(IN_IMAGE))
+
+
 def provision_cuda(tc: Toolchain, *, offline: bool = False) -> CudaToolkit:
-    # Inside its toolchain image a container toolchain is the host's (container.py sets the variable).
-    if tc.provision == "host" or (tc.provision == "container" and os.environ.get("FAWHEELS_IN_CONTAINER")):
+    if tc.provision == "host" or (tc.provision == "container" and in_toolchain_image()):
         return provision_host(tc)
     if tc.provision == "pip":
         return provision_pip(tc, offline=offline)
