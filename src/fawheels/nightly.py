@@ -195,7 +195,8 @@ def run_targets(
     for target in targets:
         if cache is not None:
             cache.zero()
-        built = _build_one(target, build)
+        with console.group(target.id):
+            built = _build_one(target, build)
         stats = cache.stats() if cache is not None else None
         outcomes.append(
             Outcome(

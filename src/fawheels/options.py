@@ -296,6 +296,7 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("FAWHEELS_IMAGE", "set inside a toolchain image: its tag, recorded in the provenance file"),
     ("FAWHEELS_IMAGE_DIGEST", "set inside a toolchain image: its digest, recorded in the provenance file"),
     ("FAWHEELS_IN_CONTAINER", "set inside a toolchain image: the build there uses the image's toolkit"),
+    ("GITHUB_ACTIONS", "`true` (set by GitHub's runners): each target's build and nightly lines fold into a log group"),
 )
 
 

@@ -107,7 +107,7 @@ def test_the_doc_names_every_shared_flag() -> None:
         assert f"`{flag}" in text, flag
 
 
-ENV_NAME = re.compile(r"^(FAWHEELS_[A-Z_]+|MAX_JOBS|SOURCE_DATE_EPOCH|CUDA_HOME)$")
+ENV_NAME = re.compile(r"^(FAWHEELS_[A-Z_]+|MAX_JOBS|SOURCE_DATE_EPOCH|CUDA_HOME|GITHUB_ACTIONS)$")
 NOT_ENV = {"FAWHEELS_NO_PYBIND"}  # a C++ define of the recipe, not an environment variable
 
 

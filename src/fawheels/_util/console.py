@@ -8,11 +8,13 @@ Three levels of message, all printed through `say` (show.py) on stderr:
   (`log_to`, a build opens one per target and prints its path) details go there, and to the terminal only with
   `-v`; with no log file open they are shown unless `-q` (commands that open none print as they always did).
 
-Steps and errors are written to the open log file too, so it reads as the whole story.
+Steps and errors are written to the open log file too, so it reads as the whole story. On GitHub Actions
+(`GITHUB_ACTIONS=true`) `group` folds each target's lines under its title in the job log.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from fawheels._util.show import say
+from fawheels._util.show import say, workflow_command
 
 QUIET, NORMAL, VERBOSE = "quiet", "normal", "verbose"
 LEVELS = (QUIET, NORMAL, VERBOSE)
@@ -84,3 +86,20 @@ def log_to(path: Path) -> Iterator[Path]:
             yield path
         finally:
             _state.log = saved
+
+
+@contextmanager
+def group(title: str) -> Iterator[None]:
+    """On GitHub Actions, what is printed inside shows as one foldable group named `title`; elsewhere nothing
+    changes."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        yield
+        return
+    with _state.lock:
+        workflow_command("group", title)
+    try:
+        yield
+    finally:
+        with _state.lock:
+            sys.stderr.flush()
+            workflow_command("endgroup")

@@ -57,3 +57,11 @@ def say(*parts: object, file: TextIO | None = None, sep: str = " ", end: str = "
     stream.write(visible(sep.join(str(p) for p in parts)) + end)
     if flush:
         stream.flush()
+
+
+def workflow_command(name: str, value: str = "") -> None:
+    """`::name::value` on stdout, a GitHub Actions workflow command: the one place fawheels writes one (`say`
+    escapes any that comes from data; `value` is shown as one line)."""
+    sys.stdout.flush()
+    sys.stdout.write(f"::{name}::{one_line(value)}\n")
+    sys.stdout.flush()

@@ -66,10 +66,11 @@ def build_command(
     dryrun.refuse_unprovided_images(matrix, targets, container=container)  # before any work
     results: list[Result] = []
     for target in targets:
-        if builds_in_image(target, container=container):
-            results.append(build_target_in_container(target, matrix, dist, jobs, offline, clean))
-        else:
-            results.append(build_target(target, matrix, dist, jobs, offline, clean))
+        with console.group(target.id):
+            if builds_in_image(target, container=container):
+                results.append(build_target_in_container(target, matrix, dist, jobs, offline, clean))
+            else:
+                results.append(build_target(target, matrix, dist, jobs, offline, clean))
         if results[-1].status is not Status.OK and not keep_going:
             break
     print_summary(results)
