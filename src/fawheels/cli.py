@@ -27,7 +27,7 @@ from fawheels._util.errors import (
 )
 from fawheels._util.redact import RedactingStream, secrets_from_env
 from fawheels._util.show import say
-from fawheels.options import BUILD, MATRIX, NIGHTLY, add_options
+from fawheels.options import BUILD, MATRIX, NIGHTLY, BuildSettings, add_options
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -88,6 +88,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from fawheels.compile import command as build
 
     check_output_paths(args.dist, args.report)
+    settings = BuildSettings.resolve(args, os.environ)  # the one place a build's flags and variables are read
     matrix_path, target_ids = args.matrix, args.targets
     if args.vllm is not None:
         from fawheels.compile import dryrun
@@ -96,9 +97,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         derived = derived_target(args)
         say(derived.yaml, flush=True)
         if args.dry_run:
-            return dryrun.print_plans(
-                derived.matrix, [derived.target], container=args.container, as_json=args.json, jobs=args.jobs
-            )
+            return dryrun.print_plans(derived.matrix, [derived.target], settings, as_json=args.json)
         matrix_path, target_ids = derive.write_tree(derived), [derived.target.id]
     elif given := [f"--{n.replace('_', '-')}" for n in DERIVE_OPTIONS if getattr(args, n)]:
         raise UsageError(f"{', '.join(given)}: only with --vllm VERSION (a derived target)")
@@ -109,12 +108,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         matrix_path=matrix_path,
         target_ids=target_ids,
         dist=args.dist,
-        jobs=args.jobs,
-        container=args.container,
-        offline=args.offline,
+        settings=settings,
         keep_going=args.keep_going,
         report=args.report,
-        clean=args.clean,
         dry_run=args.dry_run,
         as_json=args.json,
     )

@@ -30,6 +30,7 @@ from fawheels._util.files import writable_dir, write_atomic
 from fawheels.compile.result import Result, Status
 from fawheels.matrix.config import load_matrix_file
 from fawheels.matrix.model import Matrix, Target
+from fawheels.options import BuildSettings
 from fawheels.toolchain.compilercache import (
     CacheConfig,
     CacheStats,
@@ -233,22 +234,29 @@ def run_targets(
 # ----------------------------------------------------------------------------- gateways
 
 
-def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bool, clean: bool) -> BuildFn:
+def build_with_pipeline(matrix: Matrix, out: Path, settings: BuildSettings) -> BuildFn:
     """Host/pip targets through build.build_target; container targets inside their toolchain image.
-    Without `clean` a target whose inputs did not change since the last night recompiles nothing (the build's
-    own reuse rules: source stamp, configure identity, ninja's dependencies); what did change is compiled
-    through the compiler cache."""
+    Without `settings.clean` a target whose inputs did not change since the last night recompiles nothing (the
+    build's own reuse rules: source stamp, configure identity, ninja's dependencies); what did change is
+    compiled through the compiler cache."""
 
     def build(target: Target) -> Result:
         dist = out / target.id
         from fawheels.compile.execute import build_target, build_target_in_container
         from fawheels.compile.plan import builds_in_image
 
-        if builds_in_image(target):
-            return build_target_in_container(target, matrix, dist, jobs, offline, clean=clean)
-        return build_target(target, matrix, dist, jobs, offline, clean=clean)
+        if builds_in_image(target, settings):
+            return build_target_in_container(target, matrix, dist, settings)
+        return build_target(target, matrix, dist, settings)
 
     return build
+
+
+def with_launcher(settings: BuildSettings, cache: Sccache | None) -> BuildSettings:
+    """The night's settings with its compiler cache, once started, as the launcher of every build."""
+    if cache is None:
+        return settings
+    return replace(settings, launcher=cache.env.get("FAWHEELS_COMPILER_LAUNCHER") or settings.launcher)
 
 
 def publisher(index: str) -> PublishFn:
@@ -321,9 +329,7 @@ def nightly_command(
     out: Path,
     index: str | None,
     cache_spec: str | None,
-    jobs: int | None,
-    offline: bool,
-    clean: bool,
+    settings: BuildSettings,
     report: Path | None,
 ) -> int:
     matrix = load_matrix_file(matrix_path)
@@ -341,7 +347,8 @@ def nightly_command(
     with compiler_cache(config) as cache:
         outcomes = run_targets(
             targets,
-            build=build_with_pipeline(matrix, out.resolve(), jobs, offline, clean),
+            # the compiler cache started here is the launcher every build puts in front of nvcc and c++
+            build=build_with_pipeline(matrix, out.resolve(), with_launcher(settings, cache)),
             cache=cache,
             publish=publisher(index) if index else None,
         )
@@ -365,8 +372,6 @@ def command(args: argparse.Namespace) -> int:
         out=args.out,
         index=args.index,
         cache_spec=args.cache,
-        jobs=args.jobs,
-        offline=args.offline,
-        clean=args.clean,
+        settings=BuildSettings.resolve(args, os.environ),
         report=args.report,
     )

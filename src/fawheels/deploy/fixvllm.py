@@ -338,6 +338,7 @@ def _carry_out(p: Plan, python: str | None, index: str | None, records: list[dic
         from fawheels.compile.command import build_command
         from fawheels.matrix.config import find_matrix_file
         from fawheels.matrix.derive import derive_vllm_target, write_tree
+        from fawheels.options import BuildSettings
 
         path = find_matrix_file(None)
         derived = derive_vllm_target(
@@ -352,10 +353,7 @@ def _carry_out(p: Plan, python: str | None, index: str | None, records: list[dic
             matrix_path=write_tree(derived),
             target_ids=[derived.target.id],
             dist=dist,
-            jobs=None,
-            container=False,
-            offline=False,
-            keep_going=False,
+            settings=BuildSettings.resolve(None, os.environ),
         )
         if code:
             return code
