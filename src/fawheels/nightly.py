@@ -20,7 +20,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,22 +45,47 @@ ERROR_LINES = 6  # of a failure's message in the report and table: enough to nam
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """One row of the nightly report."""
+class PublishFailure:
+    """Why a built, verified wheel did not reach the index."""
 
-    target: str
-    status: Status
-    stage: str  # where it failed ("done" when it did not); "publish" when only publishing failed
     error: str
     exit_code: int
-    wall_s: float
-    cache: CacheStats | None
-    wheel: str | None
-    size: int
-    sha256: str
-    published: bool
-    stages_s: Mapping[str, float] = field(default_factory=dict)  # the build's wall seconds per stage
-    reused: Sequence[str] = ()  # what the build took from the last one (source, configure)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One row of the nightly report: the build's Result as the build left it, and what only the night knows
+    (the compiler cache's stats for this target, whether its wheel was published or why not)."""
+
+    result: Result
+    cache: CacheStats | None = None
+    published: bool = False
+    publish_failure: PublishFailure | None = None  # the build passed, publishing it did not
+
+    @property
+    def target(self) -> str:
+        return self.result.target
+
+    @property
+    def status(self) -> Status:
+        return Status.FAILED if self.publish_failure else self.result.status
+
+    @property
+    def stage(self) -> str:
+        """Where it failed ("done" when it did not); "publish" when only publishing failed."""
+        return "publish" if self.publish_failure else self.result.stage
+
+    @property
+    def error(self) -> str:
+        return self.publish_failure.error if self.publish_failure else self.result.error
+
+    @property
+    def exit_code(self) -> int:
+        return self.publish_failure.exit_code if self.publish_failure else self.result.exit_code
+
+    @property
+    def wheel(self) -> str | None:
+        return str(self.result.wheel) if self.result.wheel else None
 
     @property
     def error_head(self) -> list[str]:
@@ -71,22 +96,22 @@ class Outcome:
         return self.cache.hit_rate if self.cache else None
 
     def to_json(self) -> dict[str, Any]:
-        rate = self.hit_rate
+        rate, built = self.hit_rate, self.result
         return {
             "target": self.target,
             "status": self.status.value,
             "stage": self.stage,
             "error": self.error_head,
             "exit_code": self.exit_code,
-            "wall_s": round(self.wall_s, 1),
+            "wall_s": round(built.wall_s, 1),
             "cache_hit_rate": None if rate is None else round(rate, 3),
             "cache": self.cache.to_json() if self.cache else None,
             "wheel": self.wheel,
-            "size": self.size,
-            "sha256": self.sha256,
+            "size": built.size,
+            "sha256": built.sha256,
             "published": self.published,
-            "stages_s": {k: round(v, 2) for k, v in self.stages_s.items()},
-            "reused": list(self.reused),
+            "stages_s": {k: round(v, 2) for k, v in built.stages_s.items()},
+            "reused": list(built.reused),
         }
 
 
@@ -123,10 +148,10 @@ def render_table(outcomes: Sequence[Outcome]) -> str:
                 o.target,
                 o.status,
                 o.stage,
-                f"{o.wall_s:.0f} s",
+                f"{o.result.wall_s:.0f} s",
                 "-" if rate is None else f"{100 * rate:.0f}%",
-                f"{o.size / 1e6:.1f} MB" if o.size else "-",
-                o.sha256[:12] or "-",
+                f"{o.result.size / 1e6:.1f} MB" if o.result.size else "-",
+                o.result.sha256[:12] or "-",
                 "yes" if o.published else "no",
             )
         )
@@ -197,24 +222,7 @@ def run_targets(
         if cache is not None:
             cache.zero()
         built = _build_one(target, build)
-        stats = cache.stats() if cache is not None else None
-        outcomes.append(
-            Outcome(
-                target.id,
-                built.status,
-                built.stage,
-                built.error,
-                built.exit_code,
-                built.wall_s,
-                stats,
-                str(built.wheel) if built.wheel else None,
-                built.size,
-                built.sha256,
-                False,
-                dict(built.stages_s),
-                tuple(built.reused),
-            )
-        )
+        outcomes.append(Outcome(built, cache.stats() if cache is not None else None))
     if publish is None:
         return outcomes
     for i, (target, o) in enumerate(zip(targets, outcomes, strict=True)):
@@ -225,7 +233,7 @@ def run_targets(
         try:
             publish(Path(o.wheel))
         except FawheelsError as exc:
-            outcomes[i] = replace(o, status=Status.FAILED, stage="publish", error=str(exc), exit_code=exc.exit_code)
+            outcomes[i] = replace(o, publish_failure=PublishFailure(str(exc), exc.exit_code))
         else:
             outcomes[i] = replace(o, published=True)
     return outcomes

@@ -143,6 +143,10 @@ def test_a_refused_publish_fails_that_target_only() -> None:
     outcomes = run_targets(targets, build=ok, cache=None, publish=publish)
     assert [(o.status, o.stage, o.published) for o in outcomes] == [("failed", "publish", False), ("ok", "done", True)]
     assert exit_code(outcomes) == PublishError.exit_code
+    # the build's Result is held as the build left it (passed, its wheel); the night's publish failure beside it
+    refused = outcomes[0]
+    assert refused.result.status == "ok" and refused.result.stage == "done" and refused.wheel
+    assert refused.to_json()["error"] == ["w.whl: already in the index with another sha256"]
 
 
 def test_table_and_report() -> None:
