@@ -85,7 +85,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from fawheels.compile import command as build
 
     check_output_paths(args.dist, args.report)
-    settings = BuildSettings.resolve(args, os.environ)  # the one place a build's flags and variables are read
+    settings = BuildSettings.resolve(args, os.environ)  # read once, here: every stage below gets this object
     matrix_path, target_ids = args.matrix, args.targets
     if args.vllm is not None:
         from fawheels.compile import dryrun
@@ -204,13 +204,14 @@ def cmd_fix_vllm(args: argparse.Namespace) -> int:
         as_json=args.json,
         undo_it=args.undo,
         matrix=args.matrix,
+        settings=BuildSettings.resolve(None, os.environ),  # fix-vllm has no build flags: the variables alone
     )
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
     from fawheels import nightly
 
-    return nightly.command(args)
+    return nightly.command(args, BuildSettings.resolve(args, os.environ))
 
 
 def cmd_cache(args: argparse.Namespace) -> int:

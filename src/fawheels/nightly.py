@@ -371,8 +371,8 @@ def nightly_command(
     return exit_code(outcomes)
 
 
-def command(args: argparse.Namespace) -> int:
-    """`fawheels nightly`, its options as options.NIGHTLY declares them."""
+def command(args: argparse.Namespace, settings: BuildSettings) -> int:
+    """`fawheels nightly`, its options as options.NIGHTLY declares them; `settings` resolved from them once."""
     return nightly_command(
         matrix_path=args.matrix,
         ids=[*args.targets, *getattr(args, "targets_alias", [])],
@@ -380,6 +380,6 @@ def command(args: argparse.Namespace) -> int:
         out=args.out,
         index=args.index,
         cache_spec=args.cache,
-        settings=BuildSettings.resolve(args, os.environ),
+        settings=settings,
         report=args.report,
     )
