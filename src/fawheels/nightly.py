@@ -20,7 +20,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from fawheels._util.files import writable_dir, write_atomic
 from fawheels.compile.result import Result, Status
 from fawheels.matrix.config import load_matrix_file
 from fawheels.matrix.model import Matrix, Target
+from fawheels.options import BuildSettings
 from fawheels.toolchain.compilercache import (
     CacheConfig,
     CacheStats,
@@ -44,22 +45,47 @@ ERROR_LINES = 6  # of a failure's message in the report and table: enough to nam
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """One row of the nightly report."""
+class PublishFailure:
+    """Why a built, verified wheel did not reach the index."""
 
-    target: str
-    status: Status
-    stage: str  # where it failed ("done" when it did not); "publish" when only publishing failed
     error: str
     exit_code: int
-    wall_s: float
-    cache: CacheStats | None
-    wheel: str | None
-    size: int
-    sha256: str
-    published: bool
-    stages_s: Mapping[str, float] = field(default_factory=dict)  # the build's wall seconds per stage
-    reused: Sequence[str] = ()  # what the build took from the last one (source, configure)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One row of the nightly report: the build's Result as the build left it, and what only the night knows
+    (the compiler cache's stats for this target, whether its wheel was published or why not)."""
+
+    result: Result
+    cache: CacheStats | None = None
+    published: bool = False
+    publish_failure: PublishFailure | None = None  # the build passed, publishing it did not
+
+    @property
+    def target(self) -> str:
+        return self.result.target
+
+    @property
+    def status(self) -> Status:
+        return Status.FAILED if self.publish_failure else self.result.status
+
+    @property
+    def stage(self) -> str:
+        """Where it failed ("done" when it did not); "publish" when only publishing failed."""
+        return "publish" if self.publish_failure else self.result.stage
+
+    @property
+    def error(self) -> str:
+        return self.publish_failure.error if self.publish_failure else self.result.error
+
+    @property
+    def exit_code(self) -> int:
+        return self.publish_failure.exit_code if self.publish_failure else self.result.exit_code
+
+    @property
+    def wheel(self) -> str | None:
+        return str(self.result.wheel) if self.result.wheel else None
 
     @property
     def error_head(self) -> list[str]:
@@ -70,22 +96,22 @@ class Outcome:
         return self.cache.hit_rate if self.cache else None
 
     def to_json(self) -> dict[str, Any]:
-        rate = self.hit_rate
+        rate, built = self.hit_rate, self.result
         return {
             "target": self.target,
             "status": self.status.value,
             "stage": self.stage,
             "error": self.error_head,
             "exit_code": self.exit_code,
-            "wall_s": round(self.wall_s, 1),
+            "wall_s": round(built.wall_s, 1),
             "cache_hit_rate": None if rate is None else round(rate, 3),
             "cache": self.cache.to_json() if self.cache else None,
             "wheel": self.wheel,
-            "size": self.size,
-            "sha256": self.sha256,
+            "size": built.size,
+            "sha256": built.sha256,
             "published": self.published,
-            "stages_s": {k: round(v, 2) for k, v in self.stages_s.items()},
-            "reused": list(self.reused),
+            "stages_s": {k: round(v, 2) for k, v in built.stages_s.items()},
+            "reused": list(built.reused),
         }
 
 
@@ -122,10 +148,10 @@ def render_table(outcomes: Sequence[Outcome]) -> str:
                 o.target,
                 o.status,
                 o.stage,
-                f"{o.wall_s:.0f} s",
+                f"{o.result.wall_s:.0f} s",
                 "-" if rate is None else f"{100 * rate:.0f}%",
-                f"{o.size / 1e6:.1f} MB" if o.size else "-",
-                o.sha256[:12] or "-",
+                f"{o.result.size / 1e6:.1f} MB" if o.result.size else "-",
+                o.result.sha256[:12] or "-",
                 "yes" if o.published else "no",
             )
         )
@@ -197,24 +223,7 @@ def run_targets(
             cache.zero()
         with console.group(target.id):
             built = _build_one(target, build)
-        stats = cache.stats() if cache is not None else None
-        outcomes.append(
-            Outcome(
-                target.id,
-                built.status,
-                built.stage,
-                built.error,
-                built.exit_code,
-                built.wall_s,
-                stats,
-                str(built.wheel) if built.wheel else None,
-                built.size,
-                built.sha256,
-                False,
-                dict(built.stages_s),
-                tuple(built.reused),
-            )
-        )
+        outcomes.append(Outcome(built, cache.stats() if cache is not None else None))
     if publish is None:
         return outcomes
     for i, (target, o) in enumerate(zip(targets, outcomes, strict=True)):
@@ -225,7 +234,7 @@ def run_targets(
         try:
             publish(Path(o.wheel))
         except FawheelsError as exc:
-            outcomes[i] = replace(o, status=Status.FAILED, stage="publish", error=str(exc), exit_code=exc.exit_code)
+            outcomes[i] = replace(o, publish_failure=PublishFailure(str(exc), exc.exit_code))
         else:
             outcomes[i] = replace(o, published=True)
     return outcomes
@@ -234,22 +243,29 @@ def run_targets(
 # ----------------------------------------------------------------------------- gateways
 
 
-def build_with_pipeline(matrix: Matrix, out: Path, jobs: int | None, offline: bool, clean: bool) -> BuildFn:
+def build_with_pipeline(matrix: Matrix, out: Path, settings: BuildSettings) -> BuildFn:
     """Host/pip targets through build.build_target; container targets inside their toolchain image.
-    Without `clean` a target whose inputs did not change since the last night recompiles nothing (the build's
-    own reuse rules: source stamp, configure identity, ninja's dependencies); what did change is compiled
-    through the compiler cache."""
+    Without `settings.clean` a target whose inputs did not change since the last night recompiles nothing (the
+    build's own reuse rules: source stamp, configure identity, ninja's dependencies); what did change is
+    compiled through the compiler cache."""
 
     def build(target: Target) -> Result:
         dist = out / target.id
         from fawheels.compile.execute import build_target, build_target_in_container
         from fawheels.compile.plan import builds_in_image
 
-        if builds_in_image(target):
-            return build_target_in_container(target, matrix, dist, jobs, offline, clean=clean)
-        return build_target(target, matrix, dist, jobs, offline, clean=clean)
+        if builds_in_image(target, settings):
+            return build_target_in_container(target, matrix, dist, settings)
+        return build_target(target, matrix, dist, settings)
 
     return build
+
+
+def with_launcher(settings: BuildSettings, cache: Sccache | None) -> BuildSettings:
+    """The night's settings with its compiler cache, once started, as the launcher of every build."""
+    if cache is None:
+        return settings
+    return replace(settings, launcher=cache.env.get("FAWHEELS_COMPILER_LAUNCHER") or settings.launcher)
 
 
 def publisher(index: str) -> PublishFn:
@@ -322,9 +338,7 @@ def nightly_command(
     out: Path,
     index: str | None,
     cache_spec: str | None,
-    jobs: int | None,
-    offline: bool,
-    clean: bool,
+    settings: BuildSettings,
     report: Path | None,
 ) -> int:
     matrix = load_matrix_file(matrix_path)
@@ -342,7 +356,8 @@ def nightly_command(
     with compiler_cache(config) as cache:
         outcomes = run_targets(
             targets,
-            build=build_with_pipeline(matrix, out.resolve(), jobs, offline, clean),
+            # the compiler cache started here is the launcher every build puts in front of nvcc and c++
+            build=build_with_pipeline(matrix, out.resolve(), with_launcher(settings, cache)),
             cache=cache,
             publish=publisher(index) if index else None,
         )
@@ -357,8 +372,8 @@ def nightly_command(
     return exit_code(outcomes)
 
 
-def command(args: argparse.Namespace) -> int:
-    """`fawheels nightly`, its options as options.NIGHTLY declares them."""
+def command(args: argparse.Namespace, settings: BuildSettings) -> int:
+    """`fawheels nightly`, its options as options.NIGHTLY declares them; `settings` resolved from them once."""
     return nightly_command(
         matrix_path=args.matrix,
         ids=[*args.targets, *getattr(args, "targets_alias", [])],
@@ -366,8 +381,6 @@ def command(args: argparse.Namespace) -> int:
         out=args.out,
         index=args.index,
         cache_spec=args.cache,
-        jobs=args.jobs,
-        offline=args.offline,
-        clean=args.clean,
+        settings=settings,
         report=args.report,
     )

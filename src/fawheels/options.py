@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fawheels._util.errors import InternalError
+from fawheels._util.errors import InternalError, UsageError
 
 MAX_COUNT = 4096
 
@@ -257,6 +257,70 @@ NIGHTLY: tuple[Option, ...] = (
     QUIET,
     VERBOSE,
 )
+
+
+# ----------------------------------------------------------------------------- the settings of a build
+
+IN_IMAGE = "FAWHEELS_IN_CONTAINER"  # container.py sets it in what it runs inside a toolchain image
+
+
+def _env_count(environ: Mapping[str, str], name: str) -> int | None:
+    value = environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return positive_int(value)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{name}={value[:40]!r}: {exc}", hint=f"set {name} to a count like 4, or unset it") from None
+
+
+def _env_epoch(environ: Mapping[str, str], name: str) -> int | None:
+    value = environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 12:  # seconds since 1970; a wheel's zip time must fit in 1980-2107
+        raise UsageError(
+            f"{name}={value[:40]!r} is not a time in whole seconds since 1970",
+            hint=f"set {name} to a number like 1755000000, or unset it",
+        )
+    return int(value)
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """How a build runs, decided once from the command line and the environment (`resolve`) and passed down:
+    no part of the build reads these flags or variables again, so two parts cannot disagree about them."""
+
+    jobs: int | None = None  # --jobs, else MAX_JOBS; None: as many as cores and memory allow (the planner)
+    offline: bool = False  # --offline
+    clean: bool = False  # --clean
+    container: bool = False  # --container
+    launcher: str | None = None  # FAWHEELS_COMPILER_LAUNCHER: a compiler cache in front of nvcc and c++
+    source_date_epoch: int | None = None  # SOURCE_DATE_EPOCH; None: the time fixed by the source's pin
+    in_image: bool = False  # FAWHEELS_IN_CONTAINER: this process runs inside a toolchain image
+
+    @classmethod
+    def resolve(cls, args: argparse.Namespace | None, environ: Mapping[str, str]) -> BuildSettings:
+        """The settings of `fawheels build`/`nightly` (or of a command without build options: `args` None):
+        an option wins over its variable; a variable that is set but makes no sense is a usage error (exit 2)
+        naming it, before any work."""
+
+        def flag(name: str) -> Any:
+            return getattr(args, name, None) if args is not None else None
+
+        jobs = flag("jobs")
+        return cls(
+            jobs=jobs if jobs is not None else _env_count(environ, "MAX_JOBS"),
+            offline=bool(flag("offline")),
+            clean=bool(flag("clean")),
+            container=bool(flag("container")),
+            launcher=environ.get("FAWHEELS_COMPILER_LAUNCHER") or None,
+            source_date_epoch=_env_epoch(environ, "SOURCE_DATE_EPOCH"),
+            in_image=bool(environ.get(IN_IMAGE)),
+        )
+
+
+DEFAULT_SETTINGS = BuildSettings()  # no flag given, no variable set: what a bare `fawheels build` would do
 
 
 # ----------------------------------------------------------------------------- environment variables

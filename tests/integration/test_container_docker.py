@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from fawheels._util.errors import ContainerError
+from fawheels.options import BuildSettings
 from fawheels.toolchain import container, images
 from fawheels.toolchain.container import Engine
 from fawheels.toolchain.images import ImageRecipe
@@ -111,15 +112,15 @@ def test_container_build_equals_host_build(
         target_id=TARGET,
         matrix_path=tmp_path / "build_matrix.yaml",
         dist=tmp_path / "dist-container",
-        jobs=1,
         toolchain=target.toolchain,
+        settings=BuildSettings(jobs=1),
     )
     assert code == 0
     container_s = time.monotonic() - start
     in_container = _one_wheel(tmp_path / "dist-container")
     assert verify_wheel(in_container).ok
 
-    host = build_target(target, matrix, tmp_path / "dist-host", 1, offline=False)
+    host = build_target(target, matrix, tmp_path / "dist-host", BuildSettings(jobs=1))
     assert host.status == "ok", host.error
     print(f"one-TU build: container {container_s:.0f} s (image ready), host {host.wall_s:.0f} s")
     on_host = _one_wheel(tmp_path / "dist-host")

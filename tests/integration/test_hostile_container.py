@@ -15,9 +15,9 @@ import pytest
 from fawheels._util.errors import SourceError
 from fawheels.compile import command
 from fawheels.matrix.model import Source
+from fawheels.options import IN_IMAGE, BuildSettings
 from fawheels.source.fetch import cached_path, prefetch, prepare_tree
 from fawheels.toolchain import container
-from fawheels.toolchain.toolkit import IN_IMAGE
 from support.fakes import sample_run
 from support.matrices import BASE
 
@@ -27,7 +27,7 @@ def plan(**kw: Any) -> container.RunSpec:
 
 
 def test_clean_reaches_the_build_inside() -> None:
-    assert "--clean" in plan(clean=True).argv
+    assert "--clean" in plan(settings=BuildSettings(clean=True)).argv
     assert "--clean" not in plan().argv
     assert "--offline" in plan().argv  # inside, always: the host fetched everything
 
@@ -53,16 +53,12 @@ def test_build_command_passes_clean_and_offline_to_the_container(
             matrix_path=matrix,
             target_ids=[],
             dist=tmp_path / "dist",
-            jobs=3,
-            container=True,
-            offline=offline,
-            keep_going=False,
-            clean=clean,
+            settings=BuildSettings(jobs=3, container=True, offline=offline, clean=clean),
         )
         == 0
     )
     (call,) = calls
-    assert (call["clean"], call["offline"], call["jobs"]) == (clean, offline, 3)
+    assert call["settings"] == BuildSettings(jobs=3, container=True, offline=offline, clean=clean)
 
 
 def test_a_git_source_has_no_sdist_path_and_says_so() -> None:
@@ -129,7 +125,7 @@ def test_a_container_build_of_a_git_source_fetches_it_on_the_host_and_passes_cle
 
     tc = load_matrix_file(matrix).target(target).toolchain
     code = container.build_in_container(
-        target_id=target, matrix_path=matrix, dist=tmp_path / "dist", jobs=None, toolchain=tc, clean=True
+        target_id=target, matrix_path=matrix, dist=tmp_path / "dist", toolchain=tc, settings=BuildSettings(clean=True)
     )
     assert code == 0
     (spec,) = engine.runs

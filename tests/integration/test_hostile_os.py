@@ -18,6 +18,7 @@ from fawheels import cli, nightly
 from fawheels._util.errors import OverlayError, UsageError
 from fawheels._util.files import writable_dir
 from fawheels.deploy import overlay
+from fawheels.options import BuildSettings
 from support.matrices import BASE
 
 T = TypeVar("T")
@@ -83,9 +84,7 @@ def test_nightly_with_an_unwritable_out_stops_before_building(
         keywords=[],
         index=None,
         cache_spec="off",
-        jobs=None,
-        offline=False,
-        clean=False,
+        settings=BuildSettings(),
     )
     with pytest.raises(UsageError, match="Read-only file system"):
         night(out=tmp_path / "ro", report=None)

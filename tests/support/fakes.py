@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fawheels.options import BuildSettings
 from fawheels.toolchain.container import RunSpec, plan_run
 from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv
 
@@ -38,7 +39,7 @@ def sample_run(**overrides: Any) -> RunSpec:
         "target_id": "t",
         "matrix_file": Path("/m/build_matrix.yaml"),
         "dist": Path("/d"),
-        "jobs": None,
+        "settings": BuildSettings(),
         "cache": Path("/c"),
         "private": Path("/p"),
         "build_root": Path("/b"),

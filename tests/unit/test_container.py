@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from fawheels._util.errors import ContainerError
+from fawheels.options import BuildSettings
 from fawheels.toolchain import container, images, pipserve
 from fawheels.toolchain import toolkit as toolchain
 from fawheels.toolchain.container import Engine, Mount, plan_run
@@ -148,7 +149,7 @@ def test_run_plan_passes_only_what_the_build_needs(tmp_path: Path) -> None:
         target_id="fa2-x",
         matrix_file=matrix,
         dist=tmp_path / "dist",
-        jobs=2,
+        settings=BuildSettings(jobs=2),
         cache=tmp_path / "cache",
         private=tmp_path / "cache/containers/t",
         environ=environ,
@@ -204,7 +205,7 @@ def test_the_compiler_cache_runs_inside_with_the_hosts_cache_dir(tmp_path: Path)
     plain = sample_run(**paths)
     assert not any(k.startswith("SCCACHE") for k in plain.env)
     assert "--jobs" not in plain.argv
-    spec = sample_run(**paths, environ=environ)
+    spec = sample_run(**paths, environ=environ, settings=BuildSettings(launcher="/host/venv/bin/sccache"))
     assert spec.env["FAWHEELS_COMPILER_LAUNCHER"] == "sccache"  # the image's, not the host's path
     assert spec.env["SCCACHE_SERVER_UDS"] == "/tmp/fawheels-sccache.sock"
     assert spec.env["SCCACHE_DIR"] == "/cache/sccache"

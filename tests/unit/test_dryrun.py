@@ -142,3 +142,17 @@ def test_dry_run_fails_where_the_build_would_and_says_why(
 def test_json_without_dry_run_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["build", "--json"]) == 2
     assert "--json: only with --dry-run" in capsys.readouterr().err
+
+
+def test_the_dry_run_plans_with_the_builds_settings() -> None:
+    """MAX_JOBS and the compiler launcher reach the printed plan as they reach the build (the dry run used to
+    read --jobs only, and print a configure line without the launcher)."""
+    from fawheels.options import BuildSettings
+
+    target = MATRIX.target(MATRIX.default_target)
+    settings = BuildSettings.resolve(None, {"MAX_JOBS": "3", "FAWHEELS_COMPILER_LAUNCHER": "/opt/sccache"})
+    text = plan_text(target, MATRIX, settings)
+    (compile_line,) = [line for line in text.splitlines() if line.startswith("compile: ")]
+    assert compile_line.endswith(" -j 3")
+    assert "plan: 3 jobs at once (set by --jobs/MAX_JOBS)" in text
+    assert "-DCMAKE_CUDA_COMPILER_LAUNCHER=/opt/sccache" in text

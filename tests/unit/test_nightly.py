@@ -20,6 +20,7 @@ from fawheels.compile.result import Result, Status
 from fawheels.matrix.config import load_matrix, load_matrix_file, render_targets
 from fawheels.matrix.model import Target
 from fawheels.nightly import exit_code, render_table, report_doc, run_targets, select_targets
+from fawheels.options import BuildSettings
 from fawheels.toolchain.compilercache import CacheConfig, CacheStats, Sccache
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,6 +144,10 @@ def test_a_refused_publish_fails_that_target_only() -> None:
     outcomes = run_targets(targets, build=ok, cache=None, publish=publish)
     assert [(o.status, o.stage, o.published) for o in outcomes] == [("failed", "publish", False), ("ok", "done", True)]
     assert exit_code(outcomes) == PublishError.exit_code
+    # the build's Result is held as the build left it (passed, its wheel); the night's publish failure beside it
+    refused = outcomes[0]
+    assert refused.result.status == "ok" and refused.result.stage == "done" and refused.wheel
+    assert refused.to_json()["error"] == ["w.whl: already in the index with another sha256"]
 
 
 def test_table_and_report() -> None:
@@ -261,7 +266,11 @@ def test_the_cache_settings_hold_inside_the_run_only(monkeypatch: pytest.MonkeyP
         assert os.environ["FAWHEELS_COMPILER_LAUNCHER"] == "/opt/sccache"
         assert os.environ["SCCACHE_DIR"] == str(tmp_path)
         assert "SCCACHE_BUCKET" not in os.environ  # it would take precedence over ours
+        # the builds get it as their settings' launcher (they read no variable themselves)
+        settings = nightly.with_launcher(BuildSettings(jobs=2), cache)
+        assert settings == BuildSettings(jobs=2, launcher="/opt/sccache")
     assert dict(os.environ) == before and calls == ["start", "stop"]
+    assert nightly.with_launcher(settings, None) is settings  # no cache: the settings as they were
 
 
 def test_an_unreachable_cache_degrades_to_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:

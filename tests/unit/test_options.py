@@ -46,7 +46,11 @@ def option_strings(command: str) -> set[str]:
 
 
 def container_run(*, jobs: int | None = 3, clean: bool = True) -> RunSpec:
-    return sample_run(target_id="fa2-x", matrix_file=Path("/repo/build_matrix.yaml"), jobs=jobs, clean=clean)
+    return sample_run(
+        target_id="fa2-x",
+        matrix_file=Path("/repo/build_matrix.yaml"),
+        settings=options.BuildSettings(jobs=jobs, clean=clean),
+    )
 
 
 def test_every_build_option_that_changes_the_build_reaches_the_container() -> None:

@@ -14,6 +14,7 @@ from fawheels.compile.execute import build_target, build_target_in_container
 from fawheels.compile.plan import builds_in_image
 from fawheels.compile.result import Result, Status
 from fawheels.matrix.config import load_matrix_file
+from fawheels.options import BuildSettings
 
 REPORT_SCHEMA = 1  # `build --report FILE`: {schema, ok, results: [one per target, in build order]}
 
@@ -49,28 +50,24 @@ def build_command(
     matrix_path: Path | None,
     target_ids: list[str],
     dist: Path,
-    jobs: int | None,
-    container: bool,
-    offline: bool,
-    keep_going: bool,
+    settings: BuildSettings,
+    keep_going: bool = False,
     report: Path | None = None,
-    clean: bool = False,
     dry_run: bool = False,
     as_json: bool = False,
 ) -> int:
-    """`fawheels build`: the plans (`dry_run`), or each target built in turn, a summary and the report."""
+    """`fawheels build`: the plans (`dry_run`), or each target built in turn, a summary and the report;
+    `settings` (options.BuildSettings, resolved once by the command line) say how every target builds."""
     matrix = load_matrix_file(matrix_path)
     targets = [matrix.target(t) for t in (target_ids or [matrix.default_target])]
     if dry_run:
-        return dryrun.print_plans(matrix, targets, container=container, as_json=as_json, jobs=jobs)
-    dryrun.refuse_unprovided_images(matrix, targets, container=container)  # before any work
+        return dryrun.print_plans(matrix, targets, settings, as_json=as_json)
+    dryrun.refuse_unprovided_images(matrix, targets, settings)  # before any work
     results: list[Result] = []
     for target in targets:
+        build = build_target_in_container if builds_in_image(target, settings) else build_target
         with console.group(target.id):
-            if builds_in_image(target, container=container):
-                results.append(build_target_in_container(target, matrix, dist, jobs, offline, clean))
-            else:
-                results.append(build_target(target, matrix, dist, jobs, offline, clean))
+            results.append(build(target, matrix, dist, settings))
         if results[-1].status is not Status.OK and not keep_going:
             break
     print_summary(results)

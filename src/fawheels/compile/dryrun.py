@@ -27,9 +27,10 @@ from fawheels.compile.plan import NVCC_JOB_BYTES, builds_in_image, mem_available
 from fawheels.compile.units import SPLITKV_PARTS_MARKER
 from fawheels.matrix.model import Matrix, Target
 from fawheels.matrix.recipes import RECIPES
+from fawheels.options import DEFAULT_SETTINGS, BuildSettings
 from fawheels.toolchain.container import preflight_registry_base
 from fawheels.toolchain.images import LOCAL_BASE, find_checkout, provide_commands, resolve_recipe
-from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv, in_toolchain_image, pip_toolkit_requirements
+from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv, pip_toolkit_requirements
 
 TORCH_ENV = Path("<torch-env>")  # where the build's isolated torch env will be
 CONTAINER_CUDA_HOME = "/opt/fawheels/cuda"  # the toolchain images' CUDA_HOME (docker/Dockerfile.*)
@@ -37,10 +38,10 @@ GB = jobstats.GB
 DISK_NEEDED = 10 * GB  # the torch env (5.5 GB), the unpacked source and the objects (README: time and disk)
 
 
-def _toolkit(target: Target, container: bool) -> tuple[CudaToolkit, list[str]]:
+def _toolkit(target: Target, settings: BuildSettings) -> tuple[CudaToolkit, list[str]]:
     """Where nvcc will be, and how it gets there (lines for the plan)."""
     tc = target.toolchain
-    if builds_in_image(target, container=container):
+    if builds_in_image(target, settings):
         home = Path(CONTAINER_CUDA_HOME)
         how = [f"the toolchain image's nvcc {tc.cuda}, at {home}"]
         version = tc.pip_version or tc.cuda
@@ -106,7 +107,7 @@ def _nvcc_version_in_history(history: Mapping[str, list[dict[str, Any]]], cuda: 
     return seen[-1] if seen else cuda
 
 
-def plan_choice(target: Target, matrix: Matrix, jobs: int | None = None) -> planner.Choice:
+def plan_choice(target: Target, matrix: Matrix, settings: BuildSettings = DEFAULT_SETTINGS) -> planner.Choice:
     """The granularity and job count the build would choose on this machine (plan.plan_compile)."""
     history = jobstats.load_history()
     return plan_compile(
@@ -115,16 +116,16 @@ def plan_choice(target: Target, matrix: Matrix, jobs: int | None = None) -> plan
         history=history,
         cpus=os.cpu_count() or 1,
         mem=mem_available(),
-        override=jobs,
+        override=settings.jobs,
         parts_available=_parts_in_patches(target, matrix),
     )
 
 
-def checks(target: Target, tk: CudaToolkit, *, container: bool) -> list[tuple[str, bool, str]]:
+def checks(target: Target, tk: CudaToolkit, settings: BuildSettings) -> list[tuple[str, bool, str]]:
     """What the dry run can check without compiling: (name, ok, detail). A host nvcc that is not there, too
     little disk under the build root or too little memory for one job fails here instead of in the build."""
     found: list[tuple[str, bool, str]] = []
-    if not builds_in_image(target, container=container) and target.toolchain.provision == "host":
+    if not builds_in_image(target, settings) and target.toolchain.provision == "host":
         there = tk.nvcc.is_file()
         found.append(
             ("nvcc", there, f"{tk.nvcc}" + ("" if there else " not found: set CUDA_HOME, or use a pip toolchain"))
@@ -142,12 +143,12 @@ def checks(target: Target, tk: CudaToolkit, *, container: bool) -> list[tuple[st
     return found
 
 
-def plan_doc(target: Target, matrix: Matrix, *, container: bool = False, jobs: int | None = None) -> dict[str, Any]:
+def plan_doc(target: Target, matrix: Matrix, settings: BuildSettings = DEFAULT_SETTINGS) -> dict[str, Any]:
     """The dry-run plan of one target as data (`--dry-run --json`)."""
-    tk, _ = _toolkit(target, container)
-    choice = plan_choice(target, matrix, jobs)
+    tk, _ = _toolkit(target, settings)
+    choice = plan_choice(target, matrix, settings)
     image = None
-    if builds_in_image(target, container=container):
+    if builds_in_image(target, settings):
         try:
             root = find_checkout(matrix.root)
             recipe = resolve_recipe(target.toolchain, target.torch.version, target.torch.cuda, target.python, root)
@@ -163,7 +164,7 @@ def plan_doc(target: Target, matrix: Matrix, *, container: bool = False, jobs: i
         "target": target.id,
         "wheel": target.wheel_name,
         "toolchain": {"name": target.toolchain.name, "cuda": target.toolchain.cuda, "nvcc": str(tk.nvcc)},
-        "provision": "container" if builds_in_image(target, container=container) else target.toolchain.provision,
+        "provision": "container" if builds_in_image(target, settings) else target.toolchain.provision,
         "image": image,
         "torch": target.torch.version,
         "python": target.python,
@@ -180,21 +181,31 @@ def plan_doc(target: Target, matrix: Matrix, *, container: bool = False, jobs: i
             "other_way_s": round(choice.other.wall_s) if choice.other else None,
             "sentence": choice.sentence,
         },
-        "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in checks(target, tk, container=container)],
+        "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in checks(target, tk, settings)],
     }
 
 
-def plan_text(target: Target, matrix: Matrix, *, container: bool = False, jobs: int | None = None) -> str:
+def plan_text(target: Target, matrix: Matrix, settings: BuildSettings = DEFAULT_SETTINGS) -> str:
     """The dry-run plan of one target, as printed."""
     recipe = RECIPES[target.recipe]
-    tk, tk_lines = _toolkit(target, container)
+    tk, tk_lines = _toolkit(target, settings)
     torch = _torch_env(target)
     workdir = build_root() / target.id
     tree = workdir / "src" / "<unpacked source>"
     cpus = os.cpu_count() or 1
-    choice = plan_choice(target, matrix, jobs)
+    choice = plan_choice(target, matrix, settings)
     plan = plan_build(
-        target, tree, workdir, tk, torch, choice.way.jobs, cpus, workdir / "recipe", 0, splitkv_parts=choice.way.parts
+        target,
+        tree,
+        workdir,
+        tk,
+        torch,
+        choice.way.jobs,
+        cpus,
+        workdir / "recipe",
+        settings.source_date_epoch or 0,
+        launcher=settings.launcher,
+        splitkv_parts=choice.way.parts,
     )
     lines = [
         f"== {target.id} (dry run: nothing is fetched, compiled or written)",
@@ -202,10 +213,10 @@ def plan_text(target: Target, matrix: Matrix, *, container: bool = False, jobs: 
         f"recipe: {target.recipe} ({recipe.distribution}, extension {recipe.extension})"
         + (f", serves {target.serves}" if target.serves else ""),
         f"toolchain: {target.toolchain.name}, CUDA {target.toolchain.cuda}, provision "
-        f"{'container' if builds_in_image(target, container=container) else target.toolchain.provision}",
+        f"{'container' if builds_in_image(target, settings) else target.toolchain.provision}",
     ]
     lines += [f"  {line}" for line in tk_lines]
-    if builds_in_image(target, container=container):
+    if builds_in_image(target, settings):
         lines += [f"  {line}" for line in _image_lines(target, find_checkout(matrix.root))]
     torch_index = (
         f" from https://download.pytorch.org/whl/cu{target.torch.cuda.replace('.', '')}"
@@ -235,8 +246,7 @@ def plan_text(target: Target, matrix: Matrix, *, container: bool = False, jobs: 
         lines.append(f"  nvcc {common} -std=c++{target.torch.cxx_std} {defines} -c units/{unit}")
     lines.append("then: strip --strip-all, reproducible wheel, fawheels verify, and only then dist/")
     lines += [
-        f"check: {name} {'ok' if ok else 'FAILED'}: {detail}"
-        for name, ok, detail in checks(target, tk, container=container)
+        f"check: {name} {'ok' if ok else 'FAILED'}: {detail}" for name, ok, detail in checks(target, tk, settings)
     ]
     return "\n".join(lines)
 
@@ -247,29 +257,28 @@ DRY_RUN_SCHEMA = 1
 def print_plans(
     matrix: Matrix,
     targets: Sequence[Target],
+    settings: BuildSettings,
     *,
-    container: bool = False,
     as_json: bool = False,
-    jobs: int | None = None,
 ) -> int:
     """The plans, as text or one JSON document; exit 4 (toolchain) when a check failed: the build would too."""
-    docs = [plan_doc(t, matrix, container=container, jobs=jobs) for t in targets]
+    docs = [plan_doc(t, matrix, settings) for t in targets]
     if as_json:
         say(jsondoc.dumps({"schema": DRY_RUN_SCHEMA, "dry_run": True, "targets": docs}), flush=True)
     else:
         for i, target in enumerate(targets):
-            say(("\n" if i else "") + plan_text(target, matrix, container=container, jobs=jobs), flush=True)
+            say(("\n" if i else "") + plan_text(target, matrix, settings), flush=True)
     failed = [c for d in docs for c in d["checks"] if not c["ok"]]
     return ToolchainError.exit_code if failed else 0
 
 
-def refuse_unprovided_images(matrix: Matrix, targets: Sequence[Target], *, container: bool) -> None:
+def refuse_unprovided_images(matrix: Matrix, targets: Sequence[Target], settings: BuildSettings) -> None:
     """Before any work: every container target's registry base is here (or its image was built already).
     Inside a toolchain image there is nothing to check."""
-    if in_toolchain_image():
+    if settings.in_image:
         return
     for target in targets:
-        if not builds_in_image(target, container=container):
+        if not builds_in_image(target, settings):
             continue
         root = find_checkout(matrix.root)
         recipe = resolve_recipe(target.toolchain, target.torch.version, target.torch.cuda, target.python, root)

@@ -18,7 +18,7 @@ from typing import TextIO
 
 from fawheels import __version__
 from fawheels._util import console
-from fawheels._util.errors import BuildError, FawheelsError, VerifyError
+from fawheels._util.errors import FawheelsError, VerifyError
 from fawheels._util.files import copy_atomic, sha256_file
 from fawheels._util.paths import build_root
 from fawheels._util.runner import log, run
@@ -52,6 +52,7 @@ from fawheels.compile.units import (
 from fawheels.compile.wheel import WheelSpec, render_metadata, write_wheel
 from fawheels.matrix.model import Matrix, Source, Target
 from fawheels.matrix.recipes import RECIPES
+from fawheels.options import BuildSettings
 from fawheels.source.fetch import AppliedPatch, prepare_tree, source_epoch
 from fawheels.toolchain import toolkit as toolchain
 from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv
@@ -62,9 +63,7 @@ from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv
 # ----------------------------------------------------------------------------- execution
 
 
-def build_target_in_container(
-    target: Target, matrix: Matrix, dist: Path, jobs: int | None, offline: bool, clean: bool = False
-) -> Result:
+def build_target_in_container(target: Target, matrix: Matrix, dist: Path, settings: BuildSettings) -> Result:
     """`build_target`, run by the same pipeline inside the target's toolchain image."""
     from fawheels.toolchain.container import build_in_container
 
@@ -73,10 +72,8 @@ def build_target_in_container(
         target_id=target.id,
         matrix_path=matrix.path,
         dist=dist,
-        jobs=jobs,
         toolchain=target.toolchain,
-        clean=clean,
-        offline=offline,
+        settings=settings,
     )
     return container_result(target.id, code, dist, before, time.monotonic() - start)
 
@@ -101,11 +98,11 @@ def ninja_job_times(cmake_dir: Path, skip_lines: int = 0) -> dict[str, float]:
     return times
 
 
-def source_date_epoch(source: Source, offline: bool) -> int:
-    """SOURCE_DATE_EPOCH if set, else a time fixed by the source's pin (source_epoch)."""
-    if env := os.environ.get("SOURCE_DATE_EPOCH"):
-        return int(env)
-    return source_epoch(source, offline=offline)
+def source_date_epoch(source: Source, settings: BuildSettings) -> int:
+    """SOURCE_DATE_EPOCH if set (settings), else a time fixed by the source's pin (source_epoch)."""
+    if settings.source_date_epoch is not None:
+        return settings.source_date_epoch
+    return source_epoch(source, offline=settings.offline)
 
 
 def _read_pkg_info(tree: Path) -> dict[str, str]:
@@ -263,16 +260,14 @@ def _verify_into_report(wheel: Path, toolkit: Path | None = None, offline: bool 
         )
 
 
-def build_target(
-    target: Target, matrix: Matrix, dist: Path, jobs: int | None, offline: bool, clean: bool = False
-) -> Result:
-    """Build one target into dist/; a failure comes back as a failed Result naming its stage.
-    dist/ is only touched after verify passes."""
+def build_target(target: Target, matrix: Matrix, dist: Path, settings: BuildSettings) -> Result:
+    """Build one target into dist/, as `settings` (options.BuildSettings) say; a failure comes back as a failed
+    Result naming its stage. dist/ is only touched after verify passes."""
     result = Result(target.id)
     start = time.monotonic()
     with console.log_to(build_root() / f"{target.id}.log") as result.log:
         try:
-            _build_stages(target, matrix, dist, jobs, offline, result, clean)
+            _build_stages(target, matrix, dist, settings, result)
         except FawheelsError as exc:
             result.status, result.error, result.exit_code = Status.FAILED, str(exc), exc.exit_code
             console.error(f"fawheels: {exc.kind} error during {result.stage}: {exc}")
@@ -280,9 +275,8 @@ def build_target(
     return result
 
 
-def _build_stages(
-    target: Target, matrix: Matrix, dist: Path, jobs: int | None, offline: bool, result: Result, clean: bool
-) -> None:
+def _build_stages(target: Target, matrix: Matrix, dist: Path, settings: BuildSettings, result: Result) -> None:
+    offline = settings.offline
     workdir = build_root() / target.id
     console.step(f"== {target.id}")
     here = "shown here too" if console.level() == console.VERBOSE else "-v shows it here too"
@@ -291,7 +285,7 @@ def _build_stages(
 
     result.stage = "toolchain"
     with result.timed("toolchain"):
-        tk = toolchain.provision_cuda(target.toolchain, offline=offline)
+        tk = toolchain.provision_cuda(target.toolchain, offline=offline, in_image=settings.in_image)
         torch_env = toolchain.torch_env(target, offline=offline)
         host_cc = toolchain.host_compiler_version()
     console.step(f"toolchain: nvcc {tk.version} ({tk.provision}), torch {torch_env.torch_version}, {host_cc}")
@@ -302,12 +296,12 @@ def _build_stages(
         patches = [(matrix.root / p).resolve() for p in target.source.patches]
         workdir.mkdir(parents=True, exist_ok=True)
         _lock_workdir(workdir)
-        if clean:  # no object of an earlier build is reused (the configured CMake tree is, see below)
+        if settings.clean:  # no object of an earlier build is reused (the configured CMake tree is, see below)
             for child in workdir.iterdir():
                 if child.name not in ("cmake", "recipe", "tools"):  # the configure and what it depends on
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
         tree, applied = _prepare_tree_reusing(target.source, patches, workdir, offline, result)
-        sde = source_date_epoch(target.source, offline)
+        sde = source_date_epoch(target.source, settings)
 
     result.stage = "compile"
     cpus = os.cpu_count() or 1
@@ -320,7 +314,7 @@ def _build_stages(
         history=jobstats.load_history(),
         cpus=cpus,
         mem=mem_available(),
-        override=jobs if jobs is not None else _env_jobs(),
+        override=settings.jobs,
         parts_available=splitkv_parts_available(tree / RECIPES[target.recipe].kernel_dir),
     )
     way = choice.way
@@ -346,7 +340,7 @@ def _build_stages(
             cpus,
             recipe_dir,
             sde,
-            launcher=os.environ.get("FAWHEELS_COMPILER_LAUNCHER") or None,
+            launcher=settings.launcher,
             schedule=order,
             # The torch env's interpreter, not the one running fawheels: the launcher is part of every compile
             # command, and a build from another checkout or venv must not see a new command and recompile all.
@@ -368,7 +362,7 @@ def _build_stages(
         done_stamp = plan.cmake_dir / "fawheels-configured.json"
         if plan.cmake_dir.exists() and (not stamp.exists() or stamp.read_text() != configure_id):
             shutil.rmtree(plan.cmake_dir)
-        if clean and (plan.cmake_dir / "build.ninja").exists():
+        if settings.clean and (plan.cmake_dir / "build.ninja").exists():
             run(
                 [str(torch_env.ninja), "-C", str(plan.cmake_dir), "-t", "clean"],
                 env=plan.env,
@@ -502,15 +496,6 @@ def _lock_workdir(workdir: Path) -> None:
 
 
 _HELD_LOCKS: list[TextIO] = []
-
-
-def _env_jobs() -> int | None:
-    value = os.environ.get("MAX_JOBS")
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise BuildError(f"MAX_JOBS must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def compile_summary(

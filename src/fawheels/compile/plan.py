@@ -20,16 +20,17 @@ from fawheels.compile.units import (
 from fawheels.matrix.cudafacts import Arch
 from fawheels.matrix.model import Target
 from fawheels.matrix.recipes import RECIPES
-from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv, in_toolchain_image
+from fawheels.options import BuildSettings
+from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv
 
 GB = 1024**3
 
 
-def builds_in_image(target: Target, *, container: bool = False) -> bool:
+def builds_in_image(target: Target, settings: BuildSettings) -> bool:
     """Whether `target` compiles inside its toolchain image: a container toolchain, or any target with
     `--container`; never from inside an image (there the image is the toolchain). The one place this is
     decided: build, its dry run and the nightly ask here."""
-    return (container or target.toolchain.provision == "container") and not in_toolchain_image()
+    return (settings.container or target.toolchain.provision == "container") and not settings.in_image
 
 
 # Peak RSS assumed for one nvcc job on an FA2 forward TU when nothing was measured (4.0-4.9 GB seen); rounded

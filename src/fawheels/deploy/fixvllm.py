@@ -25,6 +25,7 @@ from fawheels.check.machine import Machine
 from fawheels.matrix.cudafacts import Arch
 from fawheels.matrix.loading import cudart_major, runtime_min_driver
 from fawheels.matrix.recipes import VLLM_FA2, Release
+from fawheels.options import DEFAULT_SETTINGS, BuildSettings
 
 PLAN_SCHEMA = 1  # `fix-vllm --json`: the plan
 EXTENSION = f"{VLLM_FA2.extension_dir}/{VLLM_FA2.extension}.abi3.so"  # vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so
@@ -283,7 +284,9 @@ def fix_vllm_command(
     as_json: bool,
     undo_it: bool,
     matrix: Path | None = None,
+    settings: BuildSettings = DEFAULT_SETTINGS,
 ) -> int:
+    """`fawheels fix-vllm`; `settings` (the environment's MAX_JOBS, compiler launcher …) for a build it runs."""
     from fawheels.check.machine import resolve
     from fawheels.matrix.config import find_matrix_file
 
@@ -311,7 +314,7 @@ def fix_vllm_command(
         say(render(p, dry_run), flush=True)
     if dry_run or p.action == "nothing":
         return 0
-    return _carry_out(p, python, index, records)
+    return _carry_out(p, python, index, records, settings)
 
 
 def _undo(inst: InstalledVllm, dry_run: bool) -> int:
@@ -325,7 +328,9 @@ def _undo(inst: InstalledVllm, dry_run: bool) -> int:
     return 0
 
 
-def _carry_out(p: Plan, python: str | None, index: str | None, records: list[dict[str, Any]] | None) -> int:
+def _carry_out(
+    p: Plan, python: str | None, index: str | None, records: list[dict[str, Any]] | None, settings: BuildSettings
+) -> int:
     """Fetch or build the wheel, overlay it (verify runs inside overlay), smoke it where a GPU is."""
     from fawheels._util.paths import cache_root
     from fawheels.deploy import overlay
@@ -352,10 +357,7 @@ def _carry_out(p: Plan, python: str | None, index: str | None, records: list[dic
             matrix_path=write_tree(derived),
             target_ids=[derived.target.id],
             dist=dist,
-            jobs=None,
-            container=False,
-            offline=False,
-            keep_going=False,
+            settings=settings,
         )
         if code:
             return code

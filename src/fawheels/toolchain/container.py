@@ -24,6 +24,7 @@ from fawheels._util.errors import ContainerError
 from fawheels._util.files import write_atomic
 from fawheels._util.paths import cache_root, mark_used
 from fawheels._util.runner import Completed, TimeoutExpired, call, log, run, run_code
+from fawheels.options import IN_IMAGE, BuildSettings, nested_build_argv
 from fawheels.toolchain.images import (
     _PROBE,
     BASE_SCRIPT,
@@ -42,7 +43,6 @@ from fawheels.toolchain.images import (
     resolve_recipe,
 )
 from fawheels.toolchain.pipserve import host_pip_settings, loopback_indexes
-from fawheels.toolchain.toolkit import IN_IMAGE
 
 ENGINES = ("docker", "podman")
 # Inside the container: where the host's pieces are mounted.
@@ -106,7 +106,7 @@ def plan_run(
     target_id: str,
     matrix_file: Path,
     dist: Path,
-    jobs: int | None,
+    settings: BuildSettings,
     cache: Path,
     private: Path,
     build_root: Path,
@@ -114,7 +114,6 @@ def plan_run(
     uid: int,
     gid: int,
     package: Path = PACKAGE_DIR,
-    clean: bool = False,
 ) -> RunSpec:
     """The container run for one target. No I/O.
 
@@ -124,9 +123,8 @@ def plan_run(
     build uses one (sccache keys on the compiler binary and the preprocessed input, so sharing is
     safe), a per-image private cache and build tree at the host's build root path (nvcc hashes
     source paths into symbol names, so the path must be the same for identical cubins), dist/, and
-    the host CA bundle. Nothing else from the host."""
-    from fawheels.options import nested_build_argv
-
+    the host CA bundle. Nothing else from the host. `settings`: the host run's (--jobs, --clean, the compiler
+    launcher); `environ`: the variables passed through (PASSTHROUGH_ENV, the CA bundle, sccache's)."""
     # Every option that changes the build, with the paths as mounted inside; always offline: the host fetched
     # everything (source into the shared cache, the image itself).
     argv = [
@@ -140,8 +138,8 @@ def plan_run(
                 "matrix": Path(MATRIX_DIR, matrix_file.name),
                 "dist": Path(DIST),
                 "offline": True,
-                "jobs": jobs,
-                "clean": clean,
+                "jobs": settings.jobs,
+                "clean": settings.clean,
             }
         ),
     ]
@@ -162,7 +160,7 @@ def plan_run(
                 env[key] = " ".join(urls)
             else:
                 del env[key]
-    if environ.get("FAWHEELS_COMPILER_LAUNCHER"):
+    if settings.launcher:
         # The image's own sccache, with a server inside the container: on the host network the
         # default TCP port would reach the host's server, which runs the host's compilers.
         env.update(FAWHEELS_COMPILER_LAUNCHER="sccache", SCCACHE_SERVER_UDS="/tmp/fawheels-sccache.sock")
@@ -351,10 +349,8 @@ def build_in_container(
     target_id: str,
     matrix_path: Path | None,
     dist: Path,
-    jobs: int | None,
     toolchain: ToolchainLike,
-    clean: bool = False,
-    offline: bool = False,
+    settings: BuildSettings,
 ) -> int:
     """`fawheels build TARGET --container`: the same pipeline inside the target's toolchain image.
     Every option of the host command that changes the build reaches it (options.BUILD, `forward`): --jobs and
@@ -373,7 +369,7 @@ def build_in_container(
     entry = read_lock(root).get(key)
     if entry is None:
         log(f"note: {key} is not in {LOCK_FILE}; `nox -s lock-images` pins it")
-    if offline and engine.inspect(recipe.tag(recipe.inputs_sha256(root))) is None:
+    if settings.offline and engine.inspect(recipe.tag(recipe.inputs_sha256(root))) is None:
         raise ContainerError(
             f"the toolchain image for {target_id} is not built and --offline forbids building it",
             hint="build it once online (nox -s lock-images), or drop --offline",
@@ -383,7 +379,7 @@ def build_in_container(
 
     # The source (sdist, or git clones with their submodules) is fetched on the host into the shared,
     # content-addressed cache: the build inside runs --offline and never touches an index.
-    prefetch(target.source, offline=offline)
+    prefetch(target.source, offline=settings.offline)
     cache = cache_root().resolve()
     private = cache / "containers" / tag.rsplit(":", 1)[1]
     dist = dist.resolve()
@@ -395,14 +391,13 @@ def build_in_container(
         target_id=target_id,
         matrix_file=matrix_file,
         dist=dist,
-        jobs=jobs,
+        settings=settings,
         cache=cache,
         private=private,
         build_root=build_root().absolute(),
         environ=os.environ,
         uid=os.getuid(),
         gid=os.getgid(),
-        clean=clean,
     )
     start = time.monotonic()
     code = engine.run(spec)

@@ -151,16 +151,10 @@ def provision_pip(tc: Toolchain, *, offline: bool = False) -> CudaToolkit:
     return CudaToolkit(cuda_home, nvcc, version, "pip")
 
 
-IN_IMAGE = "FAWHEELS_IN_CONTAINER"  # container.py sets it in what it runs inside a toolchain image
-
-
-def in_toolchain_image() -> bool:
-    """Whether this process runs inside a toolchain image, where a container toolchain is the host's."""
-    return bool(os.environ.get(IN_IMAGE))
-
-
-def provision_cuda(tc: Toolchain, *, offline: bool = False) -> CudaToolkit:
-    if tc.provision == "host" or (tc.provision == "container" and in_toolchain_image()):
+def provision_cuda(tc: Toolchain, *, offline: bool = False, in_image: bool = False) -> CudaToolkit:
+    """The toolkit of `tc`; `in_image` (BuildSettings): inside a toolchain image, where a container toolchain
+    is the host's."""
+    if tc.provision == "host" or (tc.provision == "container" and in_image):
         return provision_host(tc)
     if tc.provision == "pip":
         return provision_pip(tc, offline=offline)

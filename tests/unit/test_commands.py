@@ -1,0 +1,59 @@
+"""The command registry (commands.COMMANDS): every subcommand declared once, the parser and the failure paths
+made from it (issue 23, the house)."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+
+from fawheels import cli
+from fawheels._util.errors import BuildError, PublishError, UsageError
+from fawheels.commands import BY_NAME, COMMANDS
+
+
+def subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = cli.build_parser()
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def test_the_parser_has_exactly_the_registered_commands_in_their_order() -> None:
+    assert list(subparsers()) == [c.name for c in COMMANDS]
+    assert len(BY_NAME) == len(COMMANDS)  # no name twice
+
+
+def test_each_command_runs_its_own_handler() -> None:
+    for command in COMMANDS:
+        assert command.help
+        args = cli.build_parser().parse_args([command.name, *REQUIRED.get(command.name, [])])
+        assert args.func is command.handler, command.name
+
+
+REQUIRED = {
+    "inspect": ["w.whl"],
+    "verify": ["w.whl"],
+    "publish": ["w.whl", "--index", "/idx"],
+    "profile": ["--from-config", "c.json"],
+    "smoke": ["w.whl"],
+    "overlay": ["w.whl", "--into-site-packages"],
+}
+
+
+def test_an_os_error_takes_the_class_its_command_declares() -> None:
+    exc = OSError(errno.ENOSPC, "No space left on device", "/dist/w.whl")
+    assert isinstance(cli.os_error("build", exc), BuildError)
+    assert isinstance(cli.os_error("publish", exc), PublishError)
+    assert type(cli.os_error("smoke", exc)) is UsageError
+    assert "disk is full" in (cli.os_error("nightly", exc).hint or "")
+
+
+def test_the_interrupt_message_is_the_commands() -> None:
+    parser = cli.build_parser()
+    assert cli.interrupted_message(parser.parse_args(["build", "--dist", "out/"])) == (
+        "interrupted; out/ was left as it was"
+    )
+    assert (
+        cli.interrupted_message(parser.parse_args(["nightly", "--dist", "n"]))
+        == "interrupted; n holds only whole files"
+    )
+    assert cli.interrupted_message(parser.parse_args(["matrix"])) == "interrupted"
