@@ -10,7 +10,8 @@
 #   scripts/gpu-vs-stock.sh tune    ours alone: the decode cases at 0-16 splits, and the prefill routes and vision
 #                                   cases on the forward kernel's own tiles and on its sm_86 tiles (sm8x_tiles_shim.c)
 #   scripts/gpu-vs-stock.sh bench   stock vLLM 0.26.0's _vllm_fa2_C against ours (scripts/bench_vllm_vs_stock.py,
-#                                   each side stopped after BENCH_LIMIT_S), then our first paged decode in a fresh
+#                                   each side stopped after BENCH_LIMIT_S; BENCH_ROUNDS runs per side, alternating;
+#                                   BENCH_CASES "name|name": only those), then our first paged decode in a fresh
 #                                   process with CUDA_CACHE_DISABLE=1 (stock's too with FIRST_CALL_STOCK=1)
 # Carried (no registry there): .whl/ (pyelftools, zstandard, lz4 for cp312) and .devcache/ = FAWHEELS_CACHE: the
 # pinned flash-attn sdist; vllm-0.26.0/flash_attn_interface.py (scripts/vllm_interface.py) and test_flash_attn.py
@@ -52,8 +53,12 @@ bench)
     > /tmp/stock.so
   echo "$STOCK_SHA  /tmp/stock.so" | sha256sum -c || exit 1
   sha256sum "$vw" | tee "$out/wheels.sha256"
+  cases=()  # BENCH_CASES: case names separated by "|" (default: every case)
+  IFS='|' read -ra names <<< "${BENCH_CASES:-}"
+  for n in "${names[@]}"; do cases+=(--case "$n"); done
   python3 scripts/bench_vllm_vs_stock.py compare --stock /tmp/stock.so --ours "$vw" --interface $IFACE \
-    --out "$out" --limit-s "${BENCH_LIMIT_S:-600}" 2>&1 | tee "$out/bench.log" | grep -v "^+"
+    --out "$out" --limit-s "${BENCH_LIMIT_S:-600}" --rounds "${BENCH_ROUNDS:-1}" "${cases[@]}" 2>&1 |
+    tee "$out/bench.log" | grep -v "^+"
   for ext in "$vw" ${FIRST_CALL_STOCK:+/tmp/stock.so}; do
     CUDA_CACHE_DISABLE=1 timeout 200 python3 scripts/bench_vllm_vs_stock.py first-call --ext "$ext" --interface $IFACE
   done | tee "$out/first-call.jsonl"
