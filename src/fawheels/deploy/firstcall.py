@@ -20,7 +20,6 @@ import os
 import statistics
 import sys
 import tempfile
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from fawheels._util.errors import FawheelsError, ToolchainError
 from fawheels._util.files import write_atomic
 from fawheels._util.runner import log, pip_install_into, run
 from fawheels._util.show import say
+from fawheels._util.wheels import read_build_info
 
 # The child: fresh interpreter, nothing imported before the clock starts. Shapes: one small causal bf16
 # prefill with head dim 128, the kernel every fawheels profile has (one-tu: bf16, d128, causal).
@@ -114,10 +114,8 @@ def first_call_command(wheel_arg: str, *, runs: int = 3, out: str | None = None)
     if not wheel.is_file():
         raise FawheelsError(f"{wheel}: no such wheel", hint="build it first (fawheels build TARGET_ID)")
     try:
-        with zipfile.ZipFile(wheel) as zf:
-            info_name = next(n for n in zf.namelist() if n.endswith(".dist-info/build-info.json"))
-            info = json.loads(zf.read(info_name))
-    except (zipfile.BadZipFile, StopIteration, ValueError) as exc:
+        info = read_build_info(wheel)
+    except ValueError as exc:
         raise FawheelsError(f"{wheel}: not a fawheels wheel (no readable build-info.json)") from exc
     gpu = _gpu()
     doc: dict[str, Any] = {

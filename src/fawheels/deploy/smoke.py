@@ -530,19 +530,20 @@ def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
     import os
     import sys
     import tempfile
-    import zipfile
     from pathlib import Path
 
     from fawheels._util.errors import ToolchainError, VerifyError
     from fawheels._util.files import write_atomic
     from fawheels._util.runner import call, log, pip_install_into
+    from fawheels._util.wheels import read_build_info
     from fawheels.check import compat
     from fawheels.matrix.cudafacts import Version
 
     wheel = Path(wheel_arg)
-    with zipfile.ZipFile(wheel) as zf:
-        info_name = next(n for n in zf.namelist() if n.endswith(".dist-info/build-info.json"))
-        info = json.loads(zf.read(info_name))
+    try:
+        info = read_build_info(wheel)
+    except ValueError as exc:
+        raise VerifyError(f"{exc}: not a fawheels wheel", hint="smoke a wheel from `fawheels build`") from exc
     cc, driver = present_gpu()
     report = compat.predict(compat.load_objects(str(wheel)), cc, Version.parse(driver))
     if not report.ok:
