@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from fawheels._util import gpu, runner
 from fawheels._util.wheels import read_build_info
 
 
@@ -49,3 +51,58 @@ def test_a_file_that_is_no_zip_is_a_value_error(tmp_path: Path) -> None:
     wheel.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match=r"x-1.0-py3-none-any.whl: not a zip archive"):
         read_build_info(wheel)
+
+
+# --- nvidia-smi ----------------------------------------------------------------------------------------------
+
+
+def test_nvidia_smi_is_asked_for_the_fields_in_csv() -> None:
+    asked: list[tuple[str, ...]] = []
+
+    def fake(cmd: Sequence[str]) -> tuple[int, str]:
+        asked.append(tuple(cmd))
+        return 0, "NVIDIA H200, 9.0, 570.195.03\n\nNVIDIA H200, 9.0, 570.195.03\n"
+
+    text = gpu.query(("name", "compute_cap", "driver_version"), fake)
+    assert asked == [("nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader")]
+    assert gpu.rows(text, ("name", "compute_cap", "driver_version")) == [["NVIDIA H200", "9.0", "570.195.03"]] * 2
+
+
+def test_a_name_with_a_comma_stays_whole() -> None:
+    assert gpu.rows("A, B GPU, 12.0, 580.65.06\n", ("name", "cc", "driver")) == [["A, B GPU", "12.0", "580.65.06"]]
+
+
+def test_a_short_row_is_refused_with_the_fields_named() -> None:
+    with pytest.raises(ValueError, match=r"nvidia-smi printed 'garbage', not name, cc, driver"):
+        gpu.rows("garbage\n", ("name", "cc", "driver"))
+
+
+def test_a_failing_nvidia_smi_says_its_exit_and_stderr() -> None:
+    with pytest.raises(gpu.NvidiaSmiError, match=r"nvidia-smi: exit 9: NVIDIA-SMI has failed"):
+        gpu.query(("name",), lambda cmd: (9, "NVIDIA-SMI has failed because it couldn't communicate\n"))
+
+
+def _no_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(cmd: Sequence[str], **kwargs: object) -> None:
+        raise FileNotFoundError(2, "No such file or directory", cmd[0])
+
+    monkeypatch.setattr(runner, "call", missing)
+
+
+def test_a_missing_nvidia_smi_is_an_error_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_nvidia_smi(monkeypatch)
+    with pytest.raises(gpu.NvidiaSmiError, match=r"nvidia-smi: exit 127"):
+        gpu.query(("name",))
+
+
+def test_the_commands_share_one_answer_to_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fawheels._util.errors import ToolchainError
+    from fawheels.check import machine
+    from fawheels.deploy import smoke
+
+    _no_nvidia_smi(monkeypatch)
+    assert machine.query() == []
+    with pytest.raises(ToolchainError, match="no NVIDIA GPU here") as caught:
+        smoke.present_gpu()
+    assert caught.value.hint == "run smoke on a GPU machine"
+    assert smoke.gpu_state()["error"].startswith("nvidia-smi: exit 127")

@@ -93,18 +93,10 @@ def parse_child_output(text: str) -> dict[str, Any]:
 
 
 def _gpu() -> dict[str, str]:
-    try:
-        out = run(
-            ["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
-            capture=True,
-            quiet=True,
-            error=ToolchainError,
-            what="nvidia-smi",
-        )
-    except ToolchainError as exc:
-        raise ToolchainError("no NVIDIA GPU here (nvidia-smi failed)", hint="run first-call on a GPU machine") from exc
-    name, cc, driver = (x.strip() for x in out.splitlines()[0].split(","))
-    return {"name": name, "compute_capability": cc, "driver": driver}
+    from fawheels.check.machine import present
+
+    found = present("first-call")
+    return {"name": found.name, "compute_capability": f"{found.cc[0]}.{found.cc[1]}", "driver": found.driver}
 
 
 def first_call_command(wheel_arg: str, *, runs: int = 3, out: str | None = None) -> int:
