@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fawheels._util.paths import COMPLETE_MARKER
 from fawheels.compile import execute as build
 from fawheels.compile.execute import _prepare_tree_reusing, _sync_dir
 from fawheels.compile.result import Result
@@ -80,7 +81,7 @@ def test_torch_probe_is_reused_while_the_env_marker_is_the_same(
 
     root = tmp_path / "env"
     root.mkdir()
-    (root / toolchain.COMPLETE_MARKER).write_text("2.14.1\n")
+    (root / COMPLETE_MARKER).write_text("2.14.1\n")
     probes: list[Path] = []
 
     def fake_probe(python: Path) -> toolchain.TorchEnv:
@@ -91,6 +92,6 @@ def test_torch_probe_is_reused_while_the_env_marker_is_the_same(
     first = toolchain._probe_cached_env(root, root / "bin/python")
     second = toolchain._probe_cached_env(root, root / "bin/python")
     assert second == first and len(probes) == 1
-    (root / toolchain.COMPLETE_MARKER).write_text("2.14.2\n")  # the env was made again: probe again
+    (root / COMPLETE_MARKER).write_text("2.14.2\n")  # the env was made again: probe again
     toolchain._probe_cached_env(root, root / "bin/python")
     assert len(probes) == 2

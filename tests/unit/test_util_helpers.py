@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fawheels._util import gpu, runner
+from fawheels._util import gpu, paths, runner
 from fawheels._util.wheels import read_build_info
 
 
@@ -106,3 +106,46 @@ def test_the_commands_share_one_answer_to_no_gpu(monkeypatch: pytest.MonkeyPatch
         smoke.present_gpu()
     assert caught.value.hint == "run smoke on a GPU machine"
     assert smoke.gpu_state()["error"].startswith("nvidia-smi: exit 127")
+
+
+# --- installing into the cache once --------------------------------------------------------------------------
+
+
+def test_install_once_installs_then_reuses(tmp_path: Path) -> None:
+    root = tmp_path / "entry"
+    calls: list[int] = []
+
+    def install() -> None:
+        root.mkdir()
+        (root / "tool").write_text("x")
+        calls.append(1)
+
+    assert paths.install_once(root, "1.2.3", install, note="installing")
+    assert (root / paths.COMPLETE_MARKER).read_text() == "1.2.3\n" and paths.is_installed(root)
+    assert not paths.install_once(root, "1.2.3", install, note="installing")
+    assert calls == [1]
+
+
+def test_an_interrupted_install_is_cleared_and_redone(tmp_path: Path) -> None:
+    root = tmp_path / "entry"
+    root.mkdir()
+    (root / "half").write_text("left by a killed pip")
+
+    def install() -> None:
+        assert not root.exists()  # what the interrupted one left is gone
+        root.mkdir()
+
+    assert paths.install_once(root, "2", install, note="again")
+    assert sorted(p.name for p in root.iterdir()) == [paths.COMPLETE_MARKER]
+
+
+def test_a_failed_install_writes_no_marker(tmp_path: Path) -> None:
+    root = tmp_path / "entry"
+
+    def install() -> None:
+        root.mkdir()
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        paths.install_once(root, "3", install, note="failing")
+    assert root.exists() and not paths.is_installed(root)
