@@ -37,18 +37,6 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_output_paths(dist: Path | None, report: Path | None) -> None:
-    """Paths a command will write at the end, checked before it starts: an hour of building must not end in
-    'cannot write'. Creates nothing: a probe file in the nearest existing directory, removed at once."""
-    from fawheels._util.files import writable_dir
-
-    for what, d in (("--dist", dist), ("--report's directory", report.parent if report else None)):
-        if d is not None and (why := writable_dir(d)) is not None:
-            raise UsageError(f"{what} {d}: cannot write there: {why}", hint="pass a path this user can write")
-    if report is not None and report.is_dir():
-        raise UsageError(f"--report {report} is a directory", hint="pass a file path, e.g. --report build.json")
-
-
 DERIVE_OPTIONS = ("archs", "python", "profile", "from_config", "cuda")
 
 
@@ -82,9 +70,10 @@ def derived_target(args: argparse.Namespace) -> Any:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from fawheels._util.files import check_outputs
     from fawheels.compile import command as build
 
-    check_output_paths(args.dist, args.report)
+    check_outputs(args.dist, args.report)
     settings = BuildSettings.resolve(args, os.environ)  # read once, here: every stage below gets this object
     matrix_path, target_ids = args.matrix, args.targets
     if args.vllm is not None:

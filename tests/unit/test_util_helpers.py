@@ -4,13 +4,15 @@ from a wheel, asking nvidia-smi, installing into a target once, and whether an o
 from __future__ import annotations
 
 import json
+import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from fawheels._util import gpu, paths, runner
+from fawheels._util import files, gpu, paths, runner
+from fawheels._util.errors import PublishError, UsageError
 from fawheels._util.wheels import read_build_info
 
 
@@ -149,3 +151,44 @@ def test_a_failed_install_writes_no_marker(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="disk full"):
         paths.install_once(root, "3", install, note="failing")
     assert root.exists() and not paths.is_installed(root)
+
+
+# --- can outputs be written ----------------------------------------------------------------------------------
+
+
+def _read_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory that refuses new files (a read-only mount, or another user's), which os.access may not see."""
+
+    def refuse(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+
+
+def test_writable_dir_probes_the_nearest_existing_directory(tmp_path: Path) -> None:
+    assert files.writable_dir(tmp_path / "new" / "deeper") is None
+    assert list(tmp_path.iterdir()) == []  # the probe is gone and nothing was created
+    (tmp_path / "f").write_text("x")
+    assert files.writable_dir(tmp_path / "f" / "sub") == f"{tmp_path / 'f'} is a file, not a directory"
+
+
+def test_check_outputs_names_the_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files.check_outputs(tmp_path / "dist", tmp_path / "r" / "report.json")
+    (tmp_path / "report.json").mkdir()
+    with pytest.raises(UsageError, match=r"--report .*report.json is a directory"):
+        files.check_outputs(None, tmp_path / "report.json")
+    _read_only(monkeypatch)
+    with pytest.raises(UsageError, match=r"--dist .*: cannot write there: Permission denied") as caught:
+        files.check_outputs(tmp_path / "dist", None)
+    assert caught.value.hint == "pass a directory this user can write (--dist DIR, --report FILE)"
+    with pytest.raises(UsageError, match=r"--report's directory .*: cannot write there"):
+        files.check_outputs(None, tmp_path / "report.json")
+
+
+def test_publish_probes_its_index_like_the_builds_probe_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fawheels.publish import index
+
+    index.check_index_dir(tmp_path / "idx")
+    _read_only(monkeypatch)
+    with pytest.raises(PublishError, match=r"index .*idx: cannot write there: Permission denied"):
+        index.check_index_dir(tmp_path / "idx")
