@@ -15,14 +15,16 @@ from typing import Any
 from fawheels._util.errors import (
     BuildError,
     ConfigError,
+    ContainerError,
     FawheelsError,
     InspectError,
     OverlayError,
     PublishError,
+    ToolchainError,
     UsageError,
 )
 from fawheels._util.show import say
-from fawheels.options import BUILD, MATRIX, NIGHTLY, BuildSettings, Option, add_options
+from fawheels.options import BUILD, MATRIX, NIGHTLY, BuildSettings, Option, add_options, positive_int
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -145,6 +147,19 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     from fawheels.deploy import smoke
 
     return smoke.smoke_command(str(args.wheel), bench_too=args.bench, out=args.report)
+
+
+def cmd_first_call(args: argparse.Namespace) -> int:
+    from fawheels.deploy import firstcall
+
+    return firstcall.first_call_command(str(args.wheel), runs=args.runs, out=args.report)
+
+
+def cmd_lock_images(args: argparse.Namespace) -> int:
+    from fawheels.toolchain.container import lock_images
+
+    lock_images(args.matrix)
+    return 0
 
 
 def cmd_overlay(args: argparse.Namespace) -> int:
@@ -340,6 +355,25 @@ def smoke_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", dest="report", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old spelling
 
 
+def first_call_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "wheel", type=Path, metavar="WHEEL", help="a fawheels wheel built for this machine's torch and Python"
+    )
+    p.add_argument(
+        "--runs",
+        type=positive_int,
+        default=3,
+        metavar="N",
+        help="fresh processes with the JIT cache disabled (default 3)",
+    )
+    p.add_argument("--report", default=None, metavar="FILE", help="also write the JSON document here")
+    p.add_argument("--out", dest="report", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the script's spelling
+
+
+def lock_images_arguments(p: argparse.ArgumentParser) -> None:
+    MATRIX.add_to(p)
+
+
 def overlay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("wheel", type=Path, metavar="WHEEL")
     p.add_argument(
@@ -493,6 +527,15 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("smoke", "on a GPU: check every kernel of a wheel against a float32 reference", smoke_arguments, cmd_smoke),
     Command(
+        "first-call",
+        "on a GPU: time a wheel's first attention call in fresh processes, the driver's JIT cache disabled",
+        first_call_arguments,
+        cmd_first_call,
+        ToolchainError,
+        epilog="Installs WHEEL into a temporary directory on top of this interpreter's torch; prints one JSON "
+        "document (schema 1), written to --report after every run. docs/architecture.md",
+    ),
+    Command(
         "overlay",
         "put a vllm-fa2 wheel's _vllm_fa2_C into an installed vLLM of its release (--undo restores)",
         overlay_arguments,
@@ -500,6 +543,13 @@ COMMANDS: tuple[Command, ...] = (
         OverlayError,
         epilog="Checks the vLLM release, the torch version and the op schemas first; keeps the original beside it "
         "(<name>.fawheels-original) so --undo restores it byte for byte. docs/vllm.md",
+    ),
+    Command(
+        "lock-images",
+        "build (if missing) every toolchain image the matrix can use; pin it in docker/images.lock.json",
+        lock_images_arguments,
+        cmd_lock_images,
+        ContainerError,
     ),
     Command(
         "cache",
