@@ -56,7 +56,7 @@ def nightly(session: nox.Session) -> None:
 def lock_images(session: nox.Session) -> None:
     """Build (if missing) every toolchain image the matrix can use; pin it in docker/images.lock.json."""
     session.install(".")
-    session.run("python", "-c", "from fawheels.toolchain.container import lock_images; lock_images()")
+    session.run("fawheels", "lock-images", *session.posargs)
 
 
 def _wheel_args(session: nox.Session) -> list[str]:
@@ -97,7 +97,14 @@ def first_call(session: nox.Session) -> None:
     """On a GPU machine: the first attention call of each wheel in a fresh process, JIT cache disabled."""
     for wheel in _wheel_args(session):
         session.run(
-            "python", "scripts/first_call.py", wheel, "--out", f"{wheel}.first-call.json", env={"PYTHONPATH": "src"}
+            "python",
+            "-m",
+            "fawheels.cli",
+            "first-call",
+            wheel,
+            "--report",
+            f"{wheel}.first-call.json",
+            env={"PYTHONPATH": "src"},
         )
 
 

@@ -5,7 +5,7 @@
     python scripts/perf_report.py --build-report report.json     (one build's section only)
 
 Reads what is there and skips what is not: machine.txt, build-*.json / rebuild-*.json (fawheels build
---report), bench-*.json (fawheels smoke --bench --out), first-call-*.json (scripts/first_call.py --out).
+--report), bench-*.json (fawheels smoke --bench --out), first-call-*.json (fawheels first-call --report).
 """
 
 from __future__ import annotations

@@ -15,14 +15,16 @@ from typing import Any
 from fawheels._util.errors import (
     BuildError,
     ConfigError,
+    ContainerError,
     FawheelsError,
     InspectError,
     OverlayError,
     PublishError,
+    ToolchainError,
     UsageError,
 )
 from fawheels._util.show import say
-from fawheels.options import BUILD, MATRIX, NIGHTLY, BuildSettings, Option, add_options
+from fawheels.options import BUILD, MATRIX, NIGHTLY, BuildSettings, Option, add_options, positive_int
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -35,18 +37,6 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     m = matrix.load_matrix_file(args.matrix)
     say(matrix.render_targets(m, "json" if args.json else args.format))
     return 0
-
-
-def check_output_paths(dist: Path | None, report: Path | None) -> None:
-    """Paths a command will write at the end, checked before it starts: an hour of building must not end in
-    'cannot write'. Creates nothing: a probe file in the nearest existing directory, removed at once."""
-    from fawheels._util.files import writable_dir
-
-    for what, d in (("--dist", dist), ("--report's directory", report.parent if report else None)):
-        if d is not None and (why := writable_dir(d)) is not None:
-            raise UsageError(f"{what} {d}: cannot write there: {why}", hint="pass a path this user can write")
-    if report is not None and report.is_dir():
-        raise UsageError(f"--report {report} is a directory", hint="pass a file path, e.g. --report build.json")
 
 
 DERIVE_OPTIONS = ("archs", "python", "profile", "from_config", "cuda")
@@ -82,9 +72,10 @@ def derived_target(args: argparse.Namespace) -> Any:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from fawheels._util.files import check_outputs
     from fawheels.compile import command as build
 
-    check_output_paths(args.dist, args.report)
+    check_outputs(args.dist, args.report)
     settings = BuildSettings.resolve(args, os.environ)  # read once, here: every stage below gets this object
     matrix_path, target_ids = args.matrix, args.targets
     if args.vllm is not None:
@@ -156,6 +147,19 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     from fawheels.deploy import smoke
 
     return smoke.smoke_command(str(args.wheel), bench_too=args.bench, out=args.report)
+
+
+def cmd_first_call(args: argparse.Namespace) -> int:
+    from fawheels.deploy import firstcall
+
+    return firstcall.first_call_command(str(args.wheel), runs=args.runs, out=args.report)
+
+
+def cmd_lock_images(args: argparse.Namespace) -> int:
+    from fawheels.toolchain.container import lock_images
+
+    lock_images(args.matrix)
+    return 0
 
 
 def cmd_overlay(args: argparse.Namespace) -> int:
@@ -351,6 +355,25 @@ def smoke_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", dest="report", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old spelling
 
 
+def first_call_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "wheel", type=Path, metavar="WHEEL", help="a fawheels wheel built for this machine's torch and Python"
+    )
+    p.add_argument(
+        "--runs",
+        type=positive_int,
+        default=3,
+        metavar="N",
+        help="fresh processes with the JIT cache disabled (default 3)",
+    )
+    p.add_argument("--report", default=None, metavar="FILE", help="also write the JSON document here")
+    p.add_argument("--out", dest="report", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the script's spelling
+
+
+def lock_images_arguments(p: argparse.ArgumentParser) -> None:
+    MATRIX.add_to(p)
+
+
 def overlay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("wheel", type=Path, metavar="WHEEL")
     p.add_argument(
@@ -504,6 +527,15 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("smoke", "on a GPU: check every kernel of a wheel against a float32 reference", smoke_arguments, cmd_smoke),
     Command(
+        "first-call",
+        "on a GPU: time a wheel's first attention call in fresh processes, the driver's JIT cache disabled",
+        first_call_arguments,
+        cmd_first_call,
+        ToolchainError,
+        epilog="Installs WHEEL into a temporary directory on top of this interpreter's torch; prints one JSON "
+        "document (schema 1), written to --report after every run. docs/architecture.md",
+    ),
+    Command(
         "overlay",
         "put a vllm-fa2 wheel's _vllm_fa2_C into an installed vLLM of its release (--undo restores)",
         overlay_arguments,
@@ -511,6 +543,13 @@ COMMANDS: tuple[Command, ...] = (
         OverlayError,
         epilog="Checks the vLLM release, the torch version and the op schemas first; keeps the original beside it "
         "(<name>.fawheels-original) so --undo restores it byte for byte. docs/vllm.md",
+    ),
+    Command(
+        "lock-images",
+        "build (if missing) every toolchain image the matrix can use; pin it in docker/images.lock.json",
+        lock_images_arguments,
+        cmd_lock_images,
+        ContainerError,
     ),
     Command(
         "cache",

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fawheels._util import console, jsondoc
-from fawheels._util.errors import ConfigError, FawheelsError, InternalError, UsageError
-from fawheels._util.files import writable_dir, write_atomic
+from fawheels._util.errors import ConfigError, FawheelsError, InternalError
+from fawheels._util.files import check_outputs, write_atomic
 from fawheels.compile.result import Result, Status
 from fawheels.matrix.config import load_matrix_file
 from fawheels.matrix.model import Matrix, Target
@@ -317,19 +317,6 @@ def write_report(path: Path, doc: Mapping[str, Any]) -> None:
     write_atomic(path, redact(jsondoc.dumps(doc) + "\n", *secrets_from_env(os.environ)))
 
 
-def check_outputs(out: Path, report: Path | None) -> None:
-    """The per-target directories and the report must be writable before the first build starts."""
-    for what, d in (("--dist", out), ("--report's directory", (report or out / "nightly-report.json").parent)):
-        why = writable_dir(d)
-        if why is not None:
-            raise UsageError(
-                f"{what} {d}: cannot write there: {why}",
-                hint="pass a directory this user can write (--dist DIR, --report FILE)",
-            )
-    if report is not None and report.is_dir():
-        raise UsageError(f"--report {report} is a directory", hint="pass a file path, e.g. --report night.json")
-
-
 def nightly_command(
     *,
     matrix_path: Path | None,
@@ -343,7 +330,7 @@ def nightly_command(
 ) -> int:
     matrix = load_matrix_file(matrix_path)
     targets = select_targets(matrix, ids, keywords)
-    check_outputs(out, report)  # before an hour of builds, not after
+    check_outputs(out, report)  # before an hour of builds, not after (the default report is in --dist)
     if index:
         from fawheels.publish.index import check_index_dir, parse_index
 

@@ -16,9 +16,9 @@ import pytest
 
 from fawheels import cli
 from fawheels._util.errors import InspectError
+from fawheels._util.wheels import read_build_info
 from fawheels.check import binary as inspect
 from fawheels.check import cuobjdump, verify, wheelfacts, wheelzip
-from fawheels.publish import provenance
 from support.cudabins import DATA, EXT, PKG, VERSION, build_info, write_wheel
 
 LIBTWO = (DATA / "libtwo.so").read_bytes()
@@ -238,7 +238,7 @@ def test_a_200000_deep_build_info_fails_its_check_not_the_run(
     assert cli.main(["verify", "--reader", "fawheels", str(path)]) == 1
     assert "Traceback" not in capsys.readouterr().err
     with pytest.raises(ValueError, match="nests too deeply"):
-        provenance.read_build_info(path)
+        read_build_info(path)
 
 
 def test_deep_json_elsewhere_in_the_wheel_is_just_data(tmp_path: Path) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+from pathlib import Path
+
+import pytest
 
 from fawheels import cli
 from fawheels._util.errors import BuildError, PublishError, UsageError
@@ -35,6 +38,7 @@ REQUIRED = {
     "publish": ["w.whl", "--index", "/idx"],
     "profile": ["--from-config", "c.json"],
     "smoke": ["w.whl"],
+    "first-call": ["w.whl"],
     "overlay": ["w.whl", "--into-site-packages"],
 }
 
@@ -57,3 +61,20 @@ def test_the_interrupt_message_is_the_commands() -> None:
         == "interrupted; n holds only whole files"
     )
     assert cli.interrupted_message(parser.parse_args(["matrix"])) == "interrupted"
+
+
+def test_first_call_and_lock_images_are_subcommands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["first-call", "w.whl", "--runs", "2", "--out", "r.json"])  # the script's spelling
+    assert (args.wheel, args.runs, args.report) == (Path("w.whl"), 2, "r.json")
+    assert parser.parse_args(["lock-images", "--matrix", "m.yaml"]).matrix == Path("m.yaml")
+    assert type(cli.os_error("lock-images", OSError(errno.EACCES, "denied"))).__name__ == "ContainerError"
+    # bad input is a usage error (2), like every command's, not first-call's own 11
+    assert cli.main(["first-call", str(tmp_path / "missing.whl")]) == UsageError.exit_code
+    assert "no such wheel" in capsys.readouterr().err
+    (tmp_path / "x.whl").write_bytes(b"not a zip")
+    assert cli.main(["first-call", str(tmp_path / "x.whl")]) == UsageError.exit_code
+    assert "not a fawheels wheel" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["first-call", "w.whl", "--runs", "0"])
+    assert exited.value.code == UsageError.exit_code

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
-from fawheels._util.errors import FawheelsError
+from fawheels._util.errors import FawheelsError, UsageError
 
 TMP_MARK = ".tmp-"  # in the name of every temporary file `replacing` makes: `.{name}.tmp-{pid}-{random}`
 # exactly what `temp_beside` names (pid, 8 hex digits): what a cleanup may remove, nothing that merely looks alike
@@ -179,6 +179,20 @@ def writable_dir(path: Path) -> str | None:
     except OSError as exc:
         return f"{exc.strerror or exc} ({existing})"
     return None
+
+
+def check_outputs(dist: Path | None, report: Path | None) -> None:
+    """The places a command writes at its end, checked before it starts (an hour of building must not end in
+    'cannot write'): --dist and the report's directory writable (`writable_dir`), the report not a directory.
+    Creates nothing. A UsageError naming the flag."""
+    for what, d in (("--dist", dist), ("--report's directory", report.parent if report else None)):
+        if d is not None and (why := writable_dir(d)) is not None:
+            raise UsageError(
+                f"{what} {d}: cannot write there: {why}",
+                hint="pass a directory this user can write (--dist DIR, --report FILE)",
+            )
+    if report is not None and report.is_dir():
+        raise UsageError(f"--report {report} is a directory", hint="pass a file path, e.g. --report report.json")
 
 
 def _kind(mode: int) -> str:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
 from fawheels._util.errors import UsageError
+from fawheels._util.runner import log
+
+# Written last into a cache entry that fawheels installs (a pip toolkit, cuobjdump, a torch env): without it
+# the folder is the remains of an interrupted install.
+COMPLETE_MARKER = ".fawheels-complete"
 
 
 def cache_root() -> Path:
@@ -24,6 +31,24 @@ def mark_used(path: Path) -> None:
     --older-than keeps it): its folder's modification time, which nothing else reads."""
     with suppress(OSError):  # a read-only cache is still usable
         os.utime(path)
+
+
+def is_installed(root: Path) -> bool:
+    return (root / COMPLETE_MARKER).exists()
+
+
+def install_once(root: Path, stamp: str, install: Callable[[], None], *, note: str) -> bool:
+    """Fill the cache entry `root` once: when it is not complete, clear what an interrupted install left, say
+    `note`, run `install` (which fills root) and write the marker (holding `stamp`, the version installed)
+    last. True when it installed now, False when root was complete already."""
+    if is_installed(root):
+        return False
+    if root.exists():
+        shutil.rmtree(root)
+    log(note)
+    install()
+    (root / COMPLETE_MARKER).write_text(stamp + "\n")
+    return True
 
 
 def build_root() -> Path:

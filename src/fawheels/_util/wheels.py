@@ -5,10 +5,13 @@ machine its platform tag names."""
 from __future__ import annotations
 
 import codecs
+import json
 import re
+import zipfile
 from collections.abc import Iterable
 from email.parser import HeaderParser
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from packaging.tags import Tag
 from packaging.utils import canonicalize_name, canonicalize_version
@@ -91,3 +94,31 @@ def platform_mismatches(objects: Iterable[HostObject], tags: Iterable[Tag]) -> l
                 f"{' or '.join(sorted(platforms))} does not load"
             )
     return problems
+
+
+MAX_BUILD_INFO_BYTES = 16 << 20  # build-info.json is kilobytes; more is not a wheel of ours
+
+
+def read_build_info(wheel: Path) -> dict[str, Any]:
+    """build-info.json from the wheel's one top-level .dist-info directory: the one reader every command uses.
+
+    Raises ValueError (with the wheel's name) for anything that is not a fawheels wheel: not a zip, no or two
+    build-info.json, one over 16 MiB, not JSON, nested past Python's reader, or not an object."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/build-info.json")]
+            if len(names) != 1:
+                raise ValueError(f"{wheel.name}: expected one .dist-info/build-info.json, found {len(names)}")
+            if zf.getinfo(names[0]).file_size > MAX_BUILD_INFO_BYTES:
+                raise ValueError(f"{wheel.name}: build-info.json is larger than 16 MiB")
+            try:
+                info = json.loads(zf.read(names[0]))
+            except RecursionError:
+                raise ValueError(f"{wheel.name}: build-info.json nests too deeply") from None
+            except ValueError as exc:
+                raise ValueError(f"{wheel.name}: build-info.json is not JSON: {exc}") from exc
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{wheel.name}: not a zip archive, so not a wheel") from exc
+    if not isinstance(info, dict):
+        raise ValueError(f"{wheel.name}: build-info.json is not an object")
+    return info

@@ -353,7 +353,7 @@ def static_runtime_of(path: str) -> int | None:
     """A wheel's build-info cuda_runtime_major: the runtime of its objects that link no libcudart.so.N."""
     if not path.endswith(".whl") or not Path(path).is_file():
         return None
-    from fawheels.publish.provenance import read_build_info
+    from fawheels._util.wheels import read_build_info
 
     try:
         major = read_build_info(Path(path)).get("cuda_runtime_major")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fawheels._util.errors import InspectError
-from fawheels._util.runner import PIPE, SubprocessError, call, log, pip_install_into, spawn
+from fawheels._util.paths import install_once
+from fawheels._util.runner import PIPE, SubprocessError, call, pip_install_into, spawn
 from fawheels.check.binary import _ELF_MAGIC, EM_CUDA, CodeEntry
 from fawheels.check.wheelzip import (
     is_wheel,
@@ -28,9 +29,6 @@ CUOBJDUMP_PACKAGE = "nvidia-cuda-cuobjdump"
 
 
 CUOBJDUMP_PIN = "13.2.86"  # reads the binaries of CUDA 12.x and 13.x; the first release on PyPI
-
-
-_CUOBJDUMP_MARKER = ".fawheels-complete"
 
 
 CUOBJDUMP_TIMEOUT_S = 1800  # per pass; libtorch_cuda.so (0.5 GB) takes about 35 s on 2 shared cores
@@ -92,18 +90,12 @@ def cuobjdump_version(exe: Path) -> str:
 def provision_cuobjdump() -> Path:
     """Install the pinned nvidia-cuda-cuobjdump once into the fawheels cache (like a pip toolkit)."""
     root = cuobjdump_cache_dir()
-    if not (root / _CUOBJDUMP_MARKER).exists():
-        if root.exists():
-            shutil.rmtree(root)
-        log(f"installing {CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN} from PyPI into {root} (once)")
-        pip_install_into(
-            root,
-            [f"{CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN}"],
-            what=f"pip install {CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN}",
-            error=InspectError,
-            capture=True,
-        )
-        (root / _CUOBJDUMP_MARKER).write_text(CUOBJDUMP_PIN + "\n")
+    requirement = f"{CUOBJDUMP_PACKAGE}=={CUOBJDUMP_PIN}"
+
+    def install() -> None:
+        pip_install_into(root, [requirement], what=f"pip install {requirement}", error=InspectError, capture=True)
+
+    install_once(root, CUOBJDUMP_PIN, install, note=f"installing {requirement} from PyPI into {root} (once)")
     return _pip_cuobjdump(root)
 
 

@@ -6,15 +6,14 @@ it the text a machine prints. The first GPU is the one judged (a machine of mixe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from fawheels._util.errors import ConfigError, UsageError
+from fawheels._util import gpu as nvidia_smi
+from fawheels._util.errors import ConfigError, ToolchainError, UsageError
 from fawheels.matrix import cudafacts as cf
 from fawheels.matrix.cudafacts import Version, parse_driver
 
-NVIDIA_SMI_QUERY = ("nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader")
-NVIDIA_SMI_TIMEOUT_S = 30
+FIELDS = ("name", "compute_cap", "driver_version")
 
 
 @dataclass(frozen=True)
@@ -43,13 +42,11 @@ def parse_nvidia_smi(text: str) -> list[Smi]:
     """`nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader`: one line per GPU. A
     compute capability nvidia-smi cannot say ([N/A] on old drivers) comes from the name."""
     gpus = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        parts = [p.strip() for p in line.rsplit(",", 2)]
-        if len(parts) != 3:
-            raise ConfigError(f"nvidia-smi printed {line[:120]!r}, not name, compute_cap, driver_version")
-        name, cc_text, driver = parts
+    try:
+        found = nvidia_smi.rows(text, FIELDS)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    for name, cc_text, driver in found:
         try:
             major, minor = (int(x) for x in cc_text.split("."))
             cc = (major, minor)
@@ -59,28 +56,23 @@ def parse_nvidia_smi(text: str) -> list[Smi]:
     return gpus
 
 
-Runner = Callable[[Sequence[str]], tuple[int, str]]
-
-
-def _run_nvidia_smi(cmd: Sequence[str]) -> tuple[int, str]:
-    from fawheels._util.runner import TimeoutExpired, call
-
-    try:
-        done = call(cmd, quiet=True, timeout=NVIDIA_SMI_TIMEOUT_S)
-    except (OSError, TimeoutExpired):
-        return 127, ""
-    return done.returncode, done.stdout
-
-
-def query(runner: Runner | None = None) -> list[Smi]:
+def query(runner: nvidia_smi.Runner | None = None) -> list[Smi]:
     """The machine's GPUs, or [] where nvidia-smi is missing or fails (no GPU, no driver loaded)."""
-    code, out = (runner or _run_nvidia_smi)(NVIDIA_SMI_QUERY)
-    if code != 0:
+    try:
+        return parse_nvidia_smi(nvidia_smi.query(FIELDS, runner))
+    except nvidia_smi.NvidiaSmiError:
         return []
-    return parse_nvidia_smi(out)
 
 
-def resolve(gpu: str | None, driver: str | None, runner: Runner | None = None) -> Machine:
+def present(command: str) -> Smi:
+    """GPU 0, for a command that runs on it (smoke, first-call); a ToolchainError where there is none."""
+    found = query()
+    if not found:
+        raise ToolchainError("no NVIDIA GPU here (nvidia-smi failed)", hint=f"run {command} on a GPU machine")
+    return found[0]
+
+
+def resolve(gpu: str | None, driver: str | None, runner: nvidia_smi.Runner | None = None) -> Machine:
     """--gpu/--driver as given; what is missing comes from nvidia-smi, or a refusal that says what to pass."""
     if gpu is not None and driver is not None:
         return Machine(cf.parse_gpu(gpu), parse_driver(driver), gpu.strip(), "flags")

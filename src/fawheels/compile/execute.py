@@ -1,4 +1,4 @@
-"""Build a target: the thin executor (`build_target`) of the plan that plan.py makes.
+"""Build a target: the executor (`build_target`: a `TargetBuild`, one method per stage) of the plan plan.py makes.
 
 Pipeline per target: toolkit -> torch env -> source (fetch, pin check, patches) -> CMake/ninja compile
 (SASS per arch, progress [n/N]) -> strip -> reproducible wheel -> verify -> dist/ (only if verified).
@@ -263,184 +263,250 @@ def _verify_into_report(wheel: Path, toolkit: Path | None = None, offline: bool 
 def build_target(target: Target, matrix: Matrix, dist: Path, settings: BuildSettings) -> Result:
     """Build one target into dist/, as `settings` (options.BuildSettings) say; a failure comes back as a failed
     Result naming its stage. dist/ is only touched after verify passes."""
-    result = Result(target.id)
-    start = time.monotonic()
-    with console.log_to(build_root() / f"{target.id}.log") as result.log:
-        try:
-            _build_stages(target, matrix, dist, settings, result)
-        except FawheelsError as exc:
-            result.status, result.error, result.exit_code = Status.FAILED, str(exc), exc.exit_code
-            console.error(f"fawheels: {exc.kind} error during {result.stage}: {exc}")
-    result.wall_s = time.monotonic() - start
-    return result
+    return TargetBuild(target, matrix, dist, settings).run()
 
 
-def _build_stages(target: Target, matrix: Matrix, dist: Path, settings: BuildSettings, result: Result) -> None:
-    offline = settings.offline
-    workdir = build_root() / target.id
-    console.step(f"== {target.id}")
-    here = "shown here too" if console.level() == console.VERBOSE else "-v shows it here too"
-    console.step(f"log: {console.logging_to()} (every command and its output; {here})")
-    log(json.dumps(target.summary(), indent=2))
+class TargetBuild:
+    """One target's build: a method per stage (toolchain, unpack, configure, compile, strip, wheel, verify,
+    dist), each timed into `stages_s` and filling this build's own Result; `run` calls them in order and turns a
+    failure into a failed Result naming the stage it happened in. What one stage hands the next is kept here."""
 
-    result.stage = "toolchain"
-    with result.timed("toolchain"):
-        tk = toolchain.provision_cuda(target.toolchain, offline=offline, in_image=settings.in_image)
-        torch_env = toolchain.torch_env(target, offline=offline)
-        host_cc = toolchain.host_compiler_version()
-    console.step(f"toolchain: nvcc {tk.version} ({tk.provision}), torch {torch_env.torch_version}, {host_cc}")
-    log(f"nvcc at {tk.cuda_home}; torch env {torch_env.python}")
+    # What the stages find, each set by the stage that finds it.
+    tk: CudaToolkit
+    torch_env: TorchEnv
+    host_cc: str
+    tree: Path
+    applied: list[AppliedPatch]
+    sde: int
+    plan: BuildPlan
+    so: Path
+    wheel_path: Path
 
-    result.stage = "source"
-    with result.timed("unpack"):
-        patches = [(matrix.root / p).resolve() for p in target.source.patches]
-        workdir.mkdir(parents=True, exist_ok=True)
-        _lock_workdir(workdir)
-        if settings.clean:  # no object of an earlier build is reused (the configured CMake tree is, see below)
-            for child in workdir.iterdir():
-                if child.name not in ("cmake", "recipe", "tools"):  # the configure and what it depends on
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-        tree, applied = _prepare_tree_reusing(target.source, patches, workdir, offline, result)
-        sde = source_date_epoch(target.source, settings)
+    def __init__(self, target: Target, matrix: Matrix, dist: Path, settings: BuildSettings) -> None:
+        self.target, self.matrix, self.dist, self.settings = target, matrix, dist, settings
+        self.result = Result(target.id)
+        self.workdir = build_root() / target.id
 
-    result.stage = "compile"
-    cpus = os.cpu_count() or 1
-    archs = [a.sm for a in target.sass] + [a.compute for a in target.ptx]
-    parallel = nvcc_parallel_flags(len(archs))
-    key_flags = [*parallel, *(f"-D{d}" for d in target.profile.defines)]
-    choice = plan_compile(
-        target,
-        nvcc_version=tk.version,
-        history=jobstats.load_history(),
-        cpus=cpus,
-        mem=mem_available(),
-        override=settings.jobs,
-        parts_available=splitkv_parts_available(tree / RECIPES[target.recipe].kernel_dir),
-    )
-    way = choice.way
-    units, seconds, splitkv_parts = list(way.units), way.seconds, way.parts
-    order = jobstats.schedule(units, seconds)
-    n_jobs, why = way.jobs, way.jobs_detail
-    with result.timed("configure"):
-        recipe_dir = workdir / "recipe"
-        recipe = RECIPES[target.recipe]
-        recipe_files = {p.name: p.read_bytes() for p in _recipe_files(recipe.cmake_dir)}
-        for extra in recipe.extra_sources:
-            recipe_files[Path(extra).name] = resources.files("fawheels.matrix.recipes").joinpath(extra).read_bytes()
-        _sync_dir(recipe_dir, recipe_files)  # unchanged files keep their mtime: ninja does not rerun cmake
-        meter = jobstats.write_launcher(workdir / "tools" / "fawheels-job.py")
-        record_dir = workdir / "jobstats"
-        plan = plan_build(
-            target,
-            tree,
-            workdir,
-            tk,
-            torch_env,
-            n_jobs,
-            cpus,
-            recipe_dir,
-            sde,
-            launcher=settings.launcher,
-            schedule=order,
-            # The torch env's interpreter, not the one running fawheels: the launcher is part of every compile
-            # command, and a build from another checkout or venv must not see a new command and recompile all.
-            job_launcher=[str(torch_env.python), str(meter), str(record_dir)],
-            splitkv_parts=splitkv_parts,
-        )
-        for relative, text in plan.generated.items():
-            path = workdir / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists() or path.read_text() != text:  # an unchanged mtime keeps objects fresh
-                path.write_text(text)
-        # Reuse the previous configure of this target only if it was made by the very same command (the
-        # schedule aside: it only reorders build.ninja); ninja then recompiles just what changed (the
-        # unpacked sources keep the sdist's mtimes). --clean drops every object but keeps the configure.
-        stamp = plan.cmake_dir / "fawheels-configure.json"
-        env_id = {k: v for k, v in plan.env.items() if k != "PATH"}
-        configure_id = json.dumps([configure_identity(plan.configure), env_id], sort_keys=True)
-        full_id = json.dumps([plan.configure, env_id], sort_keys=True)
-        done_stamp = plan.cmake_dir / "fawheels-configured.json"
-        if plan.cmake_dir.exists() and (not stamp.exists() or stamp.read_text() != configure_id):
-            shutil.rmtree(plan.cmake_dir)
-        if settings.clean and (plan.cmake_dir / "build.ninja").exists():
-            run(
-                [str(torch_env.ninja), "-C", str(plan.cmake_dir), "-t", "clean"],
-                env=plan.env,
-                what="ninja clean",
-                capture=True,
+    def run(self) -> Result:
+        result = self.result
+        start = time.monotonic()
+        with console.log_to(build_root() / f"{self.target.id}.log") as result.log:
+            try:
+                self._stages()
+            except FawheelsError as exc:
+                result.status, result.error, result.exit_code = Status.FAILED, str(exc), exc.exit_code
+                console.error(f"fawheels: {exc.kind} error during {result.stage}: {exc}")
+        result.wall_s = time.monotonic() - start
+        return result
+
+    def _stages(self) -> None:
+        console.step(f"== {self.target.id}")
+        here = "shown here too" if console.level() == console.VERBOSE else "-v shows it here too"
+        console.step(f"log: {console.logging_to()} (every command and its output; {here})")
+        log(json.dumps(self.target.summary(), indent=2))
+        self.toolchain()
+        self.unpack()
+        self.configure()
+        self.compile()
+        self.strip()
+        self.wheel()
+        self.verify()
+        self.to_dist()
+        console.step(f"wheel: {self.result.wheel}")
+        log("stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.result.stages_s.items()))
+
+    def toolchain(self) -> None:
+        self.result.stage = "toolchain"
+        offline = self.settings.offline
+        with self.result.timed("toolchain"):
+            tc = self.target.toolchain
+            self.tk = toolchain.provision_cuda(tc, offline=offline, in_image=self.settings.in_image)
+            self.torch_env = toolchain.torch_env(self.target, offline=offline)
+            self.host_cc = toolchain.host_compiler_version()
+        tk, torch_env = self.tk, self.torch_env
+        console.step(f"toolchain: nvcc {tk.version} ({tk.provision}), torch {torch_env.torch_version}, {self.host_cc}")
+        log(f"nvcc at {tk.cuda_home}; torch env {torch_env.python}")
+
+    def unpack(self) -> None:
+        self.result.stage = "source"
+        target, workdir = self.target, self.workdir
+        with self.result.timed("unpack"):
+            patches = [(self.matrix.root / p).resolve() for p in target.source.patches]
+            workdir.mkdir(parents=True, exist_ok=True)
+            _lock_workdir(workdir)
+            if self.settings.clean:  # no object of an earlier build is reused (the configured CMake tree is)
+                for child in workdir.iterdir():
+                    if child.name not in ("cmake", "recipe", "tools"):  # the configure and what it depends on
+                        shutil.rmtree(child) if child.is_dir() else child.unlink()
+            self.tree, self.applied, reused = _prepare_tree_reusing(
+                target.source, patches, workdir, self.settings.offline
             )
-            (plan.cmake_dir / ".ninja_log").unlink(missing_ok=True)
-        total = ninja_jobs(target, units)
-        console.step(
-            f"compile: {total} jobs ({len(units)} kernel units, {len(host_units(target))} host, 1 link) for "
-            f"{', '.join(archs)}; {choice.sentence}"
+            if reused:
+                self.result.reused.append("source")
+            self.sde = source_date_epoch(target.source, self.settings)
+
+    def configure(self) -> None:
+        """Plan the compile for this machine (planner), write the CMake project, and configure it, or reuse the
+        configure of the last build of this target when it was made by the very same command."""
+        self.result.stage = "compile"
+        target, workdir, settings, tk = self.target, self.workdir, self.settings, self.tk
+        self.cpus = os.cpu_count() or 1
+        self.archs = [a.sm for a in target.sass] + [a.compute for a in target.ptx]
+        self.parallel = nvcc_parallel_flags(len(self.archs))
+        choice = plan_compile(
+            target,
+            nvcc_version=tk.version,
+            history=jobstats.load_history(),
+            cpus=self.cpus,
+            mem=mem_available(),
+            override=settings.jobs,
+            parts_available=splitkv_parts_available(self.tree / RECIPES[target.recipe].kernel_dir),
         )
-        log(f"jobs: {why}; override with --jobs or MAX_JOBS; nvcc {' '.join(parallel)}")
-        log(f"schedule (longest first): {', '.join(f'{u} ~{seconds[u]:.0f} s' for u in order)}")
-        if done_stamp.exists() and done_stamp.read_text() == full_id and (plan.cmake_dir / "build.ninja").exists():
-            result.reused.append("configure")
-            log("configure: unchanged since the last build of this target, reused")
-        else:
-            done_stamp.unlink(missing_ok=True)
-            run(plan.configure, env=plan.env, what="cmake configure", capture=True)
-            stamp.write_text(configure_id)
-            done_stamp.write_text(full_id)
-    if record_dir.exists():
-        shutil.rmtree(record_dir)  # this run's records only
-    logged_before = ninja_log_lines(plan.cmake_dir)
-    compile_start = time.monotonic()
-    host = host_units(target)
-    watched = progress.Progress([*order, *host], seconds, min(n_jobs, cpus), total)
-    with (
-        result.timed("compile"),
-        progress.Watch(watched, record_dir, show=console.step, other=log) as watch,
-    ):
-        run(plan.compile, env=plan.env, what="compile", on_line=watch.on_line)
-    result.compile_wall_s = time.monotonic() - compile_start
-    result.jobs, result.jobs_reason, result.schedule = n_jobs, why, order
-    result.job_times = ninja_job_times(plan.cmake_dir, logged_before)
-    records = jobstats.read_records(record_dir)
-    result.job_stats = {r.output: r.to_json() for r in records.values()}
-    jobstats.remember({jobstats.stats_key(tk.version, archs, r.unit, key_flags): r for r in records.values()})
-    console.step(compile_summary(result, records, watched.slowest(), way.wall_s, watched.done))
-    result.stage = "package"
-    with result.timed("strip"):
-        stage = workdir / "stage"
-        if stage.exists():
-            shutil.rmtree(stage)
-        stage.mkdir()
-        so = stage / plan.so_name
-        shutil.copyfile(plan.cmake_dir / plan.so_name, so)
-        # nvcc's tmpxft_<pid> names live in the symbol table; stripping makes builds byte-identical.
-        run(["strip", "--strip-all", str(so)], what="strip")
-    with result.timed("wheel"):
-        out = workdir / "out"
-        if out.exists():
-            shutil.rmtree(out)
-        wheel = assemble_wheel(plan, so, applied, tk, torch_env, sde, out, host_cc)
+        self.choice = way = choice.way
+        units, seconds = list(way.units), way.seconds
+        self.order = order = jobstats.schedule(units, seconds)
+        with self.result.timed("configure"):
+            recipe_dir = workdir / "recipe"
+            recipe = RECIPES[target.recipe]
+            recipe_files = {p.name: p.read_bytes() for p in _recipe_files(recipe.cmake_dir)}
+            for extra in recipe.extra_sources:
+                data = resources.files("fawheels.matrix.recipes").joinpath(extra).read_bytes()
+                recipe_files[Path(extra).name] = data
+            _sync_dir(recipe_dir, recipe_files)  # unchanged files keep their mtime: ninja does not rerun cmake
+            meter = jobstats.write_launcher(workdir / "tools" / "fawheels-job.py")
+            self.record_dir = workdir / "jobstats"
+            self.plan = plan = plan_build(
+                target,
+                self.tree,
+                workdir,
+                tk,
+                self.torch_env,
+                way.jobs,
+                self.cpus,
+                recipe_dir,
+                self.sde,
+                launcher=settings.launcher,
+                schedule=order,
+                # The torch env's interpreter, not the one running fawheels: the launcher is part of every compile
+                # command, and a build from another checkout or venv must not see a new command and recompile all.
+                job_launcher=[str(self.torch_env.python), str(meter), str(self.record_dir)],
+                splitkv_parts=way.parts,
+            )
+            for relative, text in plan.generated.items():
+                path = workdir / relative
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if not path.exists() or path.read_text() != text:  # an unchanged mtime keeps objects fresh
+                    path.write_text(text)
+            # Reuse the previous configure of this target only if it was made by the very same command (the
+            # schedule aside: it only reorders build.ninja); ninja then recompiles just what changed (the
+            # unpacked sources keep the sdist's mtimes). --clean drops every object but keeps the configure.
+            stamp = plan.cmake_dir / "fawheels-configure.json"
+            env_id = {k: v for k, v in plan.env.items() if k != "PATH"}
+            configure_id = json.dumps([configure_identity(plan.configure), env_id], sort_keys=True)
+            full_id = json.dumps([plan.configure, env_id], sort_keys=True)
+            done_stamp = plan.cmake_dir / "fawheels-configured.json"
+            if plan.cmake_dir.exists() and (not stamp.exists() or stamp.read_text() != configure_id):
+                shutil.rmtree(plan.cmake_dir)
+            if settings.clean and (plan.cmake_dir / "build.ninja").exists():
+                run(
+                    [str(self.torch_env.ninja), "-C", str(plan.cmake_dir), "-t", "clean"],
+                    env=plan.env,
+                    what="ninja clean",
+                    capture=True,
+                )
+                (plan.cmake_dir / ".ninja_log").unlink(missing_ok=True)
+            self.total = total = ninja_jobs(target, units)
+            console.step(
+                f"compile: {total} jobs ({len(units)} kernel units, {len(host_units(target))} host, 1 link) for "
+                f"{', '.join(self.archs)}; {choice.sentence}"
+            )
+            log(f"jobs: {way.jobs_detail}; override with --jobs or MAX_JOBS; nvcc {' '.join(self.parallel)}")
+            log(f"schedule (longest first): {', '.join(f'{u} ~{seconds[u]:.0f} s' for u in order)}")
+            done = done_stamp.exists() and done_stamp.read_text() == full_id
+            if done and (plan.cmake_dir / "build.ninja").exists():
+                self.result.reused.append("configure")
+                log("configure: unchanged since the last build of this target, reused")
+            else:
+                done_stamp.unlink(missing_ok=True)
+                run(plan.configure, env=plan.env, what="cmake configure", capture=True)
+                stamp.write_text(configure_id)
+                done_stamp.write_text(full_id)
 
-    result.stage = "verify"
-    with result.timed("verify"):
-        _verify_into_report(wheel, tk.cuda_home, offline)
+    def compile(self) -> None:
+        """ninja, watched (one line per finished job, the time left); then what the jobs measured."""
+        result, plan, way, record_dir = self.result, self.plan, self.choice, self.record_dir
+        if record_dir.exists():
+            shutil.rmtree(record_dir)  # this run's records only
+        logged_before = ninja_log_lines(plan.cmake_dir)
+        compile_start = time.monotonic()
+        host = host_units(self.target)
+        watched = progress.Progress([*self.order, *host], way.seconds, min(way.jobs, self.cpus), self.total)
+        with (
+            result.timed("compile"),
+            progress.Watch(watched, record_dir, show=console.step, other=log) as watch,
+        ):
+            run(plan.compile, env=plan.env, what="compile", on_line=watch.on_line)
+        result.compile_wall_s = time.monotonic() - compile_start
+        result.jobs, result.jobs_reason, result.schedule = way.jobs, way.jobs_detail, self.order
+        result.job_times = ninja_job_times(plan.cmake_dir, logged_before)
+        records = jobstats.read_records(record_dir)
+        result.job_stats = {r.output: r.to_json() for r in records.values()}
+        key_flags = [*self.parallel, *(f"-D{d}" for d in self.target.profile.defines)]
+        stats_key = jobstats.stats_key
+        jobstats.remember({stats_key(self.tk.version, self.archs, r.unit, key_flags): r for r in records.values()})
+        line, result.slowest = compile_summary(
+            result.compile_wall_s, result.job_times, records, watched.slowest(), way.wall_s, watched.done
+        )
+        result.predicted_compile_s = way.wall_s
+        console.step(line)
 
-    result.stage = "dist"
-    with result.timed("dist"):
-        final = _publish_to_dist(wheel, dist)
-    result.wheel = final
-    result.sha256 = sha256_file(final)
-    result.size = final.stat().st_size
-    result.status = Status.OK
-    result.stage = "done"
-    console.step(f"wheel: {final}")
-    log("stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.stages_s.items()))
+    def strip(self) -> None:
+        """The extension copied out of the CMake tree and stripped: nvcc's tmpxft_<pid> names live in the symbol
+        table, so stripping makes builds byte-identical."""
+        self.result.stage = "package"
+        with self.result.timed("strip"):
+            stage = self.workdir / "stage"
+            if stage.exists():
+                shutil.rmtree(stage)
+            stage.mkdir()
+            self.so = stage / self.plan.so_name
+            shutil.copyfile(self.plan.cmake_dir / self.plan.so_name, self.so)
+            run(["strip", "--strip-all", str(self.so)], what="strip")
+
+    def wheel(self) -> None:
+        with self.result.timed("wheel"):
+            out = self.workdir / "out"
+            if out.exists():
+                shutil.rmtree(out)
+            self.wheel_path = assemble_wheel(
+                self.plan, self.so, self.applied, self.tk, self.torch_env, self.sde, out, self.host_cc
+            )
+
+    def verify(self) -> None:
+        self.result.stage = "verify"
+        with self.result.timed("verify"):
+            _verify_into_report(self.wheel_path, self.tk.cuda_home, self.settings.offline)
+
+    def to_dist(self) -> None:
+        """The verified wheel into dist/ (stage "dist"); the build is done."""
+        result = self.result
+        result.stage = "dist"
+        with result.timed("dist"):
+            final = _publish_to_dist(self.wheel_path, self.dist)
+        result.wheel = final
+        result.sha256 = sha256_file(final)
+        result.size = final.stat().st_size
+        result.status = Status.OK
+        result.stage = "done"
 
 
 def _prepare_tree_reusing(
-    source: Source, patches: list[Path], workdir: Path, offline: bool, result: Result
-) -> tuple[Path, list[AppliedPatch]]:
+    source: Source, patches: list[Path], workdir: Path, offline: bool
+) -> tuple[Path, list[AppliedPatch], bool]:
     """The unpacked, patched source of the last build of this target when it came from the same pin and the
     same patches (a stamp written after patching says so); else a fresh one (prepare_tree). Reusing it keeps
-    the patched files' mtimes, so ninja does not recompile what includes them (flash_api.cpp) every time."""
+    the patched files' mtimes, so ninja does not recompile what includes them (flash_api.cpp) every time.
+    The last value says whether it was reused."""
     stamp = workdir / "src.stamp.json"
     digests = [(p.name, sha256_file(p)) for p in patches if p.is_file()]
     pin = {
@@ -457,13 +523,12 @@ def _prepare_tree_reusing(
         and held.get("pin") == pin
         and (workdir / "src" / str(held.get("tree"))).is_dir()
     ):
-        result.reused.append("source")
         log(f"source: {held['tree']} unpacked and patched by an earlier build from the same pin, reused")
-        return workdir / "src" / str(held["tree"]), [AppliedPatch(n, d) for n, d in digests]
+        return workdir / "src" / str(held["tree"]), [AppliedPatch(n, d) for n, d in digests], True
     stamp.unlink(missing_ok=True)
     tree, applied = prepare_tree(source, patches, workdir, offline=offline)
     stamp.write_text(json.dumps({"pin": pin, "tree": tree.relative_to(workdir / "src").as_posix()}))
-    return tree, applied
+    return tree, applied, False
 
 
 def _recipe_files(cmake_dir: str) -> list[Path]:
@@ -499,20 +564,21 @@ _HELD_LOCKS: list[TextIO] = []
 
 
 def compile_summary(
-    result: Result,
+    compile_wall_s: float,
+    job_times: Mapping[str, float],
     records: Mapping[str, jobstats.JobRecord],
     slowest: tuple[str, float] | None,
     predicted_s: float,
     jobs_run: int,
-) -> str:
-    """One line after the compile: jobs run, wall against the prediction, the slowest job by name, CPU, memory."""
-    timed = {Path(k).name.removesuffix(".o"): v for k, v in result.job_times.items()}
+) -> tuple[str, tuple[str, float] | None]:
+    """One line after the compile: jobs run, wall against the prediction, the slowest job by name, CPU, memory;
+    and the slowest job (the watcher's, else the longest in ninja's log)."""
+    timed = {Path(k).name.removesuffix(".o"): v for k, v in job_times.items()}
     if slowest is None and timed:
         slowest = max(timed.items(), key=lambda kv: (kv[1], kv[0]))
-    result.slowest, result.predicted_compile_s = slowest, predicted_s
     measured = [r for r in records.values() if r.memory_measured]
-    return (
-        f"compiled {jobs_run} job(s) in {result.compile_wall_s:.0f} s (predicted {predicted_s:.0f} s)"
+    line = (
+        f"compiled {jobs_run} job(s) in {compile_wall_s:.0f} s (predicted {predicted_s:.0f} s)"
         + (f"; slowest {slowest[0]} {slowest[1]:.0f} s" if slowest else "")
         + (
             f"; CPU {sum(r.cpu_s for r in measured):.0f} s; largest peak RSS "
@@ -521,3 +587,4 @@ def compile_summary(
             else ""
         )
     )
+    return line, slowest

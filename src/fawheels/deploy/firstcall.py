@@ -7,9 +7,9 @@ fresh interpreter with `CUDA_CACHE_DISABLE=1`, i.e. the cost on a new machine, i
 the cache was evicted. A last pair of runs uses a fresh cache directory with the cache on (first run fills
 it, second reads it), to show what the cache saves.
 
-Host side (`first_call_command`, also `scripts/first_call.py` and `nox -s first-call`): installs the wheel
-into a fresh directory on top of this interpreter's torch, runs the child `RUNS` times, prints one JSON
-document. Child side (`CHILD_SOURCE`): times `import torch` + CUDA init, `import flash_attn` (loads the
+Host side (`first_call_command`: `fawheels first-call`, also `scripts/first_call.py` and `nox -s first-call`):
+installs the wheel into a fresh directory on top of this interpreter's torch, runs the child `RUNS` times,
+prints one JSON document. Child side (`CHILD_SOURCE`): times `import torch` + CUDA init, `import flash_attn` (loads the
 extension), the first `flash_attn_func` call (to the end of the kernel), and a second call.
 """
 
@@ -20,16 +20,16 @@ import os
 import statistics
 import sys
 import tempfile
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from fawheels._util import jsondoc
-from fawheels._util.errors import FawheelsError, ToolchainError
+from fawheels._util.errors import FawheelsError, ToolchainError, UsageError
 from fawheels._util.files import write_atomic
 from fawheels._util.runner import log, pip_install_into, run
 from fawheels._util.show import say
+from fawheels._util.wheels import read_build_info
 
 # The child: fresh interpreter, nothing imported before the clock starts. Shapes: one small causal bf16
 # prefill with head dim 128, the kernel every fawheels profile has (one-tu: bf16, d128, causal).
@@ -61,7 +61,7 @@ print(json.dumps({"torch_and_cuda_init_s": t1 - t0, "import_flash_attn_s": t2 - 
                   "cache_disabled": os.environ.get("CUDA_CACHE_DISABLE", "") == "1"}))
 """
 
-REPORT_SCHEMA = 1  # the document printed and written to --out
+REPORT_SCHEMA = 1  # the document printed and written to --report
 FIELDS = ("torch_and_cuda_init_s", "import_flash_attn_s", "first_call_s", "second_call_s", "first_token_overhead_s")
 
 
@@ -93,32 +93,22 @@ def parse_child_output(text: str) -> dict[str, Any]:
 
 
 def _gpu() -> dict[str, str]:
-    try:
-        out = run(
-            ["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
-            capture=True,
-            quiet=True,
-            error=ToolchainError,
-            what="nvidia-smi",
-        )
-    except ToolchainError as exc:
-        raise ToolchainError("no NVIDIA GPU here (nvidia-smi failed)", hint="run first-call on a GPU machine") from exc
-    name, cc, driver = (x.strip() for x in out.splitlines()[0].split(","))
-    return {"name": name, "compute_capability": cc, "driver": driver}
+    from fawheels.check.machine import present
+
+    found = present("first-call")
+    return {"name": found.name, "compute_capability": f"{found.cc[0]}.{found.cc[1]}", "driver": found.driver}
 
 
 def first_call_command(wheel_arg: str, *, runs: int = 3, out: str | None = None) -> int:
     wheel = Path(wheel_arg)
     if runs < 1:
-        raise FawheelsError(f"--runs must be >= 1, got {runs}")
+        raise UsageError(f"--runs must be >= 1, got {runs}")
     if not wheel.is_file():
-        raise FawheelsError(f"{wheel}: no such wheel", hint="build it first (fawheels build TARGET_ID)")
+        raise UsageError(f"{wheel}: no such wheel", hint="build it first (fawheels build TARGET_ID)")
     try:
-        with zipfile.ZipFile(wheel) as zf:
-            info_name = next(n for n in zf.namelist() if n.endswith(".dist-info/build-info.json"))
-            info = json.loads(zf.read(info_name))
-    except (zipfile.BadZipFile, StopIteration, ValueError) as exc:
-        raise FawheelsError(f"{wheel}: not a fawheels wheel (no readable build-info.json)") from exc
+        info = read_build_info(wheel)
+    except ValueError as exc:
+        raise UsageError(f"{wheel}: not a fawheels wheel (no readable build-info.json)") from exc
     gpu = _gpu()
     doc: dict[str, Any] = {
         "schema": REPORT_SCHEMA,
@@ -187,18 +177,3 @@ def first_call_command(wheel_arg: str, *, runs: int = 3, out: str | None = None)
     save()
     say(jsondoc.dumps(doc))
     return 0 if all(r.get("finite") for r in [*cold, *cached.values()]) else 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="first_call", description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("wheel", help="a fawheels wheel built for this machine's torch and Python")
-    p.add_argument("--runs", type=int, default=3, help="fresh processes with the JIT cache disabled (default 3)")
-    p.add_argument("--out", default=None, help="also write the JSON document here")
-    args = p.parse_args(argv)
-    try:
-        return first_call_command(args.wheel, runs=args.runs, out=args.out)
-    except FawheelsError as exc:
-        say(f"first_call: {exc.kind} error: {exc}", file=sys.stderr)
-        return exc.exit_code

@@ -25,6 +25,7 @@ from fawheels._util.errors import OverlayError
 from fawheels._util.files import copy_atomic, sha256_file, write_atomic
 from fawheels._util.runner import TimeoutExpired, call
 from fawheels._util.show import say
+from fawheels._util.wheels import read_build_info
 from fawheels.check.verify import verify_wheel
 from fawheels.check.wheelfacts import op_schemas_in, schema_differences
 from fawheels.matrix.recipes import RECIPES, Release
@@ -91,31 +92,32 @@ class Installed:
 
 
 def read_served(wheel: Path) -> Served:
-    with zipfile.ZipFile(wheel) as zf:
-        name = next((n for n in zf.namelist() if n.endswith(".dist-info/build-info.json")), None)
-        if name is None:
-            raise OverlayError(f"{wheel.name} has no build-info.json: not a fawheels wheel")
-        info: dict[str, Any] = json.loads(zf.read(name))
-        recipe = RECIPES.get(str(info.get("recipe")))
-        serves = info.get("serves")
-        if not serves or recipe is None or recipe.serves is None or recipe.op_namespace is None:
-            raise OverlayError(
-                f"{wheel.name} (target {info.get('target')}) serves no installed distribution",
-                hint="only a recipe like vllm-fa2 goes into another package; pip install this one",
-            )
-        release = recipe.release(str(serves).split("==", 1)[1])
-        if release is None:
-            raise OverlayError(f"{wheel.name}: fawheels knows no release {serves}")
-        (member,) = info["extensions"]
-        return Served(
-            wheel,
-            recipe.serves,
-            release,
-            member,
-            recipe.op_namespace,
-            Requirement(info["torch"]["requirement"]),
-            zf.read(member),
+    try:
+        info = read_build_info(wheel)
+    except ValueError as exc:
+        raise OverlayError(f"{exc}: not a fawheels wheel") from exc
+    recipe = RECIPES.get(str(info.get("recipe")))
+    serves = info.get("serves")
+    if not serves or recipe is None or recipe.serves is None or recipe.op_namespace is None:
+        raise OverlayError(
+            f"{wheel.name} (target {info.get('target')}) serves no installed distribution",
+            hint="only a recipe like vllm-fa2 goes into another package; pip install this one",
         )
+    release = recipe.release(str(serves).split("==", 1)[1])
+    if release is None:
+        raise OverlayError(f"{wheel.name}: fawheels knows no release {serves}")
+    (member,) = info["extensions"]
+    with zipfile.ZipFile(wheel) as zf:
+        code = zf.read(member)
+    return Served(
+        wheel,
+        recipe.serves,
+        release,
+        member,
+        recipe.op_namespace,
+        Requirement(info["torch"]["requirement"]),
+        code,
+    )
 
 
 def check_python(python: str) -> str:

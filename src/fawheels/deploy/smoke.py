@@ -354,7 +354,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int = REPEATS) -> di
 
 def gpu_state() -> dict[str, str]:
     """Name, driver, clocks, power and temperature of GPU 0 now (nvidia-smi), for the record."""
-    from fawheels._util.runner import call
+    from fawheels._util import gpu
 
     fields = [
         "name",
@@ -370,13 +370,12 @@ def gpu_state() -> dict[str, str]:
         "compute_mode",
     ]
     try:
-        proc = call(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"], quiet=True)
-        if proc.returncode != 0:
-            return {"error": f"nvidia-smi: exit {proc.returncode}: {proc.stderr.strip()[-300:]}"}
-        out = proc.stdout.splitlines()[0]
-    except (OSError, IndexError) as exc:
+        first = gpu.rows(gpu.query(fields), fields)[0]
+    except gpu.NvidiaSmiError as exc:
+        return {"error": str(exc)}
+    except (ValueError, IndexError) as exc:
         return {"error": f"nvidia-smi: {exc}"}
-    return dict(zip(fields, (x.strip() for x in out.split(",")), strict=False))
+    return dict(zip(fields, first, strict=True))
 
 
 def ceilings() -> dict[str, Any]:
@@ -516,13 +515,10 @@ def main_in_env(build_info_json: str) -> int:
 
 def present_gpu() -> tuple[tuple[int, int], str]:
     """Compute capability and driver version of GPU 0, from nvidia-smi."""
-    from fawheels._util.errors import ToolchainError
-    from fawheels.check.machine import query
+    from fawheels.check.machine import present
 
-    found = query()
-    if not found:
-        raise ToolchainError("no NVIDIA GPU here (nvidia-smi failed)", hint="run smoke on a GPU machine")
-    return found[0].cc, found[0].driver
+    found = present("smoke")
+    return found.cc, found.driver
 
 
 def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
@@ -530,19 +526,20 @@ def smoke_command(wheel_arg: str, *, bench_too: bool, out: str | None) -> int:
     import os
     import sys
     import tempfile
-    import zipfile
     from pathlib import Path
 
     from fawheels._util.errors import ToolchainError, VerifyError
     from fawheels._util.files import write_atomic
     from fawheels._util.runner import call, log, pip_install_into
+    from fawheels._util.wheels import read_build_info
     from fawheels.check import compat
     from fawheels.matrix.cudafacts import Version
 
     wheel = Path(wheel_arg)
-    with zipfile.ZipFile(wheel) as zf:
-        info_name = next(n for n in zf.namelist() if n.endswith(".dist-info/build-info.json"))
-        info = json.loads(zf.read(info_name))
+    try:
+        info = read_build_info(wheel)
+    except ValueError as exc:
+        raise VerifyError(f"{exc}: not a fawheels wheel", hint="smoke a wheel from `fawheels build`") from exc
     cc, driver = present_gpu()
     report = compat.predict(compat.load_objects(str(wheel)), cc, Version.parse(driver))
     if not report.ok:

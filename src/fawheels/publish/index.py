@@ -36,6 +36,7 @@ from fawheels._util.files import (
     copy_atomic,
     fsync_dir,
     read_regular,
+    writable_dir,
     write_atomic,
 )
 from fawheels._util.show import say
@@ -269,9 +270,9 @@ def check_index_dir(root: Path) -> None:
             f"index {root}: {existing} is a file, not a directory",
             hint="pass the index directory (or a new path) to --index",
         )
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if (why := writable_dir(existing)) is not None:
         raise PublishError(
-            f"index {root}: {existing} is not writable by this user",
+            f"index {root}: cannot write there: {why}",
             hint="fix its permissions, or publish to a directory you can write",
         )
 

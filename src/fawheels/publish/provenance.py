@@ -14,13 +14,13 @@ import hashlib
 import json
 import os
 import sys
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from fawheels import __version__
 from fawheels._util.files import sha256_file, write_atomic
+from fawheels._util.wheels import read_build_info
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -156,26 +156,6 @@ def make_statement(
     }
 
 
-# ----------------------------------------------------------------------------- reading the wheel
-
-
-def read_build_info(wheel: Path) -> dict[str, Any]:
-    """build-info.json from the wheel's one .dist-info directory."""
-    with zipfile.ZipFile(wheel) as zf:
-        names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/build-info.json")]
-        if len(names) != 1:
-            raise ValueError(f"{wheel.name}: expected one .dist-info/build-info.json, found {len(names)}")
-        if zf.getinfo(names[0]).file_size > 16 << 20:
-            raise ValueError(f"{wheel.name}: build-info.json is larger than 16 MiB")
-        try:
-            info = json.loads(zf.read(names[0]))
-        except RecursionError:
-            raise ValueError(f"{wheel.name}: build-info.json nests too deeply") from None
-    if not isinstance(info, dict):
-        raise ValueError(f"{wheel.name}: build-info.json is not an object")
-    return info
-
-
 def write_provenance(
     wheel: Path,
     dest_dir: Path | None = None,
@@ -253,7 +233,7 @@ def check_provenance(wheel: Path) -> tuple[bool, str]:
         return False, f"{path.name} is not JSON: {exc or 'nested too deeply'}"
     try:
         info = read_build_info(wheel)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError) as exc:
         return False, f"cannot read build-info.json: {exc}"
     sha256 = sha256_file(wheel)
     problems = statement_problems(statement, wheel.name, sha256, info)

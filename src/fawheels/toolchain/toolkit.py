@@ -18,14 +18,13 @@ from pathlib import Path
 
 from fawheels._util.errors import ToolchainError
 from fawheels._util.files import write_atomic
-from fawheels._util.paths import cache_root, mark_used
+from fawheels._util.paths import COMPLETE_MARKER, cache_root, install_once, is_installed, mark_used
 from fawheels._util.runner import call, log, pip_install_into, run
 from fawheels.matrix.model import Target, Toolchain, TorchSpec
 
 # Build tools installed beside torch; pinned so two builders configure identically.
 CMAKE_PIN = "cmake==4.1.3"
 NINJA_PIN = "ninja==1.13.0"
-COMPLETE_MARKER = ".fawheels-complete"
 
 
 @dataclass(frozen=True)
@@ -129,20 +128,18 @@ def provision_pip(tc: Toolchain, *, offline: bool = False) -> CudaToolkit:
     assert tc.pip_version is not None
     root = cache_root() / "toolchains" / f"cuda-{tc.pip_version}-pip"
     cuda_home = root / "nvidia" / f"cu{tc.cuda.split('.')[0]}"
-    if not (root / COMPLETE_MARKER).exists():
-        if offline:
-            raise ToolchainError(
-                f"toolchains.{tc.name}: pip toolkit {tc.pip_version} is not cached and --offline forbids installing it",
-                hint="use a host toolchain offline",
-            )
-        if root.exists():
-            shutil.rmtree(root)
-        log(f"installing CUDA {tc.pip_version} from PyPI into {root}")
-        pip_install_into(
-            root, pip_toolkit_requirements(tc.pip_version), what="pip toolkit install", error=ToolchainError
+    if offline and not is_installed(root):
+        raise ToolchainError(
+            f"toolchains.{tc.name}: pip toolkit {tc.pip_version} is not cached and --offline forbids installing it",
+            hint="use a host toolchain offline",
         )
+    version = tc.pip_version
+
+    def install() -> None:
+        pip_install_into(root, pip_toolkit_requirements(version), what="pip toolkit install", error=ToolchainError)
         fix_pip_toolkit(cuda_home)
-        (root / COMPLETE_MARKER).write_text(tc.pip_version + "\n")
+
+    install_once(root, version, install, note=f"installing CUDA {version} from PyPI into {root}")
     mark_used(root)
     nvcc = cuda_home / "bin" / "nvcc"
     version = _nvcc_version(nvcc)
@@ -258,15 +255,13 @@ def torch_env(target: Target, *, offline: bool = False) -> TorchEnv:
         )
     root = cache_root() / "envs" / f"torch-{target.torch.version}-{target.python_tag}"
     python = root / "bin" / "python"
-    if not (root / COMPLETE_MARKER).exists():
-        if offline:
-            log(f"offline: using the running interpreter's torch ({sys.executable})")
-            env = probe_torch(Path(sys.executable))
-            check_torch(env, target.torch, target.python)
-            return env
-        if root.exists():
-            shutil.rmtree(root)
-        log(f"creating torch env {root} (torch=={target.torch.version}; once per torch/Python)")
+    if offline and not is_installed(root):
+        log(f"offline: using the running interpreter's torch ({sys.executable})")
+        env = probe_torch(Path(sys.executable))
+        check_torch(env, target.torch, target.python)
+        return env
+
+    def install() -> None:
         run([sys.executable, "-m", "venv", str(root)], error=ToolchainError, what="venv")
         run(
             [
@@ -283,7 +278,9 @@ def torch_env(target: Target, *, offline: bool = False) -> TorchEnv:
             error=ToolchainError,
             what=f"pip install torch=={target.torch.version}",
         )
-        (root / COMPLETE_MARKER).write_text(target.torch.version + "\n")
+
+    note = f"creating torch env {root} (torch=={target.torch.version}; once per torch/Python)"
+    install_once(root, target.torch.version, install, note=note)
     mark_used(root)
     env = _probe_cached_env(root, python)
     check_torch(env, target.torch, target.python)
