@@ -36,7 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         p = sub.add_parser(command.name, help=command.help, epilog=command.epilog)
         command.add_arguments(p)
-        p.set_defaults(func=command.handler)
     return parser
 
 
@@ -78,7 +77,7 @@ def _say_error(kind: str, message: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    func: Handler = args.func
+    func: Handler = BY_NAME[args.command].handler  # looked up when it runs: the registry is the one source
     try:
         return func(args)
     except FawheelsError as exc:

@@ -17,18 +17,26 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fawheels import cli
+from fawheels import cli, commands
 from fawheels._util.errors import EXIT_CODES, FawheelsError, InternalError, PublishError, UsageError
 from fawheels._util.redact import redact, secrets_from_env
 from fawheels.publish import index as publish
 from fawheels.publish import server
 from support.wheelfactory import toy_wheel
+
+
+def use_handler(monkeypatch: pytest.MonkeyPatch, command: str, handler: Callable[[Any], int]) -> None:
+    """The registry's handler of `command` replaced for one test (cli.main looks it up when it runs)."""
+    monkeypatch.setitem(commands.BY_NAME, command, replace(commands.BY_NAME[command], handler=handler))
+
 
 REPO = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "ci-bot", "Upl0ad-s3cret!"
@@ -161,7 +169,7 @@ def test_cli_output_is_redacted_whatever_prints_it(
         print(f"debug: password is {PASSWORD}")
         raise PublishError(f"server said: Authorization: Basic {BASIC}")
 
-    monkeypatch.setattr(cli, "cmd_matrix", leaky)
+    use_handler(monkeypatch, "matrix", leaky)
     assert cli.main(["matrix"]) == PublishError.exit_code
     out, err = capsys.readouterr()
     assert PASSWORD not in out + err and BASIC not in out + err
@@ -361,7 +369,7 @@ def test_a_bug_exits_with_the_internal_code_and_no_traceback(
         empty: dict[str, int] = {}
         return empty["missing"]
 
-    monkeypatch.setattr(cli, "cmd_matrix", buggy)
+    use_handler(monkeypatch, "matrix", buggy)
     monkeypatch.delenv("FAWHEELS_DEBUG", raising=False)
     assert cli.main(["matrix"]) == InternalError.exit_code
     err = capsys.readouterr().err
@@ -374,7 +382,7 @@ def test_an_unmapped_os_error_gets_the_commands_class(
     def denied(args: object) -> int:
         raise PermissionError(errno.EACCES, "Permission denied", "/srv/index/wheels.json")
 
-    monkeypatch.setattr(cli, "cmd_publish", denied)
+    use_handler(monkeypatch, "publish", denied)
     assert cli.main(["publish", "a.whl", "--index", "/srv/index"]) == PublishError.exit_code
     err = capsys.readouterr().err
     assert "/srv/index/wheels.json: Permission denied" in err and "hint: check the permissions" in err
@@ -384,7 +392,7 @@ def test_an_error_message_is_bounded(monkeypatch: pytest.MonkeyPatch, capsys: py
     def huge(args: object) -> int:
         raise PublishError("x" * 5_000_000)
 
-    monkeypatch.setattr(cli, "cmd_matrix", huge)
+    use_handler(monkeypatch, "matrix", huge)
     assert cli.main(["matrix"]) == PublishError.exit_code
     assert len(capsys.readouterr().err) < 2 * cli.MAX_MESSAGE
 
