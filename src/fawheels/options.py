@@ -330,7 +330,11 @@ DEFAULT_SETTINGS = BuildSettings()  # no flag given, no variable set: what a bar
 # package uses that is missing here. (sccache's own SCCACHE_* settings pass through; see compilercache.py.)
 ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("MAX_JOBS", "concurrent compile jobs, as `--jobs N` (the option wins)"),
-    ("CUDA_HOME", "the host CUDA toolkit of a `host` toolchain (default `/usr/local/cuda-<cuda>`)"),
+    (
+        "CUDA_HOME",
+        "the host CUDA toolkit of a `host` toolchain (default `/usr/local/cuda-<cuda>`, else the nvcc on PATH); "
+        "one without `bin/nvcc` is refused (exit 4), not skipped",
+    ),
     (
         "SOURCE_DATE_EPOCH",
         "the time stamped into a wheel (default: fixed by the source's pin, so two builds give the same bytes)",

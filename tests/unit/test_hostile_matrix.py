@@ -86,6 +86,24 @@ def test_a_cuda_home_that_does_not_exist_stops_before_any_torch_env(
         toolchain.host_cuda_home(Toolchain("cu130", "13.0", "host", cuda_home=str(empty)))
 
 
+def test_a_cuda_home_variable_without_nvcc_is_refused_not_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$CUDA_HOME is a promise like the matrix's cuda_home: the build refuses it instead of quietly taking
+    /usr/local/cuda-X.Y, and the dry run (host_cuda_home_wanted) names the same place."""
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path / "nonexistent"))
+    tc = Toolchain("cu130", "13.0", "host")
+    assert toolchain.host_cuda_home_wanted(tc) == (tmp_path / "nonexistent", "CUDA_HOME")
+    with pytest.raises(ToolchainError, match=r"\$CUDA_HOME: .*nonexistent does not exist") as info:
+        toolchain.host_cuda_home(tc)
+    assert "unset it" in (info.value.hint or "")
+    real = tmp_path / "cuda" / "bin" / "nvcc"
+    real.parent.mkdir(parents=True)
+    real.write_text("")
+    monkeypatch.setenv("CUDA_HOME", str(real.parent.parent))
+    assert toolchain.host_cuda_home(tc) == real.parent.parent
+
+
 BOMB = """
 a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
 b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]

@@ -72,7 +72,14 @@ def _candidates(toolkit: Path | None) -> list[tuple[Path, str]]:
 def find_cuobjdump(toolkit: Path | None = None) -> Path | None:
     """cuobjdump from FAWHEELS_CUOBJDUMP, the toolkit, PATH, CUDA_HOME, this Python's
     nvidia-cuda-cuobjdump, or the fawheels cache (never installs anything)."""
-    return next((c for c, _ in _candidates(toolkit) if c.is_file() and os.access(c, os.X_OK)), None)
+    for candidate, origin in _candidates(toolkit):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            if origin == "cache":  # `fawheels cache` shows it as used, and prune --older-than keeps it
+                from fawheels._util.paths import mark_used
+
+                mark_used(cuobjdump_cache_dir())
+            return candidate
+    return None
 
 
 def cuobjdump_version(exe: Path) -> str:

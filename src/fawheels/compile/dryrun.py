@@ -30,7 +30,7 @@ from fawheels.matrix.recipes import RECIPES
 from fawheels.options import DEFAULT_SETTINGS, BuildSettings
 from fawheels.toolchain.container import preflight_registry_base
 from fawheels.toolchain.images import LOCAL_BASE, find_checkout, provide_commands, resolve_recipe
-from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv, pip_toolkit_requirements
+from fawheels.toolchain.toolkit import CudaToolkit, TorchEnv, host_cuda_home_wanted, pip_toolkit_requirements
 
 TORCH_ENV = Path("<torch-env>")  # where the build's isolated torch env will be
 CONTAINER_CUDA_HOME = "/opt/fawheels/cuda"  # the toolchain images' CUDA_HOME (docker/Dockerfile.*)
@@ -51,7 +51,7 @@ def _toolkit(target: Target, settings: BuildSettings) -> tuple[CudaToolkit, list
         how = ["pip install " + " ".join(pip_toolkit_requirements(tc.pip_version)) + " (into the fawheels cache)"]
         version = tc.pip_version
     else:
-        home = Path(tc.cuda_home or os.environ.get("CUDA_HOME") or f"/usr/local/cuda-{tc.cuda}")
+        home, _ = host_cuda_home_wanted(tc)  # the build's own choice; the nvcc check below says if it is there
         how = [f"host nvcc at {home} (refused unless `nvcc --version` says {tc.cuda})"]
         version = tc.cuda
     return CudaToolkit(home, home / "bin" / "nvcc", version, tc.provision), how

@@ -65,30 +65,40 @@ def _nvcc_version(nvcc: Path) -> str:
     return version
 
 
-def host_cuda_home(tc: Toolchain) -> Path:
-    """The matrix's cuda_home, else $CUDA_HOME, else /usr/local/cuda-X.Y, else the nvcc on PATH.
-
-    A cuda_home the matrix names is a promise: when it holds no nvcc the build stops here, before a torch
-    env is made, instead of quietly compiling with whatever other toolkit is found."""
+def host_cuda_home_wanted(tc: Toolchain) -> tuple[Path, str]:
+    """Where the host toolkit is taken from, and which setting said so: the matrix's `cuda_home`, else
+    $CUDA_HOME, else /usr/local/cuda-X.Y when it holds nvcc, else the nvcc on PATH (else /usr/local/cuda-X.Y).
+    Nothing is checked here: the dry run prints this, the build checks it (host_cuda_home)."""
     if tc.cuda_home:
-        home = Path(tc.cuda_home)
-        if not (home / "bin" / "nvcc").is_file():
-            what = "does not exist" if not home.exists() else "has no bin/nvcc"
-            raise ToolchainError(
-                f"toolchains.{tc.name}.cuda_home: {home} {what}",
-                hint=f"point cuda_home at a CUDA {tc.cuda} install (the directory holding "
-                "bin/nvcc), or remove it to use $CUDA_HOME",
-            )
-    for candidate in (tc.cuda_home, os.environ.get("CUDA_HOME"), f"/usr/local/cuda-{tc.cuda}"):
-        if candidate and (Path(candidate) / "bin" / "nvcc").exists():
-            return Path(candidate)
+        return Path(tc.cuda_home), f"toolchains.{tc.name}.cuda_home"
+    if env := os.environ.get("CUDA_HOME"):
+        return Path(env), "CUDA_HOME"
+    default = Path(f"/usr/local/cuda-{tc.cuda}")
     on_path = shutil.which("nvcc")
-    if on_path:
-        return Path(on_path).resolve().parent.parent
+    if not (default / "bin" / "nvcc").exists() and on_path:
+        return Path(on_path).resolve().parent.parent, "PATH"
+    return default, "default"
+
+
+def host_cuda_home(tc: Toolchain) -> Path:
+    """The host toolkit's home, refused when it holds no nvcc. A `cuda_home` in the matrix and a $CUDA_HOME are
+    promises: when they hold no nvcc the build stops here, before a torch env is made, instead of quietly
+    compiling with whatever other toolkit is found."""
+    home, said_by = host_cuda_home_wanted(tc)
+    if (home / "bin" / "nvcc").is_file():
+        return home
+    what = "does not exist" if not home.exists() else "has no bin/nvcc"
+    if said_by == "default":
+        raise ToolchainError(
+            f"toolchains.{tc.name}: no nvcc found for CUDA {tc.cuda} (looked at cuda_home, $CUDA_HOME, "
+            f"/usr/local/cuda-{tc.cuda}, PATH)",
+            hint=f"install CUDA {tc.cuda}, set CUDA_HOME, or use a pip/container toolchain",
+        )
+    setting = said_by if said_by != "CUDA_HOME" else "$CUDA_HOME"
     raise ToolchainError(
-        f"toolchains.{tc.name}: no nvcc found for CUDA {tc.cuda} (looked at cuda_home, $CUDA_HOME, "
-        f"/usr/local/cuda-{tc.cuda}, PATH)",
-        hint=f"install CUDA {tc.cuda}, set CUDA_HOME, or use a pip/container toolchain",
+        f"{setting}: {home} {what}",
+        hint=f"point it at a CUDA {tc.cuda} install (the directory holding bin/nvcc)"
+        + (", or unset it to use /usr/local/cuda-X.Y or the nvcc on PATH" if said_by == "CUDA_HOME" else ""),
     )
 
 
