@@ -16,7 +16,8 @@ on the routes that return it, the softmax LSE against a float32 reference.
       our paged prefill on each route, the same prefill over contiguous K/V and the vision cases (with
       LD_PRELOAD=shim.so FAWHEELS_SHIM_EXT=_vllm_fa2_C: the forward kernel's sm_86 tiles, scripts/sm8x_tiles_shim.c)
   python scripts/bench_vllm_vs_stock.py splits --ext EXT --interface IFACE.py --splits 0,1,2,4,8
-      the decode cases at each num_splits (0: the extension's own choice)
+      the decode cases at each num_splits (0: the extension's own choice); counts above 1 need a build whose
+      varlen_fwd binding lets them through (ours refuses them: bench/vllm-vs-stock.md says how the sweep was run)
 """
 
 from __future__ import annotations
@@ -377,21 +378,21 @@ def render_table(report: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("worker")
-    w.add_argument("--ext", type=Path, required=True)
-    w.add_argument("--interface", type=Path, required=True)
+
+    def one_extension(name: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name)
+        p.add_argument("--ext", type=Path, required=True)
+        p.add_argument("--interface", type=Path, required=True)
+        return p
+
+    w = one_extension("worker")
     w.add_argument("--out", type=Path, required=True)
     w.add_argument("--case", action="append")
-    o = sub.add_parser("routes")
-    o.add_argument("--ext", type=Path, required=True)
-    o.add_argument("--interface", type=Path, required=True)
-    s = sub.add_parser("splits")
-    s.add_argument("--ext", type=Path, required=True)
-    s.add_argument("--interface", type=Path, required=True)
-    s.add_argument("--splits", default="0,1,2,3,4,6,8,12,16", help="comma-separated num_splits values")
-    f = sub.add_parser("first-call")
-    f.add_argument("--ext", type=Path, required=True)
-    f.add_argument("--interface", type=Path, required=True)
+    one_extension("routes")
+    one_extension("splits").add_argument(
+        "--splits", default="0,1,2,3,4,6,8,12,16", help="comma-separated num_splits values"
+    )
+    one_extension("first-call")
     c = sub.add_parser("compare")
     c.add_argument("--stock", type=Path, required=True)
     c.add_argument("--ours", type=Path, required=True)

@@ -92,11 +92,10 @@ void varlen_fwd(const c10::OperatorHandle &op, torch::jit::Stack *stack) {
   Args a(op, stack);
   check_no_dropout(a);
   // 0: FA2's heuristic picks the split count of a GQA decode batch; 1: never split (vLLM's batch-invariant
-  // mode); N > 1: a GQA decode batch in N splits, other calls as with 1 (vLLM's interface never passes more;
-  // scripts/bench_vllm_vs_stock.py `splits` does). FA2 keeps at most 128 partial results.
+  // mode). vLLM's interface never passes more.
   const int num_splits = a.integer("num_splits");
-  TORCH_CHECK(num_splits >= 0 && num_splits <= 128,
-              "_vllm_fa2_C (fawheels): varlen_fwd takes num_splits 0 to 128, got ", std::to_string(num_splits));
+  TORCH_CHECK(num_splits == 0 || num_splits == 1,
+              "_vllm_fa2_C (fawheels): varlen_fwd supports num_splits 0 or 1, got ", std::to_string(num_splits));
   at::Tensor q = a.tensor("q");
   std::optional<at::Tensor> out = a.optional("out"), seqused_k = a.optional("seqused_k"),
                             block_table = a.optional("block_table"), alibi = a.optional("alibi_slopes");
