@@ -26,7 +26,7 @@ from typing import Any
 from fawheels._util import jsondoc
 from fawheels._util.errors import UsageError
 from fawheels._util.paths import build_root, cache_root
-from fawheels._util.show import say
+from fawheels._util.show import human_size, say
 
 SCHEMA = 1  # `cache --json` and `cache prune --json`
 DAY = 86400.0
@@ -267,14 +267,6 @@ def prune(
 # ----------------------------------------------------------------------------- the command
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
-
-
 def _age(now: float, then: float) -> str:
     days = (now - then) / DAY
     return "today" if days < 1 else f"{days:.0f} day{'s' if days >= 1.5 else ''} ago"
@@ -300,14 +292,14 @@ def show_command(*, kinds: Sequence[str], as_json: bool) -> int:
         if not mine:
             continue
         newest, count = max(e.last_used for e in mine), f"{len(mine)} entr{'y' if len(mine) == 1 else 'ies'}"
-        size = human(sum(e.bytes for e in mine))
+        size = human_size(sum(e.bytes for e in mine))
         say(f"{kind.name:<11} {size:>9}  {count}, last used {_age(now, newest)}: {kind.what}")
         for e in sorted(mine, key=lambda e: -e.last_used):
             flag = f"  ({e.refused})" if e.refused else ""
-            say(f"  {human(e.bytes):>9}  {_age(now, e.last_used):<12} {e.path.name}{flag}")
+            say(f"  {human_size(e.bytes):>9}  {_age(now, e.last_used):<12} {e.path.name}{flag}")
     for note in notes:
         say(f"note: {note}")
-    say(f"total {human(sum(e.bytes for e in found))}")
+    say(f"total {human_size(sum(e.bytes for e in found))}")
     return 0
 
 
@@ -336,12 +328,12 @@ def prune_command(*, older_than_days: float | None, kinds: Sequence[str] | None,
     else:
         verb = "would remove" if dry_run else "removed"
         for e in result.removed:
-            say(f"{verb} {e.kind} {e.path} ({human(e.bytes)})")
+            say(f"{verb} {e.kind} {e.path} ({human_size(e.bytes)})")
         for e in result.skipped:
             say(f"left {e.kind} {e.path}: {e.refused}")
         for note in notes:
             say(f"note: {note}")
-        total = human(result.freed)
+        total = human_size(result.freed)
         say(f"{'would free' if dry_run else 'freed'} {total} ({len(result.removed)} entries)")
     if result.failed:
         raise UsageError(

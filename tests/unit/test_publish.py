@@ -16,6 +16,7 @@ from packaging.version import Version
 
 from fawheels._util.errors import PublishError
 from fawheels._util.files import TMP_MARK
+from fawheels._util.show import human_size
 from fawheels.publish import checked, pages, records, server
 from fawheels.publish import index as publish
 from fawheels.publish.records import WheelRecord
@@ -231,7 +232,7 @@ def test_manifest_round_trip() -> None:
     ("n", "text"), [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (300 << 20, "300.0 MiB"), (3 << 30, "3.0 GiB")]
 )
 def test_human_size(n: int, text: str) -> None:
-    assert pages.human_size(n) == text
+    assert human_size(n) == text
 
 
 # -------------------------------------------------------- static index, stand-in verifier (fast, no nvcc)

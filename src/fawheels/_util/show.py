@@ -51,6 +51,16 @@ def one_line(value: object) -> str:
     return visible(str(value), keep="")
 
 
+def human_size(n: float) -> str:
+    """A byte count for people: 1023 B, 1.5 KiB, 300.0 MiB, 3.0 GiB (the index pages and `fawheels cache`)."""
+    if n < 1024:
+        return f"{n:.0f} B"
+    size, units = n / 1024, ["KiB", "MiB", "GiB"]
+    while size >= 1024 and len(units) > 1:
+        size, units = size / 1024, units[1:]
+    return f"{size:.1f} {units[0]}"
+
+
 def say(*parts: object, file: TextIO | None = None, sep: str = " ", end: str = "\n", flush: bool = False) -> None:
     """print(), for everything fawheels writes to stdout (default) or stderr."""
     stream = sys.stdout if file is None else file

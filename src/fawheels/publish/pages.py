@@ -11,6 +11,7 @@ from urllib.parse import quote, unquote
 
 from packaging.version import Version
 
+from fawheels._util.show import human_size
 from fawheels.publish.records import (
     MANIFEST,
     WheelRecord,
@@ -73,15 +74,6 @@ def render_simple_html(projects: Iterable[str]) -> str:
 def render_simple_json(projects: Iterable[str]) -> str:
     doc = {"meta": {"api-version": PEP691_VERSION}, "projects": [{"name": p} for p in sorted(set(projects))]}
     return json.dumps(doc, indent=1) + "\n"
-
-
-def human_size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    size, units = n / 1024, ["KiB", "MiB", "GiB"]
-    while size >= 1024 and len(units) > 1:
-        size, units = size / 1024, units[1:]
-    return f"{size:.1f} {units[0]}"
 
 
 _PAGE_STYLE = """
