@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from fawheels import cli
+from fawheels._util.errors import OverlayError
 from fawheels.check.wheelzip import read_path
 from fawheels.matrix import loading
 from fawheels.matrix.config import load_matrix_file
@@ -181,3 +182,46 @@ def test_compat_index_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "wheels.json" in capsys.readouterr().err
     assert cli.main(["compat", "--gpu", "H100", "--driver", "580.65.06"]) == 3
     assert "exactly one" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ fetch_wheel (fix-vllm's download)
+
+
+def _index_with(tmp_path: Path, data: bytes) -> tuple[Path, dict[str, Any]]:
+    import hashlib
+
+    root = tmp_path / "my index"
+    wheel = root / "cu130" / "simple" / "vllm-fa2" / "vllm_fa2-0.26.0-cp312-abi3-linux_x86_64.whl"
+    wheel.parent.mkdir(parents=True)
+    wheel.write_bytes(data)
+    record = {
+        "variant": "cu130",
+        "project": "vllm-fa2",
+        "filename": wheel.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    return root, record
+
+
+@pytest.mark.parametrize("as_url", [False, True])
+def test_fetch_wheel_copies_what_the_manifest_lists(tmp_path: Path, as_url: bool) -> None:
+    root, record = _index_with(tmp_path, b"wheel bytes")
+    index = root.as_uri() if as_url else str(root)  # file:// URL with %20, or the directory
+    out = variants.fetch_wheel(index, record, tmp_path / "dest", OverlayError)
+    assert out.read_bytes() == b"wheel bytes" and out.parent == tmp_path / "dest"
+
+
+def test_fetch_wheel_refuses_other_bytes_and_leaves_nothing(tmp_path: Path) -> None:
+    root, record = _index_with(tmp_path, b"wheel bytes")
+    with pytest.raises(OverlayError, match="does not match the index's sha256"):
+        variants.fetch_wheel(str(root), {**record, "sha256": "0" * 64}, tmp_path / "dest", OverlayError)
+    assert list((tmp_path / "dest").iterdir()) == []
+
+
+def test_fetch_wheel_stays_inside_the_index_and_dest(tmp_path: Path) -> None:
+    root, record = _index_with(tmp_path, b"wheel bytes")
+    for bad in ({"filename": "../../evil.whl"}, {"variant": ".."}):
+        with pytest.raises(OverlayError):
+            variants.fetch_wheel(str(root), {**record, **bad}, tmp_path / "dest", OverlayError)
+    with pytest.raises(OverlayError, match="cannot fetch"):
+        variants.fetch_wheel(str(tmp_path / "nowhere"), record, tmp_path / "dest", OverlayError)

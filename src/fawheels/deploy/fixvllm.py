@@ -338,7 +338,9 @@ def _carry_out(
     dist = cache_root() / "fix-vllm"
     if p.action == "index":
         assert records is not None and index is not None and p.wheel is not None
-        wheel = _download(index, next(r for r in records if r["filename"] == p.wheel), dist)
+        from fawheels.publish.variants import fetch_wheel
+
+        wheel = fetch_wheel(index, next(r for r in records if r["filename"] == p.wheel), dist, OverlayError)
     else:
         from fawheels.compile.command import build_command
         from fawheels.matrix.config import find_matrix_file
@@ -373,25 +375,3 @@ def _carry_out(
         return smoke_command(str(wheel), bench_too=False, out=None)
     say("no GPU here: smoke it on the GPU machine with `fawheels smoke WHEEL`")
     return 0
-
-
-def _download(index: str, record: dict[str, Any], dest: Path) -> Path:
-    """The chosen wheel from the index (a directory or URL), its sha256 checked against the manifest."""
-    import shutil
-    import urllib.request
-    from urllib.parse import urljoin, urlsplit
-
-    from fawheels._util.files import sha256_file
-
-    dest.mkdir(parents=True, exist_ok=True)
-    out: Path = dest / str(record["filename"])
-    rel = f"{record['variant']}/simple/{record['project']}/{record['filename']}"
-    if urlsplit(index).scheme in ("http", "https"):
-        with urllib.request.urlopen(urljoin(index.rstrip("/") + "/", rel), timeout=600) as resp, out.open("wb") as f:
-            shutil.copyfileobj(resp, f)
-    else:
-        shutil.copyfile(Path(urlsplit(index).path if index.startswith("file:") else index) / rel, out)
-    if sha256_file(out) != record["sha256"]:
-        out.unlink()
-        raise OverlayError(f"{record['filename']} from {index} does not match the index's sha256: refusing")
-    return out

@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from fawheels._util import jsondoc
+from fawheels._util import jsondoc, names
 from fawheels._util.errors import ConfigError, InspectError
-from fawheels._util.files import read_regular
+from fawheels._util.files import read_regular, replacing
+from fawheels._util.names import ErrorClass
 from fawheels._util.show import one_line, say
 from fawheels.check.binary import CodeObject
 from fawheels.matrix import cudafacts as cf
@@ -358,6 +359,32 @@ def read_manifest(index: str) -> tuple[list[dict[str, Any]], str]:
         base, where = path.resolve().as_uri() + "/", str(path / MANIFEST)
         data = read_regular(path / MANIFEST, MAX_MANIFEST, ConfigError)
     return [r.to_json() for r in parse_manifest(data, where, ConfigError)], base
+
+
+def fetch_wheel(index: str, record: Mapping[str, Any], dest: Path, error: ErrorClass) -> Path:
+    """A wheel that `read_manifest` listed, copied from the index into `dest` whole or not at all: the same
+    reading of `--index` as the manifest's, its path confined to the index's layout, its bytes checked against
+    the manifest's sha256 before the file appears. Failures are `error`s."""
+    parts = (str(record["variant"]), "simple", str(record["project"]), str(record["filename"]))
+    url, root = _manifest_url(index)
+    out = names.under(dest, parts[-1], field="wheel file name", error=error)
+    digest = hashlib.sha256()
+    try:
+        with replacing(out) as tmp, tmp.open("wb") as f:
+            if url is not None:
+                source: Any = urllib.request.urlopen(urljoin(url, "/".join(parts)), timeout=600)
+            else:
+                assert root is not None
+                source = names.under(root, *parts, field="index path", error=error).open("rb")
+            with source:
+                while chunk := source.read(1 << 20):
+                    digest.update(chunk)
+                    f.write(chunk)
+            if digest.hexdigest() != record["sha256"]:
+                raise error(f"{parts[-1]} from {index} does not match the index's sha256: refusing")
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        raise error(f"cannot fetch {parts[-1]} from {index}: {getattr(exc, 'reason', exc)}") from None
+    return out
 
 
 def install_command(base: str, record: Mapping[str, Any]) -> str:
