@@ -6,21 +6,28 @@ mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 FAWHEELS_CACHE=$PWD/.devcache
 
-# Two offline builds side by side into /tmp/g/dist (setsid keeps them going if the call returns first):
-# build_pair TARGET1 JOBS1 TARGET2 JOBS2 (about 4.5 GB per nvcc job: 16 jobs fit in 128 GB). Waits for both reports
+# Offline builds side by side into /tmp/g/dist (setsid keeps them going if the call returns first):
+# build_targets TARGET:JOBS ... (about 4.5 GB per nvcc job: 16 jobs fit in 128 GB). Waits for every report
 # (up to ~9 min), then copies their logs and reports to $out.
-build_pair() {
+build_targets() {
   mkdir -p /tmp/g
-  setsid nohup python3 -m fawheels.cli build "$1" --offline --jobs "$2" --dist /tmp/g/dist \
-    --report "/tmp/g/$1.report.json" > "/tmp/g/$1.log" 2>&1 &
-  setsid nohup python3 -m fawheels.cli build "$3" --offline --jobs "$4" --dist /tmp/g/dist \
-    --report "/tmp/g/$3.report.json" > "/tmp/g/$3.log" 2>&1 &
+  for tj in "$@"; do
+    setsid nohup python3 -m fawheels.cli build "${tj%:*}" --offline --jobs "${tj#*:}" --dist /tmp/g/dist \
+      --report "/tmp/g/${tj%:*}.report.json" > "/tmp/g/${tj%:*}.log" 2>&1 &
+  done
   for _ in $(seq 110); do
     sleep 5
-    [ "$(ls /tmp/g/*.report.json 2>/dev/null | wc -l)" -ge 2 ] && break
+    builds_running || break
   done
-  for t in "$1" "$3"; do tail -4 "/tmp/g/$t.log"; cp "/tmp/g/$t.log" "/tmp/g/$t.report.json" "$out/" 2>/dev/null; done
+  for tj in "$@"; do
+    tail -4 "/tmp/g/${tj%:*}.log"; cp "/tmp/g/${tj%:*}.log" "/tmp/g/${tj%:*}.report.json" "$out/" 2>/dev/null
+  done
   ls -la /tmp/g/dist
+}
+
+# Whether a build started by build_targets (this call or an earlier one) is still running.
+builds_running() {
+  pgrep -f "fawheels.cli build .*--dist /tmp/g/dist" > /dev/null
 }
 
 # The GPU, driver, nvcc, Python, torch and core count, on stdout and in $out/gpu.txt and $out/versions.txt.

@@ -14,7 +14,7 @@ FA2=fa2-cu130-torch2.11-sm90-cp312-qwen3-vl
 case ${1:-} in
 build)
   machine_facts
-  build_pair $VLLM 8 $FA2 8
+  build_targets "$VLLM:8" "$FA2:8"
   ;;
 test)  # PARTS (default "vllm kvcache bench") picks steps when one call cannot hold them all
   for _ in $(seq 60); do  # a build that outlived the build call is still finishing

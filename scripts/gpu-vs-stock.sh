@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine (device tool), issue 20's proof in steps, one call each (the machine keeps /tmp while warm
 # between calls):
-#   scripts/gpu-vs-stock.sh build   sm_90 builds, offline, side by side: vllm-fa2 ...-vllm-tests and fa2 qwen3
+#   scripts/gpu-vs-stock.sh build   sm_90 builds, offline, side by side: vllm-fa2 ...-vllm-tests (VLLM_TARGET) and fa2
+#                                   qwen3 (FA2_TARGET; empty: none)
 #                                   (or carry wheels built elsewhere in .devcache/wheels/ and skip this step)
 #   scripts/gpu-vs-stock.sh test    tests/gpu (vLLM's interface over paged KV, our ops, the LSE on every route),
 #                                   vLLM's own test_varlen_with_paged_kv (VLLM_K: a -k filter), and flash-attn's
@@ -21,8 +22,8 @@
 set -uo pipefail
 source "$(dirname "$0")/gpu-env.sh"
 STOCK_SHA=869c73f37150ad0f5bad7c637be808f67fb80bc9419a53d6c1e046dc8788cdf3  # vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so
-VLLM=vllm-fa2-cu130-torch2.11-sm90-cp312-vllm-tests
-FA2=fa2-cu130-torch2.11-sm90-cp312
+VLLM=${VLLM_TARGET:-vllm-fa2-cu130-torch2.11-sm90-cp312-vllm-tests}
+FA2=${FA2_TARGET-fa2-cu130-torch2.11-sm90-cp312}  # FA2_TARGET= (empty): no fa2 build
 IFACE=.devcache/vllm-0.26.0/flash_attn_interface.py
 export CUDA_CACHE_MAXSIZE=4294967296  # stock's JIT-compiled kernels stay cached for the next process
 mkdir -p /tmp/g/carried /tmp/stock-parts
@@ -35,7 +36,7 @@ wheels() {
     return
   fi
   for _ in $(seq 100); do  # a build that outlived the build call is still finishing
-    [ "$(ls /tmp/g/*.report.json 2>/dev/null | wc -l)" -ge 2 ] && break
+    builds_running || break
     sleep 5
   done
   vw=$(ls /tmp/g/dist/vllm_fa2-*.whl) || { echo "no wheels: run build first"; exit 1; }
@@ -45,7 +46,7 @@ wheels() {
 case ${1:-} in
 build)
   machine_facts
-  build_pair $VLLM 10 $FA2 6
+  if [ -n "$FA2" ]; then build_targets "$VLLM:10" "$FA2:6"; else build_targets "$VLLM:16"; fi
   ;;
 bench)
   wheels
