@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import subprocess
 import sys
@@ -325,24 +326,28 @@ def compare(
         f"{rounds} run(s) per side alternating stock/ours, each in its own process; us per call",
         "cases": {},
     }
-    done = [
-        (i, case)
-        for i, case in enumerate(CASES)
-        if all(runs[side] and case.name in runs[side][0]["cases"] for side in runs)
-    ]
+
+    def first_run(side: str, name: str) -> int | None:
+        """The first run of a side that measured the case (a run cut short keeps the cases it finished)."""
+        return next((r for r, run in enumerate(runs[side]) if name in run["cases"]), None)
+
+    done = [(i, case) for i, case in enumerate(CASES) if all(first_run(side, case.name) is not None for side in runs)]
     report["missing"] = [c.name for c in CASES if (not names or c.name in names) and c not in [d[1] for d in done]]
     for i, case in done:
         row: dict[str, Any] = {"case": asdict(case)}
+        first = {side: first_run(side, case.name) or 0 for side in runs}
         for side in ("stock", "ours"):
-            us = [x for run in runs[side] if case.name in run["cases"] for x in run["cases"][case.name]["us"]]
+            measured = [run["cases"][case.name] for run in runs[side] if case.name in run["cases"]]
+            us = [x for m in measured for x in m["us"]]
             row[f"{side}_us"] = round(statistics.median(us), 2)
             row[f"{side}_us_spread"] = {k: round(v, 2) for k, v in _summary(us).items()}
-            row[f"{side}_first_call_s"] = runs[side][0]["cases"][case.name]["first_call_s"]
-            if "lse_max_err" in runs[side][0]["cases"][case.name]:
-                row[f"{side}_lse_max_err"] = runs[side][0]["cases"][case.name]["lse_max_err"]
+            row[f"{side}_runs"] = len(measured)
+            row[f"{side}_first_call_s"] = measured[0]["first_call_s"]
+            if "lse_max_err" in measured[0]:
+                row[f"{side}_lse_max_err"] = measured[0]["lse_max_err"]
         row["speedup"] = round(row["stock_us"] / row["ours_us"], 3)
-        a = torch.load(work / f"stock-0.{i}.pt").float()
-        b = torch.load(work / f"ours-0.{i}.pt").float()
+        a = torch.load(work / f"stock-{first['stock']}.{i}.pt").float()
+        b = torch.load(work / f"ours-{first['ours']}.{i}.pt").float()
         row["out_max_abs_diff_vs_stock"] = float((a - b).abs().max())
         row["out_within_vllm_tolerance"] = bool(torch.allclose(b, a, atol=ATOL, rtol=RTOL))
         report["cases"][case.name] = row
@@ -350,6 +355,40 @@ def compare(
     (out_dir / "vllm-vs-stock.json").write_text(json.dumps(report, indent=1) + "\n")
     (out_dir / "vllm-vs-stock-table.md").write_text(render_table(report))
     print(json.dumps({k: v["speedup"] for k, v in report["cases"].items()}, indent=1))
+
+
+def from_log(log: Path, routes_json: Path | None) -> dict[str, Any]:
+    """A report from what `compare` printed (bench.log) when its per-run results are not at hand: per case and
+    side the median of each run's median, and `speedup` from the medians of those; `routes_json`, the GPU
+    tests' figures (tests/gpu/test_vllm_fa2_gpu.py, FAWHEELS_GPU_FIGURES), adds the LSE error of every route."""
+    runs: list[tuple[str, dict[str, float]]] = []
+    for line in log.read_text().splitlines():
+        worker_run = re.search(r" worker --ext .* --out \S*/(stock|ours)-\d+\.json", line)
+        if worker_run:
+            runs.append((worker_run.group(1), {}))
+        elif runs and (m := re.match(r"(.*): median ([\d.]+) us, first call", line)):
+            runs[-1][1][m.group(1)] = float(m.group(2))
+    report: dict[str, Any] = {
+        "schema": "fawheels.bench.vllm-vs-stock/1",
+        "command": " ".join(["python", "scripts/bench_vllm_vs_stock.py", *sys.argv[1:]]),
+        "timing": f"kernel-only: CUDA events around {CALLS} back-to-back calls, {REPS} repetitions per run; "
+        "per side the median of its runs' medians (from the log)",
+        "cases": {},
+    }
+    for case in CASES:
+        medians = {side: [r[case.name] for s, r in runs if s == side and case.name in r] for side in ("stock", "ours")}
+        if medians["stock"] and medians["ours"]:
+            row: dict[str, Any] = {f"{side}_run_medians_us": v for side, v in medians.items()}
+            row["stock_us"] = statistics.median(medians["stock"])
+            row["ours_us"] = statistics.median(medians["ours"])
+            row["speedup"] = round(row["stock_us"] / row["ours_us"], 3)
+            report["cases"][case.name] = row
+    if routes_json:
+        figures = json.loads(routes_json.read_text())
+        report["lse_max_err"] = {
+            f["case"]: f["lse_max_abs_err"] for f in figures if f.get("lse_max_abs_err") is not None
+        }
+    return report
 
 
 def render_table(report: dict[str, Any]) -> str:
@@ -401,8 +440,13 @@ def main() -> None:
     c.add_argument("--rounds", type=int, default=1)
     c.add_argument("--case", action="append")
     c.add_argument("--limit-s", type=float, default=600.0, help="stop a side's run after this long")
+    f = sub.add_parser("from-log")
+    f.add_argument("log", type=Path, help="what compare printed")
+    f.add_argument("--routes", type=Path, help="the GPU tests' figures JSON, for the LSE error of every route")
     args = parser.parse_args()
-    if args.cmd == "worker":
+    if args.cmd == "from-log":
+        print(json.dumps(from_log(args.log, args.routes), indent=1))
+    elif args.cmd == "worker":
         worker(args.ext, args.interface, args.out, args.case)
     elif args.cmd == "routes":
         routes(args.ext, args.interface)
