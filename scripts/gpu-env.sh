@@ -7,7 +7,7 @@ python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 FAWHEELS_CACHE=$PWD/.devcache
 
 # Offline builds side by side into /tmp/g/dist (setsid keeps them going if the call returns first):
-# build_targets TARGET:JOBS ... (about 4.5 GB per nvcc job: 16 jobs fit in 128 GB). Waits for every report
+# build_targets TARGET:JOBS ... (about 4.5 GB per nvcc job: 16 jobs fit in 128 GB). Waits for every build
 # (up to ~9 min), then copies their logs and reports to $out.
 build_targets() {
   mkdir -p /tmp/g
