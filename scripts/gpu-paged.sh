@@ -18,7 +18,7 @@ build)
   ;;
 test)  # PARTS (default "vllm kvcache bench") picks steps when one call cannot hold them all
   for _ in $(seq 60); do  # a build that outlived the build call is still finishing
-    [ "$(ls /tmp/g/*.report.json 2>/dev/null | wc -l)" -ge 2 ] && break
+    builds_running || break
     sleep 5
   done
   for t in $VLLM $FA2; do tail -3 "/tmp/g/$t.log"; cp "/tmp/g/$t.log" "/tmp/g/$t.report.json" "$out/" 2>/dev/null; done
