@@ -129,6 +129,8 @@ CASES = [  # name, q lens, k lens, hq, hk, causal, window, paged, alibi, softcap
     ("mixed decodes + prefill GQA 32/8", [1, 1, 130, 1], [700, 33, 400, 999], 32, 8, True, (-1, -1), True, False, 0),
     ("mixed with sliding window 100", [1, 200, 1], [500, 300, 90], 16, 4, True, (100, 0), True, False, 0.0),
     ("prefill 300 paged, softcap 20", [300, 129], [300, 700], 16, 2, True, (-1, -1), True, False, 20.0),
+    # the paged forward kernels are built without ALiBi: a paged ALiBi prefill keeps the split-KV route
+    ("prefill 200 paged, ALiBi", [200, 40], [200, 300], 8, 2, True, (-1, -1), True, True, 0.0),
 ]
 
 
