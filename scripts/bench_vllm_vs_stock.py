@@ -8,6 +8,8 @@ on the routes that return it, the softmax LSE against a float32 reference.
 
   python scripts/bench_vllm_vs_stock.py compare --stock STOCK.so --ours OURS.whl --interface IFACE.py --out DIR
       runs stock then ours (ROUNDS times, alternating), then writes DIR/vllm-vs-stock.json and .md
+  python scripts/bench_vllm_vs_stock.py from-runs RUNS_DIR --table DIR/vllm-vs-stock-table.md [--routes FIG.json]
+      compare's report again from its run files, when only they came back (the outputs' check from its table)
   python scripts/bench_vllm_vs_stock.py worker --ext SO --interface IFACE.py --out RESULT.json
       one extension, every case (what `compare` starts)
   python scripts/bench_vllm_vs_stock.py first-call --ext SO --interface IFACE.py
@@ -318,25 +320,45 @@ def compare(
                 print(f"{side}: stopped after {limit_s:.0f} s", file=sys.stderr)
             if res.exists():
                 runs[side].append(json.loads(res.read_text()))
+    report = report_from_runs(runs, names)
+    for name, row in report["cases"].items():
+        i = next(i for i, case in enumerate(CASES) if case.name == name)
+        first = {side: first_run(runs, side, name) or 0 for side in runs}
+        a = torch.load(work / f"stock-{first['stock']}.{i}.pt").float()
+        b = torch.load(work / f"ours-{first['ours']}.{i}.pt").float()
+        row["out_max_abs_diff_vs_stock"] = float((a - b).abs().max())
+        row["out_within_vllm_tolerance"] = bool(torch.allclose(b, a, atol=ATOL, rtol=RTOL))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "vllm-vs-stock.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out_dir / "vllm-vs-stock-table.md").write_text(render_table(report))
+    print(json.dumps({k: v["speedup"] for k, v in report["cases"].items()}, indent=1))
+
+
+SIDES = ("stock", "ours")
+
+
+def first_run(runs: dict[str, list[dict[str, Any]]], side: str, name: str) -> int | None:
+    """The first run of a side that measured the case (a run cut short keeps the cases it finished)."""
+    return next((r for r, run in enumerate(runs[side]) if name in run["cases"]), None)
+
+
+def report_from_runs(runs: dict[str, list[dict[str, Any]]], names: list[str] | None) -> dict[str, Any]:
+    """compare's report of the workers' runs, without the outputs' comparison: per case and side the median and
+    min/max over every repetition of every run that measured it, how many runs did, the first call and the LSE."""
     report: dict[str, Any] = {
         "schema": "fawheels.bench.vllm-vs-stock/1",
         "command": " ".join(["python", "scripts/bench_vllm_vs_stock.py", *sys.argv[1:]]),
         "gpu": runs["ours"][0]["gpu"],
         "timing": f"kernel-only: CUDA events around {CALLS} back-to-back calls, {REPS} repetitions per run, "
-        f"{rounds} run(s) per side alternating stock/ours, each in its own process; us per call",
+        f"{len(runs['stock'])} and {len(runs['ours'])} run(s) of stock and ours alternating, each in its own "
+        "process; us per call",
         "cases": {},
     }
-
-    def first_run(side: str, name: str) -> int | None:
-        """The first run of a side that measured the case (a run cut short keeps the cases it finished)."""
-        return next((r for r, run in enumerate(runs[side]) if name in run["cases"]), None)
-
-    done = [(i, case) for i, case in enumerate(CASES) if all(first_run(side, case.name) is not None for side in runs)]
-    report["missing"] = [c.name for c in CASES if (not names or c.name in names) and c not in [d[1] for d in done]]
-    for i, case in done:
+    done = [c for c in CASES if all(first_run(runs, side, c.name) is not None for side in runs)]
+    report["missing"] = [c.name for c in CASES if (not names or c.name in names) and c not in done]
+    for case in done:
         row: dict[str, Any] = {"case": asdict(case)}
-        first = {side: first_run(side, case.name) or 0 for side in runs}
-        for side in ("stock", "ours"):
+        for side in SIDES:
             measured = [run["cases"][case.name] for run in runs[side] if case.name in run["cases"]]
             us = [x for m in measured for x in m["us"]]
             row[f"{side}_us"] = round(statistics.median(us), 2)
@@ -346,15 +368,26 @@ def compare(
             if "lse_max_err" in measured[0]:
                 row[f"{side}_lse_max_err"] = measured[0]["lse_max_err"]
         row["speedup"] = round(row["stock_us"] / row["ours_us"], 3)
-        a = torch.load(work / f"stock-{first['stock']}.{i}.pt").float()
-        b = torch.load(work / f"ours-{first['ours']}.{i}.pt").float()
-        row["out_max_abs_diff_vs_stock"] = float((a - b).abs().max())
-        row["out_within_vllm_tolerance"] = bool(torch.allclose(b, a, atol=ATOL, rtol=RTOL))
         report["cases"][case.name] = row
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "vllm-vs-stock.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out_dir / "vllm-vs-stock-table.md").write_text(render_table(report))
-    print(json.dumps({k: v["speedup"] for k, v in report["cases"].items()}, indent=1))
+    return report
+
+
+def from_runs(runs_dir: Path, table: Path | None, routes_json: Path | None) -> dict[str, Any]:
+    """compare's report rebuilt from its workers' run files (stock-N.json, ours-N.json) when the report itself
+    did not come back; the outputs' comparison, which needs the saved outputs, is read from compare's table."""
+    runs = {side: [json.loads(f.read_text()) for f in sorted(runs_dir.glob(f"{side}-*.json"))] for side in SIDES}
+    report = report_from_runs(runs, None)
+    rows: dict[str, tuple[float, bool]] = {}
+    for line in table.read_text().splitlines() if table else []:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 7 and cells[-1] in ("yes", "NO"):
+            rows[cells[0]] = (float(cells[5]), cells[6] == "yes")
+    for name, row in report["cases"].items():
+        if name in rows:
+            row["out_max_abs_diff_vs_stock"], row["out_within_vllm_tolerance"] = rows[name]
+    if routes_json:
+        report["lse_max_err"] = route_lse(routes_json)
+    return report
 
 
 def from_log(log: Path, routes_json: Path | None) -> dict[str, Any]:
@@ -384,11 +417,14 @@ def from_log(log: Path, routes_json: Path | None) -> dict[str, Any]:
             row["speedup"] = round(row["stock_us"] / row["ours_us"], 3)
             report["cases"][case.name] = row
     if routes_json:
-        figures = json.loads(routes_json.read_text())
-        report["lse_max_err"] = {
-            f["case"]: f["lse_max_abs_err"] for f in figures if f.get("lse_max_abs_err") is not None
-        }
+        report["lse_max_err"] = route_lse(routes_json)
     return report
+
+
+def route_lse(figures_json: Path) -> dict[str, float]:
+    """The LSE error of every route the GPU tests checked (tests/gpu/test_vllm_fa2_gpu.py, FAWHEELS_GPU_FIGURES)."""
+    figures = json.loads(figures_json.read_text())
+    return {f["case"]: f["lse_max_abs_err"] for f in figures if f.get("lse_max_abs_err") is not None}
 
 
 def render_table(report: dict[str, Any]) -> str:
@@ -443,9 +479,15 @@ def main() -> None:
     f = sub.add_parser("from-log")
     f.add_argument("log", type=Path, help="what compare printed")
     f.add_argument("--routes", type=Path, help="the GPU tests' figures JSON, for the LSE error of every route")
+    r = sub.add_parser("from-runs")
+    r.add_argument("runs", type=Path, help="a folder of compare's run files (stock-N.json, ours-N.json)")
+    r.add_argument("--table", type=Path, help="compare's vllm-vs-stock-table.md, for the outputs' comparison")
+    r.add_argument("--routes", type=Path, help="the GPU tests' figures JSON, for the LSE error of every route")
     args = parser.parse_args()
     if args.cmd == "from-log":
         print(json.dumps(from_log(args.log, args.routes), indent=1))
+    elif args.cmd == "from-runs":
+        print(json.dumps(from_runs(args.runs, args.table, args.routes), indent=1))
     elif args.cmd == "worker":
         worker(args.ext, args.interface, args.out, args.case)
     elif args.cmd == "routes":

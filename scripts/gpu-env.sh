@@ -3,18 +3,28 @@
 # /tmp/site, fawheels from this checkout, and the carried .devcache/ as the fawheels cache.
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
+# At most 8 files come back from the device machine: more than that go back as one archive, results.tar.gz.
+pack_out() {
+  [ "$(find "$out" -type f | wc -l)" -gt 8 ] || return 0
+  tar czf /tmp/results.tar.gz -C "$out" . && find "$out" -mindepth 1 -delete && mv /tmp/results.tar.gz "$out/"
+}
+trap pack_out EXIT
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 FAWHEELS_CACHE=$PWD/.devcache
 
-# Offline builds side by side into /tmp/g/dist (setsid keeps them going if the call returns first):
-# build_targets TARGET:JOBS ... (about 4.5 GB per nvcc job: 16 jobs fit in 128 GB). Waits for every build
-# (up to ~9 min), then copies their logs and reports to $out.
-build_targets() {
+# Offline builds side by side into /tmp/g/dist (setsid keeps them going after the call returns, for the next
+# call on the warm machine): start_builds TARGET:JOBS ... (about 4.5 GB per nvcc job: 16 jobs fit in 128 GB).
+start_builds() {
   mkdir -p /tmp/g
   for tj in "$@"; do
     setsid nohup python3 -m fawheels.cli build "${tj%:*}" --offline --jobs "${tj#*:}" --dist /tmp/g/dist \
       --report "/tmp/g/${tj%:*}.report.json" > "/tmp/g/${tj%:*}.log" 2>&1 &
   done
+}
+
+# start_builds, then waits for every build (up to ~9 min) and copies their logs and reports to $out.
+build_targets() {
+  start_builds "$@"
   for _ in $(seq 110); do
     sleep 5
     builds_running || break

@@ -4,6 +4,9 @@
 #   scripts/gpu-vs-stock.sh build   sm_90 builds, offline, side by side: vllm-fa2 ...-vllm-tests (VLLM_TARGET) and fa2
 #                                   qwen3 (FA2_TARGET; empty: none)
 #                                   (or carry wheels built elsewhere in .devcache/wheels/ and skip this step)
+#   scripts/gpu-vs-stock.sh start   the same builds started in the background, for the next calls (returns at once)
+#   scripts/gpu-vs-stock.sh warm    stock's first run over every case (its driver JIT fills the cache the later runs
+#                                   read; first-call times in $out/stock-warm.json), alongside running builds
 #   scripts/gpu-vs-stock.sh test    tests/gpu (vLLM's interface over paged KV, our ops, the LSE on every route),
 #                                   vLLM's own test_varlen_with_paged_kv (VLLM_K: a -k filter), and flash-attn's
 #                                   kvcache test (pages 16-256; KV_HEAD_DIMS, default 128: the fa2 target's
@@ -39,20 +42,36 @@ wheels() {
     builds_running || break
     sleep 5
   done
+  cp /tmp/g/*.log /tmp/g/*.report.json "$out/" 2>/dev/null
   vw=$(ls /tmp/g/dist/vllm_fa2-*.whl) || { echo "no wheels: run build first"; exit 1; }
   fw=$(ls /tmp/g/dist/flash_attn-*.whl 2>/dev/null)
 }
 
+# The stock extension, from the carried parts, checked against its sha256 (once per machine).
+stock_so() {
+  [ -f /tmp/stock.so ] && return
+  cat /tmp/stock-parts/part-* | python3 -c 'import sys, zstandard; zstandard.ZstdDecompressor().copy_stream(sys.stdin.buffer, sys.stdout.buffer)' \
+    > /tmp/stock.so.part && mv /tmp/stock.so.part /tmp/stock.so
+  echo "$STOCK_SHA  /tmp/stock.so" | sha256sum -c || { rm -f /tmp/stock.so; exit 1; }
+}
+
 case ${1:-} in
-build)
+build | start)
   machine_facts
-  if [ -n "$FA2" ]; then build_targets "$VLLM:10" "$FA2:6"; else build_targets "$VLLM:16"; fi
+  jobs=("$VLLM:16")
+  [ -n "$FA2" ] && jobs=("$VLLM:10" "$FA2:6")
+  if [ "$1" = build ]; then build_targets "${jobs[@]}"; else start_builds "${jobs[@]}"; fi
+  ;;
+warm)
+  stock_so
+  mkdir -p /tmp/warm  # the worker keeps each case's output beside its report: large, so not in $out
+  timeout "${BENCH_LIMIT_S:-500}" python3 scripts/bench_vllm_vs_stock.py worker --ext /tmp/stock.so --interface $IFACE \
+    --out /tmp/warm/stock-warm.json 2>&1 | tee "$out/stock-warm.log"
+  cp /tmp/warm/stock-warm.json "$out/"
   ;;
 bench)
   wheels
-  cat /tmp/stock-parts/part-* | python3 -c 'import sys, zstandard; zstandard.ZstdDecompressor().copy_stream(sys.stdin.buffer, sys.stdout.buffer)' \
-    > /tmp/stock.so
-  echo "$STOCK_SHA  /tmp/stock.so" | sha256sum -c || exit 1
+  stock_so
   sha256sum "$vw" | tee "$out/wheels.sha256"
   cases=()  # BENCH_CASES: case names separated by "|" (default: every case)
   IFS='|' read -ra names <<< "${BENCH_CASES:-}"
@@ -85,7 +104,7 @@ test | ours | vllm | kvcache)  # test: all three; ours, vllm, kvcache: one of th
   done
   [[ $1 == test || $1 == vllm ]] && python3 scripts/vllm_kernel_tests.py /tmp/vk --ext "$vw" --interface $IFACE \
     --test-file .devcache/vllm-0.26.0/test_flash_attn.py &&
-  (cd /tmp/vk && PYTHONPATH=/tmp/vk/site:/tmp/site timeout 150 python3 -m pytest -q -p no:cacheprovider -n 8 \
+  (cd /tmp/vk && PYTHONPATH=/tmp/vk/site:/tmp/site timeout 300 python3 -m pytest -q -p no:cacheprovider -n 8 \
     test_flash_attn.py -k "test_varlen_with_paged_kv ${VLLM_K:+and ($VLLM_K)}" --junitxml "$out/vllm-kernel-tests.xml" \
     2>&1 | tail -6) | tee "$out/vllm-kernel-tests.txt"
   [[ $1 == test || $1 == kvcache ]] && [ -n "$fw" ] &&
@@ -96,7 +115,7 @@ test | ours | vllm | kvcache)  # test: all three; ours, vllm, kvcache: one of th
   exit 0
   ;;
 *)
-  echo "usage: scripts/gpu-vs-stock.sh build|tune|bench|test|ours|vllm|kvcache" >&2
+  echo "usage: scripts/gpu-vs-stock.sh build|start|warm|tune|bench|test|ours|vllm|kvcache" >&2
   exit 2
   ;;
 esac
