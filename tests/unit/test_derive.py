@@ -11,7 +11,7 @@ import yaml
 from fawheels import cli
 from fawheels._util.errors import ConfigError
 from fawheels.matrix import config
-from fawheels.matrix.derive import derive_vllm_target
+from fawheels.matrix.derive import derive_vllm_target, write_tree
 from fawheels.matrix.recipes import VLLM_FA2
 from support.checkout import REPO
 
@@ -42,6 +42,28 @@ def test_every_known_release_derives() -> None:
         t = derive(vllm=release.version, python="3.12").target  # type: ignore[attr-defined]
         # the matrix's torch entry of the pin's major.minor (the extension links that torch's C++ ABI)
         assert t.torch.name == ".".join(release.torch.split(".")[:2]) and t.toolchain.cuda == release.cuda
+
+
+def test_the_derived_tree_follows_edited_patches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a checkout of its own, so the test may edit a patch: the derived tree holds the edited bytes next time
+    checkout = tmp_path / "checkout"
+    (checkout / "patches").mkdir(parents=True)
+    patch = REPO / "patches" / "flash-attn-2.8.3" / "0006-paged-kv-per-tile-and-decode-routes.patch"
+    (checkout / "patches" / "flash-attn-2.8.3").mkdir()
+    for p in (REPO / "patches" / "flash-attn-2.8.3").iterdir():
+        (checkout / "patches" / "flash-attn-2.8.3" / p.name).write_bytes(p.read_bytes())
+    (checkout / "build_matrix.yaml").write_text(MATRIX.read_text())
+    monkeypatch.setenv("FAWHEELS_CACHE", str(tmp_path / "cache"))
+    matrix = checkout / "build_matrix.yaml"
+
+    def derived_patch() -> bytes:
+        d = derive_vllm_target(matrix.read_text(), matrix, vllm="0.26.0", archs=["sm_90"], python="3.12")
+        return (write_tree(d).parent / patch.relative_to(REPO)).read_bytes()
+
+    assert derived_patch() == patch.read_bytes()
+    edited = checkout / patch.relative_to(REPO)
+    edited.write_bytes(patch.read_bytes() + b"\n")
+    assert derived_patch() == edited.read_bytes()
 
 
 def test_a_target_the_matrix_has_is_said_to_be_there() -> None:

@@ -201,9 +201,14 @@ def write_tree(derived: Derived) -> Path:
 
     dest = cache_root() / "derived" / derived.target.id
     roots = [derived.matrix.root, *([r] if (r := project_root()) is not None else [])]
+    taken = {"build_matrix.yaml"}  # a file of the matrix's own tree wins over the installed one of that name
     for root in roots:
         for name in shipped_files(root):
-            if name != "build_matrix.yaml" and not (dest / name).exists():
+            if name in taken:
+                continue
+            taken.add(name)
+            # copied again when it changed: an edited patch must reach the next build, not the first copy
+            if not (dest / name).is_file() or (dest / name).read_bytes() != (root / name).read_bytes():
                 (dest / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(root / name, dest / name)
     path = dest / "build_matrix.yaml"
