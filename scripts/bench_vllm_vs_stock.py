@@ -17,6 +17,9 @@ on the routes that return it, the softmax LSE against a float32 reference.
   python scripts/bench_vllm_vs_stock.py routes --ext OURS.whl --interface IFACE.py
       our paged prefill on each route, the same prefill over contiguous K/V and the vision cases (with
       LD_PRELOAD=shim.so FAWHEELS_SHIM_EXT=_vllm_fa2_C: the forward kernel's sm_86 tiles, scripts/sm8x_tiles_shim.c)
+  python scripts/bench_vllm_vs_stock.py profile --ext OURS.whl --interface IFACE.py [--case NAME ...]
+      each route case once, after its warm-up, inside the CUDA profiler's window: run it under
+      `ncu --profile-from-start off` so Nsight Compute sees exactly those calls' kernels
   python scripts/bench_vllm_vs_stock.py splits --ext EXT --interface IFACE.py --splits 0,1,2,4,8
       the decode cases at each num_splits (0: the extension's own choice); counts above 1 need a build whose
       varlen_fwd binding lets them through (ours refuses them: bench/vllm-vs-stock.md says how the sweep was run)
@@ -268,6 +271,24 @@ def routes(ext: Path, iface: Path) -> None:
         print(json.dumps({"case": case.name, **{k: round(v, 1) for k, v in _summary(us).items()}}), flush=True)
 
 
+def profile(ext: Path, iface: Path, names: list[str] | None) -> None:
+    import torch
+
+    fai = _interface(ext, iface)
+    for case in ROUTES:
+        if names and case.name not in names:
+            continue
+        inp = Inputs(torch, case)
+        for _ in range(WARMUP):
+            inp.call(fai)
+        torch.cuda.synchronize()
+        torch.cuda.profiler.start()
+        inp.call(fai)
+        torch.cuda.synchronize()
+        torch.cuda.profiler.stop()
+        print(f"profiled: {case.name}", file=sys.stderr)
+
+
 class _AnySplits:
     """vLLM's interface refuses num_splits > 1 for FA2; this calls the op it calls, with the same arguments."""
 
@@ -464,6 +485,7 @@ def main() -> None:
     w.add_argument("--out", type=Path, required=True)
     w.add_argument("--case", action="append")
     one_extension("routes")
+    one_extension("profile").add_argument("--case", action="append", help="a route case's name (default: all)")
     one_extension("splits").add_argument(
         "--splits", default="0,1,2,3,4,6,8,12,16", help="comma-separated num_splits values"
     )
@@ -492,6 +514,8 @@ def main() -> None:
         worker(args.ext, args.interface, args.out, args.case)
     elif args.cmd == "routes":
         routes(args.ext, args.interface)
+    elif args.cmd == "profile":
+        profile(args.ext, args.interface, args.case)
     elif args.cmd == "splits":
         splits(args.ext, args.interface, [int(n) for n in args.splits.split(",")])
     elif args.cmd == "first-call":

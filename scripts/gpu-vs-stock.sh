@@ -13,6 +13,8 @@
 #                                   qwen3 profile) when an fa2 wheel is there
 #   scripts/gpu-vs-stock.sh tune    ours alone: the decode cases at 0-16 splits, and the prefill routes and vision
 #                                   cases on the forward kernel's own tiles and on its sm_86 tiles (sm8x_tiles_shim.c)
+#   scripts/gpu-vs-stock.sh ncu     Nsight Compute on our paged and contiguous prefill (one call each, full set):
+#                                   $out/ncu-details.txt, ncu-raw.csv, ncu-source.csv (stall samples per SASS line)
 #   scripts/gpu-vs-stock.sh bench   stock vLLM 0.26.0's _vllm_fa2_C against ours (scripts/bench_vllm_vs_stock.py,
 #                                   each side stopped after BENCH_LIMIT_S; BENCH_ROUNDS runs per side, alternating;
 #                                   BENCH_CASES "name|name": only those), then our first paged decode in a fresh
@@ -93,6 +95,18 @@ tune)
   LD_PRELOAD=/tmp/shim.so FAWHEELS_SHIM_EXT=_vllm_fa2_C $py routes --ext "$vw" --interface $IFACE |
     tee "$out/routes-sm8x-tiles.jsonl"
   ;;
+ncu)
+  wheels
+  sha256sum "$vw" | tee "$out/wheels.sha256"
+  ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  "$ncu" --profile-from-start off --set full -f -o /tmp/prefill python3 scripts/bench_vllm_vs_stock.py profile \
+    --ext "$vw" --interface $IFACE --case "prefill 8 x 2048, paged (forward kernel)" \
+    --case "prefill 8 x 2048, contiguous K/V" 2>&1 | tail -20 | tee "$out/ncu.log"
+  "$ncu" --import /tmp/prefill.ncu-rep --page details --print-details all > "$out/ncu-details.txt"
+  "$ncu" --import /tmp/prefill.ncu-rep --page raw --csv > "$out/ncu-raw.csv"
+  "$ncu" --import /tmp/prefill.ncu-rep --page source --print-source sass --csv > "$out/ncu-source.csv"
+  cp /tmp/prefill.ncu-rep "$out/"
+  ;;
 test | ours | vllm | kvcache)  # test: all three; ours, vllm, kvcache: one of them
   wheels
   sha256sum "$vw" $fw | tee "$out/wheels.sha256"
@@ -115,7 +129,7 @@ test | ours | vllm | kvcache)  # test: all three; ours, vllm, kvcache: one of th
   exit 0
   ;;
 *)
-  echo "usage: scripts/gpu-vs-stock.sh build|start|warm|tune|bench|test|ours|vllm|kvcache" >&2
+  echo "usage: scripts/gpu-vs-stock.sh build|start|warm|tune|ncu|bench|test|ours|vllm|kvcache" >&2
   exit 2
   ;;
 esac
