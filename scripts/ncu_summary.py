@@ -3,7 +3,7 @@ per forward kernel, its time, instructions, L2 requests, smem bank conflicts, th
 and by instruction kind the short-scoreboard samples (an HMMA waiting for its ldmatrix), read from the raw
 metrics (ncu-raw.csv) and the per-SASS-line samples (ncu-source.csv) that `ncu` mode writes.
 
-Usage: python scripts/ncu_summary.py DIR [--label TEXT]   (DIR: the ncu-raw.csv and ncu-source.csv of one run)
+Usage: python scripts/ncu_summary.py DIR   (DIR: the ncu-raw.csv and ncu-source.csv of one run)
 """
 
 from __future__ import annotations
