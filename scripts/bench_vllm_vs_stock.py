@@ -10,6 +10,8 @@ on the routes that return it, the softmax LSE against a float32 reference.
       runs stock then ours (ROUNDS times, alternating), then writes DIR/vllm-vs-stock.json and .md
   python scripts/bench_vllm_vs_stock.py from-runs RUNS_DIR --table DIR/vllm-vs-stock-table.md [--routes FIG.json]
       compare's report again from its run files, when only they came back (the outputs' check from its table)
+  python scripts/bench_vllm_vs_stock.py add-routes REPORT.json --routes FIG.json
+      compare's report with the LSE error of every route the GPU tests checked (their figures JSON)
   python scripts/bench_vllm_vs_stock.py worker --ext SO --interface IFACE.py --out RESULT.json
       one extension, every case (what `compare` starts)
   python scripts/bench_vllm_vs_stock.py first-call --ext SO --interface IFACE.py
@@ -501,6 +503,9 @@ def main() -> None:
     f = sub.add_parser("from-log")
     f.add_argument("log", type=Path, help="what compare printed")
     f.add_argument("--routes", type=Path, help="the GPU tests' figures JSON, for the LSE error of every route")
+    a = sub.add_parser("add-routes")
+    a.add_argument("report", type=Path, help="compare's vllm-vs-stock.json")
+    a.add_argument("--routes", type=Path, required=True, help="the GPU tests' figures JSON")
     r = sub.add_parser("from-runs")
     r.add_argument("runs", type=Path, help="a folder of compare's run files (stock-N.json, ours-N.json)")
     r.add_argument("--table", type=Path, help="compare's vllm-vs-stock-table.md, for the outputs' comparison")
@@ -508,6 +513,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.cmd == "from-log":
         print(json.dumps(from_log(args.log, args.routes), indent=1))
+    elif args.cmd == "add-routes":
+        print(json.dumps({**json.loads(args.report.read_text()), "lse_max_err": route_lse(args.routes)}, indent=1))
     elif args.cmd == "from-runs":
         print(json.dumps(from_runs(args.runs, args.table, args.routes), indent=1))
     elif args.cmd == "worker":

@@ -60,3 +60,16 @@ def test_a_report_from_run_files_pools_every_repetition_and_keeps_a_case_one_run
     assert (row_a["out_max_abs_diff_vs_stock"], row_a["out_within_vllm_tolerance"]) == (3.9e-3, True)
     assert "out_max_abs_diff_vs_stock" not in row_b  # not in the table: not claimed
     assert bench.CASES[2].name in report["missing"] and a not in report["missing"]
+
+
+def test_add_routes_keeps_the_report_and_adds_each_checked_routes_lse(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = {"schema": "s", "cases": {"c": {"speedup": 1.1}}}
+    figures = [{"case": "decode", "lse_max_abs_err": 2e-6}, {"case": "no lse", "lse_max_abs_err": None}]
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    (tmp_path / "f.json").write_text(json.dumps(figures))
+    argv = ["x", "add-routes", str(tmp_path / "r.json"), "--routes", str(tmp_path / "f.json")]
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    assert json.loads(capsys.readouterr().out) == {**report, "lse_max_err": {"decode": 2e-6}}
