@@ -105,7 +105,6 @@ ncu)
   "$ncu" --import /tmp/prefill.ncu-rep --page details --print-details all > "$out/ncu-details.txt"
   "$ncu" --import /tmp/prefill.ncu-rep --page raw --csv > "$out/ncu-raw.csv"
   "$ncu" --import /tmp/prefill.ncu-rep --page source --print-source sass --csv > "$out/ncu-source.csv"
-  cp /tmp/prefill.ncu-rep "$out/"
   ;;
 test | ours | vllm | kvcache)  # test: all three; ours, vllm, kvcache: one of them
   wheels
