@@ -3,6 +3,7 @@ matrix target and printed as the YAML that would declare it."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -47,12 +48,9 @@ def test_every_known_release_derives() -> None:
 def test_the_derived_tree_follows_edited_patches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a checkout of its own, so the test may edit a patch: the derived tree holds the edited bytes next time
     checkout = tmp_path / "checkout"
-    (checkout / "patches").mkdir(parents=True)
-    patch = REPO / "patches" / "flash-attn-2.8.3" / "0006-paged-kv-per-tile-and-decode-routes.patch"
-    (checkout / "patches" / "flash-attn-2.8.3").mkdir()
-    for p in (REPO / "patches" / "flash-attn-2.8.3").iterdir():
-        (checkout / "patches" / "flash-attn-2.8.3" / p.name).write_bytes(p.read_bytes())
+    shutil.copytree(REPO / "patches", checkout / "patches")
     (checkout / "build_matrix.yaml").write_text(MATRIX.read_text())
+    patch = REPO / "patches" / "flash-attn-2.8.3" / "0006-paged-kv-per-tile-and-decode-routes.patch"
     monkeypatch.setenv("FAWHEELS_CACHE", str(tmp_path / "cache"))
     matrix = checkout / "build_matrix.yaml"
 
