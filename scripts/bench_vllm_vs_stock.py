@@ -273,6 +273,28 @@ def routes(ext: Path, iface: Path) -> None:
         print(json.dumps({"case": case.name, **{k: round(v, 1) for k, v in _summary(us).items()}}), flush=True)
 
 
+def placements(ext: Path, iface: Path, names: list[str], count: int) -> None:
+    """Each case's K/V cache copied to `count` new places in GPU memory (every copy kept, so each is a fresh
+    allocation, behind a spacer of a few MiB), timed at each: whether a memory-bound call's time follows where
+    its cache lies."""
+    import torch
+
+    fai = _interface(ext, iface)
+    for case in CASES:
+        if case.name not in names:
+            continue
+        inp = Inputs(torch, case)
+        kept = []
+        for i in range(count):
+            kept.append((torch.empty(((i * 7) % 13 + 1) << 20, dtype=torch.uint8, device="cuda"), inp.k, inp.v))
+            inp.k, inp.v = inp.k.clone(), inp.v.clone()
+            us = time_case(torch, fai, inp)
+            row = {"case": case.name, "placement": i, "k_addr_mib": inp.k.data_ptr() >> 20, "t": round(time.time(), 2)}
+            print(json.dumps({**row, **{k: round(v, 1) for k, v in _summary(us).items()}}), flush=True)
+        del inp, kept
+        torch.cuda.empty_cache()
+
+
 def profile(ext: Path, iface: Path, names: list[str] | None) -> None:
     import torch
 
@@ -492,6 +514,9 @@ def main() -> None:
         "--splits", default="0,1,2,3,4,6,8,12,16", help="comma-separated num_splits values"
     )
     one_extension("first-call")
+    pl = one_extension("placements")
+    pl.add_argument("--case", action="append", required=True)
+    pl.add_argument("--count", type=int, default=6)
     c = sub.add_parser("compare")
     c.add_argument("--stock", type=Path, required=True)
     c.add_argument("--ours", type=Path, required=True)
@@ -525,6 +550,8 @@ def main() -> None:
         profile(args.ext, args.interface, args.case)
     elif args.cmd == "splits":
         splits(args.ext, args.interface, [int(n) for n in args.splits.split(",")])
+    elif args.cmd == "placements":
+        placements(args.ext, args.interface, args.case, args.count)
     elif args.cmd == "first-call":
         first_call(args.ext, args.interface)
     else:

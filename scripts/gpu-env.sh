@@ -14,10 +14,11 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 FAWHEELS_CACHE=$PWD/.dev
 
 # Offline builds side by side into /tmp/g/dist (setsid keeps them going after the call returns, for the next
 # call on the warm machine): start_builds TARGET:JOBS ... (about 4.5 GB per nvcc job: 16 jobs fit in 128 GB).
+# BUILD_NICE: the builds' niceness, so that timings taken beside them keep their CPU.
 start_builds() {
   mkdir -p /tmp/g
   for tj in "$@"; do
-    setsid nohup python3 -m fawheels.cli build "${tj%:*}" --offline --jobs "${tj#*:}" --dist /tmp/g/dist \
+    setsid nohup nice -n "${BUILD_NICE:-0}" python3 -m fawheels.cli build "${tj%:*}" --offline --jobs "${tj#*:}" --dist /tmp/g/dist \
       --report "/tmp/g/${tj%:*}.report.json" > "/tmp/g/${tj%:*}.log" 2>&1 &
   done
 }

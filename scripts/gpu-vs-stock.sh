@@ -3,7 +3,8 @@
 # between calls):
 #   scripts/gpu-vs-stock.sh build   sm_90 builds, offline, side by side: vllm-fa2 ...-vllm-tests (VLLM_TARGET) and fa2
 #                                   qwen3 (FA2_TARGET; empty: none)
-#                                   (or carry wheels built elsewhere in .devcache/wheels/ and skip this step)
+#                                   (or carry wheels built elsewhere in .devcache/wheels/ and skip this step; they
+#                                   stay on a warm machine: rm -rf .devcache/wheels /tmp/g/carried before using a build)
 #   scripts/gpu-vs-stock.sh start   the same builds started in the background, for the next calls (returns at once)
 #   scripts/gpu-vs-stock.sh warm    stock's first run over every case (its driver JIT fills the cache the later runs
 #                                   read; first-call times in $out/stock-warm.json), alongside running builds
@@ -15,6 +16,12 @@
 #                                   cases on the forward kernel's own tiles and on its sm_86 tiles (sm8x_tiles_shim.c)
 #   scripts/gpu-vs-stock.sh ncu     Nsight Compute on our paged and contiguous prefill (one call each, full set):
 #                                   $out/ncu-details.txt, ncu-raw.csv, ncu-source.csv (stall samples per SASS line)
+#   scripts/gpu-vs-stock.sh ab      two builds of ours, AB_A and AB_B (wheels), side by side on the prefill and mixed
+#                                   cases or BENCH_CASES (compare's "stock" side is AB_A): a kernel change against the
+#                                   one before
+#   scripts/gpu-vs-stock.sh placements
+#                                   the long decodes with their cache at 6 places in GPU memory, stock (after warm)
+#                                   and ours (PLACE_WHEEL, default the build's): $out/placements-{stock,ours}.jsonl
 #   scripts/gpu-vs-stock.sh bench   stock vLLM 0.26.0's _vllm_fa2_C against ours (scripts/bench_vllm_vs_stock.py,
 #                                   each side stopped after BENCH_LIMIT_S; BENCH_ROUNDS runs per side, alternating;
 #                                   BENCH_CASES "name|name": only those), then our first paged decode in a fresh
@@ -95,6 +102,28 @@ tune)
   LD_PRELOAD=/tmp/shim.so FAWHEELS_SHIM_EXT=_vllm_fa2_C $py routes --ext "$vw" --interface $IFACE |
     tee "$out/routes-sm8x-tiles.jsonl"
   ;;
+ab)
+  cases=()
+  IFS='|' read -ra names <<< "${BENCH_CASES:-}"
+  for n in "${names[@]}"; do cases+=(--case "$n"); done
+  [ ${#cases[@]} = 0 ] && for n in "prefill 8 x 2048" "mixed 32 x decode 2048 + 2 x prefill 1024"; do
+    for tag in "" ", page 64" ", page 256"; do cases+=(--case "$n$tag"); done
+  done
+  sha256sum "$AB_A" "$AB_B" | tee "$out/wheels.sha256"
+  python3 scripts/bench_vllm_vs_stock.py compare --stock "$AB_A" --ours "$AB_B" --interface $IFACE --out "$out" \
+    --rounds "${BENCH_ROUNDS:-3}" "${cases[@]}" 2>&1 | tee "$out/ab.log" | grep -v "^+"
+  ;;
+placements)
+  long=()
+  for tag in "" ", page 64" ", page 256"; do long+=(--case "decode 16 x 32768$tag"); done
+  if [ -n "${PLACE_WHEEL:-}" ]; then vw=$PLACE_WHEEL; else wheels; fi
+  stock_so
+  for side in ${PLACE_SIDES:-ours stock}; do
+    ext=$vw; [ $side = stock ] && ext=/tmp/stock.so
+    python3 scripts/bench_vllm_vs_stock.py placements --ext "$ext" --interface $IFACE "${long[@]}" |
+      tee "$out/placements-$side.jsonl"
+  done
+  ;;
 ncu)
   wheels
   sha256sum "$vw" | tee "$out/wheels.sha256"
@@ -115,6 +144,7 @@ test | ours | vllm | kvcache)  # test: all three; ours, vllm, kvcache: one of th
     FAWHEELS_GPU_FIGURES=$out/$t.json timeout 120 python3 -m pytest -q -rfE -p no:cacheprovider \
       tests/gpu/test_${t}_gpu.py 2>&1 | tail -15 | tee "$out/$t-tests.txt"
   done
+  rm -rf /tmp/vk /tmp/fakv  # a second run on the same warm machine writes them afresh
   [[ $1 == test || $1 == vllm ]] && python3 scripts/vllm_kernel_tests.py /tmp/vk --ext "$vw" --interface $IFACE \
     --test-file .devcache/vllm-0.26.0/test_flash_attn.py &&
   (cd /tmp/vk && PYTHONPATH=/tmp/vk/site:/tmp/site timeout 300 python3 -m pytest -q -p no:cacheprovider -n 8 \
@@ -128,7 +158,7 @@ test | ours | vllm | kvcache)  # test: all three; ours, vllm, kvcache: one of th
   exit 0
   ;;
 *)
-  echo "usage: scripts/gpu-vs-stock.sh build|start|warm|tune|ncu|bench|test|ours|vllm|kvcache" >&2
+  echo "usage: scripts/gpu-vs-stock.sh build|start|warm|tune|ab|placements|ncu|bench|test|ours|vllm|kvcache" >&2
   exit 2
   ;;
 esac
