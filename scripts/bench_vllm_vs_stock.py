@@ -22,6 +22,8 @@ on the routes that return it, the softmax LSE against a float32 reference.
   python scripts/bench_vllm_vs_stock.py profile --ext OURS.whl --interface IFACE.py [--case NAME ...]
       each route case once, after its warm-up, inside the CUDA profiler's window: run it under
       `ncu --profile-from-start off` so Nsight Compute sees exactly those calls' kernels
+  python scripts/bench_vllm_vs_stock.py placements --ext EXT --interface IFACE.py --case NAME [--count 6]
+      each case with its K/V cache copied to COUNT fresh places in GPU memory, timed at each
   python scripts/bench_vllm_vs_stock.py splits --ext EXT --interface IFACE.py --splits 0,1,2,4,8
       the decode cases at each num_splits (0: the extension's own choice); counts above 1 need a build whose
       varlen_fwd binding lets them through (ours refuses them: bench/vllm-vs-stock.md says how the sweep was run)

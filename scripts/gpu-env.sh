@@ -18,8 +18,8 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 FAWHEELS_CACHE=$PWD/.dev
 start_builds() {
   mkdir -p /tmp/g
   for tj in "$@"; do
-    setsid nohup nice -n "${BUILD_NICE:-0}" python3 -m fawheels.cli build "${tj%:*}" --offline --jobs "${tj#*:}" --dist /tmp/g/dist \
-      --report "/tmp/g/${tj%:*}.report.json" > "/tmp/g/${tj%:*}.log" 2>&1 &
+    setsid nohup nice -n "${BUILD_NICE:-0}" python3 -m fawheels.cli build "${tj%:*}" --offline --jobs "${tj#*:}" \
+      --dist /tmp/g/dist --report "/tmp/g/${tj%:*}.report.json" > "/tmp/g/${tj%:*}.log" 2>&1 &
   done
 }
 
