@@ -218,9 +218,7 @@ def worker(ext: Path, iface: Path, out: Path, names: list[str] | None) -> None:
 
     fai = _interface(ext, iface)
     results: dict[str, Any] = {"ext": str(ext), "gpu": torch.cuda.get_device_name(), "cases": {}}
-    for case in CASES:
-        if names and case.name not in names:
-            continue
+    for case in _chosen(CASES, names):
         inp = Inputs(torch, case)
         t0 = time.perf_counter()
         res = inp.call(fai, lse=case.lse)
@@ -272,7 +270,7 @@ def routes(ext: Path, iface: Path) -> None:
     fai = _interface(ext, iface)
     for case in ROUTES:
         us = time_case(torch, fai, Inputs(torch, case))
-        print(json.dumps({"case": case.name, **{k: round(v, 1) for k, v in _summary(us).items()}}), flush=True)
+        print(json.dumps({"case": case.name, **_rounded_summary(us)}), flush=True)
 
 
 def placements(ext: Path, iface: Path, names: list[str], count: int) -> None:
@@ -282,9 +280,7 @@ def placements(ext: Path, iface: Path, names: list[str], count: int) -> None:
     import torch
 
     fai = _interface(ext, iface)
-    for case in CASES:
-        if case.name not in names:
-            continue
+    for case in _chosen(CASES, names):
         inp = Inputs(torch, case)
         kept = []
         for i in range(count):
@@ -292,7 +288,7 @@ def placements(ext: Path, iface: Path, names: list[str], count: int) -> None:
             inp.k, inp.v = inp.k.clone(), inp.v.clone()
             us = time_case(torch, fai, inp)
             row = {"case": case.name, "placement": i, "k_addr_mib": inp.k.data_ptr() >> 20, "t": round(time.time(), 2)}
-            print(json.dumps({**row, **{k: round(v, 1) for k, v in _summary(us).items()}}), flush=True)
+            print(json.dumps({**row, **_rounded_summary(us)}), flush=True)
         del inp, kept
         torch.cuda.empty_cache()
 
@@ -301,9 +297,7 @@ def profile(ext: Path, iface: Path, names: list[str] | None) -> None:
     import torch
 
     fai = _interface(ext, iface)
-    for case in ROUTES:
-        if names and case.name not in names:
-            continue
+    for case in _chosen(ROUTES, names):
         inp = Inputs(torch, case)
         for _ in range(WARMUP):
             inp.call(fai)
@@ -338,13 +332,22 @@ def splits(ext: Path, iface: Path, counts: list[int]) -> None:
         for n in counts:
             one = replace(case, num_splits=n)
             us = time_case(torch, fai, Inputs(torch, one))
-            row = {"case": case.name, "num_splits": n, **{k: round(v, 1) for k, v in _summary(us).items()}}
+            row = {"case": case.name, "num_splits": n, **_rounded_summary(us)}
             print(json.dumps(row), flush=True)
             torch.cuda.empty_cache()
 
 
 def _summary(values: list[float]) -> dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def _rounded_summary(values: list[float]) -> dict[str, float]:
+    return {k: round(v, 1) for k, v in _summary(values).items()}
+
+
+def _chosen(cases: list[Case], names: list[str] | None) -> list[Case]:
+    """The cases named (all of them when none are), in their own order."""
+    return [c for c in cases if not names or c.name in names]
 
 
 def compare(

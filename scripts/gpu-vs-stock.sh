@@ -64,6 +64,13 @@ stock_so() {
   echo "$STOCK_SHA  /tmp/stock.so" | sha256sum -c || { rm -f /tmp/stock.so; exit 1; }
 }
 
+# BENCH_CASES (case names separated by "|") as compare's arguments, in $cases (empty: BENCH_CASES unset).
+case_args() {
+  cases=()
+  IFS='|' read -ra names <<< "${BENCH_CASES:-}"
+  for n in "${names[@]}"; do cases+=(--case "$n"); done
+}
+
 case ${1:-} in
 build | start)
   machine_facts
@@ -82,9 +89,7 @@ bench)
   wheels
   stock_so
   sha256sum "$vw" | tee "$out/wheels.sha256"
-  cases=()  # BENCH_CASES: case names separated by "|" (default: every case)
-  IFS='|' read -ra names <<< "${BENCH_CASES:-}"
-  for n in "${names[@]}"; do cases+=(--case "$n"); done
+  case_args  # default: every case
   python3 scripts/bench_vllm_vs_stock.py compare --stock /tmp/stock.so --ours "$vw" --interface $IFACE \
     --out "$out" --limit-s "${BENCH_LIMIT_S:-600}" --rounds "${BENCH_ROUNDS:-1}" "${cases[@]}" 2>&1 |
     tee "$out/bench.log" | grep -v "^+"
@@ -103,9 +108,7 @@ tune)
     tee "$out/routes-sm8x-tiles.jsonl"
   ;;
 ab)
-  cases=()
-  IFS='|' read -ra names <<< "${BENCH_CASES:-}"
-  for n in "${names[@]}"; do cases+=(--case "$n"); done
+  case_args
   [ ${#cases[@]} = 0 ] && for n in "prefill 8 x 2048" "mixed 32 x decode 2048 + 2 x prefill 1024"; do
     for tag in "" ", page 64" ", page 256"; do cases+=(--case "$n$tag"); done
   done
@@ -117,9 +120,8 @@ placements)
   long=()
   for tag in "" ", page 64" ", page 256"; do long+=(--case "decode 16 x 32768$tag"); done
   if [ -n "${PLACE_WHEEL:-}" ]; then vw=$PLACE_WHEEL; else wheels; fi
-  stock_so
   for side in ${PLACE_SIDES:-ours stock}; do
-    ext=$vw; [ $side = stock ] && ext=/tmp/stock.so
+    ext=$vw; [ $side = stock ] && stock_so && ext=/tmp/stock.so
     python3 scripts/bench_vllm_vs_stock.py placements --ext "$ext" --interface $IFACE "${long[@]}" |
       tee "$out/placements-$side.jsonl"
   done
