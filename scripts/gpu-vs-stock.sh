@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine (device tool), issue 20's proof in steps, one call each (the machine keeps /tmp while warm
-# between calls):
+# between calls; it is given back 30 s after a call ends, so a step that waits on a background one, a build or warm,
+# must start within those 30 s or start it afresh):
 #   scripts/gpu-vs-stock.sh build   sm_90 builds, offline, side by side: vllm-fa2 ...-vllm-tests (VLLM_TARGET) and fa2
 #                                   qwen3 (FA2_TARGET; empty: none)
 #                                   (or carry wheels built elsewhere in .devcache/wheels/ and skip this step; they
