@@ -4,7 +4,8 @@ from its PyPI wheel), over vLLM's paged KV cache, against a float32 reference wi
 
 Grid (issue 11): pages of 16, 32 and 256 tokens (64 and 128 too), caches of 2,048 and 32,768 pages, softcap 0 and
 50, no window and a 256-token window, GQA 8:2 and 4:4, `out=` given or not, mixed prefill + decode batches, bf16
-and fp16, every head dim of the profile. Unused cache slots are NaN, so a row read from a wrong page shows.
+and fp16, every head dim of the profile (a mixed batch and a pure decode in each FA2 bucket). Unused cache slots
+are NaN, so a row read from a wrong page shows.
 Also: `num_splits=1` makes a sequence's result independent of its batch and of the page size (bit for bit),
 and a page size that is not a multiple of 16 is refused.
 
@@ -181,12 +182,25 @@ def test_vllm_varlen_over_paged_kv(fai: ModuleType, page: int, num_blocks: int, 
 
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
 @pytest.mark.parametrize("page", [64, 128])
-@pytest.mark.parametrize("d", [72, 96, 128])  # 72: Qwen3-VL's vision tower, run in FA2's 96 bucket
+@pytest.mark.parametrize("d", [32, 40, 72, 96, 128, 192, 256])  # every FA2 bucket; 40: in 64's, 72: in 96's
 def test_every_head_dim_and_the_other_page_sizes(fai: ModuleType, d: int, page: int, dtype: str) -> None:
     skip_unless_built(WHEEL, d, dtype)
     batch = Batch.random(QLENS, KLENS, 8, 2, d, DTYPES[dtype], page, 2048, seed=d)
     failure = check(f"varlen page {page} d {d} {dtype}", batch.call(fai), batch.reference(softcap=0.0, window=(-1, -1)))
     assert failure is None, failure
+
+
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+@pytest.mark.parametrize("d", [32, 40, 72, 96, 128, 192, 256])
+def test_every_head_dim_decodes(fai: ModuleType, d: int, dtype: str) -> None:
+    """A pure decode batch (max_seqlen_q 1: FA2's non-causal split-KV kernel, on the GQA-swapped route), split
+    as the heuristic chooses and unsplit, in every bucket: the mixed batch above runs the forward kernel."""
+    skip_unless_built(WHEEL, d, dtype)
+    klens = [4100, 17, 1333, 640, 9000, 64, 2049, 300]
+    batch = Batch.random([1] * len(klens), klens, 8, 2, d, DTYPES[dtype], 16, 4096, seed=d)
+    ref = batch.reference(softcap=0.0, window=(-1, -1))
+    failures = [check(f"decode d {d} {dtype} num_splits {n}", batch.call(fai, num_splits=n), ref) for n in (0, 1)]
+    assert not [f for f in failures if f], [f for f in failures if f]
 
 
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
